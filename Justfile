@@ -1,0 +1,36 @@
+# Every task a person runs. `./just <recipe>` works on a fresh machine (it installs `just` itself).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# The release profile everywhere: tests run real models on real images and share the run build.
+cargo := "cargo"
+testdata := justfile_directory() / ".." / "shared" / "testdata"
+
+default:
+    @just --list
+
+# Install what the build and tests need (Debian packages, OpenVINO runtime, models). Idempotent.
+setup:
+    tools/setup.sh
+
+# Build the vigil binary.
+build: setup
+    {{cargo}} build --release --locked -p vigil
+
+# Run the appliance. With no arguments: the built-in demo (enrols and identifies ../shared/testdata).
+run *ARGS: build
+    target/release/vigil {{ if ARGS == "" { "demo" } else { ARGS } }}
+
+# Run every test: formatting, lints, unit and end-to-end tests on the real runtime and models.
+test: setup
+    {{cargo}} fmt --all -- --check
+    {{cargo}} clippy --release --locked --all-targets -- -D warnings
+    VIGIL_TESTDATA={{testdata}} {{cargo}} test --release --locked --workspace
+
+# Benchmarks: print medians (detection, embedding, matching, enrolment). Figures, not assertions.
+bench: setup
+    VIGIL_TESTDATA={{testdata}} {{cargo}} bench --locked -p vigil
+
+# Verification accuracy on the test pairs.
+eval: build
+    target/release/vigil eval pairs {{testdata}}/faces/pairs.csv

@@ -1,0 +1,50 @@
+//! `vigil eval pairs FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use vigil::eval::{evaluate, score_pairs_file};
+use vigil::parallel::default_workers;
+
+use super::{progress_bar, Context};
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Verification accuracy on a `left,right,same` CSV (paths relative to the CSV's folder).
+    Pairs {
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(ctx: &Context, command: EvalCommand) -> anyhow::Result<ExitCode> {
+    let EvalCommand::Pairs { file, json } = command;
+    let pipeline = ctx.pipeline()?;
+    let bar = progress_bar(0, "embedding photos");
+    let (scores, failures) = score_pairs_file(&pipeline, &file, default_workers(), &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let report = evaluate(&scores);
+    for f in &failures {
+        eprintln!("vigil: no score for {}: {}", f.file.display(), f.reason);
+    }
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("pairs:              {}", report.pairs);
+        println!("skipped (no face):  {}", report.skipped);
+        println!(
+            "accuracy:           {:.4} at threshold {:.4}",
+            report.accuracy, report.threshold
+        );
+        match report.ten_fold_accuracy {
+            Some(a) => println!("10-fold accuracy:   {a:.4}"),
+            None => println!("10-fold accuracy:   n/a (not 6,000 pairs in LFW fold order)"),
+        }
+        println!("TAR at FAR 1e-2:    {:.4}", report.tar_at_far.far_1e2);
+        println!("TAR at FAR 1e-3:    {:.4}", report.tar_at_far.far_1e3);
+    }
+    Ok(ExitCode::SUCCESS)
+}

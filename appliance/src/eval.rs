@@ -1,0 +1,291 @@
+//! Face verification metrics over labelled pairs (LFW-style): accuracy at the best threshold,
+//! 10-fold cross-validated accuracy, and the true accept rate at fixed false accept rates.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::parallel;
+use crate::vision::{cosine, rank_by_prominence, FaceError, FacePipeline};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PairsFileError {
+    #[error("cannot read pairs file {path}: {source}")]
+    Read { path: PathBuf, source: csv::Error },
+    #[error("{path}, line {line}: {reason}")]
+    Row {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+}
+
+/// A photo of a pair that gave no score, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhotoFailure {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+/// Reads a `left,right,same` CSV (paths relative to its folder, `same` 1 or 0), embeds every
+/// distinct photo once (its most prominent face), and scores each pair by cosine similarity.
+pub fn score_pairs_file(
+    pipeline: &FacePipeline,
+    csv_path: &Path,
+    workers: usize,
+    done: &(dyn Fn() + Sync),
+) -> Result<(Vec<PairScore>, Vec<PhotoFailure>), PairsFileError> {
+    let base = csv_path.parent().unwrap_or(Path::new("."));
+    let read_err = |source| PairsFileError::Read {
+        path: csv_path.to_path_buf(),
+        source,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(csv_path)
+        .map_err(read_err)?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(read_err)?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row_err = |reason: &str| PairsFileError::Row {
+            path: csv_path.to_path_buf(),
+            line,
+            reason: reason.into(),
+        };
+        if record.len() < 3 {
+            return Err(row_err("expected left,right,same"));
+        }
+        let same = match &record[2] {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            other => return Err(row_err(&format!("`same` must be 1 or 0, not `{other}`"))),
+        };
+        rows.push((base.join(&record[0]), base.join(&record[1]), same));
+    }
+    let mut photos: Vec<PathBuf> = rows
+        .iter()
+        .flat_map(|(l, r, _)| [l.clone(), r.clone()])
+        .collect();
+    photos.sort();
+    photos.dedup();
+    let embeddings = parallel::map(&photos, workers, done, |photo| {
+        let (image, faces) = pipeline.analyze_file(photo)?;
+        rank_by_prominence(faces, image.width(), image.height())
+            .into_iter()
+            .next()
+            .map(|(_, face)| face.embedding)
+            .ok_or(FaceError::NoFace)
+    });
+    let mut by_photo = HashMap::new();
+    let mut failures = Vec::new();
+    for (photo, embedding) in photos.into_iter().zip(embeddings) {
+        match embedding {
+            Ok(e) => {
+                by_photo.insert(photo, e);
+            }
+            Err(e) => failures.push(PhotoFailure {
+                file: photo,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let scores = rows
+        .iter()
+        .map(|(l, r, same)| PairScore {
+            score: by_photo
+                .get(l)
+                .zip(by_photo.get(r))
+                .map(|(a, b)| cosine(a, b)),
+            same: *same,
+        })
+        .collect();
+    Ok((scores, failures))
+}
+
+/// One pair's outcome: its similarity (`None` when a photo yielded no usable face, which counts
+/// as a wrong answer everywhere) and whether both photos show the same person.
+#[derive(Clone, Copy, Debug)]
+pub struct PairScore {
+    pub score: Option<f32>,
+    pub same: bool,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VerificationReport {
+    pub pairs: usize,
+    pub skipped: usize,
+    pub accuracy: f64,
+    pub threshold: f32,
+    pub ten_fold_accuracy: Option<f64>,
+    pub tar_at_far: TarAtFar,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TarAtFar {
+    #[serde(rename = "1e-2")]
+    pub far_1e2: f64,
+    #[serde(rename = "1e-3")]
+    pub far_1e3: f64,
+}
+
+/// LFW's standard protocol: 6,000 pairs in 10 folds of 600, in file order.
+const LFW_PAIRS: usize = 6000;
+const FOLDS: usize = 10;
+
+pub fn evaluate(pairs: &[PairScore]) -> VerificationReport {
+    let (threshold, correct) = best_threshold(pairs);
+    VerificationReport {
+        pairs: pairs.len(),
+        skipped: pairs.iter().filter(|p| p.score.is_none()).count(),
+        accuracy: ratio(correct, pairs.len()),
+        threshold,
+        ten_fold_accuracy: (pairs.len() == LFW_PAIRS).then(|| ten_fold(pairs)),
+        tar_at_far: TarAtFar {
+            far_1e2: tar_at_far(pairs, 1e-2),
+            far_1e3: tar_at_far(pairs, 1e-3),
+        },
+    }
+}
+
+fn ratio(n: usize, d: usize) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+/// Pairs answered correctly when "same" means score >= threshold.
+fn correct_at(pairs: &[PairScore], threshold: f32) -> usize {
+    pairs
+        .iter()
+        .filter(|p| p.score.is_some_and(|s| (s >= threshold) == p.same))
+        .count()
+}
+
+/// The threshold (midway between two neighbouring scores) with the most correct answers.
+fn best_threshold(pairs: &[PairScore]) -> (f32, usize) {
+    let mut scored: Vec<(f32, bool)> = pairs
+        .iter()
+        .filter_map(|p| p.score.map(|s| (s, p.same)))
+        .collect();
+    if scored.is_empty() {
+        return (0.0, 0);
+    }
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Threshold below every score: every scored pair is called "same".
+    let mut correct = scored.iter().filter(|(_, same)| *same).count();
+    let (mut best, mut best_threshold) = (correct, scored[0].0 - 1e-3);
+    for i in 0..scored.len() {
+        // Move the threshold above scored[i]: it is now called "different".
+        correct = if scored[i].1 {
+            correct - 1
+        } else {
+            correct + 1
+        };
+        let next = scored.get(i + 1).map_or(scored[i].0 + 1e-3, |n| n.0);
+        if next > scored[i].0 && correct > best {
+            best = correct;
+            best_threshold = (scored[i].0 + next) / 2.0;
+        }
+    }
+    (best_threshold, best)
+}
+
+fn ten_fold(pairs: &[PairScore]) -> f64 {
+    let fold = pairs.len() / FOLDS;
+    let mut total = 0.0;
+    for k in 0..FOLDS {
+        let test = &pairs[k * fold..(k + 1) * fold];
+        let train: Vec<PairScore> = pairs[..k * fold]
+            .iter()
+            .chain(&pairs[(k + 1) * fold..])
+            .copied()
+            .collect();
+        let (threshold, _) = best_threshold(&train);
+        total += ratio(correct_at(test, threshold), test.len());
+    }
+    total / FOLDS as f64
+}
+
+/// The share of same-person pairs accepted at the lowest threshold whose false accept rate is at
+/// most `far`. A different-person pair without a score counts as falsely accepted, a same-person
+/// pair without one as rejected.
+fn tar_at_far(pairs: &[PairScore], far: f64) -> f64 {
+    let positives = pairs.iter().filter(|p| p.same).count();
+    let negatives = pairs.iter().filter(|p| !p.same).count();
+    let allowed = (far * negatives as f64).floor() as usize;
+    let unscored_negatives = pairs
+        .iter()
+        .filter(|p| !p.same && p.score.is_none())
+        .count();
+    if unscored_negatives > allowed {
+        return 0.0;
+    }
+    let mut negative_scores: Vec<f32> = pairs
+        .iter()
+        .filter(|p| !p.same)
+        .filter_map(|p| p.score)
+        .collect();
+    negative_scores.sort_by(|a, b| b.total_cmp(a));
+    // Accept strictly above the (allowed - unscored + 1)-th highest negative score.
+    let k = allowed - unscored_negatives;
+    let threshold = negative_scores.get(k).copied().unwrap_or(f32::NEG_INFINITY);
+    let accepted = pairs
+        .iter()
+        .filter(|p| p.same && p.score.is_some_and(|s| s > threshold))
+        .count();
+    ratio(accepted, positives)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(score: f32, same: bool) -> PairScore {
+        PairScore {
+            score: Some(score),
+            same,
+        }
+    }
+
+    #[test]
+    fn perfectly_separable_pairs() {
+        let pairs = [p(0.9, true), p(0.8, true), p(0.2, false), p(0.1, false)];
+        let r = evaluate(&pairs);
+        assert_eq!(r.accuracy, 1.0);
+        assert!(r.threshold > 0.2 && r.threshold < 0.8, "{}", r.threshold);
+        assert_eq!(r.tar_at_far.far_1e3, 1.0);
+        assert_eq!(r.ten_fold_accuracy, None);
+    }
+
+    #[test]
+    fn overlap_and_missing_faces_cost_accuracy() {
+        let pairs = [
+            p(0.9, true),
+            p(0.3, true),
+            p(0.5, false),
+            p(0.1, false),
+            PairScore {
+                score: None,
+                same: true,
+            },
+        ];
+        let r = evaluate(&pairs);
+        // Best: threshold in (0.5, 0.9): 0.9 ok, 0.3 wrong, 0.5 ok, 0.1 ok, missing wrong.
+        assert!((r.accuracy - 0.6).abs() < 1e-9);
+        assert_eq!(r.skipped, 1);
+        // No false accept allowed among 2 negatives: accept above 0.5 -> one of three positives.
+        assert!((r.tar_at_far.far_1e2 - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ten_fold_runs_on_lfw_sized_input() {
+        let pairs: Vec<PairScore> = (0..LFW_PAIRS)
+            .map(|i| p(if i % 2 == 0 { 0.8 } else { 0.2 }, i % 2 == 0))
+            .collect();
+        assert_eq!(evaluate(&pairs).ten_fold_accuracy, Some(1.0));
+    }
+}

@@ -1,0 +1,8 @@
+//! Vigil, the face-recognition appliance: the vision pipeline, watchlists and their matching.
+//! The `vigil` binary (src/main.rs and cli/) wires these together at the edge.
+
+pub mod enrol;
+pub mod eval;
+pub mod parallel;
+pub mod vision;
+pub mod watchlist;

@@ -1,0 +1,421 @@
+//! Face detection with 5 landmarks: MTCNN (P-Net over an image pyramid, then R-Net and O-Net
+//! on the candidates), run on OpenVINO.
+//!
+//! These TFLite ports of MTCNN take their input transposed (width before height, as the facenet
+//! port they come from) and RGB scaled as (x - 127.5) / 128. Box regressions are
+//! [x1, y1, x2, y2] as fractions of the box size; O-Net's landmarks are [x1..x5, y1..y5] as
+//! fractions of its input box.
+
+use std::sync::Arc;
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use openvino::{Dimension, ElementType, InferRequest, PartialShape, Shape, Tensor};
+
+use super::geometry::{warp, Affine, BoundingBox, Point};
+use super::runtime::{ModelPool, Runtime, RuntimeError};
+
+/// One face found in a picture.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Detection {
+    pub bbox: BoundingBox,
+    /// Left eye, right eye, nose tip, left and right mouth corners (as seen in the picture).
+    pub landmarks: [Point; 5],
+    /// O-Net's face probability.
+    pub score: f32,
+}
+
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    /// The smallest face searched for, in pixels of the picture (sets the pyramid's first scale).
+    pub min_face: f32,
+    /// Face probability thresholds of P-Net, R-Net and O-Net.
+    pub thresholds: [f32; 3],
+    /// The pyramid's scale step.
+    pub scale_factor: f32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            min_face: 40.0,
+            thresholds: [0.6, 0.7, 0.8],
+            scale_factor: 0.709,
+        }
+    }
+}
+
+const PNET_STRIDE: f32 = 2.0;
+const PNET_CELL: f32 = 12.0;
+/// R-Net and O-Net run on the candidates in batches of at most this many.
+const MAX_BATCH: usize = 128;
+
+pub struct FaceDetector {
+    pnet: Arc<ModelPool>,
+    rnet: Arc<ModelPool>,
+    onet: Arc<ModelPool>,
+    config: DetectorConfig,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    bbox: BoundingBox,
+    score: f32,
+    regression: [f32; 4],
+}
+
+impl FaceDetector {
+    pub fn new(runtime: &Runtime, config: DetectorConfig) -> Result<Self, RuntimeError> {
+        let dynamic = |lo, hi| Dimension::new(lo, hi);
+        // P-Net is fully convolutional: one compiled model for every pyramid level.
+        let pnet_shape = PartialShape::new(
+            4,
+            &[
+                Dimension::new(1, 1),
+                dynamic(12, 8192),
+                dynamic(12, 8192),
+                Dimension::new(3, 3),
+            ],
+        )
+        .map_err(|source| RuntimeError::OpenVino {
+            action: "shape",
+            model: "pnet".into(),
+            source,
+        })?;
+        let batch_shape = |side: i64, model: &str| {
+            PartialShape::new(
+                4,
+                &[
+                    dynamic(1, MAX_BATCH as i64),
+                    Dimension::new(side, side),
+                    Dimension::new(side, side),
+                    Dimension::new(3, 3),
+                ],
+            )
+            .map_err(|source| RuntimeError::OpenVino {
+                action: "shape",
+                model: model.into(),
+                source,
+            })
+        };
+        Ok(Self {
+            pnet: runtime.compile("pnet.tflite", &pnet_shape)?,
+            rnet: runtime.compile("rnet.tflite", &batch_shape(24, "rnet")?)?,
+            onet: runtime.compile("onet.tflite", &batch_shape(48, "onet")?)?,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// Every face of at least `min_face` pixels, best score first.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, RuntimeError> {
+        let candidates = self.propose(image)?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refined = self.refine(image, candidates)?;
+        if refined.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.output(image, refined)
+    }
+
+    /// Stage 1: P-Net over the pyramid.
+    fn propose(&self, image: &RgbImage) -> Result<Vec<Candidate>, RuntimeError> {
+        let (w, h) = image.dimensions();
+        let mut scale = PNET_CELL / self.config.min_face.max(PNET_CELL);
+        let mut all = Vec::new();
+        let mut resizer = Resizer::new();
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        while (w.min(h) as f32 * scale).floor() >= PNET_CELL {
+            let sw = ((w as f32 * scale).ceil() as u32).max(12);
+            let sh = ((h as f32 * scale).ceil() as u32).max(12);
+            let level = if scale >= 1.0 && sw == w && sh == h {
+                image.clone()
+            } else {
+                let mut dst = Image::new(sw, sh, PixelType::U8x3);
+                resizer
+                    .resize(image, &mut dst, &options)
+                    .expect("RGB8 to RGB8 resize cannot fail");
+                RgbImage::from_raw(sw, sh, dst.into_vec()).expect("buffer sized for the image")
+            };
+            // The actual scale per axis after rounding.
+            let (scale_x, scale_y) = (sw as f32 / w as f32, sh as f32 / h as f32);
+            let mut level_candidates = self.pnet_level(&level, scale_x, scale_y)?;
+            nms(&mut level_candidates, 0.5);
+            all.extend(level_candidates);
+            scale *= self.config.scale_factor;
+        }
+        nms(&mut all, 0.7);
+        Ok(all
+            .into_iter()
+            .map(|c| Candidate {
+                bbox: calibrate(&c.bbox, &c.regression).to_square(),
+                score: c.score,
+                regression: [0.0; 4],
+            })
+            .collect())
+    }
+
+    fn pnet_level(
+        &self,
+        level: &RgbImage,
+        scale_x: f32,
+        scale_y: f32,
+    ) -> Result<Vec<Candidate>, RuntimeError> {
+        let (w, h) = level.dimensions();
+        let threshold = self.config.thresholds[0];
+        self.pnet.with_request(|request| {
+            let mut input = Tensor::new(
+                ElementType::F32,
+                &Shape::new(&[1, i64::from(w), i64::from(h), 3])?,
+            )?;
+            fill_transposed(
+                level.as_raw(),
+                w as usize,
+                h as usize,
+                input.get_data_mut::<f32>()?,
+            );
+            request.set_input_tensor(&input)?;
+            request.infer()?;
+            let prob = request.get_tensor("pnet/prob1")?;
+            let reg = request.get_tensor("pnet/conv4-2/BiasAdd")?;
+            let dims = prob.get_shape()?.get_dimensions().to_vec();
+            let (out_w, out_h) = (dims[1] as usize, dims[2] as usize);
+            let prob = prob.get_data::<f32>()?;
+            let reg = reg.get_data::<f32>()?;
+            let mut found = Vec::new();
+            for x in 0..out_w {
+                for y in 0..out_h {
+                    let cell = x * out_h + y;
+                    let score = prob[cell * 2 + 1];
+                    if score <= threshold {
+                        continue;
+                    }
+                    let (fx, fy) = (x as f32 * PNET_STRIDE, y as f32 * PNET_STRIDE);
+                    found.push(Candidate {
+                        bbox: BoundingBox {
+                            x1: fx / scale_x,
+                            y1: fy / scale_y,
+                            x2: (fx + PNET_CELL) / scale_x,
+                            y2: (fy + PNET_CELL) / scale_y,
+                        },
+                        score,
+                        regression: [
+                            reg[cell * 4],
+                            reg[cell * 4 + 1],
+                            reg[cell * 4 + 2],
+                            reg[cell * 4 + 3],
+                        ],
+                    });
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// Stage 2: R-Net on 24x24 crops of the candidates.
+    fn refine(
+        &self,
+        image: &RgbImage,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Candidate>, RuntimeError> {
+        let threshold = self.config.thresholds[1];
+        let mut kept = Vec::new();
+        for chunk in candidates.chunks(MAX_BATCH) {
+            let outputs = run_crops(
+                &self.rnet,
+                image,
+                chunk,
+                24,
+                &["rnet/prob1", "rnet/conv5-2/conv5-2"],
+            )?;
+            for (i, c) in chunk.iter().enumerate() {
+                let score = outputs[0][i * 2 + 1];
+                if score > threshold {
+                    let r = &outputs[1][i * 4..i * 4 + 4];
+                    kept.push(Candidate {
+                        bbox: c.bbox,
+                        score,
+                        regression: [r[0], r[1], r[2], r[3]],
+                    });
+                }
+            }
+        }
+        nms(&mut kept, 0.7);
+        Ok(kept
+            .into_iter()
+            .map(|c| Candidate {
+                bbox: calibrate(&c.bbox, &c.regression).to_square(),
+                score: c.score,
+                regression: [0.0; 4],
+            })
+            .collect())
+    }
+
+    /// Stage 3: O-Net on 48x48 crops: final score, box and landmarks.
+    fn output(
+        &self,
+        image: &RgbImage,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Detection>, RuntimeError> {
+        let threshold = self.config.thresholds[2];
+        let mut found: Vec<(Candidate, [Point; 5])> = Vec::new();
+        for chunk in candidates.chunks(MAX_BATCH) {
+            let outputs = run_crops(
+                &self.onet,
+                image,
+                chunk,
+                48,
+                &["onet/prob1", "onet/conv6-2/conv6-2", "onet/conv6-3/conv6-3"],
+            )?;
+            for (i, c) in chunk.iter().enumerate() {
+                let score = outputs[0][i * 2 + 1];
+                if score <= threshold {
+                    continue;
+                }
+                let r = &outputs[1][i * 4..i * 4 + 4];
+                let l = &outputs[2][i * 10..i * 10 + 10];
+                let b = &c.bbox;
+                let landmarks = std::array::from_fn(|k| Point {
+                    x: b.x1 + l[k] * b.width(),
+                    y: b.y1 + l[k + 5] * b.height(),
+                });
+                let bbox = calibrate(b, &[r[0], r[1], r[2], r[3]]);
+                found.push((
+                    Candidate {
+                        bbox,
+                        score,
+                        regression: [0.0; 4],
+                    },
+                    landmarks,
+                ));
+            }
+        }
+        found.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
+        let mut faces: Vec<Detection> = Vec::new();
+        for (c, landmarks) in found {
+            let overlaps = faces.iter().any(|f| {
+                let inter = f.bbox.intersection(&c.bbox);
+                inter / f.bbox.area().min(c.bbox.area()).max(1e-6) > 0.7
+            });
+            if !overlaps {
+                faces.push(Detection {
+                    bbox: c.bbox,
+                    landmarks,
+                    score: c.score,
+                });
+            }
+        }
+        Ok(faces)
+    }
+}
+
+/// Crops each candidate's box (black outside the picture), batches them transposed into one
+/// input tensor, runs the model, and copies out the named outputs.
+fn run_crops(
+    pool: &ModelPool,
+    image: &RgbImage,
+    candidates: &[Candidate],
+    side: u32,
+    outputs: &[&str],
+) -> Result<Vec<Vec<f32>>, RuntimeError> {
+    let s = side as usize;
+    let per_crop = s * s * 3;
+    pool.with_request(|request: &mut InferRequest| {
+        let mut input = Tensor::new(
+            ElementType::F32,
+            &Shape::new(&[candidates.len() as i64, side.into(), side.into(), 3])?,
+        )?;
+        let data = input.get_data_mut::<f32>()?;
+        for (i, c) in candidates.iter().enumerate() {
+            let crop = warp(
+                image,
+                &Affine::box_to_output(&c.bbox, side, side),
+                side,
+                side,
+            );
+            fill_transposed(&crop, s, s, &mut data[i * per_crop..(i + 1) * per_crop]);
+        }
+        request.set_input_tensor(&input)?;
+        request.infer()?;
+        outputs
+            .iter()
+            .map(|name| Ok(request.get_tensor(name)?.get_data::<f32>()?.to_vec()))
+            .collect()
+    })
+}
+
+/// Writes RGB `h` rows of `w` pixels into `out` as [x][y][c], scaled to about [-1, 1].
+fn fill_transposed(rgb: &[u8], w: usize, h: usize, out: &mut [f32]) {
+    for y in 0..h {
+        for x in 0..w {
+            let src = (y * w + x) * 3;
+            let dst = (x * h + y) * 3;
+            for c in 0..3 {
+                out[dst + c] = (f32::from(rgb[src + c]) - 127.5) / 128.0;
+            }
+        }
+    }
+}
+
+fn calibrate(b: &BoundingBox, r: &[f32; 4]) -> BoundingBox {
+    let (w, h) = (b.width(), b.height());
+    BoundingBox {
+        x1: b.x1 + r[0] * w,
+        y1: b.y1 + r[1] * h,
+        x2: b.x2 + r[2] * w,
+        y2: b.y2 + r[3] * h,
+    }
+}
+
+/// Greedy non-maximum suppression: keeps the best-scored of every group whose intersection over
+/// union exceeds `threshold`.
+fn nms(candidates: &mut Vec<Candidate>, threshold: f32) {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
+    for c in candidates.drain(..) {
+        let suppressed = kept.iter().any(|k| k.bbox.iou(&c.bbox) > threshold);
+        if !suppressed {
+            kept.push(c);
+        }
+    }
+    *candidates = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposed_fill_swaps_axes() {
+        // 2 wide, 1 high: pixel (1,0) lands at [x=1][y=0].
+        let rgb = [0u8, 0, 0, 255, 255, 255];
+        let mut out = [0.0f32; 6];
+        fill_transposed(&rgb, 2, 1, &mut out);
+        assert!(out[0] < -0.99 && out[3] > 0.99);
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlapping_boxes() {
+        let c = |x1: f32, score| Candidate {
+            bbox: BoundingBox {
+                x1,
+                y1: 0.0,
+                x2: x1 + 10.0,
+                y2: 10.0,
+            },
+            score,
+            regression: [0.0; 4],
+        };
+        let mut v = vec![c(0.0, 0.8), c(1.0, 0.9), c(50.0, 0.7)];
+        nms(&mut v, 0.5);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].score, 0.9);
+        assert_eq!(v[1].score, 0.7);
+    }
+}

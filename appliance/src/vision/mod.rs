@@ -1,0 +1,165 @@
+//! The photo-to-embedding pipeline: decode, detect (MTCNN), align (5 points to 112x112),
+//! assess quality, embed (MobileFaceNet) — all inference on the OpenVINO runtime.
+
+pub mod align;
+pub mod detect;
+pub mod embed;
+pub mod geometry;
+pub mod image;
+pub mod quality;
+pub mod runtime;
+
+use std::path::Path;
+
+use ::image::RgbImage;
+use serde::Serialize;
+
+pub use detect::{Detection, DetectorConfig, FaceDetector};
+pub use embed::{cosine, Embedder, EMBEDDING_DIM, EMBEDDING_SCHEME};
+pub use geometry::{BoundingBox, Point};
+pub use quality::Quality;
+pub use runtime::{Runtime, RuntimeError};
+
+use self::image::ImageError;
+
+/// A face found, aligned, scored and embedded.
+#[derive(Clone, Debug, Serialize)]
+pub struct Face {
+    #[serde(flatten)]
+    pub detection: Detection,
+    pub quality: Quality,
+    #[serde(skip)]
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaceError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("no face found")]
+    NoFace,
+    #[error("{0} faces of similar prominence found where one is needed")]
+    SeveralFaces(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub detector: DetectorConfig,
+    /// Pictures over this many pixels are refused before decoding.
+    pub max_pixels: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            detector: DetectorConfig::default(),
+            max_pixels: self::image::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// Detector and embedder, compiled once and shared by every caller (it is `Sync`).
+pub struct FacePipeline {
+    detector: FaceDetector,
+    embedder: Embedder,
+    config: PipelineConfig,
+}
+
+impl FacePipeline {
+    pub fn new(runtime: &Runtime, config: PipelineConfig) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            detector: FaceDetector::new(runtime, config.detector.clone())?,
+            embedder: Embedder::new(runtime)?,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    pub fn detector(&self) -> &FaceDetector {
+        &self.detector
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Every face of the picture, best detector score first.
+    pub fn analyze(&self, image: &RgbImage) -> Result<Vec<Face>, RuntimeError> {
+        let detections = self.detector.detect(image)?;
+        let mut aligned = Vec::with_capacity(detections.len());
+        let mut kept = Vec::with_capacity(detections.len());
+        for detection in detections {
+            if let Some(face) = align::align(image, &detection.landmarks) {
+                aligned.push(face);
+                kept.push(detection);
+            }
+        }
+        let embeddings = self.embedder.embed(&aligned)?;
+        Ok(kept
+            .into_iter()
+            .zip(aligned.iter().zip(embeddings))
+            .map(|(detection, (face, embedding))| {
+                let quality = quality::assess(
+                    &detection.landmarks,
+                    face,
+                    embed::FACE_SIZE as usize,
+                    detection.score,
+                );
+                Face {
+                    detection,
+                    quality,
+                    embedding,
+                }
+            })
+            .collect())
+    }
+
+    /// Decodes a photo (refusing it over the pixel limit) and analyses it.
+    pub fn analyze_file(&self, path: &Path) -> Result<(RgbImage, Vec<Face>), FaceError> {
+        let image = self::image::load_rgb(path, self.config.max_pixels)?;
+        let faces = self.analyze(&image)?;
+        Ok((image, faces))
+    }
+
+    /// The one face of a photo where one is needed (enrolment, a probe): see [`primary_face`].
+    pub fn primary_face_of_file(&self, path: &Path) -> Result<Face, FaceError> {
+        let (image, faces) = self.analyze_file(path)?;
+        primary_face(faces, image.width(), image.height())
+    }
+}
+
+/// Picks the subject of a photo: the most prominent face (large and central). Passers-by in the
+/// background are allowed; two faces of similar prominence are an error, since the photo does
+/// not say which one is meant.
+pub fn primary_face(faces: Vec<Face>, width: u32, height: u32) -> Result<Face, FaceError> {
+    let mut ranked = rank_by_prominence(faces, width, height);
+    match ranked.len() {
+        0 => Err(FaceError::NoFace),
+        n if n > 1 && ranked[1].0 > 0.5 * ranked[0].0 => Err(FaceError::SeveralFaces(n)),
+        _ => Ok(ranked.swap_remove(0).1),
+    }
+}
+
+/// Faces with their prominence (area, discounted up to half towards the picture's corners),
+/// most prominent first.
+pub fn rank_by_prominence(faces: Vec<Face>, width: u32, height: u32) -> Vec<(f32, Face)> {
+    let centre = Point {
+        x: width as f32 / 2.0,
+        y: height as f32 / 2.0,
+    };
+    let half_diagonal = (centre.x * centre.x + centre.y * centre.y).sqrt().max(1.0);
+    let prominence = |f: &Face| {
+        let c = f.detection.bbox.center();
+        let off_centre =
+            ((c.x - centre.x).powi(2) + (c.y - centre.y).powi(2)).sqrt() / half_diagonal;
+        f.detection.bbox.area() * (1.0 - 0.5 * off_centre.min(1.0))
+    };
+    let mut ranked: Vec<(f32, Face)> = faces.into_iter().map(|f| (prominence(&f), f)).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranked
+}

@@ -1,0 +1,220 @@
+//! Locating and loading the OpenVINO runtime and the face models, and pooling infer requests.
+//!
+//! The runtime comes from the PyPI wheel, which ships `libopenvino_c.so.<version>` only, so the
+//! generic finder of the `openvino` crate does not see it: we look in known places ourselves and
+//! load the library by its full path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape, RwPropertyKey};
+use parking_lot::Mutex;
+
+/// Where `tools/setup.sh` installs things in a development checkout.
+const DEV_DEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.deps");
+/// Where the appliance image installs them.
+const SYSTEM_OPENVINO: &str = "/usr/lib/vigil/openvino";
+const SYSTEM_MODELS: &str = "/usr/share/vigil/models";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "OpenVINO runtime not found (looked for libopenvino_c.so* in {searched}); \
+         run `./just setup` (tools/setup.sh) or set VIGIL_OPENVINO_LIB to the library file"
+    )]
+    RuntimeMissing { searched: String },
+    #[error("OpenVINO runtime at {path} could not be loaded: {reason}")]
+    RuntimeLoad { path: PathBuf, reason: String },
+    #[error(
+        "face model {name} not found in {dir}; run `./just setup` (models/fetch.sh) \
+         or set VIGIL_MODELS_DIR to the folder holding the models of models/manifest"
+    )]
+    ModelMissing { name: String, dir: PathBuf },
+    #[error("OpenVINO failed to {action} {model}: {source}")]
+    OpenVino {
+        action: &'static str,
+        model: String,
+        #[source]
+        source: openvino::InferenceError,
+    },
+    #[error("OpenVINO set-up failed: {0}")]
+    Setup(#[from] openvino::SetupError),
+}
+
+/// The models folder: `$VIGIL_MODELS_DIR`, else the checkout's `.deps/models`, else the image's.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VIGIL_MODELS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let dev = Path::new(DEV_DEPS).join("models");
+    if dev.is_dir() {
+        return dev;
+    }
+    PathBuf::from(SYSTEM_MODELS)
+}
+
+/// Finds `libopenvino_c.so*`: `$VIGIL_OPENVINO_LIB` (a file or a folder), then the checkout's
+/// `.deps/openvino`, then the image's folder.
+pub fn find_openvino_library() -> Result<PathBuf, RuntimeError> {
+    let mut dirs = Vec::new();
+    if let Some(p) = std::env::var_os("VIGIL_OPENVINO_LIB") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        dirs.push(p);
+    }
+    dirs.push(Path::new(DEV_DEPS).join("openvino/openvino/libs"));
+    dirs.push(PathBuf::from(SYSTEM_OPENVINO));
+    for dir in &dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libopenvino_c.so"))
+            })
+            .collect();
+        found.sort();
+        if let Some(lib) = found.pop() {
+            return Ok(lib);
+        }
+    }
+    Err(RuntimeError::RuntimeMissing {
+        searched: dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// The one OpenVINO core of the process, with the face models read from `models_dir`.
+pub struct Runtime {
+    core: Mutex<Core>,
+    models_dir: PathBuf,
+}
+
+impl Runtime {
+    /// Loads the OpenVINO library and creates its core. Inference runs in f32: on CPUs with
+    /// AVX-512 BF16 OpenVINO would otherwise pick bf16, and embeddings made at different
+    /// precisions on different machines must never be compared.
+    pub fn new(models_dir: PathBuf) -> Result<Self, RuntimeError> {
+        let lib = find_openvino_library()?;
+        openvino_sys::library::load_from(lib.clone()).map_err(|reason| {
+            RuntimeError::RuntimeLoad {
+                path: lib.clone(),
+                reason,
+            }
+        })?;
+        let mut core = Core::new()?;
+        core.set_property(
+            &DeviceType::CPU,
+            &RwPropertyKey::HintInferencePrecision,
+            "f32",
+        )
+        .map_err(|source| RuntimeError::OpenVino {
+            action: "set f32 precision for",
+            model: "CPU".into(),
+            source,
+        })?;
+        tracing::debug!(library = %lib.display(), "OpenVINO runtime loaded");
+        Ok(Self {
+            core: Mutex::new(core),
+            models_dir,
+        })
+    }
+
+    /// The runtime with the models from [`models_dir`].
+    pub fn from_environment() -> Result<Self, RuntimeError> {
+        Self::new(models_dir())
+    }
+
+    pub fn models_dir(&self) -> &Path {
+        &self.models_dir
+    }
+
+    /// Reads a model file of the models folder, reshapes its single input, and compiles it for
+    /// the CPU.
+    pub fn compile(
+        &self,
+        name: &str,
+        input_shape: &PartialShape,
+    ) -> Result<Arc<ModelPool>, RuntimeError> {
+        let path = self.models_dir.join(name);
+        if !path.is_file() {
+            return Err(RuntimeError::ModelMissing {
+                name: name.into(),
+                dir: self.models_dir.clone(),
+            });
+        }
+        let ov = |action: &'static str| {
+            let model = name.to_string();
+            move |source| RuntimeError::OpenVino {
+                action,
+                model,
+                source,
+            }
+        };
+        let mut core = self.core.lock();
+        let path_str = path.to_string_lossy();
+        let mut model: Model = core
+            .read_model_from_file(&path_str, "")
+            .map_err(ov("read"))?;
+        model
+            .reshape_single_input(input_shape)
+            .map_err(ov("reshape"))?;
+        let compiled = core
+            .compile_model(&model, DeviceType::CPU)
+            .map_err(ov("compile"))?;
+        Ok(Arc::new(ModelPool {
+            name: name.into(),
+            compiled: Mutex::new(compiled),
+            idle: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+/// One compiled model shared by every thread, with a pool of infer requests: a request is taken
+/// for one inference and given back afterwards, so requests are created only under contention.
+pub struct ModelPool {
+    name: String,
+    compiled: Mutex<CompiledModel>,
+    idle: Mutex<Vec<InferRequest>>,
+}
+
+impl ModelPool {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `f` with an infer request of this model.
+    pub fn with_request<T>(
+        &self,
+        f: impl FnOnce(&mut InferRequest) -> Result<T, openvino::InferenceError>,
+    ) -> Result<T, RuntimeError> {
+        let taken = self.idle.lock().pop();
+        let mut request = match taken {
+            Some(r) => r,
+            None => self
+                .compiled
+                .lock()
+                .create_infer_request()
+                .map_err(|source| RuntimeError::OpenVino {
+                    action: "create an infer request for",
+                    model: self.name.clone(),
+                    source,
+                })?,
+        };
+        let result = f(&mut request).map_err(|source| RuntimeError::OpenVino {
+            action: "run",
+            model: self.name.clone(),
+            source,
+        });
+        self.idle.lock().push(request);
+        result
+    }
+}

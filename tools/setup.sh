@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian 12 machine needs to build, run and test Vigil. Idempotent and
+# quick on a second run: each step checks what is there before it fetches anything.
+#   - Debian packages the build links against (RocksDB, clang for bindgen, ...)
+#   - the OpenVINO runtime, from the PyPI wheel (pinned by version and sha256), unpacked into .deps/openvino
+#   - the face models (models/manifest), unpacked into .deps/models
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+deps="$root/.deps"
+mkdir -p "$deps"
+
+# --- Debian packages -------------------------------------------------------------------------
+apt_packages=(
+  build-essential pkg-config clang libclang-dev   # C/C++ for -sys crates, libclang for bindgen
+  librocksdb-dev                                  # RocksDB 7.8, linked by the rocksdb crate (no 12-minute source build)
+  ca-certificates
+)
+# python3 with pip (the OpenVINO wheel) and npm (the models) come with this machine kind's toolchain.
+for tool in python3 npm; do
+  command -v "$tool" >/dev/null || { echo "setup: $tool is required and missing" >&2; exit 1; }
+done
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# --- OpenVINO runtime ------------------------------------------------------------------------
+# The PyPI wheel carries the C API library as libopenvino_c.so.<ver> only; Vigil loads it by its
+# full path (see appliance/src/vision/runtime.rs), so no symlink or LD_LIBRARY_PATH is needed.
+ov_version=2026.4.1
+ov_wheel=openvino-2026.4.1-22982-cp311-cp311-manylinux_2_28_x86_64.whl
+ov_sha=2d22b1da03f7caf74df30e9f6417d0ab2f637e4a38e08e1dcd294d2c37407aaf
+ov_dir="$deps/openvino"
+if [ "$(cat "$ov_dir/.installed" 2>/dev/null)" != "$ov_sha" ]; then
+  echo "setup: fetching the OpenVINO $ov_version runtime from PyPI" >&2
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  # The wheel is fetched for a fixed platform so that its sha256 is fixed whatever Python runs pip.
+  python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+    --python-version 3.11 --implementation cp --abi cp311 -d "$tmp" "openvino==$ov_version"
+  got=$(sha256sum "$tmp/$ov_wheel" | cut -d' ' -f1)
+  [ "$got" = "$ov_sha" ] || { echo "setup: $ov_wheel: sha256 $got, expected $ov_sha" >&2; exit 1; }
+  rm -rf "$ov_dir"; mkdir -p "$ov_dir"
+  python3 - "$tmp/$ov_wheel" "$ov_dir" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("openvino/libs/")])
+PY
+  echo "$ov_sha" > "$ov_dir/.installed"
+fi
+
+# --- Face models -----------------------------------------------------------------------------
+"$root/models/fetch.sh" "$deps/models"
