@@ -145,8 +145,9 @@ pub fn primary_face(faces: Vec<Face>, width: u32, height: u32) -> Result<Face, F
     }
 }
 
-/// Faces with their prominence (area, discounted up to half towards the picture's corners),
-/// most prominent first.
+/// Faces with their prominence, most prominent first: area, discounted by the square of the
+/// distance from the picture's centre (a portrait's subject is central; an edge face is
+/// someone else, often cut off).
 pub fn rank_by_prominence(faces: Vec<Face>, width: u32, height: u32) -> Vec<(f32, Face)> {
     let centre = Point {
         x: width as f32 / 2.0,
@@ -157,7 +158,7 @@ pub fn rank_by_prominence(faces: Vec<Face>, width: u32, height: u32) -> Vec<(f32
         let c = f.detection.bbox.center();
         let off_centre =
             ((c.x - centre.x).powi(2) + (c.y - centre.y).powi(2)).sqrt() / half_diagonal;
-        f.detection.bbox.area() * (1.0 - 0.5 * off_centre.min(1.0))
+        f.detection.bbox.area() * (1.0 - off_centre.min(1.0)).powi(2)
     };
     let mut ranked: Vec<(f32, Face)> = faces.into_iter().map(|f| (prominence(&f), f)).collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));

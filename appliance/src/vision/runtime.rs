@@ -53,19 +53,14 @@ pub fn models_dir() -> PathBuf {
     PathBuf::from(SYSTEM_MODELS)
 }
 
-/// Finds `libopenvino_c.so*`: `$VIGIL_OPENVINO_LIB` (a file or a folder), then the checkout's
-/// `.deps/openvino`, then the image's folder.
+/// Finds `libopenvino_c.so*`: in `$VIGIL_OPENVINO_LIB` (a file or a folder) when set, else in
+/// the checkout's `.deps/openvino`, then the image's folder.
 pub fn find_openvino_library() -> Result<PathBuf, RuntimeError> {
-    let mut dirs = Vec::new();
-    if let Some(p) = std::env::var_os("VIGIL_OPENVINO_LIB") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Ok(p);
-        }
-        dirs.push(p);
-    }
-    dirs.push(Path::new(DEV_DEPS).join("openvino/openvino/libs"));
-    dirs.push(PathBuf::from(SYSTEM_OPENVINO));
+    let dirs = match std::env::var_os("VIGIL_OPENVINO_LIB") {
+        Some(p) if Path::new(&p).is_file() => return Ok(PathBuf::from(p)),
+        Some(p) => vec![PathBuf::from(p)],
+        None => vec![Path::new(DEV_DEPS).join("openvino/openvino/libs"), PathBuf::from(SYSTEM_OPENVINO)],
+    };
     for dir in &dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;

@@ -1,0 +1,71 @@
+//! Helpers shared by the end-to-end tests: the test data, and the `vigil` binary on temp dirs.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `../shared/testdata` (or `$VIGIL_TESTDATA`). Absent test data fails the test: CI has it.
+pub fn testdata() -> PathBuf {
+    let dir = std::env::var_os("VIGIL_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"));
+    assert!(dir.join("faces").is_dir(), "test data missing at {} (see ../shared/testdata/README.md)", dir.display());
+    dir
+}
+
+/// Identities whose photos come from LFW (all but the few larger example photos).
+pub fn lfw_identities() -> Vec<String> {
+    let manifest = std::fs::read_to_string(testdata().join("faces/MANIFEST.csv")).expect("MANIFEST.csv");
+    let mut ids: Vec<String> = manifest
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(2) == Some("umass-vis-lfw/umass-vis-lfw.github.io"))
+        .filter_map(|l| l.split(',').next().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The photos of an identity, sorted.
+pub fn photos_of(identity: &str) -> Vec<PathBuf> {
+    sorted_files(&testdata().join("faces").join(identity))
+}
+
+pub fn sorted_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).expect("readable dir").map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+    files.sort();
+    files
+}
+
+/// Runs `vigil` with a private data directory.
+pub fn vigil(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("vigil runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The JSON lines of stdout.
+pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect()
+}
+
+/// The largest face of an `identify` line.
+pub fn largest_face(line: &serde_json::Value) -> Option<&serde_json::Value> {
+    let area = |f: &serde_json::Value| {
+        let b = &f["bbox"];
+        (b["x2"].as_f64().unwrap() - b["x1"].as_f64().unwrap()) * (b["y2"].as_f64().unwrap() - b["y1"].as_f64().unwrap())
+    };
+    line["faces"].as_array()?.iter().max_by(|a, b| area(a).total_cmp(&area(b)))
+}
