@@ -2,7 +2,7 @@
 //! report of what was enrolled and what was skipped and why. Shared by the CLI and later the
 //! web API's batch uploads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::parallel;
-use crate::vision::FacePipeline;
+use crate::vision::{Face, FaceError, FacePipeline};
 use crate::watchlist::{Enrolment, Person, StoreError, Watchlist, WatchlistStore};
 
 /// Faces with eyes closer than this (pixels) are too small to enrol reliably.
@@ -52,9 +52,18 @@ impl EnrolReport {
     }
 }
 
-/// Enrols the faces of `files` as one person of `list` (the person named `spec.name` if the list
-/// has exactly one, else a new one). Files without exactly one usable face are skipped with the
-/// reason; the person is stored only if at least one face was enrolled.
+/// Photos of one person to enrol.
+#[derive(Clone, Debug)]
+pub struct EnrolJob {
+    pub spec: PersonSpec,
+    pub files: Vec<PathBuf>,
+}
+
+/// Files whose faces are extracted together before their persons are written: bounds memory
+/// and the work lost to a crash in a batch of thousands, while keeping every core busy.
+const FILES_PER_ROUND: usize = 256;
+
+/// Enrols the faces of `files` as one person of `list`: see [`enrol_batch`].
 pub fn enrol_person(
     pipeline: &FacePipeline,
     store: &WatchlistStore,
@@ -64,25 +73,101 @@ pub fn enrol_person(
     workers: usize,
     done: &(dyn Fn() + Sync),
 ) -> Result<EnrolReport, StoreError> {
-    let faces = parallel::map(files, workers, done, |file| {
-        pipeline.primary_face_of_file(file)
-    });
-    let mut report = EnrolReport::default();
-    let mut person = match store.find_person(list, &spec.name)? {
-        Some(existing) => existing,
-        None => Person {
-            id: Uuid::new_v4(),
-            watchlist: list.id,
-            name: spec.name.clone(),
-            attributes: BTreeMap::new(),
-            valid_until: None,
-            created: Utc::now(),
-        },
+    let job = EnrolJob {
+        spec: spec.clone(),
+        files: files.to_vec(),
     };
+    enrol_batch(
+        pipeline,
+        store,
+        list,
+        std::slice::from_ref(&job),
+        workers,
+        done,
+    )
+}
+
+/// Enrols each job's photos as one person of `list`: the person of that name if the list has
+/// exactly one, else a new one. Files without exactly one usable face are skipped with the
+/// reason; a person is stored (in one synced write with their faces) only if at least one face
+/// was enrolled. Photos are processed on `workers` threads across persons.
+pub fn enrol_batch(
+    pipeline: &FacePipeline,
+    store: &WatchlistStore,
+    list: &Watchlist,
+    jobs: &[EnrolJob],
+    workers: usize,
+    done: &(dyn Fn() + Sync),
+) -> Result<EnrolReport, StoreError> {
+    let mut by_name: HashMap<String, Vec<Person>> = HashMap::new();
+    for person in store.persons(Some(list.id))? {
+        by_name.entry(person.name.clone()).or_default().push(person);
+    }
+    let mut report = EnrolReport::default();
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        // At least one job per round, then as many as fit.
+        let mut take = 1;
+        let mut files = rest[0].files.len();
+        while take < rest.len() && files + rest[take].files.len() <= FILES_PER_ROUND {
+            files += rest[take].files.len();
+            take += 1;
+        }
+        let (round, later) = rest.split_at(take);
+        rest = later;
+        let all_files: Vec<&PathBuf> = round.iter().flat_map(|j| &j.files).collect();
+        let mut faces = parallel::map(&all_files, workers, done, |file| {
+            pipeline.primary_face_of_file(file)
+        })
+        .into_iter();
+        for job in round {
+            let job_faces: Vec<_> = faces.by_ref().take(job.files.len()).collect();
+            let existing = by_name.get(&job.spec.name).map_or(&[][..], Vec::as_slice);
+            if existing.len() > 1 {
+                let reason = StoreError::AmbiguousPerson(job.spec.name.clone(), list.name.clone())
+                    .to_string();
+                report.skipped.extend(job.files.iter().map(|file| Skipped {
+                    file: file.clone(),
+                    reason: reason.clone(),
+                }));
+                continue;
+            }
+            let person = person_for(list, &job.spec, existing.first());
+            let enrolments = collect_enrolments(&person, &job.files, job_faces, &mut report);
+            if !enrolments.is_empty() {
+                store.enrol(&person, &enrolments)?;
+                report.persons.push(person.name.clone());
+                by_name.insert(person.name.clone(), vec![person]);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The person record to write: the existing one updated by `spec`, or a new one.
+fn person_for(list: &Watchlist, spec: &PersonSpec, existing: Option<&Person>) -> Person {
+    let mut person = existing.cloned().unwrap_or_else(|| Person {
+        id: Uuid::new_v4(),
+        watchlist: list.id,
+        name: spec.name.clone(),
+        attributes: BTreeMap::new(),
+        valid_until: None,
+        created: Utc::now(),
+    });
     person.attributes.extend(spec.attributes.clone());
     if spec.valid_until.is_some() {
         person.valid_until = spec.valid_until;
     }
+    person
+}
+
+/// The enrolments of the usable faces; the rest go to the report's skipped list.
+fn collect_enrolments(
+    person: &Person,
+    files: &[PathBuf],
+    faces: Vec<Result<Face, FaceError>>,
+    report: &mut EnrolReport,
+) -> Vec<Enrolment> {
     let mut enrolments = Vec::new();
     for (file, face) in files.iter().zip(faces) {
         match face {
@@ -107,18 +192,26 @@ pub fn enrol_person(
             Err(e) => report.skipped.push(Skipped { file: file.clone(), reason: e.to_string() }),
         }
     }
-    if !enrolments.is_empty() {
-        store.enrol(&person, &enrolments)?;
-        report.persons.push(person.name);
-    }
-    Ok(report)
+    enrolments
 }
 
-/// A folder laid out one sub-folder per person (the folder's name is the person's name), as
-/// `testdata/faces`: the persons with their files, and files that sit outside any person folder.
-pub fn scan_person_folders(
-    dir: &Path,
-) -> std::io::Result<(Vec<(String, Vec<PathBuf>)>, Vec<Skipped>)> {
+/// The photos of one person, from a folder named after them.
+#[derive(Clone, Debug)]
+pub struct PersonFolder {
+    pub name: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// A folder laid out one sub-folder per person, as `testdata/faces`.
+#[derive(Clone, Debug, Default)]
+pub struct PersonFolders {
+    pub persons: Vec<PersonFolder>,
+    /// Files that sit outside any person's folder.
+    pub stray: Vec<Skipped>,
+}
+
+/// Reads a folder laid out one sub-folder per person (the folder's name is the person's name).
+pub fn scan_person_folders(dir: &Path) -> std::io::Result<PersonFolders> {
     let mut persons = Vec::new();
     let mut stray = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -144,7 +237,7 @@ pub fn scan_person_folders(
                 })
                 .collect();
             files.sort();
-            persons.push((name, files));
+            persons.push(PersonFolder { name, files });
         } else {
             stray.push(Skipped {
                 file: entry,
@@ -152,5 +245,5 @@ pub fn scan_person_folders(
             });
         }
     }
-    Ok((persons, stray))
+    Ok(PersonFolders { persons, stray })
 }

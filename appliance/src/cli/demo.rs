@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use vigil::enrol::{enrol_person, scan_person_folders, PersonSpec};
+use vigil::enrol::{enrol_person, scan_person_folders, PersonFolder, PersonSpec};
 use vigil::watchlist::{Gallery, WatchlistStore, DEFAULT_THRESHOLD};
 
 use super::Context;
@@ -30,11 +30,12 @@ pub fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<ExitCode> {
             faces.display()
         );
     }
-    let (persons, _) =
+    let folders =
         scan_person_folders(&faces).with_context(|| format!("cannot read {}", faces.display()))?;
-    let persons: Vec<_> = persons
+    let persons: Vec<_> = folders
+        .persons
         .into_iter()
-        .filter(|(_, files)| files.len() >= 2)
+        .filter(|p| p.files.len() >= 2)
         .collect();
     let (enrolled, strangers) = persons.split_at(args.people.min(persons.len().saturating_sub(2)));
 
@@ -52,7 +53,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<ExitCode> {
         enrolled.len(),
         dir.display()
     );
-    for (name, files) in enrolled {
+    for PersonFolder { name, files } in enrolled {
         let spec = PersonSpec {
             name: name.clone(),
             ..Default::default()
@@ -68,12 +69,12 @@ pub fn run(ctx: &Context, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut total = 0;
     let probes = enrolled
         .iter()
-        .map(|(n, f)| (n.as_str(), &f[1..], true))
+        .map(|p| (p.name.as_str(), &p.files[1..], true))
         .chain(
             strangers
                 .iter()
                 .take(3)
-                .map(|(n, f)| (n.as_str(), &f[..1], false)),
+                .map(|p| (p.name.as_str(), &p.files[..1], false)),
         );
     for (truth, files, is_enrolled) in probes {
         for file in files {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
-use vigil::enrol::{enrol_person, scan_person_folders, EnrolReport, PersonSpec};
+use vigil::enrol::{
+    enrol_batch, scan_person_folders, EnrolJob, EnrolReport, PersonFolder, PersonSpec,
+};
 use vigil::parallel::default_workers;
 
 use super::{progress_bar, Context};
@@ -55,15 +57,18 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 
 pub fn run(ctx: &Context, args: EnrollArgs) -> anyhow::Result<ExitCode> {
     let attributes: BTreeMap<String, String> = args.attributes.into_iter().collect();
-    let jobs: Vec<(String, Vec<PathBuf>)>;
+    let jobs: Vec<PersonFolder>;
     let mut report = EnrolReport::default();
     if let Some(dir) = &args.dir {
-        let (persons, stray) =
+        let folders =
             scan_person_folders(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-        jobs = persons;
-        report.skipped.extend(stray);
+        jobs = folders.persons;
+        report.skipped.extend(folders.stray);
     } else if let Some(name) = args.name {
-        jobs = vec![(name, args.images)];
+        jobs = vec![PersonFolder {
+            name,
+            files: args.images,
+        }];
     } else {
         bail!("give --name with photos, or --dir with a folder of person folders");
     }
@@ -74,25 +79,28 @@ pub fn run(ctx: &Context, args: EnrollArgs) -> anyhow::Result<ExitCode> {
         None => store.create_watchlist(&args.watchlist, vigil::watchlist::DEFAULT_THRESHOLD)?,
     };
     let pipeline = ctx.pipeline()?;
-    let total: usize = jobs.iter().map(|(_, files)| files.len()).sum();
+    let total: usize = jobs.iter().map(|p| p.files.len()).sum();
     let bar = progress_bar(total, "enrolling");
     let workers = default_workers();
-    for (name, files) in &jobs {
-        let spec = PersonSpec {
-            name: name.clone(),
-            attributes: attributes.clone(),
-            valid_until: args.valid_until,
-        };
-        report.merge(enrol_person(
-            &pipeline,
-            &store,
-            &list,
-            &spec,
+    let jobs: Vec<EnrolJob> = jobs
+        .into_iter()
+        .map(|PersonFolder { name, files }| EnrolJob {
+            spec: PersonSpec {
+                name,
+                attributes: attributes.clone(),
+                valid_until: args.valid_until,
+            },
             files,
-            workers,
-            &|| bar.inc(1),
-        )?);
-    }
+        })
+        .collect();
+    report.merge(enrol_batch(
+        &pipeline,
+        &store,
+        &list,
+        &jobs,
+        workers,
+        &|| bar.inc(1),
+    )?);
     bar.finish_and_clear();
 
     if args.json {

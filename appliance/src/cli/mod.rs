@@ -26,6 +26,9 @@ struct Cli {
     /// Smallest face searched for, in pixels.
     #[arg(long, global = true, default_value_t = 40.0)]
     min_face: f32,
+    /// Leave out faces turned further than this many degrees (estimated from the landmarks).
+    #[arg(long, global = true, default_value_t = PipelineConfig::default().max_yaw)]
+    max_yaw: f32,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,7 +88,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
         data_dir: cli.data_dir,
-        pipeline_config: pipeline_config(cli.max_pixels, cli.min_face),
+        pipeline_config: pipeline_config(cli.max_pixels, cli.min_face, cli.max_yaw),
     };
     match cli.command {
         Command::Watchlist(c) => registry::watchlist(&ctx, c),
@@ -97,11 +100,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn pipeline_config(max_pixels: u64, min_face: f32) -> PipelineConfig {
-    let mut config = PipelineConfig {
-        max_pixels,
-        ..Default::default()
-    };
+fn pipeline_config(max_pixels: u64, min_face: f32, max_yaw: f32) -> PipelineConfig {
+    let mut config = PipelineConfig { max_pixels, max_yaw, ..Default::default() };
     config.detector.min_face = min_face;
     config
 }

@@ -43,8 +43,15 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError>
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(ImageError::Io)?;
-    if reader.format().is_none() {
-        return Err(ImageError::UnknownFormat);
+    match reader.format() {
+        None => return Err(ImageError::UnknownFormat),
+        // The JPEG decoder pads a truncated scan with grey instead of failing.
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(ImageError::Corrupt(
+                "JPEG ends before its end-of-image marker".into(),
+            ))
+        }
+        Some(_) => {}
     }
     let mut decoder = reader
         .into_decoder()
@@ -69,6 +76,21 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError>
         image.apply_orientation(orientation);
     }
     Ok(image.into_rgb8())
+}
+
+/// Whether an end-of-image marker follows the last start-of-scan marker. Inside entropy-coded
+/// data a 0xFF byte is always followed by 0x00 or a restart marker, so neither marker can occur
+/// there by accident.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_marker = |marker: u8| {
+        bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0xFF && w[1] == marker)
+    };
+    match (last_marker(0xDA), last_marker(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

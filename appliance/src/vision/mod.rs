@@ -49,6 +49,9 @@ pub struct PipelineConfig {
     pub detector: DetectorConfig,
     /// Pictures over this many pixels are refused before decoding.
     pub max_pixels: u64,
+    /// Faces turned further than this (degrees, estimated from the landmarks) are left out:
+    /// a profile cannot be recognised.
+    pub max_yaw: f32,
 }
 
 impl Default for PipelineConfig {
@@ -56,6 +59,7 @@ impl Default for PipelineConfig {
         Self {
             detector: DetectorConfig::default(),
             max_pixels: self::image::DEFAULT_MAX_PIXELS,
+            max_yaw: 75.0,
         }
     }
 }
@@ -90,31 +94,34 @@ impl FacePipeline {
 
     /// Every face of the picture, best detector score first.
     pub fn analyze(&self, image: &RgbImage) -> Result<Vec<Face>, RuntimeError> {
-        let detections = self.detector.detect(image)?;
-        let mut aligned = Vec::with_capacity(detections.len());
-        let mut kept = Vec::with_capacity(detections.len());
-        for detection in detections {
-            if let Some(face) = align::align(image, &detection.landmarks) {
-                aligned.push(face);
-                kept.push(detection);
+        let mut kept = Vec::new();
+        let mut aligned = Vec::new();
+        for detection in self.detector.detect(image)? {
+            let Some(face) = align::align(image, &detection.landmarks) else {
+                continue;
+            };
+            let quality = quality::assess(
+                &detection.landmarks,
+                &face,
+                embed::FACE_SIZE as usize,
+                detection.score,
+            );
+            // A profile view cannot be recognised (its landmarks are guesses): not a face here.
+            if quality.yaw.abs() > self.config.max_yaw {
+                tracing::debug!(?detection.bbox, yaw = quality.yaw, "face skipped: turned away");
+                continue;
             }
+            kept.push((detection, quality));
+            aligned.push(face);
         }
         let embeddings = self.embedder.embed(&aligned)?;
         Ok(kept
             .into_iter()
-            .zip(aligned.iter().zip(embeddings))
-            .map(|(detection, (face, embedding))| {
-                let quality = quality::assess(
-                    &detection.landmarks,
-                    face,
-                    embed::FACE_SIZE as usize,
-                    detection.score,
-                );
-                Face {
-                    detection,
-                    quality,
-                    embedding,
-                }
+            .zip(embeddings)
+            .map(|((detection, quality), embedding)| Face {
+                detection,
+                quality,
+                embedding,
             })
             .collect())
     }

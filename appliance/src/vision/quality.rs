@@ -121,7 +121,7 @@ mod tests {
     fn checkerboard(side: usize) -> Vec<u8> {
         (0..side * side)
             .flat_map(|i| {
-                if (i / side + i % side) % 2 == 0 {
+                if (i / side + i % side).is_multiple_of(2) {
                     [255u8; 3]
                 } else {
                     [0u8; 3]

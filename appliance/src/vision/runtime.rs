@@ -59,7 +59,10 @@ pub fn find_openvino_library() -> Result<PathBuf, RuntimeError> {
     let dirs = match std::env::var_os("VIGIL_OPENVINO_LIB") {
         Some(p) if Path::new(&p).is_file() => return Ok(PathBuf::from(p)),
         Some(p) => vec![PathBuf::from(p)],
-        None => vec![Path::new(DEV_DEPS).join("openvino/openvino/libs"), PathBuf::from(SYSTEM_OPENVINO)],
+        None => vec![
+            Path::new(DEV_DEPS).join("openvino/openvino/libs"),
+            PathBuf::from(SYSTEM_OPENVINO),
+        ],
     };
     for dir in &dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {

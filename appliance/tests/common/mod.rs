@@ -9,13 +9,18 @@ pub fn testdata() -> PathBuf {
     let dir = std::env::var_os("VIGIL_TESTDATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"));
-    assert!(dir.join("faces").is_dir(), "test data missing at {} (see ../shared/testdata/README.md)", dir.display());
+    assert!(
+        dir.join("faces").is_dir(),
+        "test data missing at {} (see ../shared/testdata/README.md)",
+        dir.display()
+    );
     dir
 }
 
 /// Identities whose photos come from LFW (all but the few larger example photos).
 pub fn lfw_identities() -> Vec<String> {
-    let manifest = std::fs::read_to_string(testdata().join("faces/MANIFEST.csv")).expect("MANIFEST.csv");
+    let manifest =
+        std::fs::read_to_string(testdata().join("faces/MANIFEST.csv")).expect("MANIFEST.csv");
     let mut ids: Vec<String> = manifest
         .lines()
         .skip(1)
@@ -33,7 +38,11 @@ pub fn photos_of(identity: &str) -> Vec<PathBuf> {
 }
 
 pub fn sorted_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).expect("readable dir").map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("readable dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     files
 }
@@ -58,14 +67,21 @@ pub fn stderr(o: &Output) -> String {
 
 /// The JSON lines of stdout.
 pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
-    stdout(o).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect()
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
 }
 
 /// The largest face of an `identify` line.
 pub fn largest_face(line: &serde_json::Value) -> Option<&serde_json::Value> {
     let area = |f: &serde_json::Value| {
         let b = &f["bbox"];
-        (b["x2"].as_f64().unwrap() - b["x1"].as_f64().unwrap()) * (b["y2"].as_f64().unwrap() - b["y1"].as_f64().unwrap())
+        (b["x2"].as_f64().unwrap() - b["x1"].as_f64().unwrap())
+            * (b["y2"].as_f64().unwrap() - b["y1"].as_f64().unwrap())
     };
-    line["faces"].as_array()?.iter().max_by(|a, b| area(a).total_cmp(&area(b)))
+    line["faces"]
+        .as_array()?
+        .iter()
+        .max_by(|a, b| area(a).total_cmp(&area(b)))
 }

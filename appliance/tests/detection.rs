@@ -1,0 +1,129 @@
+//! The detector on composed 1920x1080 frames: faces from 40 px wide up to the whole picture are
+//! found where they were put, with landmarks inside their boxes. Real models, real runtime.
+
+mod common;
+
+use image::{imageops, Rgb, RgbImage};
+use vigil::vision::{BoundingBox, FacePipeline, PipelineConfig, Runtime};
+
+fn pipeline() -> FacePipeline {
+    let runtime = Runtime::from_environment().expect("OpenVINO runtime (run ./just setup)");
+    FacePipeline::new(&runtime, PipelineConfig::default()).expect("models")
+}
+
+/// A source photo and the box of its face.
+fn source(pipeline: &FacePipeline) -> (RgbImage, BoundingBox) {
+    let path = common::photos_of("George_W_Bush")[0].clone();
+    let image = vigil::vision::image::load_rgb(&path, u64::MAX).unwrap();
+    let faces = pipeline.analyze(&image).unwrap();
+    let face = vigil::vision::primary_face(faces, image.width(), image.height()).unwrap();
+    (image, face.detection.bbox)
+}
+
+/// Pastes the source scaled so that its face is `face_width` wide, with the face's top-left at
+/// (x, y); returns the expected face box.
+fn paste(
+    canvas: &mut RgbImage,
+    src: &RgbImage,
+    face: &BoundingBox,
+    face_width: f32,
+    x: i64,
+    y: i64,
+) -> BoundingBox {
+    let s = face_width / face.width();
+    let scaled = imageops::resize(
+        src,
+        (src.width() as f32 * s) as u32,
+        (src.height() as f32 * s) as u32,
+        imageops::FilterType::Triangle,
+    );
+    let (ox, oy) = (x - (face.x1 * s) as i64, y - (face.y1 * s) as i64);
+    imageops::overlay(canvas, &scaled, ox, oy);
+    BoundingBox {
+        x1: x as f32,
+        y1: y as f32,
+        x2: x as f32 + face_width,
+        y2: y as f32 + face.height() * s,
+    }
+}
+
+fn assert_found(faces: &[vigil::vision::Face], want: &BoundingBox) {
+    let hit = faces
+        .iter()
+        .map(|f| (f.detection.bbox.iou(want), f))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or_else(|| panic!("no face at all, wanted {want:?}"));
+    assert!(
+        hit.0 > 0.4,
+        "face of width {} at {want:?}: best overlap {:.2} ({:?})",
+        want.width(),
+        hit.0,
+        hit.1.detection.bbox
+    );
+    for p in &hit.1.detection.landmarks {
+        let b = &hit.1.detection.bbox;
+        assert!(
+            p.x > b.x1 && p.x < b.x2 && p.y > b.y1 && p.y < b.y2,
+            "landmark {p:?} outside {b:?}"
+        );
+    }
+}
+
+#[test]
+fn finds_small_and_large_faces_in_a_full_hd_frame() {
+    let pipeline = pipeline();
+    let (src, face) = source(&pipeline);
+    let mut canvas = RgbImage::from_pixel(1920, 1080, Rgb([120, 120, 120]));
+    // Spread out so that the pasted photos do not overlap one another's faces.
+    let placed = [
+        (42.0, 100, 150),
+        (64.0, 500, 150),
+        (120.0, 900, 200),
+        (300.0, 1400, 500),
+    ]
+    .map(|(w, x, y)| paste(&mut canvas, &src, &face, w, x, y));
+    let faces = pipeline.analyze(&canvas).unwrap();
+    for want in &placed {
+        assert_found(&faces, want);
+    }
+    assert_eq!(
+        faces.len(),
+        placed.len(),
+        "{:?}",
+        faces.iter().map(|f| f.detection.bbox).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn finds_a_face_that_fills_the_frame() {
+    let pipeline = pipeline();
+    let (src, face) = source(&pipeline);
+    let mut canvas = RgbImage::from_pixel(1920, 1080, Rgb([120, 120, 120]));
+    let want = paste(&mut canvas, &src, &face, 760.0, 580, 80);
+    let faces = pipeline.analyze(&canvas).unwrap();
+    assert_found(&faces, &want);
+}
+
+#[test]
+fn the_same_face_embeds_alike_at_different_sizes() {
+    let pipeline = pipeline();
+    let (src, face) = source(&pipeline);
+    let mut embeddings = Vec::new();
+    for width in [60.0, 250.0] {
+        let mut canvas = RgbImage::from_pixel(800, 600, Rgb([120, 120, 120]));
+        paste(&mut canvas, &src, &face, width, 200, 100);
+        let faces = pipeline.analyze(&canvas).unwrap();
+        assert_eq!(faces.len(), 1);
+        embeddings.push(faces[0].embedding.clone());
+        let norm: f32 = faces[0].embedding.iter().map(|v| v * v).sum();
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "embedding not unit length: {norm}"
+        );
+    }
+    let similarity = vigil::vision::cosine(&embeddings[0], &embeddings[1]);
+    assert!(
+        similarity > 0.7,
+        "same face at 60 and 250 px: cosine {similarity}"
+    );
+}
