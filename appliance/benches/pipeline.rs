@@ -46,7 +46,9 @@ fn ms(d: Duration) -> String {
 fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("vigil bench: {cores} cores, {}", cpu_model());
-    let runtime = Runtime::from_environment().expect("OpenVINO runtime (./just setup)");
+    let runtime = Runtime::from_environment()
+        .map(std::sync::Arc::new)
+        .expect("OpenVINO runtime (./just setup)");
     let pipeline = FacePipeline::new(&runtime, PipelineConfig::default()).expect("models");
     let data = testdata();
 
@@ -67,15 +69,31 @@ fn main() {
         ms(full)
     );
 
-    // Alignment plus embedding of one face (the embedding includes the mirrored face).
+    // Alignment plus embedding: one face alone, and per face when two share an inference
+    // (the model's batch is two).
     let landmarks = detections[0].landmarks;
     let align_embed = time(50, || {
         let face = align::align(&frame, &landmarks).expect("aligned");
         pipeline.embedder().embed(&[face]).expect("embed")
     });
     println!(
-        "alignment + embedding, per face:                   median {}",
+        "alignment + embedding, one face alone:             median {}",
         ms(align_embed)
+    );
+    let pair = [
+        detections[0].landmarks,
+        detections[1 % detections.len()].landmarks,
+    ];
+    let align_embed_pair = time(50, || {
+        let faces: Vec<Vec<u8>> = pair
+            .iter()
+            .map(|l| align::align(&frame, l).expect("aligned"))
+            .collect();
+        pipeline.embedder().embed(&faces).expect("embed")
+    });
+    println!(
+        "alignment + embedding, per face in pairs:          median {}",
+        ms(align_embed_pair / 2)
     );
 
     // Matching against synthetic galleries.

@@ -7,7 +7,9 @@ use image::{imageops, Rgb, RgbImage};
 use vigil::vision::{BoundingBox, FacePipeline, PipelineConfig, Runtime};
 
 fn pipeline() -> FacePipeline {
-    let runtime = Runtime::from_environment().expect("OpenVINO runtime (run ./just setup)");
+    let runtime = Runtime::from_environment()
+        .map(std::sync::Arc::new)
+        .expect("OpenVINO runtime (run ./just setup)");
     FacePipeline::new(&runtime, PipelineConfig::default()).expect("models")
 }
 

@@ -101,7 +101,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn pipeline_config(max_pixels: u64, min_face: f32, max_yaw: f32) -> PipelineConfig {
-    let mut config = PipelineConfig { max_pixels, max_yaw, ..Default::default() };
+    let mut config = PipelineConfig {
+        max_pixels,
+        max_yaw,
+        ..Default::default()
+    };
     config.detector.min_face = min_face;
     config
 }
@@ -122,7 +126,7 @@ impl Context {
     }
 
     fn pipeline(&self) -> anyhow::Result<FacePipeline> {
-        let runtime = Runtime::from_environment()?;
+        let runtime = Runtime::from_environment().map(std::sync::Arc::new)?;
         Ok(FacePipeline::new(&runtime, self.pipeline_config.clone())?)
     }
 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
-use openvino::{Dimension, ElementType, InferRequest, PartialShape, Shape, Tensor};
+use openvino::{ElementType, InferRequest, Shape, Tensor};
 
 use super::geometry::{warp, Affine, BoundingBox, Point};
-use super::runtime::{ModelPool, Runtime, RuntimeError};
+use super::runtime::{Runtime, RuntimeError, ShapedModel};
 
 /// One face found in a picture.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -48,13 +48,14 @@ impl Default for DetectorConfig {
 
 const PNET_STRIDE: f32 = 2.0;
 const PNET_CELL: f32 = 12.0;
-/// R-Net and O-Net run on the candidates in batches of at most this many.
-const MAX_BATCH: usize = 128;
+/// R-Net and O-Net run on the candidates in batches of these sizes, largest first (9 candidates
+/// run as 8 + 1): one compiled model per size, no padding, and few inferences.
+const BATCH_SIZES: [usize; 5] = [16, 8, 4, 2, 1];
 
 pub struct FaceDetector {
-    pnet: Arc<ModelPool>,
-    rnet: Arc<ModelPool>,
-    onet: Arc<ModelPool>,
+    pnet: ShapedModel,
+    rnet: ShapedModel,
+    onet: ShapedModel,
     config: DetectorConfig,
 }
 
@@ -66,43 +67,12 @@ struct Candidate {
 }
 
 impl FaceDetector {
-    pub fn new(runtime: &Runtime, config: DetectorConfig) -> Result<Self, RuntimeError> {
-        let dynamic = |lo, hi| Dimension::new(lo, hi);
-        // P-Net is fully convolutional: one compiled model for every pyramid level.
-        let pnet_shape = PartialShape::new(
-            4,
-            &[
-                Dimension::new(1, 1),
-                dynamic(12, 8192),
-                dynamic(12, 8192),
-                Dimension::new(3, 3),
-            ],
-        )
-        .map_err(|source| RuntimeError::OpenVino {
-            action: "shape",
-            model: "pnet".into(),
-            source,
-        })?;
-        let batch_shape = |side: i64, model: &str| {
-            PartialShape::new(
-                4,
-                &[
-                    dynamic(1, MAX_BATCH as i64),
-                    Dimension::new(side, side),
-                    Dimension::new(side, side),
-                    Dimension::new(3, 3),
-                ],
-            )
-            .map_err(|source| RuntimeError::OpenVino {
-                action: "shape",
-                model: model.into(),
-                source,
-            })
-        };
+    pub fn new(runtime: &Arc<Runtime>, config: DetectorConfig) -> Result<Self, RuntimeError> {
         Ok(Self {
-            pnet: runtime.compile("pnet.tflite", &pnet_shape)?,
-            rnet: runtime.compile("rnet.tflite", &batch_shape(24, "rnet")?)?,
-            onet: runtime.compile("onet.tflite", &batch_shape(48, "onet")?)?,
+            // P-Net is fully convolutional: compiled for each pyramid level's size.
+            pnet: ShapedModel::new(runtime.clone(), "pnet.tflite")?,
+            rnet: ShapedModel::new(runtime.clone(), "rnet.tflite")?,
+            onet: ShapedModel::new(runtime.clone(), "onet.tflite")?,
             config,
         })
     }
@@ -169,53 +139,55 @@ impl FaceDetector {
     ) -> Result<Vec<Candidate>, RuntimeError> {
         let (w, h) = level.dimensions();
         let threshold = self.config.thresholds[0];
-        self.pnet.with_request(|request| {
-            let mut input = Tensor::new(
-                ElementType::F32,
-                &Shape::new(&[1, i64::from(w), i64::from(h), 3])?,
-            )?;
-            fill_transposed(
-                level.as_raw(),
-                w as usize,
-                h as usize,
-                input.get_data_mut::<f32>()?,
-            );
-            request.set_input_tensor(&input)?;
-            request.infer()?;
-            let prob = request.get_tensor("pnet/prob1")?;
-            let reg = request.get_tensor("pnet/conv4-2/BiasAdd")?;
-            let dims = prob.get_shape()?.get_dimensions().to_vec();
-            let (out_w, out_h) = (dims[1] as usize, dims[2] as usize);
-            let prob = prob.get_data::<f32>()?;
-            let reg = reg.get_data::<f32>()?;
-            let mut found = Vec::new();
-            for x in 0..out_w {
-                for y in 0..out_h {
-                    let cell = x * out_h + y;
-                    let score = prob[cell * 2 + 1];
-                    if score <= threshold {
-                        continue;
+        self.pnet
+            .for_shape(&[1, i64::from(w), i64::from(h), 3])?
+            .with_request(|request| {
+                let mut input = Tensor::new(
+                    ElementType::F32,
+                    &Shape::new(&[1, i64::from(w), i64::from(h), 3])?,
+                )?;
+                fill_transposed(
+                    level.as_raw(),
+                    w as usize,
+                    h as usize,
+                    input.get_data_mut::<f32>()?,
+                );
+                request.set_input_tensor(&input)?;
+                request.infer()?;
+                let prob = request.get_tensor("pnet/prob1")?;
+                let reg = request.get_tensor("pnet/conv4-2/BiasAdd")?;
+                let dims = prob.get_shape()?.get_dimensions().to_vec();
+                let (out_w, out_h) = (dims[1] as usize, dims[2] as usize);
+                let prob = prob.get_data::<f32>()?;
+                let reg = reg.get_data::<f32>()?;
+                let mut found = Vec::new();
+                for x in 0..out_w {
+                    for y in 0..out_h {
+                        let cell = x * out_h + y;
+                        let score = prob[cell * 2 + 1];
+                        if score <= threshold {
+                            continue;
+                        }
+                        let (fx, fy) = (x as f32 * PNET_STRIDE, y as f32 * PNET_STRIDE);
+                        found.push(Candidate {
+                            bbox: BoundingBox {
+                                x1: fx / scale_x,
+                                y1: fy / scale_y,
+                                x2: (fx + PNET_CELL) / scale_x,
+                                y2: (fy + PNET_CELL) / scale_y,
+                            },
+                            score,
+                            regression: [
+                                reg[cell * 4],
+                                reg[cell * 4 + 1],
+                                reg[cell * 4 + 2],
+                                reg[cell * 4 + 3],
+                            ],
+                        });
                     }
-                    let (fx, fy) = (x as f32 * PNET_STRIDE, y as f32 * PNET_STRIDE);
-                    found.push(Candidate {
-                        bbox: BoundingBox {
-                            x1: fx / scale_x,
-                            y1: fy / scale_y,
-                            x2: (fx + PNET_CELL) / scale_x,
-                            y2: (fy + PNET_CELL) / scale_y,
-                        },
-                        score,
-                        regression: [
-                            reg[cell * 4],
-                            reg[cell * 4 + 1],
-                            reg[cell * 4 + 2],
-                            reg[cell * 4 + 3],
-                        ],
-                    });
                 }
-            }
-            Ok(found)
-        })
+                Ok(found)
+            })
     }
 
     /// Stage 2: R-Net on 24x24 crops of the candidates.
@@ -226,7 +198,7 @@ impl FaceDetector {
     ) -> Result<Vec<Candidate>, RuntimeError> {
         let threshold = self.config.thresholds[1];
         let mut kept = Vec::new();
-        for chunk in candidates.chunks(MAX_BATCH) {
+        for chunk in batches(&candidates) {
             let outputs = run_crops(
                 &self.rnet,
                 image,
@@ -265,7 +237,7 @@ impl FaceDetector {
     ) -> Result<Vec<Detection>, RuntimeError> {
         let threshold = self.config.thresholds[2];
         let mut found: Vec<(Candidate, [Point; 5])> = Vec::new();
-        for chunk in candidates.chunks(MAX_BATCH) {
+        for chunk in batches(&candidates) {
             let outputs = run_crops(
                 &self.onet,
                 image,
@@ -315,10 +287,26 @@ impl FaceDetector {
     }
 }
 
+/// Splits candidates into runs of the sizes in `BATCH_SIZES`.
+fn batches(candidates: &[Candidate]) -> Vec<&[Candidate]> {
+    let mut out = Vec::new();
+    let mut rest = candidates;
+    while !rest.is_empty() {
+        let size = BATCH_SIZES
+            .into_iter()
+            .find(|&b| b <= rest.len())
+            .unwrap_or(1);
+        let (batch, later) = rest.split_at(size);
+        out.push(batch);
+        rest = later;
+    }
+    out
+}
+
 /// Crops each candidate's box (black outside the picture), batches them transposed into one
 /// input tensor, runs the model, and copies out the named outputs.
 fn run_crops(
-    pool: &ModelPool,
+    model: &ShapedModel,
     image: &RgbImage,
     candidates: &[Candidate],
     side: u32,
@@ -326,28 +314,28 @@ fn run_crops(
 ) -> Result<Vec<Vec<f32>>, RuntimeError> {
     let s = side as usize;
     let per_crop = s * s * 3;
-    pool.with_request(|request: &mut InferRequest| {
-        let mut input = Tensor::new(
-            ElementType::F32,
-            &Shape::new(&[candidates.len() as i64, side.into(), side.into(), 3])?,
-        )?;
-        let data = input.get_data_mut::<f32>()?;
-        for (i, c) in candidates.iter().enumerate() {
-            let crop = warp(
-                image,
-                &Affine::box_to_output(&c.bbox, side, side),
-                side,
-                side,
-            );
-            fill_transposed(&crop, s, s, &mut data[i * per_crop..(i + 1) * per_crop]);
-        }
-        request.set_input_tensor(&input)?;
-        request.infer()?;
-        outputs
-            .iter()
-            .map(|name| Ok(request.get_tensor(name)?.get_data::<f32>()?.to_vec()))
-            .collect()
-    })
+    let shape = [candidates.len() as i64, side.into(), side.into(), 3];
+    model
+        .for_shape(&shape)?
+        .with_request(|request: &mut InferRequest| {
+            let mut input = Tensor::new(ElementType::F32, &Shape::new(&shape)?)?;
+            let data = input.get_data_mut::<f32>()?;
+            for (i, c) in candidates.iter().enumerate() {
+                let crop = warp(
+                    image,
+                    &Affine::box_to_output(&c.bbox, side, side),
+                    side,
+                    side,
+                );
+                fill_transposed(&crop, s, s, &mut data[i * per_crop..(i + 1) * per_crop]);
+            }
+            request.set_input_tensor(&input)?;
+            request.infer()?;
+            outputs
+                .iter()
+                .map(|name| Ok(request.get_tensor(name)?.get_data::<f32>()?.to_vec()))
+                .collect()
+        })
 }
 
 /// Writes RGB `h` rows of `w` pixels into `out` as [x][y][c], scaled to about [-1, 1].

@@ -10,6 +10,7 @@ pub mod quality;
 pub mod runtime;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ::image::RgbImage;
 use serde::Serialize;
@@ -72,7 +73,7 @@ pub struct FacePipeline {
 }
 
 impl FacePipeline {
-    pub fn new(runtime: &Runtime, config: PipelineConfig) -> Result<Self, RuntimeError> {
+    pub fn new(runtime: &Arc<Runtime>, config: PipelineConfig) -> Result<Self, RuntimeError> {
         Ok(Self {
             detector: FaceDetector::new(runtime, config.detector.clone())?,
             embedder: Embedder::new(runtime)?,

@@ -4,6 +4,7 @@
 //! generic finder of the `openvino` crate does not see it: we look in known places ourselves and
 //! load the library by its full path.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -135,20 +136,10 @@ impl Runtime {
         &self.models_dir
     }
 
-    /// Reads a model file of the models folder, reshapes its single input, and compiles it for
-    /// the CPU.
-    pub fn compile(
-        &self,
-        name: &str,
-        input_shape: &PartialShape,
-    ) -> Result<Arc<ModelPool>, RuntimeError> {
-        let path = self.models_dir.join(name);
-        if !path.is_file() {
-            return Err(RuntimeError::ModelMissing {
-                name: name.into(),
-                dir: self.models_dir.clone(),
-            });
-        }
+    /// Reads a model file of the models folder, fixes its single input to `shape`, and
+    /// compiles it for the CPU.
+    pub fn compile(&self, name: &str, shape: &[i64]) -> Result<Arc<ModelPool>, RuntimeError> {
+        let path = self.model_path(name)?;
         let ov = |action: &'static str| {
             let model = name.to_string();
             move |source| RuntimeError::OpenVino {
@@ -157,22 +148,73 @@ impl Runtime {
                 source,
             }
         };
+        let partial = PartialShape::new_static(shape.len() as i64, shape).map_err(ov("shape"))?;
         let mut core = self.core.lock();
-        let path_str = path.to_string_lossy();
         let mut model: Model = core
-            .read_model_from_file(&path_str, "")
+            .read_model_from_file(&path.to_string_lossy(), "")
             .map_err(ov("read"))?;
         model
-            .reshape_single_input(input_shape)
+            .reshape_single_input(&partial)
             .map_err(ov("reshape"))?;
         let compiled = core
             .compile_model(&model, DeviceType::CPU)
             .map_err(ov("compile"))?;
+        tracing::debug!(model = name, ?shape, "model compiled");
         Ok(Arc::new(ModelPool {
             name: name.into(),
             compiled: Mutex::new(compiled),
             idle: Mutex::new(Vec::new()),
         }))
+    }
+
+    fn model_path(&self, name: &str) -> Result<PathBuf, RuntimeError> {
+        let path = self.models_dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(RuntimeError::ModelMissing {
+                name: name.into(),
+                dir: self.models_dir.clone(),
+            })
+        }
+    }
+}
+
+/// A model compiled once for each input shape asked of it, on first use. OpenVINO's CPU plugin
+/// runs these small networks several times faster with static shapes than with dynamic ones;
+/// a camera's frames always have the same shape, so each pyramid level compiles once.
+pub struct ShapedModel {
+    runtime: Arc<Runtime>,
+    name: &'static str,
+    compiled: Mutex<HashMap<Vec<i64>, Arc<ModelPool>>>,
+}
+
+/// Compiled shapes kept per model; past this the cache starts afresh (only photo batches of
+/// many different sizes get there).
+const MAX_SHAPES: usize = 64;
+
+impl ShapedModel {
+    /// Checks that the model file is there; compiles nothing yet.
+    pub fn new(runtime: Arc<Runtime>, name: &'static str) -> Result<Self, RuntimeError> {
+        runtime.model_path(name)?;
+        Ok(Self {
+            runtime,
+            name,
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn for_shape(&self, shape: &[i64]) -> Result<Arc<ModelPool>, RuntimeError> {
+        let mut compiled = self.compiled.lock();
+        if let Some(pool) = compiled.get(shape) {
+            return Ok(pool.clone());
+        }
+        if compiled.len() >= MAX_SHAPES {
+            compiled.clear();
+        }
+        let pool = self.runtime.compile(self.name, shape)?;
+        compiled.insert(shape.to_vec(), pool.clone());
+        Ok(pool)
     }
 }
 
