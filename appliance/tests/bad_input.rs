@@ -133,16 +133,11 @@ fn refuses_pictures_over_the_pixel_limit() {
 fn missing_models_and_runtime_say_how_to_install_them() {
     let data = tempfile::tempdir().unwrap();
     let photo = photos_of("George_W_Bush")[0].display().to_string();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .env("VIGIL_MODELS_DIR", data.path())
-        .args([
-            "--data-dir",
-            data.path().to_str().unwrap(),
-            "identify",
-            &photo,
-        ])
-        .output()
-        .unwrap();
+    let out = vigil_with_env(
+        data.path(),
+        &[("VIGIL_MODELS_DIR", data.path())],
+        &["identify", &photo],
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -150,16 +145,11 @@ fn missing_models_and_runtime_say_how_to_install_them() {
         "{err}"
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .env("VIGIL_OPENVINO_LIB", data.path())
-        .args([
-            "--data-dir",
-            data.path().to_str().unwrap(),
-            "identify",
-            &photo,
-        ])
-        .output()
-        .unwrap();
+    let out = vigil_with_env(
+        data.path(),
+        &[("VIGIL_OPENVINO_LIB", data.path())],
+        &["identify", &photo],
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(

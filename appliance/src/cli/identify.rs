@@ -33,8 +33,10 @@ pub fn run(ctx: &Context, args: IdentifyArgs) -> anyhow::Result<ExitCode> {
                 let faces: Vec<_> = faces
                     .iter()
                     .map(|face| {
+                        // The best person overall, and the best one reaching their own list's
+                        // threshold (not always the same with per-list thresholds).
                         let best = gallery.ranked(&face.embedding, 1).into_iter().next();
-                        let matched = best.as_ref().filter(|c| c.matched);
+                        let matched = gallery.identify(&face.embedding);
                         json!({
                             "bbox": face.detection.bbox,
                             "landmarks": face.detection.landmarks,

@@ -49,7 +49,13 @@ pub fn sorted_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs `vigil` with a private data directory.
 pub fn vigil(data_dir: &Path, args: &[&str]) -> Output {
+    vigil_with_env(data_dir, &[], args)
+}
+
+/// Runs `vigil` with a private data directory and extra environment variables.
+pub fn vigil_with_env(data_dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .envs(env.iter().copied())
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
