@@ -116,10 +116,10 @@ pub fn enrol_batch(
         let (round, later) = rest.split_at(take);
         rest = later;
         let all_files: Vec<&PathBuf> = round.iter().flat_map(|j| &j.files).collect();
-        let mut faces = parallel::map(&all_files, workers, done, |file| {
-            pipeline.primary_face_of_file(file)
-        })
-        .into_iter();
+        let located = parallel::map(&all_files, workers, done, |file| {
+            pipeline.locate_primary_in_file(file)
+        });
+        let mut faces = pipeline.embed_all(located, workers).into_iter();
         for job in round {
             let job_faces: Vec<_> = faces.by_ref().take(job.files.len()).collect();
             let existing = by_name.get(&job.spec.name).map_or(&[][..], Vec::as_slice);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::parallel;
+use crate::vision::image::load_rgb;
 use crate::vision::{cosine, rank_by_prominence, FaceError, FacePipeline};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,14 +71,19 @@ pub fn score_pairs_file(
         .collect();
     photos.sort();
     photos.dedup();
-    let embeddings = parallel::map(&photos, workers, done, |photo| {
-        let (image, faces) = pipeline.analyze_file(photo)?;
+    let located = parallel::map(&photos, workers, done, |photo| {
+        let image = load_rgb(photo, pipeline.config().max_pixels)?;
+        let faces = pipeline.locate(&image)?;
         rank_by_prominence(faces, image.width(), image.height())
             .into_iter()
             .next()
-            .map(|(_, face)| face.embedding)
+            .map(|(_, face)| face)
             .ok_or(FaceError::NoFace)
     });
+    let embeddings = pipeline
+        .embed_all(located, workers)
+        .into_iter()
+        .map(|face| face.map(|f| f.embedding));
     let mut by_photo = HashMap::new();
     let mut failures = Vec::new();
     for (photo, embedding) in photos.into_iter().zip(embeddings) {

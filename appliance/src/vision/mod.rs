@@ -39,6 +39,8 @@ pub enum FaceError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("embedding failed: {0}")]
+    Embedding(String),
     #[error("no face found")]
     NoFace,
     #[error("{0} faces of similar prominence found where one is needed")]
@@ -95,15 +97,22 @@ impl FacePipeline {
 
     /// Every face of the picture, best detector score first.
     pub fn analyze(&self, image: &RgbImage) -> Result<Vec<Face>, RuntimeError> {
-        let mut kept = Vec::new();
-        let mut aligned = Vec::new();
+        let located = self.locate(image)?;
+        self.embed(located)
+    }
+
+    /// Every recognisable face of the picture, detected, aligned and scored but not embedded yet,
+    /// best detector score first. Batch callers embed faces of several pictures together:
+    /// the embedding model runs two faces per inference for little more than the cost of one.
+    pub fn locate(&self, image: &RgbImage) -> Result<Vec<LocatedFace>, RuntimeError> {
+        let mut located = Vec::new();
         for detection in self.detector.detect(image)? {
-            let Some(face) = align::align(image, &detection.landmarks) else {
+            let Some(aligned) = align::align(image, &detection.landmarks) else {
                 continue;
             };
             let quality = quality::assess(
                 &detection.landmarks,
-                &face,
+                &aligned,
                 embed::FACE_SIZE as usize,
                 detection.score,
             );
@@ -112,19 +121,71 @@ impl FacePipeline {
                 tracing::debug!(?detection.bbox, yaw = quality.yaw, "face skipped: turned away");
                 continue;
             }
-            kept.push((detection, quality));
-            aligned.push(face);
-        }
-        let embeddings = self.embedder.embed(&aligned)?;
-        Ok(kept
-            .into_iter()
-            .zip(embeddings)
-            .map(|((detection, quality), embedding)| Face {
+            located.push(LocatedFace {
                 detection,
                 quality,
+                aligned,
+            });
+        }
+        Ok(located)
+    }
+
+    /// Embeds located faces, in order.
+    pub fn embed(&self, located: Vec<LocatedFace>) -> Result<Vec<Face>, RuntimeError> {
+        let aligned: Vec<Vec<u8>> = located.iter().map(|f| f.aligned.clone()).collect();
+        let embeddings = self.embedder.embed(&aligned)?;
+        Ok(located
+            .into_iter()
+            .zip(embeddings)
+            .map(|(f, embedding)| Face {
+                detection: f.detection,
+                quality: f.quality,
                 embedding,
             })
             .collect())
+    }
+
+    /// Embeds the located faces of many photos on `workers` threads, two faces per inference;
+    /// errors pass through in place.
+    pub fn embed_all(
+        &self,
+        located: Vec<Result<LocatedFace, FaceError>>,
+        workers: usize,
+    ) -> Vec<Result<Face, FaceError>> {
+        let mut results: Vec<Option<Result<Face, FaceError>>> = Vec::new();
+        let mut pending = Vec::new();
+        for (i, item) in located.into_iter().enumerate() {
+            match item {
+                Ok(face) => {
+                    pending.push((i, face));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let pairs: Vec<&[(usize, LocatedFace)]> = pending.chunks(2).collect();
+        let embedded = crate::parallel::map(&pairs, workers, &|| {}, |pair| {
+            self.embed(pair.iter().map(|(_, f)| f.clone()).collect())
+        });
+        for (pair, faces) in pairs.iter().zip(embedded) {
+            match faces {
+                Ok(faces) => {
+                    for ((i, _), face) in pair.iter().zip(faces) {
+                        results[*i] = Some(Ok(face));
+                    }
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    for (i, _) in pair.iter() {
+                        results[*i] = Some(Err(FaceError::Embedding(reason.clone())));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(FaceError::NoFace)))
+            .collect()
     }
 
     /// Decodes a photo (refusing it over the pixel limit) and analyses it.
@@ -136,15 +197,52 @@ impl FacePipeline {
 
     /// The one face of a photo where one is needed (enrolment, a probe): see [`primary_face`].
     pub fn primary_face_of_file(&self, path: &Path) -> Result<Face, FaceError> {
-        let (image, faces) = self.analyze_file(path)?;
-        primary_face(faces, image.width(), image.height())
+        let located = self.locate_primary_in_file(path)?;
+        Ok(self.embed(vec![located])?.swap_remove(0))
+    }
+
+    /// [`Self::primary_face_of_file`] without the embedding, for batches that embed in pairs.
+    pub fn locate_primary_in_file(&self, path: &Path) -> Result<LocatedFace, FaceError> {
+        let image = self::image::load_rgb(path, self.config.max_pixels)?;
+        let located = self.locate(&image)?;
+        primary_face(located, image.width(), image.height())
+    }
+}
+
+/// A face detected, aligned to 112x112 and scored, before embedding.
+#[derive(Clone, Debug)]
+pub struct LocatedFace {
+    pub detection: Detection,
+    pub quality: Quality,
+    /// RGB, 112x112, row-major.
+    pub aligned: Vec<u8>,
+}
+
+/// What ranking faces in a picture needs of them.
+pub trait HasDetection {
+    fn detection(&self) -> &Detection;
+}
+
+impl HasDetection for Face {
+    fn detection(&self) -> &Detection {
+        &self.detection
+    }
+}
+
+impl HasDetection for LocatedFace {
+    fn detection(&self) -> &Detection {
+        &self.detection
     }
 }
 
 /// Picks the subject of a photo: the most prominent face (large and central). Passers-by in the
 /// background are allowed; two faces of similar prominence are an error, since the photo does
 /// not say which one is meant.
-pub fn primary_face(faces: Vec<Face>, width: u32, height: u32) -> Result<Face, FaceError> {
+pub fn primary_face<F: HasDetection>(
+    faces: Vec<F>,
+    width: u32,
+    height: u32,
+) -> Result<F, FaceError> {
     let mut ranked = rank_by_prominence(faces, width, height);
     match ranked.len() {
         0 => Err(FaceError::NoFace),
@@ -156,19 +254,24 @@ pub fn primary_face(faces: Vec<Face>, width: u32, height: u32) -> Result<Face, F
 /// Faces with their prominence, most prominent first: area, discounted by the square of the
 /// distance from the picture's centre (a portrait's subject is central; an edge face is
 /// someone else, often cut off).
-pub fn rank_by_prominence(faces: Vec<Face>, width: u32, height: u32) -> Vec<(f32, Face)> {
+pub fn rank_by_prominence<F: HasDetection>(
+    faces: Vec<F>,
+    width: u32,
+    height: u32,
+) -> Vec<(f32, F)> {
     let centre = Point {
         x: width as f32 / 2.0,
         y: height as f32 / 2.0,
     };
     let half_diagonal = (centre.x * centre.x + centre.y * centre.y).sqrt().max(1.0);
-    let prominence = |f: &Face| {
-        let c = f.detection.bbox.center();
+    let prominence = |f: &F| {
+        let bbox = &f.detection().bbox;
+        let c = bbox.center();
         let off_centre =
             ((c.x - centre.x).powi(2) + (c.y - centre.y).powi(2)).sqrt() / half_diagonal;
-        f.detection.bbox.area() * (1.0 - off_centre.min(1.0)).powi(2)
+        bbox.area() * (1.0 - off_centre.min(1.0)).powi(2)
     };
-    let mut ranked: Vec<(f32, Face)> = faces.into_iter().map(|f| (prominence(&f), f)).collect();
+    let mut ranked: Vec<(f32, F)> = faces.into_iter().map(|f| (prominence(&f), f)).collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     ranked
 }

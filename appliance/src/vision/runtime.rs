@@ -120,6 +120,19 @@ impl Runtime {
             model: "CPU".into(),
             source,
         })?;
+        // Throughput: one stream per core, each request on one thread. The detector's small
+        // networks do not spread over two threads (they spin instead), and the appliance runs
+        // several cameras or photos at once: measured 41 against 35 enrolled faces a second.
+        core.set_property(
+            &DeviceType::CPU,
+            &RwPropertyKey::HintPerformanceMode,
+            "THROUGHPUT",
+        )
+        .map_err(|source| RuntimeError::OpenVino {
+            action: "set the throughput hint for",
+            model: "CPU".into(),
+            source,
+        })?;
         tracing::debug!(library = %lib.display(), "OpenVINO runtime loaded");
         Ok(Self {
             core: Mutex::new(core),
