@@ -14,6 +14,11 @@ apt_packages=(
   build-essential pkg-config clang libclang-dev   # C/C++ for -sys crates, libclang for bindgen
   librocksdb-dev                                  # RocksDB 7.8, linked by the rocksdb crate (no 12-minute source build)
   ca-certificates
+  # FFmpeg 5.1 for camera ingest (ffmpeg-next links these)
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev
+  # the RTSP server that tests and the demo serve the test video with (GStreamer, driven from Python)
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 )
 # python3 with pip (the OpenVINO wheel) and npm (the models) come with this machine kind's toolchain.
 for tool in python3 npm; do

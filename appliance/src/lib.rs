@@ -1,8 +1,13 @@
 //! Vigil, the face-recognition appliance: the vision pipeline, watchlists and their matching.
 //! The `vigil` binary (src/main.rs and cli/) wires these together at the edge.
 
+pub mod camera;
+pub mod config;
+pub mod daemon;
 pub mod enrol;
 pub mod eval;
+pub mod events;
 pub mod parallel;
+pub mod tracking;
 pub mod vision;
 pub mod watchlist;

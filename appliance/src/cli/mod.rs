@@ -5,6 +5,7 @@ mod enroll;
 mod identify;
 mod pairs;
 mod registry;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,8 @@ enum Command {
     /// Measure recognition accuracy.
     #[command(subcommand)]
     Eval(pairs::EvalCommand),
+    /// Run the appliance daemon: cameras, tracking, alerts.
+    Run(run::RunArgs),
     /// The built-in demo: enrols people of ../shared/testdata and identifies other photos of them.
     Demo(demo::DemoArgs),
 }
@@ -97,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Identify(a) => identify::run(&ctx, a),
         Command::Eval(c) => pairs::run(&ctx, c),
         Command::Demo(a) => demo::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
     }
 }
 

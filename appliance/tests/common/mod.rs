@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: the test data, and the `vigil` binary on temp dirs.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod live;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,461 @@
+//! One camera's ingest: a blocking thread that opens the RTSP stream with ffmpeg, demuxes,
+//! decodes (H.264, H.265, whatever ffmpeg decodes), converts to RGB and hands frames sampled at
+//! the analysed rate to the camera's queue. Whatever goes wrong (refused, unauthorised, not
+//! found, stalled, corrupt, ended) is reported with its reason and retried with capped
+//! exponential backoff, until the camera is stopped.
+
+use std::ffi::CString;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ffmpeg_next as ffmpeg;
+use ffmpeg_next::ffi;
+use image::RgbImage;
+
+use super::queue::DropOldestQueue;
+use crate::config::{CameraConfig, Transport};
+use crate::events::CameraState;
+
+/// A decoded, converted frame chosen for analysis.
+pub struct Frame {
+    pub image: RgbImage,
+    /// Seconds since this connection's first frame, from the stream's timestamps.
+    pub stream_time_s: f64,
+    pub received: DateTime<Utc>,
+    /// Counts the camera's connections: a new one restarts stream time.
+    pub connection: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct IngestTimeouts {
+    /// Opening the stream (connect, RTSP set-up, first stream info).
+    pub open: Duration,
+    /// No packet for this long: the stream has stalled.
+    pub stall: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for IngestTimeouts {
+    fn default() -> Self {
+        Self {
+            open: Duration::from_secs(10),
+            stall: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Refuse frames larger than this (8K): a hostile or broken stream must not exhaust memory.
+const MAX_FRAME_PIXELS: u64 = 7680 * 4320;
+/// Consecutive packets the decoder refuses before the stream counts as corrupt.
+const MAX_CONSECUTIVE_DECODE_ERRORS: u32 = 200;
+
+/// Set to stop a camera; wakes its backoff wait.
+#[derive(Default)]
+pub struct StopSignal {
+    stopped: AtomicBool,
+    lock: parking_lot::Mutex<()>,
+    wake: parking_lot::Condvar,
+}
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _guard = self.lock.lock();
+        self.wake.notify_all();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `d`; true if stopped meanwhile.
+    fn wait(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut guard = self.lock.lock();
+        while !self.is_stopped() {
+            if self.wake.wait_until(&mut guard, deadline).timed_out() {
+                break;
+            }
+        }
+        self.is_stopped()
+    }
+}
+
+/// Why one connection ended.
+enum Ended {
+    Stopped,
+    Failed(String),
+}
+
+/// Runs the camera until `stop`: connect, stream, report, back off, again.
+pub fn run(
+    camera: &CameraConfig,
+    timeouts: &IngestTimeouts,
+    queue: &DropOldestQueue<Frame>,
+    stop: &Arc<StopSignal>,
+    report: &dyn Fn(CameraState),
+) {
+    init_ffmpeg();
+    let mut backoff = timeouts.backoff_min;
+    let mut connection = 0u64;
+    while !stop.is_stopped() {
+        connection += 1;
+        report(CameraState::Connecting);
+        let mut streamed = false;
+        let ended = stream_once(camera, timeouts, queue, stop, connection, &mut || {
+            streamed = true;
+            report(CameraState::Streaming);
+        });
+        match ended {
+            Ended::Stopped => break,
+            Ended::Failed(reason) => {
+                tracing::warn!(camera = %camera.id, url = %camera.display_url(), %reason, "camera stream failed; retrying");
+                report(CameraState::Failed(reason));
+            }
+        }
+        if streamed {
+            backoff = timeouts.backoff_min;
+        }
+        if stop.wait(backoff) {
+            break;
+        }
+        backoff = (backoff * 2).min(timeouts.backoff_max);
+    }
+    report(CameraState::Stopped);
+}
+
+fn init_ffmpeg() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = ffmpeg::init();
+        ffmpeg::format::network::init();
+        // Failures are reported per camera with their reason; ffmpeg's own chatter stays out
+        // of the logs (it may also print URLs with credentials).
+        ffmpeg::log::set_level(ffmpeg::log::Level::Quiet);
+    });
+}
+
+/// What ffmpeg's blocking calls check to give up: the camera stopped, or the deadline passed.
+struct Interrupt {
+    stop: Arc<StopSignal>,
+    base: Instant,
+    /// Milliseconds after `base`.
+    deadline_ms: AtomicU64,
+}
+
+impl Interrupt {
+    fn arm(&self, d: Duration) {
+        let ms = (self.base.elapsed() + d).as_millis() as u64;
+        self.deadline_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn expired(&self) -> bool {
+        self.base.elapsed().as_millis() as u64 > self.deadline_ms.load(Ordering::Relaxed)
+    }
+
+    fn should_abort(&self) -> bool {
+        self.stop.is_stopped() || self.expired()
+    }
+}
+
+extern "C" fn interrupt_callback(opaque: *mut std::ffi::c_void) -> std::ffi::c_int {
+    // SAFETY: `opaque` is the `Interrupt` that `Input` keeps alive for the context's lifetime.
+    let interrupt = unsafe { &*(opaque as *const Interrupt) };
+    std::ffi::c_int::from(interrupt.should_abort())
+}
+
+/// An open input with the interrupt state its callback points to; the input is closed first.
+struct Input {
+    context: ffmpeg::format::context::Input,
+    _interrupt: Arc<Interrupt>,
+}
+
+fn open(camera: &CameraConfig, interrupt: &Arc<Interrupt>) -> Result<Input, ffmpeg::Error> {
+    let url =
+        CString::new(camera.url_with_credentials()).map_err(|_| ffmpeg::Error::InvalidData)?;
+    let mut options = ffmpeg::Dictionary::new();
+    options.set(
+        "rtsp_transport",
+        match camera.transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        },
+    );
+    // Keep probing short: a camera's stream says what it is in its first packets.
+    options.set("analyzeduration", "2000000");
+    options.set("probesize", "2000000");
+    // SAFETY: the context is allocated here and handed to `Input::wrap` only once opened; on
+    // failure avformat_open_input frees it. The callback's opaque pointer stays valid because
+    // the returned `Input` owns an `Arc` of it and drops the context first.
+    unsafe {
+        let mut ps = ffi::avformat_alloc_context();
+        if ps.is_null() {
+            return Err(ffmpeg::Error::Other {
+                errno: libc_enomem(),
+            });
+        }
+        (*ps).interrupt_callback = ffi::AVIOInterruptCB {
+            callback: Some(interrupt_callback),
+            opaque: Arc::as_ptr(interrupt) as *mut std::ffi::c_void,
+        };
+        let mut opts = options.disown();
+        let res = ffi::avformat_open_input(&mut ps, url.as_ptr(), ptr::null(), &mut opts);
+        drop(ffmpeg::Dictionary::own(opts));
+        if res < 0 {
+            return Err(ffmpeg::Error::from(res));
+        }
+        let res = ffi::avformat_find_stream_info(ps, ptr::null_mut());
+        if res < 0 {
+            ffi::avformat_close_input(&mut ps);
+            return Err(ffmpeg::Error::from(res));
+        }
+        Ok(Input {
+            context: ffmpeg::format::context::Input::wrap(ps),
+            _interrupt: interrupt.clone(),
+        })
+    }
+}
+
+fn libc_enomem() -> i32 {
+    12
+}
+
+/// The reason to report for an ffmpeg error, telling a stall from the rest.
+fn reason(e: &ffmpeg::Error, interrupt: &Interrupt, what: &str, timeout: Duration) -> String {
+    if matches!(e, ffmpeg::Error::Exit) && interrupt.expired() {
+        format!("{what}: no answer for {} s", timeout.as_secs_f32())
+    } else {
+        format!("{what}: {e}")
+    }
+}
+
+fn stream_once(
+    camera: &CameraConfig,
+    timeouts: &IngestTimeouts,
+    queue: &DropOldestQueue<Frame>,
+    stop: &Arc<StopSignal>,
+    connection: u64,
+    on_first_frame: &mut dyn FnMut(),
+) -> Ended {
+    let interrupt = Arc::new(Interrupt {
+        stop: stop.clone(),
+        base: Instant::now(),
+        deadline_ms: AtomicU64::new(0),
+    });
+    interrupt.arm(timeouts.open);
+    let mut input = match open(camera, &interrupt) {
+        Ok(input) => input,
+        Err(_) if stop.is_stopped() => return Ended::Stopped,
+        Err(e) => return Ended::Failed(reason(&e, &interrupt, "cannot open", timeouts.open)),
+    };
+    let Some(stream) = input.context.streams().best(ffmpeg::media::Type::Video) else {
+        return Ended::Failed("the stream has no video".into());
+    };
+    let stream_index = stream.index();
+    let time_base = f64::from(stream.time_base());
+    let decoder = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).and_then(
+        |mut ctx| {
+            // One thread per camera: many cameras share two cores.
+            ctx.set_threading(ffmpeg::codec::threading::Config::count(1));
+            ctx.decoder().video()
+        },
+    );
+    let mut decoder = match decoder {
+        Ok(d) => d,
+        Err(e) => return Ended::Failed(format!("no decoder for the video: {e}")),
+    };
+    if camera.keyframes_only {
+        decoder.skip_frame(ffmpeg::codec::discard::Discard::NonKey);
+    }
+
+    let mut sampler = Sampler::new(camera.fps);
+    let mut converter: Option<Converter> = None;
+    let mut decoded = ffmpeg::frame::Video::empty();
+    let mut first_ts: Option<i64> = None;
+    let started = Instant::now();
+    let mut decode_errors = 0u32;
+    let mut streaming = false;
+    loop {
+        interrupt.arm(timeouts.stall);
+        let mut packet = ffmpeg::Packet::empty();
+        match packet.read(&mut input.context) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => return Ended::Failed("the stream ended".into()),
+            Err(_) if stop.is_stopped() => return Ended::Stopped,
+            Err(e) => return Ended::Failed(reason(&e, &interrupt, "stream broke", timeouts.stall)),
+        }
+        if packet.stream() != stream_index {
+            continue;
+        }
+        if let Err(e) = decoder.send_packet(&packet) {
+            decode_errors += 1;
+            tracing::debug!(camera = %camera.id, error = %e, "packet refused by the decoder");
+            if decode_errors > MAX_CONSECUTIVE_DECODE_ERRORS {
+                return Ended::Failed(format!(
+                    "corrupt stream: {decode_errors} packets in a row could not be decoded ({e})"
+                ));
+            }
+            continue;
+        }
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            decode_errors = 0;
+            let t = match decoded.timestamp() {
+                Some(ts) => {
+                    let first = *first_ts.get_or_insert(ts);
+                    (ts - first) as f64 * time_base
+                }
+                None => started.elapsed().as_secs_f64(),
+            };
+            if !streaming {
+                streaming = true;
+                on_first_frame();
+            }
+            if !sampler.take(t) {
+                continue;
+            }
+            let (w, h) = (decoded.width(), decoded.height());
+            if w == 0 || h == 0 || u64::from(w) * u64::from(h) > MAX_FRAME_PIXELS {
+                return Ended::Failed(format!("unusable frame size {w}x{h}"));
+            }
+            let converter = match &mut converter {
+                Some(c) if c.fits(&decoded) => c,
+                slot => match Converter::new(&decoded) {
+                    Ok(c) => slot.insert(c),
+                    Err(e) => return Ended::Failed(format!("cannot convert {w}x{h} frames: {e}")),
+                },
+            };
+            let image = converter.convert(&decoded);
+            match image {
+                Ok(image) => {
+                    let frame = Frame {
+                        image,
+                        stream_time_s: t,
+                        received: Utc::now(),
+                        connection,
+                    };
+                    if !queue.push(frame) {
+                        return Ended::Stopped;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(camera = %camera.id, error = %e, "frame conversion failed")
+                }
+            }
+        }
+        if stop.is_stopped() {
+            return Ended::Stopped;
+        }
+    }
+}
+
+/// Picks frames at the analysed rate from stream time.
+struct Sampler {
+    interval: f64,
+    next: Option<f64>,
+}
+
+impl Sampler {
+    fn new(fps: f64) -> Self {
+        Self {
+            interval: 1.0 / fps,
+            next: None,
+        }
+    }
+
+    fn take(&mut self, t: f64) -> bool {
+        match self.next {
+            Some(next) if t + 1e-3 < next => false,
+            Some(next) => {
+                // On schedule: keep the cadence; late (a gap, keyframes only): start afresh.
+                self.next = Some(if t - next > self.interval {
+                    t + self.interval
+                } else {
+                    next + self.interval
+                });
+                true
+            }
+            None => {
+                self.next = Some(t + self.interval);
+                true
+            }
+        }
+    }
+}
+
+/// RGB conversion for one frame size and pixel format; rebuilt when the stream changes them.
+struct Converter {
+    scaler: ffmpeg::software::scaling::Context,
+    format: ffmpeg::format::Pixel,
+    width: u32,
+    height: u32,
+}
+
+impl Converter {
+    fn new(frame: &ffmpeg::frame::Video) -> Result<Self, ffmpeg::Error> {
+        let (w, h) = (frame.width(), frame.height());
+        Ok(Self {
+            scaler: ffmpeg::software::scaling::Context::get(
+                frame.format(),
+                w,
+                h,
+                ffmpeg::format::Pixel::RGB24,
+                w,
+                h,
+                ffmpeg::software::scaling::Flags::BILINEAR,
+            )?,
+            format: frame.format(),
+            width: w,
+            height: h,
+        })
+    }
+
+    fn fits(&self, frame: &ffmpeg::frame::Video) -> bool {
+        frame.format() == self.format
+            && frame.width() == self.width
+            && frame.height() == self.height
+    }
+
+    fn convert(&mut self, frame: &ffmpeg::frame::Video) -> Result<RgbImage, ffmpeg::Error> {
+        let mut rgb = ffmpeg::frame::Video::empty();
+        self.scaler.run(frame, &mut rgb)?;
+        let (w, h) = (self.width as usize, self.height as usize);
+        let stride = rgb.stride(0);
+        let data = rgb.data(0);
+        let mut pixels = Vec::with_capacity(w * h * 3);
+        for row in 0..h {
+            pixels.extend_from_slice(&data[row * stride..row * stride + w * 3]);
+        }
+        Ok(RgbImage::from_raw(self.width, self.height, pixels).expect("sized for the frame"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_keeps_the_rate() {
+        // 25 fps stream sampled at 5 fps: every fifth frame.
+        let mut s = Sampler::new(5.0);
+        let taken: Vec<usize> = (0..50).filter(|&i| s.take(i as f64 / 25.0)).collect();
+        assert_eq!(taken, vec![0, 5, 10, 15, 20, 25, 30, 35, 40, 45]);
+        // Keyframes every 2 s at 1 fps: each one is taken.
+        let mut s = Sampler::new(1.0);
+        assert!((0..5).all(|i| s.take(f64::from(i) * 2.0)));
+    }
+
+    #[test]
+    fn stop_signal_wakes_a_wait() {
+        let stop = Arc::new(StopSignal::default());
+        let s = stop.clone();
+        let t = std::thread::spawn(move || s.wait(Duration::from_secs(60)));
+        stop.stop();
+        assert!(t.join().unwrap());
+    }
+}

@@ -1,0 +1,375 @@
+//! The daemon's configuration file (TOML). Every setting has a default, so an empty file (or
+//! none) is a valid configuration; unknown keys and bad values are refused at start with an
+//! error naming the key.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the appliance keeps its state; the command line's `--data-dir` when absent.
+    pub data_dir: Option<PathBuf>,
+    pub analysis: AnalysisConfig,
+    #[serde(rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    /// Smallest face searched for in camera frames, in pixels.
+    pub min_face: f32,
+    /// An unmatched track still in view raises an unregistered-face alert after this long.
+    pub unmatched_alert_after_s: f64,
+    /// A track ends when its face has not been seen for this long.
+    pub track_timeout_s: f64,
+    /// Best shots kept per track (by quality).
+    pub best_shots: usize,
+    /// A matched track's alert is upgraded when a later shot scores this much higher.
+    pub upgrade_margin: f32,
+    /// Frames waiting for analysis per camera; past this the oldest is dropped (and counted).
+    pub queue_frames: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            min_face: 40.0,
+            unmatched_alert_after_s: 1.0,
+            track_timeout_s: 1.0,
+            best_shots: 3,
+            upgrade_margin: 0.05,
+            queue_frames: 4,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// What a camera raises alerts for.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraMode {
+    /// Faces that match a watchlist.
+    Watchlist,
+    /// Faces that match no watchlist.
+    Unregistered,
+    #[default]
+    Both,
+}
+
+impl CameraMode {
+    pub fn alerts_matches(self) -> bool {
+        matches!(self, Self::Watchlist | Self::Both)
+    }
+
+    pub fn alerts_unregistered(self) -> bool {
+        matches!(self, Self::Unregistered | Self::Both)
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// `rtsp://[user:password@]host[:port]/path`.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub transport: Transport,
+    /// Frames analysed per second of stream.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    #[serde(default)]
+    pub mode: CameraMode,
+    /// Decode keyframes only: little CPU per camera, about one analysed frame per keyframe
+    /// interval.
+    #[serde(default)]
+    pub keyframes_only: bool,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_fps() -> f64 {
+    5.0
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Credentials never reach a log: the URL is shown without them.
+impl std::fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("url", &redact_url(&self.url))
+            .field("transport", &self.transport)
+            .field("fps", &self.fps)
+            .field("mode", &self.mode)
+            .field("keyframes_only", &self.keyframes_only)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+impl CameraConfig {
+    /// The URL ffmpeg opens: credentials of the `username`/`password` fields put in, percent-
+    /// encoded, unless the URL carries its own.
+    pub fn url_with_credentials(&self) -> String {
+        let Some(user) = &self.username else {
+            return self.url.clone();
+        };
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        if authority(rest).contains('@') {
+            return self.url.clone();
+        }
+        let password = self.password.as_deref().unwrap_or("");
+        format!(
+            "{scheme}://{}:{}@{rest}",
+            percent_encode(user),
+            percent_encode(password)
+        )
+    }
+
+    /// The URL as it may be shown: without credentials.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+fn authority(rest: &str) -> &str {
+    rest.split('/').next().unwrap_or("")
+}
+
+/// `rtsp://user:secret@host/path` as `rtsp://***@host/path`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth = authority(rest);
+    match auth.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message: message.to_string(),
+        };
+        let a = &self.analysis;
+        if !(a.min_face >= 12.0 && a.min_face <= 2000.0) {
+            return Err(invalid(
+                "analysis.min_face".into(),
+                "must be 12 to 2000 pixels",
+            ));
+        }
+        for (key, v) in [
+            (
+                "analysis.unmatched_alert_after_s",
+                a.unmatched_alert_after_s,
+            ),
+            ("analysis.track_timeout_s", a.track_timeout_s),
+        ] {
+            if !(v > 0.0 && v <= 3600.0) {
+                return Err(invalid(
+                    key.into(),
+                    "must be more than 0 and at most 3600 seconds",
+                ));
+            }
+        }
+        if !(1..=32).contains(&a.best_shots) {
+            return Err(invalid("analysis.best_shots".into(), "must be 1 to 32"));
+        }
+        if !(0.0..=1.0).contains(&a.upgrade_margin) {
+            return Err(invalid("analysis.upgrade_margin".into(), "must be 0 to 1"));
+        }
+        if !(1..=1000).contains(&a.queue_frames) {
+            return Err(invalid("analysis.queue_frames".into(), "must be 1 to 1000"));
+        }
+        let mut ids = HashSet::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            let key = |field: &str| format!("camera[{i}].{field}");
+            if c.id.is_empty()
+                || c.id.len() > 64
+                || !c
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(
+                    key("id"),
+                    "must be 1 to 64 letters, digits, '-' or '_'",
+                ));
+            }
+            if !ids.insert(c.id.as_str()) {
+                return Err(invalid(key("id"), "is used by another camera"));
+            }
+            if !(c.url.starts_with("rtsp://") || c.url.starts_with("rtsps://"))
+                || authority(c.url.split_once("://").map_or("", |(_, r)| r))
+                    .rsplit('@')
+                    .next()
+                    .is_none_or(str::is_empty)
+            {
+                return Err(invalid(
+                    key("url"),
+                    "must be rtsp://host[:port]/path or rtsps://...",
+                ));
+            }
+            if !(c.fps > 0.0 && c.fps <= 60.0) {
+                return Err(invalid(key("fps"), "must be more than 0 and at most 60"));
+            }
+            if c.password.is_some() && c.username.is_none() {
+                return Err(invalid(key("password"), "is given without a username"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = parse("").unwrap();
+        assert!(c.cameras.is_empty());
+        assert_eq!(c.analysis, AnalysisConfig::default());
+    }
+
+    #[test]
+    fn camera_defaults_and_fields() {
+        let c = parse(
+            "[[camera]]\nid = \"door\"\nurl = \"rtsp://10.0.0.2/live\"\nmode = \"watchlist\"\ntransport = \"udp\"\n",
+        )
+        .unwrap();
+        let cam = &c.cameras[0];
+        assert_eq!(cam.fps, 5.0);
+        assert_eq!(cam.mode, CameraMode::Watchlist);
+        assert_eq!(cam.transport, Transport::Udp);
+        assert!(cam.enabled && !cam.keyframes_only);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        assert!(err("[analysis]\ntrack_timeout_s = 0\n").contains("`analysis.track_timeout_s`"));
+        assert!(
+            err("[[camera]]\nid = \"a\"\nurl = \"rtsp://h/x\"\nfps = 0\n")
+                .contains("`camera[0].fps`")
+        );
+        assert!(err("[[camera]]\nid = \"a b\"\nurl = \"rtsp://h/x\"\n").contains("`camera[0].id`"));
+        assert!(err("[[camera]]\nid = \"a\"\nurl = \"http://h/x\"\n").contains("`camera[0].url`"));
+        assert!(err(
+            "[[camera]]\nid = \"a\"\nurl = \"rtsp://h/x\"\n[[camera]]\nid = \"a\"\nurl = \"rtsp://h/y\"\n"
+        )
+        .contains("`camera[1].id`"));
+        let unknown = err("[analysis]\nmin_fase = 3\n");
+        assert!(unknown.contains("min_fase"), "{unknown}");
+        let bad_mode = err("[[camera]]\nid = \"a\"\nurl = \"rtsp://h/x\"\nmode = \"all\"\n");
+        assert!(
+            bad_mode.contains("mode") || bad_mode.contains("all"),
+            "{bad_mode}"
+        );
+    }
+
+    #[test]
+    fn credentials_are_inserted_and_never_shown() {
+        let cam = CameraConfig {
+            id: "a".into(),
+            name: String::new(),
+            url: "rtsp://cam.local:554/live".into(),
+            username: Some("admin".into()),
+            password: Some("p@ss:word".into()),
+            transport: Transport::Tcp,
+            fps: 5.0,
+            mode: CameraMode::Both,
+            keyframes_only: false,
+            enabled: true,
+        };
+        assert_eq!(
+            cam.url_with_credentials(),
+            "rtsp://admin:p%40ss%3Aword@cam.local:554/live"
+        );
+        assert!(!format!("{cam:?}").contains("p@ss"));
+        assert_eq!(
+            redact_url("rtsp://u:secret@h:554/p?x=1"),
+            "rtsp://***@h:554/p?x=1"
+        );
+        assert_eq!(redact_url("rtsp://h/p@x"), "rtsp://h/p@x");
+    }
+}

@@ -1,0 +1,300 @@
+//! The appliance daemon: cameras (an ingest and an analysis thread each), the shared gallery and
+//! the event bus. Cameras are started, changed and stopped one by one when the configuration
+//! changes, without touching the others.
+
+mod analysis;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+pub use analysis::SharedGallery;
+
+use crate::camera::{ingest, DropOldestQueue, Frame, IngestTimeouts, StopSignal};
+use crate::config::{CameraConfig, Config};
+use crate::events::{CameraState, CameraStateChanged, Event, EventBus};
+use crate::tracking::TrackerSettings;
+use crate::vision::{FacePipeline, PipelineConfig, Runtime, RuntimeError};
+use crate::watchlist::{Gallery, StoreError, WatchlistStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("watchlists in {dir}: {source}")]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot create {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the daemon says about a camera.
+#[derive(Clone, Debug, Serialize)]
+pub struct CameraStatus {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    #[serde(flatten)]
+    pub state: CameraState,
+    pub since: chrono::DateTime<Utc>,
+    /// Frames dropped because analysis fell behind.
+    pub dropped_frames: u64,
+}
+
+struct RunningCamera {
+    config: CameraConfig,
+    stop: Arc<StopSignal>,
+    queue: Arc<DropOldestQueue<Frame>>,
+    ingest: JoinHandle<()>,
+    analysis: JoinHandle<()>,
+}
+
+impl RunningCamera {
+    /// Stops ingest, then lets analysis drain the queue and end its tracks.
+    fn stop(self) {
+        self.stop.stop();
+        if self.ingest.join().is_err() {
+            tracing::error!(camera = %self.config.id, "ingest thread panicked");
+        }
+        self.queue.close();
+        if self.analysis.join().is_err() {
+            tracing::error!(camera = %self.config.id, "analysis thread panicked");
+        }
+    }
+}
+
+pub struct Daemon {
+    config: Config,
+    data_dir: PathBuf,
+    pipeline: Arc<FacePipeline>,
+    gallery: SharedGallery,
+    bus: EventBus,
+    timeouts: IngestTimeouts,
+    cameras: BTreeMap<String, RunningCamera>,
+    statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
+}
+
+impl Daemon {
+    /// Loads the models and the watchlists and starts the configured cameras.
+    pub fn start(config: Config, data_dir: &Path, bus: EventBus) -> Result<Self, DaemonError> {
+        Self::start_with(config, data_dir, bus, IngestTimeouts::default())
+    }
+
+    pub fn start_with(
+        config: Config,
+        data_dir: &Path,
+        bus: EventBus,
+        timeouts: IngestTimeouts,
+    ) -> Result<Self, DaemonError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DaemonError::DataDir {
+            dir: data_dir.to_path_buf(),
+            source,
+        })?;
+        let runtime = Arc::new(Runtime::from_environment()?);
+        let mut pipeline_config = PipelineConfig::default();
+        pipeline_config.detector.min_face = config.analysis.min_face;
+        let pipeline = Arc::new(FacePipeline::new(&runtime, pipeline_config)?);
+        let mut daemon = Self {
+            config: Config::default(),
+            data_dir: data_dir.to_path_buf(),
+            pipeline,
+            gallery: Arc::new(RwLock::new(Arc::new(Gallery::default()))),
+            bus,
+            timeouts,
+            cameras: BTreeMap::new(),
+            statuses: Arc::new(Mutex::new(BTreeMap::new())),
+        };
+        daemon.reload_gallery()?;
+        daemon.apply(config)?;
+        Ok(daemon)
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn gallery(&self) -> SharedGallery {
+        self.gallery.clone()
+    }
+
+    pub fn camera_statuses(&self) -> Vec<CameraStatus> {
+        let mut statuses: Vec<CameraStatus> = self.statuses.lock().values().cloned().collect();
+        for s in &mut statuses {
+            if let Some(c) = self.cameras.get(&s.id) {
+                s.dropped_frames = c.queue.dropped();
+            }
+        }
+        statuses
+    }
+
+    /// Re-reads the watchlists. The store is opened only for the read, so the CLI can enrol
+    /// while the daemon runs (then SIGHUP, or the web API later, reloads).
+    pub fn reload_gallery(&self) -> Result<(), DaemonError> {
+        let dir = self.data_dir.join("watchlists");
+        let store_err = |source| DaemonError::Store {
+            dir: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| DaemonError::DataDir {
+            dir: dir.clone(),
+            source,
+        })?;
+        let store = WatchlistStore::open(&dir).map_err(store_err)?;
+        let gallery = Gallery::load(&store, Utc::now()).map_err(store_err)?;
+        tracing::info!(
+            persons = gallery.persons(),
+            faces = gallery.rows(),
+            "watchlists loaded"
+        );
+        *self.gallery.write() = Arc::new(gallery);
+        Ok(())
+    }
+
+    /// Brings the running cameras in line with `config`: removed or disabled ones stop,
+    /// changed ones restart, new ones start; the others are not touched.
+    pub fn apply(&mut self, config: Config) -> Result<(), DaemonError> {
+        let analysis_changed = config.analysis != self.config.analysis;
+        let wanted: BTreeMap<String, CameraConfig> = config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+        let stale: Vec<String> = self
+            .cameras
+            .iter()
+            .filter(|(id, running)| {
+                analysis_changed || wanted.get(*id).is_none_or(|c| *c != running.config)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(running) = self.cameras.remove(&id) {
+                tracing::info!(camera = %id, "stopping camera");
+                running.stop();
+            }
+            if !wanted.contains_key(&id) {
+                self.statuses.lock().remove(&id);
+            }
+        }
+        self.config = config;
+        for (id, camera) in wanted {
+            if !self.cameras.contains_key(&id) {
+                let running = self.spawn_camera(camera)?;
+                self.cameras.insert(id, running);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_camera(&self, camera: CameraConfig) -> Result<RunningCamera, DaemonError> {
+        tracing::info!(camera = %camera.id, url = %camera.display_url(), "starting camera");
+        let stop = Arc::new(StopSignal::default());
+        let queue = Arc::new(DropOldestQueue::new(self.config.analysis.queue_frames));
+        let reporter = StateReporter {
+            camera: camera.clone(),
+            bus: self.bus.clone(),
+            statuses: self.statuses.clone(),
+        };
+        let ingest = {
+            let (camera, timeouts, queue, stop) = (
+                camera.clone(),
+                self.timeouts.clone(),
+                queue.clone(),
+                stop.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("ingest-{}", camera.id))
+                .spawn(move || {
+                    ingest::run(&camera, &timeouts, &queue, &stop, &|s| reporter.report(s))
+                })
+                .map_err(DaemonError::Thread)?
+        };
+        let analysis = analysis::Analysis {
+            camera: camera.id.clone(),
+            pipeline: self.pipeline.clone(),
+            gallery: self.gallery.clone(),
+            bus: self.bus.clone(),
+            settings: TrackerSettings::new(&self.config.analysis, camera.mode),
+        };
+        let analysis = {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("analysis-{}", camera.id))
+                .spawn(move || analysis.run(&queue))
+                .map_err(DaemonError::Thread)?
+        };
+        Ok(RunningCamera {
+            config: camera,
+            stop,
+            queue,
+            ingest,
+            analysis,
+        })
+    }
+
+    /// Stops every camera (their queues drained, their tracks ended and published).
+    pub fn shutdown(mut self) {
+        let cameras = std::mem::take(&mut self.cameras);
+        // Stop all ingest first so that no camera waits for another's drain.
+        for running in cameras.values() {
+            running.stop.stop();
+        }
+        for (_, running) in cameras {
+            running.stop();
+        }
+        tracing::info!("daemon stopped");
+    }
+}
+
+/// Publishes a camera's state changes and keeps its status current.
+struct StateReporter {
+    camera: CameraConfig,
+    bus: EventBus,
+    statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
+}
+
+impl StateReporter {
+    fn report(&self, state: CameraState) {
+        let now = Utc::now();
+        {
+            let mut statuses = self.statuses.lock();
+            let status = statuses
+                .entry(self.camera.id.clone())
+                .or_insert_with(|| CameraStatus {
+                    id: self.camera.id.clone(),
+                    name: self.camera.name.clone(),
+                    url: self.camera.display_url(),
+                    state: CameraState::Stopped,
+                    since: now,
+                    dropped_frames: 0,
+                });
+            if status.state == state {
+                return;
+            }
+            status.state = state.clone();
+            status.since = now;
+        }
+        tracing::info!(camera = %self.camera.id, ?state, "camera state");
+        self.bus
+            .publish(Event::CameraStateChanged(CameraStateChanged {
+                camera: self.camera.id.clone(),
+                state,
+                time: now,
+            }));
+    }
+}

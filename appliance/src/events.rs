@@ -1,0 +1,147 @@
+//! The process's one typed event bus. Cameras and trackers publish; adapters (the JSON-lines
+//! printer now, ONVIF, the web UI and storage later) subscribe. A slow subscriber loses the
+//! oldest events (and is told how many), it never slows the cameras down.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::vision::BoundingBox;
+
+/// Events kept for subscribers that fall behind.
+const CAPACITY: usize = 4096;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    FaceMatched(FaceMatched),
+    UnregisteredFace(UnregisteredFace),
+    TrackEnded(TrackEnded),
+    CameraStateChanged(CameraStateChanged),
+}
+
+/// A face of a registered person. One per track; a later shot scoring higher sends it again
+/// with the same `alert` id and `upgrade: true`.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaceMatched {
+    pub alert: Uuid,
+    pub upgrade: bool,
+    pub camera: String,
+    pub track: u64,
+    pub person_id: Uuid,
+    pub person: String,
+    pub watchlist_id: Uuid,
+    pub watchlist: String,
+    pub score: f32,
+    /// When the frame was received.
+    pub time: DateTime<Utc>,
+    /// Seconds into the camera's stream (since this connection's first frame).
+    pub stream_time_s: f64,
+    pub bbox: BoundingBox,
+    pub quality: f32,
+    #[serde(rename = "thumbnail_jpeg_base64", serialize_with = "base64_bytes")]
+    pub thumbnail_jpeg: Arc<Vec<u8>>,
+}
+
+/// A face that matches no watchlist: one per track, raised when the track ends or when it has
+/// stayed unmatched in view for the configured time.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnregisteredFace {
+    pub alert: Uuid,
+    pub camera: String,
+    pub track: u64,
+    pub time: DateTime<Utc>,
+    pub stream_time_s: f64,
+    pub bbox: BoundingBox,
+    pub quality: f32,
+    /// The best similarity to any enrolled face (below every threshold), if any is enrolled.
+    pub best_score: Option<f32>,
+    #[serde(rename = "thumbnail_jpeg_base64", serialize_with = "base64_bytes")]
+    pub thumbnail_jpeg: Arc<Vec<u8>>,
+}
+
+/// A track whose face left the view: what a sighting is made of.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrackEnded {
+    pub camera: String,
+    pub track: u64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub observations: usize,
+    /// The person the track was matched to, if any.
+    pub person_id: Option<Uuid>,
+    pub person: Option<String>,
+    pub watchlist_id: Option<Uuid>,
+    pub score: Option<f32>,
+    pub best_shots: Vec<Shot>,
+}
+
+/// One of a track's best shots.
+#[derive(Clone, Debug, Serialize)]
+pub struct Shot {
+    pub time: DateTime<Utc>,
+    pub stream_time_s: f64,
+    pub bbox: BoundingBox,
+    pub quality: f32,
+    /// Not printed: a face can be rebuilt from nothing in the logs or event stream.
+    #[serde(skip)]
+    pub embedding: Arc<Vec<f32>>,
+    #[serde(skip)]
+    pub thumbnail_jpeg: Arc<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "state", content = "reason")]
+pub enum CameraState {
+    Connecting,
+    Streaming,
+    /// Why, and the daemon retries.
+    Failed(String),
+    Stopped,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CameraStateChanged {
+    pub camera: String,
+    #[serde(flatten)]
+    pub state: CameraState,
+    pub time: DateTime<Utc>,
+}
+
+fn base64_bytes<S: Serializer>(bytes: &Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine as _;
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes.as_slice()))
+}
+
+/// Cheap to clone; every clone publishes to the same subscribers.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: tokio::sync::broadcast::Sender<Arc<Event>>,
+}
+
+pub type Subscription = tokio::sync::broadcast::Receiver<Arc<Event>>;
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        Self {
+            sender: tokio::sync::broadcast::channel(CAPACITY).0,
+        }
+    }
+
+    pub fn publish(&self, event: Event) {
+        // No subscriber is not an error: events are for whoever listens.
+        let _ = self.sender.send(Arc::new(event));
+    }
+
+    pub fn subscribe(&self) -> Subscription {
+        self.sender.subscribe()
+    }
+}
