@@ -17,9 +17,13 @@ setup:
 build: setup
     {{cargo}} build --release --locked -p vigil
 
-# Run the appliance. With no arguments: the built-in demo (enrols and identifies ../shared/testdata).
+# Run the appliance daemon (built-in defaults: no camera, everything on 127.0.0.1). ARGS go to `vigil run`.
 run *ARGS: build
-    target/release/vigil {{ if ARGS == "" { "demo" } else { ARGS } }}
+    target/release/vigil run --events text {{ARGS}}
+
+# The live demo: a local RTSP server with the test video, its people enrolled, alerts printed.
+demo: build
+    tools/demo.sh
 
 # Run every test: formatting, lints, unit and end-to-end tests on the real runtime and models.
 test: setup

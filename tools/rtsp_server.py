@@ -6,8 +6,8 @@ Run with Debian's python3 (/usr/bin/python3: python3-gi and gir1.2-gst-rtsp-serv
 installed for it by tools/setup.sh). Prints `ready rtsp://127.0.0.1:PORT/MOUNT` on stdout once it
 listens, then serves until killed.
 
-  --once   each client gets the file once from its start, then the stream ends (the default)
-  --loop   each client gets an endless stream of the file, re-encoded (x264) so timestamps run on
+Each client gets the file once from its start, in real time, then the stream ends; a camera
+that reconnects gets it again (so the daemon sees an endless, if restarting, stream).
   --user/--password  require RTSP basic authentication
   --mount  may be given several times: every mount serves the same file
 """
@@ -26,7 +26,6 @@ def main():
     parser.add_argument("--file", required=True)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--mount", action="append", default=None)
-    parser.add_argument("--loop", action="store_true")
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--transport", choices=["tcp", "udp", "any"], default="any")
@@ -39,17 +38,10 @@ def main():
     server.set_service(str(args.port))
 
     location = args.file.replace('"', '\\"')
-    if args.loop:
-        launch = (
-            f'( multifilesrc location="{location}" loop=true ! qtdemux ! h264parse ! avdec_h264 '
-            "! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
-            "! rtph264pay name=pay0 pt=96 config-interval=1 )"
-        )
-    else:
-        launch = (
-            f'( filesrc location="{location}" ! qtdemux ! h264parse '
-            "! rtph264pay name=pay0 pt=96 config-interval=1 )"
-        )
+    launch = (
+        f'( filesrc location="{location}" ! qtdemux ! h264parse '
+        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
 
     if args.user:
         auth = GstRtspServer.RTSPAuth()

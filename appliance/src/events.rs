@@ -145,3 +145,55 @@ impl EventBus {
         self.sender.subscribe()
     }
 }
+
+/// One line for a person reading a console.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clock = |t: &DateTime<Utc>| t.format("%H:%M:%S%.3f").to_string();
+        match self {
+            Event::FaceMatched(m) => write!(
+                f,
+                "{} {}: {} {} (watchlist {}, score {:.2}, track {})",
+                clock(&m.time),
+                m.camera,
+                if m.upgrade {
+                    "MATCH (better shot)"
+                } else {
+                    "MATCH"
+                },
+                m.person,
+                m.watchlist,
+                m.score,
+                m.track
+            ),
+            Event::UnregisteredFace(u) => write!(
+                f,
+                "{} {}: UNREGISTERED face (track {}, closest score {})",
+                clock(&u.time),
+                u.camera,
+                u.track,
+                u.best_score.map_or("-".into(), |s| format!("{s:.2}"))
+            ),
+            Event::TrackEnded(t) => write!(
+                f,
+                "{} {}: track {} ended after {} frames{}",
+                clock(&t.end),
+                t.camera,
+                t.track,
+                t.observations,
+                t.person
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" ({p})"))
+            ),
+            Event::CameraStateChanged(c) => {
+                write!(f, "{} {}: camera ", clock(&c.time), c.camera)?;
+                match &c.state {
+                    CameraState::Connecting => write!(f, "connecting"),
+                    CameraState::Streaming => write!(f, "streaming"),
+                    CameraState::Failed(why) => write!(f, "failed: {why}"),
+                    CameraState::Stopped => write!(f, "stopped"),
+                }
+            }
+        }
+    }
+}

@@ -11,14 +11,14 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::sync::broadcast::error::RecvError;
 use vigil::config::Config;
 use vigil::daemon::Daemon;
-use vigil::events::EventBus;
+use vigil::events::{Event, EventBus};
 
 #[derive(Args)]
 pub struct RunArgs {
     /// The configuration file (TOML); without one, the built-in defaults (no camera).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where to print events as JSON lines.
+    /// Print events on stdout: as JSON lines, or as text for a person.
     #[arg(long, value_enum, default_value_t = EventsOutput::None)]
     events: EventsOutput,
 }
@@ -26,7 +26,9 @@ pub struct RunArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum EventsOutput {
     None,
+    /// JSON lines.
     Stdout,
+    Text,
 }
 
 fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
@@ -47,7 +49,10 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("cannot install signal handlers")?;
     let bus = EventBus::new();
     let printer = match args.events {
-        EventsOutput::Stdout => Some(spawn_printer(&bus)),
+        EventsOutput::Stdout => Some(spawn_printer(&bus, |e| {
+            serde_json::to_string(e).expect("events serialise")
+        })),
+        EventsOutput::Text => Some(spawn_printer(&bus, |e| e.to_string())),
         EventsOutput::None => None,
     };
     let cameras = config.cameras.len();
@@ -84,14 +89,14 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints every event as one JSON line; ends when the bus closes (every publisher gone).
-fn spawn_printer(bus: &EventBus) -> std::thread::JoinHandle<()> {
+/// Prints every event as one line; ends when the bus closes (every publisher gone).
+fn spawn_printer(bus: &EventBus, format: fn(&Event) -> String) -> std::thread::JoinHandle<()> {
     let mut events = bus.subscribe();
     std::thread::spawn(move || loop {
         match events.blocking_recv() {
             Ok(event) => {
                 let mut out = std::io::stdout().lock();
-                let line = serde_json::to_string(&*event).expect("events serialise");
+                let line = format(&event);
                 if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
                     return;
                 }
