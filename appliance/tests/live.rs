@@ -331,3 +331,77 @@ fn a_bad_configuration_names_the_key() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("`camera[0].fps`"), "{}", stderr(&o));
 }
+
+#[test]
+fn silent_and_garbage_servers_are_reported_and_the_daemon_goes_on() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    // One server accepts and then says nothing; another answers with garbage.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let garbage = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let garbage_port = garbage.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn); // kept open, never answered
+        }
+    });
+    std::thread::spawn(move || {
+        for mut conn in garbage.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let noise: Vec<u8> = (0..8192u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect();
+            let _ = conn.write_all(&noise);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("vigil.toml");
+    let server = RtspServer::start(0, &[]);
+    std::fs::write(
+        &config,
+        format!(
+            "{}{}{}",
+            camera_config(
+                "silent",
+                &format!("rtsp://127.0.0.1:{silent_port}/x"),
+                "fps = 1"
+            ),
+            camera_config(
+                "garbage",
+                &format!("rtsp://127.0.0.1:{garbage_port}/x"),
+                "fps = 1"
+            ),
+            camera_config("good", &server.url("/stream"), "fps = 1"),
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(tmp.path(), &config);
+    let failed = daemon.wait_for("garbage reported", START, |e| {
+        is_state(e, "garbage", "failed")
+    });
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot open:"),
+        "{failed}"
+    );
+    let failed = daemon.wait_for("silence reported", START, |e| {
+        is_state(e, "silent", "failed")
+    });
+    assert!(
+        failed["reason"].as_str().unwrap().contains("no answer"),
+        "{failed}"
+    );
+    // The good camera streams all the while.
+    if !daemon.seen.iter().any(|e| is_state(e, "good", "streaming")) {
+        daemon.wait_for("good streaming", START, |e| {
+            is_state(e, "good", "streaming")
+        });
+    }
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}

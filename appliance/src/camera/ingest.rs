@@ -228,7 +228,9 @@ fn libc_enomem() -> i32 {
 
 /// The reason to report for an ffmpeg error, telling a stall from the rest.
 fn reason(e: &ffmpeg::Error, interrupt: &Interrupt, what: &str, timeout: Duration) -> String {
-    if matches!(e, ffmpeg::Error::Exit) && interrupt.expired() {
+    // Aborted by the deadline: ffmpeg reports that as Exit, or (RTSP during set-up) as
+    // invalid data; either way the real reason is the silence.
+    if interrupt.expired() {
         format!("{what}: no answer for {} s", timeout.as_secs_f32())
     } else {
         format!("{what}: {e}")

@@ -2,6 +2,7 @@
 //! and the tracker, events onto the bus. Closing the queue drains it, ends the tracks and stops
 //! the thread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ const IDLE_GRACE: Duration = Duration::from_secs(3);
 
 pub struct Analysis {
     pub camera: String,
+    /// Counts analysed frames (for status and benchmarks).
+    pub analysed: Arc<AtomicU64>,
     pub pipeline: Arc<FacePipeline>,
     pub gallery: SharedGallery,
     pub bus: EventBus,
@@ -41,6 +44,7 @@ impl Analysis {
                     }
                     connection = Some(frame.connection);
                     let events = self.analyse(&mut tracker, &frame);
+                    self.analysed.fetch_add(1, Ordering::Relaxed);
                     self.publish(events);
                 }
                 Pop::TimedOut => self.publish(tracker.finish()),

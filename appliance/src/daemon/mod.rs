@@ -6,6 +6,7 @@ mod analysis;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -53,12 +54,15 @@ pub struct CameraStatus {
     pub since: chrono::DateTime<Utc>,
     /// Frames dropped because analysis fell behind.
     pub dropped_frames: u64,
+    /// Frames analysed since the camera started.
+    pub analysed_frames: u64,
 }
 
 struct RunningCamera {
     config: CameraConfig,
     stop: Arc<StopSignal>,
     queue: Arc<DropOldestQueue<Frame>>,
+    analysed: Arc<AtomicU64>,
     ingest: JoinHandle<()>,
     analysis: JoinHandle<()>,
 }
@@ -108,6 +112,7 @@ impl Daemon {
         let mut pipeline_config = PipelineConfig::default();
         pipeline_config.detector.min_face = config.analysis.min_face;
         let pipeline = Arc::new(FacePipeline::new(&runtime, pipeline_config)?);
+        pipeline.detector().warm_up()?;
         let mut daemon = Self {
             config: Config::default(),
             data_dir: data_dir.to_path_buf(),
@@ -136,6 +141,7 @@ impl Daemon {
         for s in &mut statuses {
             if let Some(c) = self.cameras.get(&s.id) {
                 s.dropped_frames = c.queue.dropped();
+                s.analysed_frames = c.analysed.load(Ordering::Relaxed);
             }
         }
         statuses
@@ -224,8 +230,10 @@ impl Daemon {
                 })
                 .map_err(DaemonError::Thread)?
         };
+        let analysed = Arc::new(AtomicU64::new(0));
         let analysis = analysis::Analysis {
             camera: camera.id.clone(),
+            analysed: analysed.clone(),
             pipeline: self.pipeline.clone(),
             gallery: self.gallery.clone(),
             bus: self.bus.clone(),
@@ -242,6 +250,7 @@ impl Daemon {
             config: camera,
             stop,
             queue,
+            analysed,
             ingest,
             analysis,
         })
@@ -282,6 +291,7 @@ impl StateReporter {
                     state: CameraState::Stopped,
                     since: now,
                     dropped_frames: 0,
+                    analysed_frames: 0,
                 });
             if status.state == state {
                 return;

@@ -81,6 +81,16 @@ impl FaceDetector {
         &self.config
     }
 
+    /// Compiles R-Net and O-Net for every batch size now rather than on the first frames that
+    /// need them (P-Net waits for a picture size: each camera's first frame compiles its levels).
+    pub fn warm_up(&self) -> Result<(), RuntimeError> {
+        for b in BATCH_SIZES {
+            self.rnet.for_shape(&[b as i64, 24, 24, 3])?;
+            self.onet.for_shape(&[b as i64, 48, 48, 3])?;
+        }
+        Ok(())
+    }
+
     /// Every face of at least `min_face` pixels, best score first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, RuntimeError> {
         let candidates = self.propose(image)?;

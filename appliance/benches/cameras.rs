@@ -1,0 +1,172 @@
+//! `just bench` (camera count): how many 1080p H.264 cameras this machine analyses without
+//! dropping frames, with keyframe-only decoding (1 analysed frame a second each) and with full
+//! decoding (5 analysed frames a second each).
+//!
+//! The test video is re-encoded once to 1920x1080 with a keyframe every second
+//! (tools/bench_video.py, cached in target/bench-media) and served by the real RTSP server on
+//! one mount per camera. For each camera count the daemon runs until every camera streams, then
+//! frames analysed and dropped are counted over a fixed measurement window. A count is
+//! sustained when nothing was dropped and every camera was analysed at >= 90% of its rate.
+//! Figures printed, not asserted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vigil::config::{CameraConfig, CameraMode, Config, Transport};
+use vigil::daemon::Daemon;
+use vigil::events::{CameraState, EventBus};
+
+const WINDOW: Duration = Duration::from_secs(20);
+
+fn testdata() -> PathBuf {
+    std::env::var_os("VIGIL_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"))
+}
+
+fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools")
+}
+
+fn bench_video() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-media");
+    let out = dir.join("faces_1080p_gop25.mp4");
+    if !out.is_file() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let partial = dir.join("faces_1080p_gop25.partial.mp4");
+        let status = Command::new("/usr/bin/python3")
+            .arg(tools().join("bench_video.py"))
+            .arg(testdata().join("video/faces_720p.mp4"))
+            .arg(&partial)
+            .status()
+            .expect("bench_video.py runs");
+        assert!(status.success(), "re-encoding the bench video failed");
+        std::fs::rename(&partial, &out).unwrap();
+    }
+    out
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(video: &Path, mounts: usize) -> Server {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(tools().join("rtsp_server.py"))
+        .arg("--file")
+        .arg(video);
+    for i in 0..mounts {
+        cmd.arg("--mount").arg(format!("/cam{i}"));
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("RTSP server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .trim_start_matches("ready rtsp://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("ready line");
+    Server { child, port }
+}
+
+/// Runs `n` cameras; true if sustained. Prints the figures.
+fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64) -> bool {
+    let server = serve(video, n);
+    let dir = tempfile::tempdir().unwrap();
+    let cameras = (0..n)
+        .map(|i| CameraConfig {
+            id: format!("cam{i}"),
+            name: String::new(),
+            url: format!("rtsp://127.0.0.1:{}/cam{i}", server.port),
+            username: None,
+            password: None,
+            transport: Transport::Tcp,
+            fps,
+            mode: CameraMode::Both,
+            keyframes_only,
+            enabled: true,
+        })
+        .collect();
+    let config = Config {
+        cameras,
+        ..Default::default()
+    };
+    let daemon = Daemon::start(config, dir.path(), EventBus::new()).expect("daemon");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon
+        .camera_statuses()
+        .iter()
+        .filter(|s| s.state == CameraState::Streaming)
+        .count()
+        < n
+    {
+        assert!(
+            Instant::now() < deadline,
+            "cameras did not all start streaming"
+        );
+        std::thread::sleep(Duration::from_millis(50)); // polling status, bounded by the deadline
+    }
+    // Let the first frames (P-Net compilation for 1080p) pass before measuring.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = daemon.camera_statuses();
+    std::thread::sleep(WINDOW); // the measurement window
+    let after = daemon.camera_statuses();
+    daemon.shutdown();
+    drop(server);
+    let secs = WINDOW.as_secs_f64();
+    let mut dropped = 0;
+    let mut min_rate = f64::INFINITY;
+    let mut total = 0;
+    let mut still_streaming = true;
+    for (b, a) in before.iter().zip(&after) {
+        dropped += a.dropped_frames - b.dropped_frames;
+        let analysed = a.analysed_frames - b.analysed_frames;
+        total += analysed;
+        min_rate = min_rate.min(analysed as f64 / secs);
+        still_streaming &= a.state == CameraState::Streaming;
+    }
+    let sustained = dropped == 0 && min_rate >= 0.9 * fps && still_streaming;
+    println!(
+        "  {n:>2} cameras, {}: {:.1} analysed frames/s in all, slowest camera {min_rate:.2}/s, {dropped} dropped -> {}",
+        if keyframes_only { "keyframes only" } else { "full decoding" },
+        total as f64 / secs,
+        if sustained { "sustained" } else { "NOT sustained" }
+    );
+    sustained
+}
+
+fn main() {
+    let video = bench_video();
+    println!("camera count, 1080p H.264 (keyframe every 1 s), {WINDOW:?} windows:");
+    let mut best_key = 0;
+    for n in [5, 10, 15, 20, 25, 30] {
+        if !run(&video, n, true, 1.0) {
+            break;
+        }
+        best_key = n;
+    }
+    let mut best_full = 0;
+    for n in [1, 2, 3, 4, 6, 8] {
+        if !run(&video, n, false, 5.0) {
+            break;
+        }
+        best_full = n;
+    }
+    println!(
+        "cameras sustained: {best_key} keyframe-only at 1 fps; {best_full} fully decoded at 5 fps"
+    );
+}
