@@ -13,6 +13,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::RgbImage;
 use openvino::{ElementType, InferRequest, Shape, Tensor};
 
+use super::area::IntegralImage;
 use super::geometry::{warp, Affine, BoundingBox, Point};
 use super::runtime::{Runtime, RuntimeError, ShapedModel};
 
@@ -50,7 +51,7 @@ const PNET_STRIDE: f32 = 2.0;
 const PNET_CELL: f32 = 12.0;
 /// R-Net and O-Net run on the candidates in batches of these sizes, largest first (9 candidates
 /// run as 8 + 1): one compiled model per size, no padding, and few inferences.
-const BATCH_SIZES: [usize; 5] = [16, 8, 4, 2, 1];
+const BATCH_SIZES: [usize; 6] = [64, 16, 8, 4, 2, 1];
 
 pub struct FaceDetector {
     pnet: ShapedModel,
@@ -97,11 +98,12 @@ impl FaceDetector {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let refined = self.refine(image, candidates)?;
+        let integral = IntegralImage::new(image);
+        let refined = self.refine(image, &integral, candidates)?;
         if refined.is_empty() {
             return Ok(Vec::new());
         }
-        self.output(image, refined)
+        self.output(image, &integral, refined)
     }
 
     /// Stage 1: P-Net over the pyramid.
@@ -204,6 +206,7 @@ impl FaceDetector {
     fn refine(
         &self,
         image: &RgbImage,
+        integral: &IntegralImage,
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Candidate>, RuntimeError> {
         let threshold = self.config.thresholds[1];
@@ -212,6 +215,7 @@ impl FaceDetector {
             let outputs = run_crops(
                 &self.rnet,
                 image,
+                integral,
                 chunk,
                 24,
                 &["rnet/prob1", "rnet/conv5-2/conv5-2"],
@@ -243,6 +247,7 @@ impl FaceDetector {
     fn output(
         &self,
         image: &RgbImage,
+        integral: &IntegralImage,
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Detection>, RuntimeError> {
         let threshold = self.config.thresholds[2];
@@ -251,6 +256,7 @@ impl FaceDetector {
             let outputs = run_crops(
                 &self.onet,
                 image,
+                integral,
                 chunk,
                 48,
                 &["onet/prob1", "onet/conv6-2/conv6-2", "onet/conv6-3/conv6-3"],
@@ -318,6 +324,7 @@ fn batches(candidates: &[Candidate]) -> Vec<&[Candidate]> {
 fn run_crops(
     model: &ShapedModel,
     image: &RgbImage,
+    integral: &IntegralImage,
     candidates: &[Candidate],
     side: u32,
     outputs: &[&str],
@@ -331,12 +338,18 @@ fn run_crops(
             let mut input = Tensor::new(ElementType::F32, &Shape::new(&shape)?)?;
             let data = input.get_data_mut::<f32>()?;
             for (i, c) in candidates.iter().enumerate() {
-                let crop = warp(
-                    image,
-                    &Affine::box_to_output(&c.bbox, side, side),
-                    side,
-                    side,
-                );
+                // Boxes at least twice the crop are area-averaged (cheap, no aliasing); smaller
+                // ones are interpolated.
+                let crop = if c.bbox.width() >= 2.0 * side as f32 {
+                    integral.crop(&c.bbox, side)
+                } else {
+                    warp(
+                        image,
+                        &Affine::box_to_output(&c.bbox, side, side),
+                        side,
+                        side,
+                    )
+                };
                 fill_transposed(&crop, s, s, &mut data[i * per_crop..(i + 1) * per_crop]);
             }
             request.set_input_tensor(&input)?;

@@ -2,6 +2,7 @@
 //! assess quality, embed (MobileFaceNet) — all inference on the OpenVINO runtime.
 
 pub mod align;
+pub mod area;
 pub mod detect;
 pub mod embed;
 pub mod geometry;
