@@ -9,8 +9,12 @@
 //! sustained when nothing was dropped and every camera was analysed at >= 90% of its rate.
 //! Figures printed, not asserted.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+
+use common::testdata;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,12 +23,6 @@ use vigil::daemon::Daemon;
 use vigil::events::{CameraState, EventBus};
 
 const WINDOW: Duration = Duration::from_secs(20);
-
-fn testdata() -> PathBuf {
-    std::env::var_os("VIGIL_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"))
-}
 
 fn tools() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools")

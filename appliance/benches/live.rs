@@ -7,8 +7,12 @@
 //! placed on the wall clock through the matched frame's own arrival time). Figures printed,
 //! not asserted.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use common::testdata;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -18,16 +22,10 @@ use vigil::config::{CameraConfig, CameraMode, Config, Transport};
 use vigil::daemon::Daemon;
 use vigil::enrol::{enrol_batch, EnrolJob, PersonSpec};
 use vigil::events::{CameraState, Event, EventBus};
-use vigil::vision::{embed::l2_normalize, FacePipeline, PipelineConfig, Runtime, EMBEDDING_DIM};
+use vigil::vision::{FacePipeline, PipelineConfig, Runtime};
 use vigil::watchlist::{Enrolment, Person, WatchlistStore};
 
 const ENROLLED: usize = 30_000;
-
-fn testdata() -> PathBuf {
-    std::env::var_os("VIGIL_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"))
-}
 
 fn main() {
     let data = testdata();
@@ -78,17 +76,8 @@ fn main() {
             .collect();
         let workers = vigil::parallel::default_workers();
         let real = enrol_batch(&pipeline, &store, &list, &jobs, workers, &|| {}).unwrap();
-        let mut seed = 0x2545f4914f6cdd1du64;
-        for i in real.enrolled.len()..ENROLLED {
-            let mut v: Vec<f32> = (0..EMBEDDING_DIM)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect();
-            l2_normalize(&mut v);
+        let synthetic = common::SyntheticEmbeddings::new(0x2545f4914f6cdd1d);
+        for (i, v) in (real.enrolled.len()..ENROLLED).zip(synthetic) {
             let person = Person {
                 id: Uuid::new_v4(),
                 watchlist: list.id,

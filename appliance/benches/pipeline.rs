@@ -4,22 +4,18 @@
 //! and 1,000,000 enrolled embeddings (synthetic unit vectors); enrolment throughput on real
 //! photos. Run on an idle machine; compare figures from one run.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
+
+use common::testdata;
 use std::time::{Duration, Instant};
 
 use image::{imageops, RgbImage};
 use uuid::Uuid;
 use vigil::enrol::{enrol_batch, EnrolJob, PersonSpec};
-use vigil::vision::{
-    align, embed::l2_normalize, FacePipeline, PipelineConfig, Runtime, EMBEDDING_DIM,
-};
+use vigil::vision::{align, FacePipeline, PipelineConfig, Runtime};
 use vigil::watchlist::{Gallery, Watchlist, WatchlistStore};
-
-fn testdata() -> PathBuf {
-    std::env::var_os("VIGIL_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"))
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -172,19 +168,8 @@ fn main() {
 }
 
 fn synthetic_gallery(size: usize) -> (Gallery, Vec<Vec<f32>>) {
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut unit = || {
-        let mut v: Vec<f32> = (0..EMBEDDING_DIM)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        l2_normalize(&mut v);
-        v
-    };
+    let mut units = common::SyntheticEmbeddings::new(0x9e3779b97f4a7c15);
+    let mut unit = || units.next().expect("endless");
     let mut gallery = Gallery::default();
     let list = gallery.add_watchlist(Watchlist {
         id: Uuid::new_v4(),

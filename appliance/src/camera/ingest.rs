@@ -197,7 +197,7 @@ fn open(camera: &CameraConfig, interrupt: &Arc<Interrupt>) -> Result<Input, ffmp
         let mut ps = ffi::avformat_alloc_context();
         if ps.is_null() {
             return Err(ffmpeg::Error::Other {
-                errno: libc_enomem(),
+                errno: ffmpeg::error::ENOMEM,
             });
         }
         (*ps).interrupt_callback = ffi::AVIOInterruptCB {
@@ -220,10 +220,6 @@ fn open(camera: &CameraConfig, interrupt: &Arc<Interrupt>) -> Result<Input, ffmp
             _interrupt: interrupt.clone(),
         })
     }
-}
-
-fn libc_enomem() -> i32 {
-    12
 }
 
 /// The reason to report for an ffmpeg error, telling a stall from the rest.

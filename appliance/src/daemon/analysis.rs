@@ -68,7 +68,7 @@ impl Analysis {
             .map(|face| Observation {
                 bbox: face.detection.bbox,
                 quality: face.quality.score,
-                candidate: closest(&gallery, &face.embedding),
+                candidate: gallery.closest(&face.embedding),
                 embedding: face.embedding,
             })
             .collect();
@@ -90,11 +90,4 @@ impl Analysis {
             self.bus.publish(event);
         }
     }
-}
-
-/// The matched person if any reaches their threshold, else the closest one (for the record).
-fn closest(gallery: &Gallery, probe: &[f32]) -> Option<crate::watchlist::Candidate> {
-    gallery
-        .identify(probe)
-        .or_else(|| gallery.ranked(probe, 1).into_iter().next())
 }

@@ -32,10 +32,9 @@ impl Embedder {
         })
     }
 
-    /// Embeds aligned faces (RGB, 112x112, row-major): one unit vector per face.
     /// Embeds aligned faces (RGB, 112x112, row-major): one unit vector per face. A face's
     /// embedding does not depend on the face it shares an inference with.
-    pub fn embed(&self, faces: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, RuntimeError> {
+    pub fn embed<F: AsRef<[u8]>>(&self, faces: &[F]) -> Result<Vec<Vec<f32>>, RuntimeError> {
         let mut all = Vec::with_capacity(faces.len());
         for pair in faces.chunks(BATCH) {
             all.extend(self.embed_batch(pair)?);
@@ -43,7 +42,7 @@ impl Embedder {
         Ok(all)
     }
 
-    fn embed_batch(&self, faces: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, RuntimeError> {
+    fn embed_batch<F: AsRef<[u8]>>(&self, faces: &[F]) -> Result<Vec<Vec<f32>>, RuntimeError> {
         let side = FACE_SIZE as usize;
         let per_face = side * side * 3;
         let raw = self.model.with_request(|request| {
@@ -55,7 +54,7 @@ impl Embedder {
                 .chunks_exact_mut(per_face)
                 .zip(faces)
             {
-                for (v, &p) in slot.iter_mut().zip(face.iter()) {
+                for (v, &p) in slot.iter_mut().zip(face.as_ref()) {
                     *v = (f32::from(p) - 127.5) / 128.0;
                 }
             }

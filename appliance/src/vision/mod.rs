@@ -133,16 +133,12 @@ impl FacePipeline {
 
     /// Embeds located faces, in order.
     pub fn embed(&self, located: Vec<LocatedFace>) -> Result<Vec<Face>, RuntimeError> {
-        let aligned: Vec<Vec<u8>> = located.iter().map(|f| f.aligned.clone()).collect();
+        let aligned: Vec<&[u8]> = located.iter().map(|f| f.aligned.as_slice()).collect();
         let embeddings = self.embedder.embed(&aligned)?;
         Ok(located
             .into_iter()
             .zip(embeddings)
-            .map(|(f, embedding)| Face {
-                detection: f.detection,
-                quality: f.quality,
-                embedding,
-            })
+            .map(|(f, embedding)| f.into_face(embedding))
             .collect())
     }
 
@@ -153,39 +149,33 @@ impl FacePipeline {
         located: Vec<Result<LocatedFace, FaceError>>,
         workers: usize,
     ) -> Vec<Result<Face, FaceError>> {
-        let mut results: Vec<Option<Result<Face, FaceError>>> = Vec::new();
-        let mut pending = Vec::new();
-        for (i, item) in located.into_iter().enumerate() {
-            match item {
-                Ok(face) => {
-                    pending.push((i, face));
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        let pairs: Vec<&[(usize, LocatedFace)]> = pending.chunks(2).collect();
-        let embedded = crate::parallel::map(&pairs, workers, &|| {}, |pair| {
-            self.embed(pair.iter().map(|(_, f)| f.clone()).collect())
-        });
-        for (pair, faces) in pairs.iter().zip(embedded) {
-            match faces {
-                Ok(faces) => {
-                    for ((i, _), face) in pair.iter().zip(faces) {
-                        results[*i] = Some(Ok(face));
-                    }
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    for (i, _) in pair.iter() {
-                        results[*i] = Some(Err(FaceError::Embedding(reason.clone())));
-                    }
-                }
-            }
-        }
-        results
+        let aligned: Vec<&[u8]> = located
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|f| f.aligned.as_slice())
+            .collect();
+        let pairs: Vec<&[&[u8]]> = aligned.chunks(2).collect();
+        let embedded =
+            crate::parallel::map(&pairs, workers, &|| {}, |pair| self.embedder.embed(pair));
+        let mut embeddings = pairs
+            .iter()
+            .zip(embedded)
+            .flat_map(|(pair, result)| match result {
+                Ok(e) => e.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e.to_string()); pair.len()],
+            })
+            .collect::<Vec<_>>()
+            .into_iter();
+        located
             .into_iter()
-            .map(|r| r.unwrap_or(Err(FaceError::NoFace)))
+            .map(|face| {
+                let face = face?;
+                let embedding = embeddings
+                    .next()
+                    .expect("one embedding per located face")
+                    .map_err(FaceError::Embedding)?;
+                Ok(face.into_face(embedding))
+            })
             .collect()
     }
 
@@ -217,6 +207,16 @@ pub struct LocatedFace {
     pub quality: Quality,
     /// RGB, 112x112, row-major.
     pub aligned: Vec<u8>,
+}
+
+impl LocatedFace {
+    fn into_face(self, embedding: Vec<f32>) -> Face {
+        Face {
+            detection: self.detection,
+            quality: self.quality,
+            embedding,
+        }
+    }
 }
 
 /// What ranking faces in a picture needs of them.

@@ -119,6 +119,13 @@ impl Gallery {
         self.ranked(probe, 8).into_iter().find(|c| c.matched)
     }
 
+    /// The matched person if any reaches their threshold, else the closest one: one scan.
+    pub fn closest(&self, probe: &[f32]) -> Option<Candidate> {
+        let mut ranked = self.ranked(probe, 8);
+        let best = ranked.iter().position(|c| c.matched).unwrap_or(0);
+        (best < ranked.len()).then(|| ranked.swap_remove(best))
+    }
+
     /// The `k` most similar persons (each once, by their best enrolment), best first, whether
     /// or not they reach a threshold.
     pub fn ranked(&self, probe: &[f32], k: usize) -> Vec<Candidate> {
