@@ -1,0 +1,196 @@
+//! Who is calling: WS-Security UsernameToken in the SOAP header, or HTTP Digest, checked
+//! against one user directory, with repeated failures from one address slowed down.
+
+pub mod digest;
+pub mod users;
+pub mod wsse;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::Mutex;
+
+use crate::xml::Element;
+pub use users::{AccessClass, MemoryUsers, User, UserDirectory, UserError, UserLevel, Users};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("malformed credentials: {0}")]
+    Malformed(&'static str),
+    #[error("wrong user name or password")]
+    WrongCredentials,
+    #[error("the nonce was used before")]
+    Replayed,
+    #[error("the credentials are too old or from the future")]
+    Stale,
+    #[error("too many failed attempts from this address")]
+    RateLimited,
+    #[error("too many recent requests to check for replays")]
+    Busy,
+    #[error("authentication failed inside the device")]
+    Internal,
+}
+
+pub struct Authenticator {
+    users: Arc<dyn UserDirectory>,
+    tokens: wsse::TokenVerifier,
+    digest: digest::DigestAuthenticator,
+    failures: FailureLimiter,
+}
+
+impl Authenticator {
+    pub fn new(users: Arc<dyn UserDirectory>, realm: &str) -> Self {
+        Self {
+            users,
+            tokens: wsse::TokenVerifier::new(Duration::from_secs(300)),
+            digest: digest::DigestAuthenticator::new(realm),
+            failures: FailureLimiter::new(5, Duration::from_secs(60), Duration::from_secs(30)),
+        }
+    }
+
+    pub fn users(&self) -> &Arc<dyn UserDirectory> {
+        &self.users
+    }
+
+    /// The caller of a SOAP request: `Ok(None)` when it brought no credentials.
+    /// A UsernameToken wins over HTTP Digest when both are present.
+    pub fn soap_caller(
+        &self,
+        header: Option<&Element>,
+        authorization: Option<&str>,
+        method: &str,
+        peer: IpAddr,
+    ) -> Result<Option<User>, AuthFailure> {
+        self.failures.check(peer)?;
+        let result = match wsse::UsernameToken::from_header(header) {
+            Ok(Some(token)) => self
+                .tokens
+                .verify(&token, self.users.as_ref(), Utc::now())
+                .map(Some),
+            Ok(None) => match authorization {
+                Some(value) => self
+                    .digest
+                    .verify(value, method, self.users.as_ref())
+                    .map(Some),
+                None => Ok(None),
+            },
+            Err(failure) => Err(failure),
+        };
+        self.record(peer, &result);
+        result
+    }
+
+    /// The caller of a plain HTTP request (snapshots, images): Digest only.
+    pub fn http_caller(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        peer: IpAddr,
+    ) -> Result<Option<User>, AuthFailure> {
+        self.failures.check(peer)?;
+        let result = match authorization {
+            Some(value) => self
+                .digest
+                .verify(value, method, self.users.as_ref())
+                .map(Some),
+            None => Ok(None),
+        };
+        self.record(peer, &result);
+        result
+    }
+
+    pub fn digest_challenges(&self, stale: bool) -> Vec<String> {
+        self.digest.challenges(stale)
+    }
+
+    fn record(&self, peer: IpAddr, result: &Result<Option<User>, AuthFailure>) {
+        if let Err(failure) = result {
+            tracing::warn!(%peer, %failure, "ONVIF authentication failed");
+            self.failures.fail(peer);
+        }
+    }
+}
+
+/// Counts failures per address; after `max` inside `window`, refuses that address
+/// for `penalty` without looking at its credentials.
+struct FailureLimiter {
+    max: u32,
+    window: Duration,
+    penalty: Duration,
+    peers: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+struct Failures {
+    first: Instant,
+    count: u32,
+    blocked_until: Option<Instant>,
+}
+
+impl FailureLimiter {
+    fn new(max: u32, window: Duration, penalty: Duration) -> Self {
+        Self {
+            max,
+            window,
+            penalty,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn check(&self, peer: IpAddr) -> Result<(), AuthFailure> {
+        let peers = self.peers.lock();
+        match peers.get(&peer).and_then(|f| f.blocked_until) {
+            Some(until) if Instant::now() < until => Err(AuthFailure::RateLimited),
+            _ => Ok(()),
+        }
+    }
+
+    fn fail(&self, peer: IpAddr) {
+        let now = Instant::now();
+        let mut peers = self.peers.lock();
+        if peers.len() > 10_000 {
+            peers.retain(|_, f| {
+                now.duration_since(f.first) < self.window
+                    || f.blocked_until.is_some_and(|u| u > now)
+            });
+        }
+        let failures = peers.entry(peer).or_insert(Failures {
+            first: now,
+            count: 0,
+            blocked_until: None,
+        });
+        if now.duration_since(failures.first) > self.window {
+            *failures = Failures {
+                first: now,
+                count: 0,
+                blocked_until: None,
+            };
+        }
+        failures.count += 1;
+        if failures.count >= self.max {
+            failures.blocked_until = Some(now + self.penalty);
+            failures.count = 0;
+            failures.first = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_an_address_after_repeated_failures_only() {
+        let limiter = FailureLimiter::new(3, Duration::from_secs(60), Duration::from_secs(30));
+        let bad: IpAddr = "127.0.0.2".parse().unwrap();
+        let good: IpAddr = "127.0.0.3".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(bad).is_ok());
+            limiter.fail(bad);
+        }
+        assert_eq!(limiter.check(bad), Err(AuthFailure::RateLimited));
+        assert!(limiter.check(good).is_ok());
+    }
+}

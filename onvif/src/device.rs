@@ -1,0 +1,123 @@
+//! What the product tells the ONVIF side about itself: the plug-in trait and its types.
+
+use std::time::SystemTime;
+
+/// The product behind the device. Everything face-specific stays on its side.
+pub trait Product: Send + Sync + 'static {
+    fn information(&self) -> DeviceInformation;
+    /// One entry per camera the product analyses; each becomes a media profile.
+    fn video_sources(&self) -> Vec<VideoSource>;
+    /// The latest frame of a source as JPEG, if there is one.
+    fn snapshot(&self, source_token: &str) -> Option<Vec<u8>>;
+    /// The topics the product publishes, for GetEventProperties.
+    fn topics(&self) -> Vec<TopicDescription>;
+    /// SystemReboot: restart the service (not the machine) after the answer is sent.
+    fn reboot(&self);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInformation {
+    pub manufacturer: String,
+    pub model: String,
+    pub firmware_version: String,
+    pub serial_number: String,
+    pub hardware_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoEncoding {
+    H264,
+    H265,
+}
+
+impl VideoEncoding {
+    /// The name Media (ver10) uses; it has no H.265, so those streams show as H264
+    /// there, which is what clients that only speak ver10 can at least try.
+    pub fn media1_name(self) -> &'static str {
+        "H264"
+    }
+
+    pub fn media2_name(self) -> &'static str {
+        match self {
+            Self::H264 => "H264",
+            Self::H265 => "H265",
+        }
+    }
+}
+
+/// A camera as a video source: what its stream is and where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoSource {
+    /// Stable and XML-safe; profile and configuration tokens derive from it.
+    pub token: String,
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: f32,
+    pub encoding: VideoEncoding,
+    pub stream_uri: String,
+}
+
+impl VideoSource {
+    pub fn profile_token(&self) -> String {
+        format!("profile_{}", self.token)
+    }
+}
+
+/// One topic of the event service's topic set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Path below `tns1:`, e.g. `RuleEngine/Recognition/Face`.
+    pub path: String,
+    pub is_property: bool,
+    pub source: Vec<ItemDescription>,
+    pub key: Vec<ItemDescription>,
+    pub data: Vec<ItemDescription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemDescription {
+    pub name: String,
+    /// An XML Schema type such as `xs:string`, `xs:float`, `tt:ReferenceToken`.
+    pub xml_type: String,
+}
+
+impl ItemDescription {
+    pub fn new(name: &str, xml_type: &str) -> Self {
+        Self {
+            name: name.into(),
+            xml_type: xml_type.into(),
+        }
+    }
+}
+
+/// An event as the product publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMessage {
+    pub topic: String,
+    pub time: SystemTime,
+    pub property: Option<PropertyOperation>,
+    pub source: Vec<(String, String)>,
+    pub key: Vec<(String, String)>,
+    pub data: Vec<(String, String)>,
+    /// A picture that goes with the event (a face thumbnail): the device serves it and
+    /// the message carries its URI as the `ImageUri` data item.
+    pub image_jpeg: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyOperation {
+    Initialized,
+    Changed,
+    Deleted,
+}
+
+impl PropertyOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initialized => "Initialized",
+            Self::Changed => "Changed",
+            Self::Deleted => "Deleted",
+        }
+    }
+}
