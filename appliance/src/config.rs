@@ -30,6 +30,7 @@ pub struct Config {
     /// Where the appliance keeps its state; the command line's `--data-dir` when absent.
     pub data_dir: Option<PathBuf>,
     pub analysis: AnalysisConfig,
+    pub onvif: OnvifConfig,
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
 }
@@ -60,6 +61,45 @@ impl Default for AnalysisConfig {
             best_shots: 3,
             upgrade_margin: 0.05,
             queue_frames: 4,
+        }
+    }
+}
+
+/// The ONVIF device: its HTTP endpoint and WS-Discovery. The defaults keep everything on
+/// loopback; the appliance image's configuration opens the LAN.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnvifConfig {
+    pub enabled: bool,
+    /// Address of the HTTP server for the ONVIF services (port 0: any free port).
+    pub listen: String,
+    /// Answer WS-Discovery probes and announce Hello/Bye (clients can switch it with
+    /// SetDiscoveryMode; their choice is remembered in the data directory).
+    pub discovery: bool,
+    /// IPv4 addresses of the interfaces discovery uses.
+    pub discovery_interfaces: Vec<String>,
+    pub discovery_port: u16,
+    /// Shown in the `name` and `location` scopes.
+    pub name: String,
+    pub location: String,
+    /// Networks Base Notification consumers may be in (CIDR); Subscribe to any other
+    /// address is refused.
+    pub notify_allow: Vec<String>,
+    pub max_subscriptions: usize,
+}
+
+impl Default for OnvifConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            discovery: true,
+            discovery_interfaces: vec!["127.0.0.1".into()],
+            discovery_port: 3702,
+            name: "Vigil".into(),
+            location: "unset".into(),
+            notify_allow: vec!["127.0.0.0/8".into()],
+            max_subscriptions: 256,
         }
     }
 }
@@ -188,6 +228,17 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `rtsp://user:secret@host/path` as `rtsp://host/path`.
+pub fn strip_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match authority(rest).rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -255,6 +306,34 @@ impl Config {
         }
         if !(1..=1000).contains(&a.queue_frames) {
             return Err(invalid("analysis.queue_frames".into(), "must be 1 to 1000"));
+        }
+        let o = &self.onvif;
+        if o.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "onvif.listen".into(),
+                "must be an IP address and port, e.g. 127.0.0.1:8080",
+            ));
+        }
+        for (i, address) in o.discovery_interfaces.iter().enumerate() {
+            if address.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(invalid(
+                    format!("onvif.discovery_interfaces[{i}]"),
+                    "must be an IPv4 address",
+                ));
+            }
+        }
+        for (i, network) in o.notify_allow.iter().enumerate() {
+            if let Err(message) =
+                onvif::events::ConsumerAllowList::parse(std::slice::from_ref(network))
+            {
+                return Err(invalid(format!("onvif.notify_allow[{i}]"), &message));
+            }
+        }
+        if !(1..=10_000).contains(&o.max_subscriptions) {
+            return Err(invalid(
+                "onvif.max_subscriptions".into(),
+                "must be 1 to 10000",
+            ));
         }
         let mut ids = HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {

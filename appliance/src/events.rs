@@ -16,10 +16,20 @@ const CAPACITY: usize = 4096;
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type")]
 pub enum Event {
+    TrackStarted(TrackStarted),
     FaceMatched(FaceMatched),
     UnregisteredFace(UnregisteredFace),
     TrackEnded(TrackEnded),
     CameraStateChanged(CameraStateChanged),
+}
+
+/// A face came into view: a new track began (before it is matched or not).
+#[derive(Clone, Debug, Serialize)]
+pub struct TrackStarted {
+    pub camera: String,
+    pub track: u64,
+    pub time: DateTime<Utc>,
+    pub bbox: BoundingBox,
 }
 
 /// A face of a registered person. One per track; a later shot scoring higher sends it again
@@ -151,6 +161,13 @@ impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let clock = |t: &DateTime<Utc>| t.format("%H:%M:%S%.3f").to_string();
         match self {
+            Event::TrackStarted(t) => write!(
+                f,
+                "{} {}: face in view (track {})",
+                clock(&t.time),
+                t.camera,
+                t.track
+            ),
             Event::FaceMatched(m) => write!(
                 f,
                 "{} {}: {} {} (watchlist {}, score {:.2}, track {})",

@@ -14,7 +14,7 @@ use image::RgbImage;
 use uuid::Uuid;
 
 use crate::config::{AnalysisConfig, CameraMode};
-use crate::events::{Event, FaceMatched, Shot, TrackEnded, UnregisteredFace};
+use crate::events::{Event, FaceMatched, Shot, TrackEnded, TrackStarted, UnregisteredFace};
 use crate::vision::{cosine, BoundingBox};
 use crate::watchlist::Candidate;
 
@@ -158,6 +158,12 @@ impl Tracker {
                         unregistered_raised: false,
                         best_score: None,
                     });
+                    events.push(Event::TrackStarted(TrackStarted {
+                        camera: self.camera.clone(),
+                        track: self.next_id,
+                        time: at.time,
+                        bbox: observation.bbox,
+                    }));
                     self.next_id += 1;
                     self.tracks.len() - 1
                 }

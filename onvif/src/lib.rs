@@ -1,7 +1,20 @@
 //! Vigil's ONVIF device side, as a library that knows nothing of faces.
+//!
+//! The product implements [`device::Product`] and a [`auth::UserDirectory`], builds a
+//! [`server::Device`], feeds HTTP requests to [`server::Device::handle`] from whatever
+//! server it runs, publishes events through [`events::EventBroker::publish`], and runs
+//! [`discovery`] to be found.
+
 pub mod auth;
 pub mod device;
+pub mod discovery;
 pub mod events;
+pub mod push;
+pub mod server;
+mod service;
+pub mod settings;
 pub mod soap;
 pub mod system;
 pub mod xml;
+
+pub use server::{Device, DeviceConfig, HttpRequest, HttpResponse};

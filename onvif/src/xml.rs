@@ -64,6 +64,9 @@ pub struct Element {
     pub attributes: Vec<Attribute>,
     pub children: Vec<Element>,
     pub text: String,
+    /// Namespace declarations made on this element, `(prefix, uri)`; the default
+    /// namespace has an empty prefix. Needed to resolve QNames inside text.
+    pub namespaces: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +110,18 @@ impl Element {
     }
 }
 
+/// Resolves a QName found in text (`prefix:local`) against the declarations of the
+/// elements from the root down to where it was found, innermost winning.
+pub fn resolve_qname(scope: &[&Element], qname: &str) -> Option<(String, String)> {
+    let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
+    scope
+        .iter()
+        .rev()
+        .flat_map(|e| e.namespaces.iter())
+        .find(|(p, _)| p == prefix)
+        .map(|(_, uri)| (uri.clone(), local.to_string()))
+}
+
 /// Parses a whole document into its root element.
 pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
     if bytes.len() > limits.max_bytes {
@@ -138,10 +153,16 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
                 let ns = namespace_of(&resolved, start.name().as_ref())?;
                 let name = utf8(start.local_name().as_ref())?;
                 let mut attributes = Vec::new();
+                let mut namespaces = Vec::new();
                 for attribute in start.attributes() {
                     let attribute = attribute.map_err(|e| XmlError::Syntax(e.to_string()))?;
                     let key = attribute.key;
-                    if key.as_namespace_binding().is_some() {
+                    if let Some(binding) = key.as_namespace_binding() {
+                        let prefix = match binding {
+                            quick_xml::name::PrefixDeclaration::Default => String::new(),
+                            quick_xml::name::PrefixDeclaration::Named(p) => utf8(p)?,
+                        };
+                        namespaces.push((prefix, utf8(&attribute.value)?));
                         continue;
                     }
                     if attributes.len() >= limits.max_attributes {
@@ -164,6 +185,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
                     ns,
                     name,
                     attributes,
+                    namespaces,
                     ..Element::default()
                 });
             }

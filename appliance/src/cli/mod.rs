@@ -6,6 +6,7 @@ mod identify;
 mod pairs;
 mod registry;
 mod run;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
     Eval(pairs::EvalCommand),
     /// Run the appliance daemon: cameras, tracking, alerts.
     Run(run::RunArgs),
+    /// Manage the appliance's users (ONVIF logins).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// The built-in demo: enrols people of ../shared/testdata and identifies other photos of them.
     Demo(demo::DemoArgs),
 }
@@ -101,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(c) => pairs::run(&ctx, c),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::User(c) => user::run(&ctx, c),
     }
 }
 

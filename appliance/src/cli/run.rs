@@ -8,10 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use vigil::config::Config;
 use vigil::daemon::Daemon;
 use vigil::events::{Event, EventBus};
+use vigil::onvif_device::OnvifService;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -56,7 +59,42 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         EventsOutput::None => None,
     };
     let cameras = config.cameras.len();
-    let mut daemon = Daemon::start(config, &data_dir, bus)?;
+    let onvif_config = config.onvif.clone();
+    let mut daemon = Daemon::start(config, &data_dir, bus.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vigil-net")
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
+    let restart_requested = Arc::new(AtomicBool::new(false));
+    let onvif = if onvif_config.enabled {
+        let restart = {
+            let flag = restart_requested.clone();
+            Box::new(move || {
+                flag.store(true, Ordering::SeqCst);
+                let _ = signal_hook::low_level::raise(SIGTERM);
+            })
+        };
+        let (service, first_password) = runtime.block_on(OnvifService::start(
+            &onvif_config,
+            &data_dir,
+            daemon.live(),
+            &bus,
+            restart,
+        ))?;
+        if let Some(password) = first_password {
+            eprintln!("vigil: first start: created user admin with password {password} (shown once; change it with `vigil user set admin --level administrator`)");
+        }
+        eprintln!(
+            "vigil: ONVIF device service at http://{}/onvif/device_service",
+            service.address
+        );
+        Some(service)
+    } else {
+        None
+    };
+    drop(bus);
     tracing::info!(data_dir = %data_dir.display(), cameras, "vigil running");
     eprintln!(
         "vigil: running with {cameras} camera(s), data in {}; stop with Ctrl-C",
@@ -69,6 +107,11 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         match load(&args.config) {
             Ok(config) => {
                 tracing::info!("configuration reloaded");
+                if config.onvif != onvif_config {
+                    tracing::warn!(
+                        "the [onvif] section changed; it takes effect at the next start"
+                    );
+                }
                 if let Err(e) = daemon.reload_gallery() {
                     tracing::error!(error = %e, "watchlists not reloaded");
                 }
@@ -83,10 +126,33 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopping");
     daemon.shutdown();
+    if let Some(onvif) = onvif {
+        runtime.block_on(onvif.stop());
+    }
+    // The forwarder holds a bus subscription; the runtime's end drops it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some(printer) = printer {
         let _ = printer.join();
     }
+    if restart_requested.load(Ordering::SeqCst) {
+        restart_process();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SystemReboot: replace this process with a fresh one of the same command line. Under
+/// systemd the service could instead exit and be restarted; exec works either way.
+fn restart_process() {
+    use std::os::unix::process::CommandExt as _;
+    let Ok(exe) = std::env::current_exe() else {
+        tracing::error!("cannot find the running executable; not restarting");
+        return;
+    };
+    tracing::warn!("restarting");
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    tracing::error!(error = %error, "restart failed");
 }
 
 /// Prints every event as one line; ends when the bus closes (every publisher gone).

@@ -29,6 +29,8 @@ pub struct Analysis {
     pub gallery: SharedGallery,
     pub bus: EventBus,
     pub settings: TrackerSettings,
+    /// Where the latest analysed frame is left for snapshots.
+    pub latest: super::LatestFrames,
 }
 
 impl Analysis {
@@ -46,6 +48,10 @@ impl Analysis {
                     let events = self.analyse(&mut tracker, &frame);
                     self.analysed.fetch_add(1, Ordering::Relaxed);
                     self.publish(events);
+                    // Moved, not copied: the frame is not needed any more.
+                    self.latest
+                        .lock()
+                        .insert(self.camera.clone(), Arc::new(frame.image));
                 }
                 Pop::TimedOut => self.publish(tracker.finish()),
                 Pop::Closed => break,

@@ -16,6 +16,33 @@ use serde::Serialize;
 
 pub use analysis::SharedGallery;
 
+/// The latest analysed frame of each camera.
+pub type LatestFrames = Arc<Mutex<BTreeMap<String, Arc<image::RgbImage>>>>;
+
+/// What adapters (ONVIF, later the web UI) may read of the running daemon from other
+/// threads: the cameras as configured, their status and their latest frame.
+#[derive(Clone)]
+pub struct LiveView {
+    cameras: Arc<RwLock<Vec<CameraConfig>>>,
+    statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
+    frames: LatestFrames,
+}
+
+impl LiveView {
+    /// The enabled cameras.
+    pub fn cameras(&self) -> Vec<CameraConfig> {
+        self.cameras.read().clone()
+    }
+
+    pub fn status(&self, camera: &str) -> Option<CameraStatus> {
+        self.statuses.lock().get(camera).cloned()
+    }
+
+    pub fn latest_frame(&self, camera: &str) -> Option<Arc<image::RgbImage>> {
+        self.frames.lock().get(camera).cloned()
+    }
+}
+
 use crate::camera::{ingest, DropOldestQueue, Frame, IngestTimeouts, StopSignal};
 use crate::config::{CameraConfig, Config};
 use crate::events::{CameraState, CameraStateChanged, Event, EventBus};
@@ -90,6 +117,7 @@ pub struct Daemon {
     timeouts: IngestTimeouts,
     cameras: BTreeMap<String, RunningCamera>,
     statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
+    live: LiveView,
 }
 
 impl Daemon {
@@ -113,6 +141,12 @@ impl Daemon {
         pipeline_config.detector.min_face = config.analysis.min_face;
         let pipeline = Arc::new(FacePipeline::new(&runtime, pipeline_config)?);
         pipeline.detector().warm_up()?;
+        let statuses = Arc::new(Mutex::new(BTreeMap::new()));
+        let live = LiveView {
+            cameras: Arc::new(RwLock::new(Vec::new())),
+            statuses: statuses.clone(),
+            frames: Arc::new(Mutex::new(BTreeMap::new())),
+        };
         let mut daemon = Self {
             config: Config::default(),
             data_dir: data_dir.to_path_buf(),
@@ -121,7 +155,8 @@ impl Daemon {
             bus,
             timeouts,
             cameras: BTreeMap::new(),
-            statuses: Arc::new(Mutex::new(BTreeMap::new())),
+            statuses,
+            live,
         };
         daemon.reload_gallery()?;
         daemon.apply(config)?;
@@ -130,6 +165,10 @@ impl Daemon {
 
     pub fn bus(&self) -> &EventBus {
         &self.bus
+    }
+
+    pub fn live(&self) -> LiveView {
+        self.live.clone()
     }
 
     pub fn gallery(&self) -> SharedGallery {
@@ -195,8 +234,10 @@ impl Daemon {
             }
             if !wanted.contains_key(&id) {
                 self.statuses.lock().remove(&id);
+                self.live.frames.lock().remove(&id);
             }
         }
+        *self.live.cameras.write() = wanted.values().cloned().collect();
         self.config = config;
         for (id, camera) in wanted {
             if !self.cameras.contains_key(&id) {
@@ -238,6 +279,7 @@ impl Daemon {
             gallery: self.gallery.clone(),
             bus: self.bus.clone(),
             settings: TrackerSettings::new(&self.config.analysis, camera.mode),
+            latest: self.live.frames.clone(),
         };
         let analysis = {
             let queue = queue.clone();

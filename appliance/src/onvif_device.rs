@@ -1,0 +1,476 @@
+//! Vigil as an ONVIF device: the adapter between the daemon (cameras, event bus, users)
+//! and the face-agnostic `onvif` library.
+//!
+//! Topics published:
+//! - `tns1:RuleEngine/Recognition/Face`: a watchlist match (and its upgrades);
+//! - `tns1:RuleEngine/Recognition/UnregisteredFace`: a face that matches no watchlist
+//!   (Label `unknown`);
+//! - `tns1:RuleEngine/MyRuleDetector/FaceDetect`: property, true while a face is in
+//!   view of a camera (the topic Home Assistant turns into a binary sensor);
+//! - `tns1:VideoSource/SignalLoss`: property, true while a camera is not streaming.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use onvif::device::{
+    DeviceInformation, EventMessage, ItemDescription, Product, PropertyOperation, TopicDescription,
+    VideoEncoding, VideoSource,
+};
+use onvif::Device;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::daemon::LiveView;
+use crate::events::{CameraState, Event, EventBus};
+use crate::vision::BoundingBox;
+
+pub const TOPIC_FACE: &str = "tns1:RuleEngine/Recognition/Face";
+pub const TOPIC_UNREGISTERED: &str = "tns1:RuleEngine/Recognition/UnregisteredFace";
+pub const TOPIC_FACE_DETECT: &str = "tns1:RuleEngine/MyRuleDetector/FaceDetect";
+pub const TOPIC_SIGNAL_LOSS: &str = "tns1:VideoSource/SignalLoss";
+const ANALYTICS_TOKEN: &str = "vigil_faces";
+
+pub struct VigilProduct {
+    live: LiveView,
+    serial: String,
+    restart: Box<dyn Fn() + Send + Sync>,
+}
+
+impl VigilProduct {
+    /// `restart` is what SystemReboot does: restart the service.
+    pub fn new(live: LiveView, data_dir: &Path, restart: Box<dyn Fn() + Send + Sync>) -> Self {
+        Self {
+            live,
+            serial: serial_number(data_dir),
+            restart,
+        }
+    }
+}
+
+/// The ONVIF video source token of a camera (its id: letters, digits, '-' and '_').
+pub fn source_token(camera: &str) -> String {
+    camera.to_string()
+}
+
+impl Product for VigilProduct {
+    fn information(&self) -> DeviceInformation {
+        DeviceInformation {
+            manufacturer: "Vigil".into(),
+            model: "Vigil face recognition appliance".into(),
+            firmware_version: env!("CARGO_PKG_VERSION").into(),
+            serial_number: self.serial.clone(),
+            hardware_id: std::env::consts::ARCH.into(),
+        }
+    }
+
+    fn video_sources(&self) -> Vec<VideoSource> {
+        self.live
+            .cameras()
+            .into_iter()
+            .map(|camera| {
+                let (width, height) = self
+                    .live
+                    .latest_frame(&camera.id)
+                    .map_or((0, 0), |frame| (frame.width(), frame.height()));
+                VideoSource {
+                    token: source_token(&camera.id),
+                    name: if camera.name.is_empty() {
+                        camera.id.clone()
+                    } else {
+                        camera.name.clone()
+                    },
+                    width,
+                    height,
+                    framerate: camera.fps as f32,
+                    encoding: VideoEncoding::H264,
+                    // The camera's own stream, without its credentials: clients use theirs.
+                    stream_uri: crate::config::strip_credentials(&camera.url),
+                }
+            })
+            .collect()
+    }
+
+    fn snapshot(&self, source_token: &str) -> Option<Vec<u8>> {
+        let frame = self.live.latest_frame(source_token)?;
+        let mut jpeg = Vec::new();
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
+        match frame.write_with_encoder(encoder) {
+            Ok(()) => Some(jpeg),
+            Err(e) => {
+                tracing::warn!(camera = source_token, error = %e, "snapshot encoding failed");
+                None
+            }
+        }
+    }
+
+    fn topics(&self) -> Vec<TopicDescription> {
+        let item = ItemDescription::new;
+        let face_source = vec![
+            item("VideoSourceConfigurationToken", "tt:ReferenceToken"),
+            item("VideoAnalyticsConfigurationToken", "tt:ReferenceToken"),
+            item("Rule", "xs:string"),
+        ];
+        let face_data = |enrolled: bool| {
+            let mut data = vec![item("Likelihood", "xs:float")];
+            if enrolled {
+                data.push(item("EnrollmentID", "xs:string"));
+            }
+            data.extend([
+                item("ObjectId", "xs:integer"),
+                item("Label", "xs:string"),
+                item("BoundingBox", "xs:string"),
+                item("ImageUri", "xs:anyURI"),
+            ]);
+            if enrolled {
+                data.extend([
+                    item("Watchlist", "xs:string"),
+                    item("Upgrade", "xs:boolean"),
+                ]);
+            }
+            data
+        };
+        vec![
+            TopicDescription {
+                path: "RuleEngine/Recognition/Face".into(),
+                is_property: false,
+                source: face_source.clone(),
+                key: Vec::new(),
+                data: face_data(true),
+            },
+            TopicDescription {
+                path: "RuleEngine/Recognition/UnregisteredFace".into(),
+                is_property: false,
+                source: face_source.clone(),
+                key: Vec::new(),
+                data: face_data(false),
+            },
+            TopicDescription {
+                path: "RuleEngine/MyRuleDetector/FaceDetect".into(),
+                is_property: true,
+                source: face_source,
+                key: Vec::new(),
+                data: vec![item("IsFace", "xs:boolean")],
+            },
+            TopicDescription {
+                path: "VideoSource/SignalLoss".into(),
+                is_property: true,
+                source: vec![item("Source", "tt:ReferenceToken")],
+                key: Vec::new(),
+                data: vec![item("State", "xs:boolean"), item("Reason", "xs:string")],
+            },
+        ]
+    }
+
+    fn reboot(&self) {
+        (self.restart)();
+    }
+}
+
+/// A stable serial number for this appliance: the machine id, or a per-data-directory id.
+fn serial_number(data_dir: &Path) -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|id| id.trim().chars().take(16).collect::<String>())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| {
+            uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_URL,
+                data_dir.to_string_lossy().as_bytes(),
+            )
+            .simple()
+            .to_string()
+        })
+}
+
+/// The device's stable endpoint reference, created once per data directory.
+pub fn endpoint_uuid(data_dir: &Path) -> std::io::Result<uuid::Uuid> {
+    let path = data_dir.join("onvif-endpoint");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4();
+            std::fs::write(&path, id.to_string())?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Turns bus events into ONVIF messages until the bus closes.
+pub async fn forward_events(bus: EventBus, device: Arc<Device>) {
+    let mut events = bus.subscribe();
+    let mut translator = Translator::default();
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                for message in translator.translate(&event) {
+                    device.events().publish(message);
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(lost = n, "ONVIF event forwarding fell behind")
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Keeps what the property topics need: which tracks are in view per camera.
+#[derive(Default)]
+struct Translator {
+    tracks_in_view: BTreeMap<String, BTreeSet<u64>>,
+}
+
+impl Translator {
+    fn translate(&mut self, event: &Event) -> Vec<EventMessage> {
+        match event {
+            Event::TrackStarted(t) => {
+                let tracks = self.tracks_in_view.entry(t.camera.clone()).or_default();
+                let first = tracks.is_empty();
+                tracks.insert(t.track);
+                if first {
+                    vec![face_detect(&t.camera, true, t.time.into())]
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::TrackEnded(t) => {
+                let tracks = self.tracks_in_view.entry(t.camera.clone()).or_default();
+                if tracks.remove(&t.track) && tracks.is_empty() {
+                    vec![face_detect(&t.camera, false, t.end.into())]
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::FaceMatched(m) => vec![EventMessage {
+                topic: TOPIC_FACE.into(),
+                time: m.time.into(),
+                property: None,
+                source: face_source(&m.camera, "WatchlistMatch"),
+                key: Vec::new(),
+                data: vec![
+                    ("Likelihood".into(), format!("{:.4}", m.score)),
+                    ("EnrollmentID".into(), m.person_id.to_string()),
+                    ("ObjectId".into(), m.track.to_string()),
+                    ("Label".into(), m.person.clone()),
+                    ("BoundingBox".into(), bounding_box(&m.bbox)),
+                    ("Watchlist".into(), m.watchlist.clone()),
+                    ("Upgrade".into(), m.upgrade.to_string()),
+                ],
+                image_jpeg: Some(m.thumbnail_jpeg.as_ref().clone()),
+            }],
+            Event::UnregisteredFace(u) => vec![EventMessage {
+                topic: TOPIC_UNREGISTERED.into(),
+                time: u.time.into(),
+                property: None,
+                source: face_source(&u.camera, "UnregisteredFace"),
+                key: Vec::new(),
+                data: vec![
+                    (
+                        "Likelihood".into(),
+                        format!("{:.4}", u.best_score.unwrap_or(0.0)),
+                    ),
+                    ("ObjectId".into(), u.track.to_string()),
+                    ("Label".into(), "unknown".into()),
+                    ("BoundingBox".into(), bounding_box(&u.bbox)),
+                ],
+                image_jpeg: Some(u.thumbnail_jpeg.as_ref().clone()),
+            }],
+            Event::CameraStateChanged(c) => {
+                let (lost, reason) = match &c.state {
+                    CameraState::Streaming => (false, String::new()),
+                    CameraState::Connecting => (true, "connecting".to_string()),
+                    CameraState::Failed(why) => (true, why.clone()),
+                    CameraState::Stopped => (true, "stopped".to_string()),
+                };
+                let mut messages = Vec::new();
+                if lost
+                    && self
+                        .tracks_in_view
+                        .remove(&c.camera)
+                        .is_some_and(|t| !t.is_empty())
+                {
+                    messages.push(face_detect(&c.camera, false, c.time.into()));
+                }
+                messages.push(EventMessage {
+                    topic: TOPIC_SIGNAL_LOSS.into(),
+                    time: c.time.into(),
+                    property: Some(if matches!(c.state, CameraState::Stopped) {
+                        PropertyOperation::Deleted
+                    } else {
+                        PropertyOperation::Changed
+                    }),
+                    source: vec![("Source".into(), source_token(&c.camera))],
+                    key: Vec::new(),
+                    data: vec![
+                        ("State".into(), lost.to_string()),
+                        ("Reason".into(), reason),
+                    ],
+                    image_jpeg: None,
+                });
+                messages
+            }
+        }
+    }
+}
+
+fn face_source(camera: &str, rule: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "VideoSourceConfigurationToken".into(),
+            format!("vsc_{}", source_token(camera)),
+        ),
+        (
+            "VideoAnalyticsConfigurationToken".into(),
+            ANALYTICS_TOKEN.into(),
+        ),
+        ("Rule".into(), rule.into()),
+    ]
+}
+
+fn face_detect(camera: &str, in_view: bool, time: SystemTime) -> EventMessage {
+    EventMessage {
+        topic: TOPIC_FACE_DETECT.into(),
+        time,
+        property: Some(PropertyOperation::Changed),
+        source: face_source(camera, "FaceDetect"),
+        key: Vec::new(),
+        data: vec![("IsFace".into(), in_view.to_string())],
+        image_jpeg: None,
+    }
+}
+
+/// Pixels, `left,top,right,bottom`.
+fn bounding_box(b: &BoundingBox) -> String {
+    format!("{:.0},{:.0},{:.0},{:.0}", b.x1, b.y1, b.x2, b.y2)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnvifStartError {
+    #[error("ONVIF settings: {0}")]
+    Settings(#[from] onvif::settings::SettingsError),
+    #[error("users: {0}")]
+    Users(#[from] crate::users::UsersError),
+    #[error("ONVIF endpoint id in the data directory: {0}")]
+    Endpoint(std::io::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("WS-Discovery on {interfaces:?}: {source}")]
+    Discovery {
+        interfaces: Vec<std::net::Ipv4Addr>,
+        source: std::io::Error,
+    },
+    #[error("invalid onvif.notify_allow: {0}")]
+    AllowList(String),
+}
+
+/// The running ONVIF side: HTTP services, discovery and event forwarding.
+pub struct OnvifService {
+    pub address: std::net::SocketAddr,
+    pub device: Arc<Device>,
+    stop: tokio::sync::watch::Sender<bool>,
+    discovery: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl OnvifService {
+    /// Starts serving on the configured address; must run inside a Tokio runtime.
+    /// Returns the service and, on the very first start, the generated admin password.
+    pub async fn start(
+        config: &crate::config::OnvifConfig,
+        data_dir: &Path,
+        live: LiveView,
+        bus: &EventBus,
+        restart: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<(Self, Option<String>), OnvifStartError> {
+        let (users, first_password) = crate::users::FileUsers::open(data_dir)?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| OnvifStartError::Listen {
+                address: config.listen.clone(),
+                source,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| OnvifStartError::Listen {
+                address: config.listen.clone(),
+                source,
+            })?;
+        let device_config = onvif::DeviceConfig {
+            endpoint: endpoint_uuid(data_dir).map_err(OnvifStartError::Endpoint)?,
+            name: config.name.clone(),
+            location: config.location.clone(),
+            hardware: "Vigil".into(),
+            realm: "vigil".into(),
+            settings_file: Some(data_dir.join("onvif.json")),
+            discoverable: config.discovery,
+            consumer_allow: onvif::events::ConsumerAllowList::parse(&config.notify_allow)
+                .map_err(OnvifStartError::AllowList)?,
+            event_limits: onvif::events::EventLimits {
+                max_subscriptions: config.max_subscriptions,
+                ..Default::default()
+            },
+            xml_limits: onvif::xml::Limits::default(),
+            http_ports: vec![address.port()],
+            https_ports: Vec::new(),
+        };
+        let product = Arc::new(VigilProduct::new(live, data_dir, restart));
+        let device = Device::new(device_config, product, Arc::new(users))?;
+        device.events().set_image_base(&format!("http://{address}"));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::http::serve(
+            listener,
+            device.clone(),
+            stopped.clone(),
+        ));
+        tokio::spawn(forward_events(bus.clone(), device.clone()));
+        let interfaces: Vec<std::net::Ipv4Addr> = config
+            .discovery_interfaces
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let discovery = if interfaces.is_empty() {
+            None
+        } else {
+            let discovery_config = onvif::discovery::DiscoveryConfig {
+                interfaces: interfaces.clone(),
+                port: config.discovery_port,
+                http_port: address.port(),
+            };
+            // Open the sockets now so that a port or address problem stops the start.
+            let sockets = onvif::discovery::Sockets::open(&discovery_config)
+                .map_err(|source| OnvifStartError::Discovery { interfaces, source })?;
+            Some(tokio::spawn(onvif::discovery::run(
+                device.clone(),
+                discovery_config,
+                sockets,
+                stopped,
+            )))
+        };
+        tracing::info!(%address, "ONVIF device service listening");
+        Ok((
+            Self {
+                address,
+                device,
+                stop,
+                discovery,
+            },
+            first_password,
+        ))
+    }
+
+    /// Stops serving and says Bye.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(discovery) = self.discovery {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), discovery).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "WS-Discovery ended with an error"),
+                Err(_) => tracing::warn!("WS-Discovery did not stop in time"),
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The device as an HTTP handler: routes a request to its service, authenticates the
+//! caller, checks its user level against the operation's access class, and answers with
+//! a SOAP response or fault. Transport (HTTP server, TLS) belongs to the product.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::auth::{AccessClass, AuthFailure, Authenticator, User, UserDirectory};
+use crate::device::Product;
+use crate::events::{ConsumerAllowList, EventBroker, EventLimits};
+use crate::service;
+use crate::settings::{Settings, SettingsError};
+use crate::soap::{self, Fault, Request};
+use crate::xml::Limits;
+
+/// How the device presents itself.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// The stable WS-Addressing endpoint reference (`urn:uuid:...`).
+    pub endpoint: uuid::Uuid,
+    pub name: String,
+    pub location: String,
+    pub hardware: String,
+    pub realm: String,
+    /// Where SetScopes and SetDiscoveryMode are remembered; `None` keeps them in memory.
+    pub settings_file: Option<PathBuf>,
+    pub discoverable: bool,
+    pub consumer_allow: ConsumerAllowList,
+    pub event_limits: EventLimits,
+    pub xml_limits: Limits,
+    /// Ports the device serves on, for GetNetworkProtocols.
+    pub http_ports: Vec<u16>,
+    pub https_ports: Vec<u16>,
+}
+
+/// An HTTP request as the transport hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    /// Path without the query.
+    pub path: &'a str,
+    /// The Host header: service addresses in answers use it, so they work through
+    /// whatever address the client reached the device by.
+    pub host: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+    pub peer: SocketAddr,
+    pub https: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn soap(status: u16, xml: String) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type", "application/soap+xml; charset=utf-8".into())],
+            body: xml.into_bytes(),
+        }
+    }
+
+    fn fault(fault: &Fault) -> Self {
+        Self::soap(fault.http_status(), fault.to_xml())
+    }
+
+    fn plain(status: u16, text: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
+            body: text.as_bytes().to_vec(),
+        }
+    }
+}
+
+pub const DEVICE_PATH: &str = "/onvif/device_service";
+pub const MEDIA_PATH: &str = "/onvif/media_service";
+pub const MEDIA2_PATH: &str = "/onvif/media2_service";
+pub const EVENTS_PATH: &str = "/onvif/events_service";
+pub const SUBSCRIPTION_PATH: &str = "/onvif/subscription/";
+pub const SNAPSHOT_PATH: &str = "/onvif/snapshot/";
+pub const IMAGES_PATH: &str = "/onvif/images/";
+
+pub struct Device {
+    pub(crate) config: DeviceConfig,
+    pub(crate) product: Arc<dyn Product>,
+    pub(crate) auth: Authenticator,
+    pub(crate) events: EventBroker,
+    settings: Mutex<Settings>,
+    /// Bumped whenever scopes or the discovery mode change, so discovery re-announces.
+    settings_version: watch::Sender<u64>,
+}
+
+/// The context one operation runs in.
+pub(crate) struct Call<'a> {
+    pub device: &'a Arc<Device>,
+    /// `http://host:port` as the client reached us.
+    pub base: String,
+    pub caller: Option<User>,
+    pub request: &'a Request,
+    pub path: &'a str,
+}
+
+impl Device {
+    pub fn new(
+        config: DeviceConfig,
+        product: Arc<dyn Product>,
+        users: Arc<dyn UserDirectory>,
+    ) -> Result<Arc<Self>, SettingsError> {
+        let defaults = Settings {
+            configurable_scopes: vec![
+                format!("onvif://www.onvif.org/name/{}", scope_text(&config.name)),
+                format!(
+                    "onvif://www.onvif.org/location/{}",
+                    scope_text(&config.location)
+                ),
+            ],
+            discoverable: config.discoverable,
+        };
+        let settings = Settings::load(config.settings_file.as_ref(), defaults)?;
+        let auth = Authenticator::new(users, &config.realm);
+        let events = EventBroker::new(config.event_limits.clone());
+        Ok(Arc::new(Self {
+            config,
+            product,
+            auth,
+            events,
+            settings: Mutex::new(settings),
+            settings_version: watch::channel(0).0,
+        }))
+    }
+
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    pub fn events(&self) -> &EventBroker {
+        &self.events
+    }
+
+    pub fn endpoint_reference(&self) -> String {
+        format!("urn:uuid:{}", self.config.endpoint)
+    }
+
+    /// Fixed scopes first, then the configurable ones.
+    pub fn scopes(&self) -> (Vec<String>, Vec<String>) {
+        let mut fixed = vec![
+            "onvif://www.onvif.org/Profile/Streaming".to_string(),
+            "onvif://www.onvif.org/Profile/M".to_string(),
+            "onvif://www.onvif.org/type/video_analytics".to_string(),
+            "onvif://www.onvif.org/type/Network_Video_Transmitter".to_string(),
+            format!(
+                "onvif://www.onvif.org/hardware/{}",
+                scope_text(&self.config.hardware)
+            ),
+        ];
+        for interface in crate::system::network_interfaces() {
+            fixed.push(format!(
+                "onvif://www.onvif.org/mac/{}",
+                interface.mac.replace(':', "-")
+            ));
+        }
+        (fixed, self.settings.lock().configurable_scopes.clone())
+    }
+
+    pub fn discoverable(&self) -> bool {
+        self.settings.lock().discoverable
+    }
+
+    /// Changes of scopes or discovery mode, for the discovery side.
+    pub fn watch_settings(&self) -> watch::Receiver<u64> {
+        self.settings_version.subscribe()
+    }
+
+    pub(crate) fn change_settings(
+        &self,
+        change: impl FnOnce(&mut Settings) -> Result<(), Fault>,
+    ) -> Result<(), Fault> {
+        let mut settings = self.settings.lock();
+        let mut draft = settings.clone();
+        change(&mut draft)?;
+        draft
+            .save(self.config.settings_file.as_ref())
+            .map_err(|e| Fault::receiver("ter:Action", e.to_string()))?;
+        *settings = draft;
+        drop(settings);
+        self.settings_version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// Answers one HTTP request for any ONVIF path.
+    pub async fn handle(self: &Arc<Self>, request: HttpRequest<'_>) -> HttpResponse {
+        let base = format!(
+            "{}://{}",
+            if request.https { "https" } else { "http" },
+            request.host.unwrap_or("127.0.0.1")
+        );
+        if request.method == "GET" {
+            return self.get(request);
+        }
+        if request.method != "POST" {
+            return HttpResponse::plain(405, "ONVIF services take POST");
+        }
+        if request.body.len() > self.config.xml_limits.max_bytes {
+            return HttpResponse::plain(413, "request body too large");
+        }
+        let soap_request = match Request::parse(request.body, &self.config.xml_limits) {
+            Ok(r) => r,
+            Err(fault) => return HttpResponse::fault(&fault),
+        };
+        let operation = &soap_request.body;
+        let Some(class) = service::access_class(&operation.ns, &operation.name) else {
+            return HttpResponse::fault(&Fault::action_not_supported(&operation.name));
+        };
+        let caller = match self.auth.soap_caller(
+            soap_request.header.as_ref(),
+            request.authorization,
+            request.method,
+            request.peer.ip(),
+        ) {
+            Ok(caller) => caller,
+            Err(failure) => return self.refuse(failure),
+        };
+        if class != AccessClass::PreAuth {
+            match &caller {
+                None => return self.challenge(),
+                Some(user) if !class.allows(user.level) => {
+                    tracing::warn!(user = %user.name, operation = %operation.name, peer = %request.peer, "ONVIF user level too low");
+                    return HttpResponse::fault(&Fault::not_authorized());
+                }
+                Some(_) => {}
+            }
+        }
+        let call = Call {
+            device: self,
+            base,
+            caller,
+            request: &soap_request,
+            path: request.path,
+        };
+        match service::dispatch(&call).await {
+            Ok(body) => HttpResponse::soap(200, soap::envelope("", &body)),
+            Err(fault) => HttpResponse::fault(&fault),
+        }
+    }
+
+    /// Snapshots and event pictures: HTTP Digest, media read access.
+    fn get(self: &Arc<Self>, request: HttpRequest<'_>) -> HttpResponse {
+        let lookup = if let Some(name) = request.path.strip_prefix(SNAPSHOT_PATH) {
+            name.strip_suffix(".jpg")
+                .map(|token| self.product.snapshot(token).map(Arc::new))
+        } else if let Some(name) = request.path.strip_prefix(IMAGES_PATH) {
+            name.strip_suffix(".jpg").map(|id| self.events.image(id))
+        } else {
+            None
+        };
+        let Some(found) = lookup else {
+            return HttpResponse::plain(404, "not found");
+        };
+        match self
+            .auth
+            .http_caller(request.authorization, request.method, request.peer.ip())
+        {
+            Ok(Some(user)) if AccessClass::ReadMedia.allows(user.level) => {}
+            Ok(Some(_)) => return HttpResponse::plain(403, "user level too low"),
+            Ok(None) => return self.challenge(),
+            Err(AuthFailure::Stale) => return self.challenge_stale(),
+            Err(failure) => return self.refuse_http(failure),
+        }
+        match found {
+            Some(jpeg) => HttpResponse {
+                status: 200,
+                headers: vec![
+                    ("Content-Type", "image/jpeg".into()),
+                    ("Cache-Control", "no-store".into()),
+                ],
+                body: jpeg.as_ref().clone(),
+            },
+            None => HttpResponse::plain(404, "no picture yet"),
+        }
+    }
+
+    fn challenge(&self) -> HttpResponse {
+        self.with_challenges(
+            HttpResponse::soap(401, Fault::not_authorized().to_xml()),
+            false,
+        )
+    }
+
+    fn challenge_stale(&self) -> HttpResponse {
+        self.with_challenges(HttpResponse::plain(401, "stale nonce"), true)
+    }
+
+    fn with_challenges(&self, mut response: HttpResponse, stale: bool) -> HttpResponse {
+        for challenge in self.auth.digest_challenges(stale) {
+            response.headers.push(("WWW-Authenticate", challenge));
+        }
+        response
+    }
+
+    fn refuse(&self, failure: AuthFailure) -> HttpResponse {
+        let mut fault = Fault::not_authorized();
+        fault.reason = format!("Sender not Authorized: {failure}");
+        HttpResponse::fault(&fault)
+    }
+
+    fn refuse_http(&self, failure: AuthFailure) -> HttpResponse {
+        match failure {
+            AuthFailure::RateLimited => HttpResponse::plain(429, "too many failed attempts"),
+            AuthFailure::Malformed(_) => HttpResponse::plain(400, &failure.to_string()),
+            _ => self.with_challenges(HttpResponse::plain(401, &failure.to_string()), false),
+        }
+    }
+}
+
+/// Scope items are URI path segments: keep unreserved characters, percent-encode the rest.
+pub fn scope_text(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,487 @@
+//! Device management (ver10/device): identity, time, capabilities, scopes, network
+//! facts, users, discovery mode, reboot.
+
+use chrono::{Datelike, Timelike, Utc};
+
+use super::leaf;
+use crate::auth::{User, UserError, UserLevel};
+use crate::server::{scope_text, Call, DEVICE_PATH, EVENTS_PATH, MEDIA2_PATH, MEDIA_PATH};
+use crate::soap::{ns, Fault};
+use crate::xml::{escape, Element};
+
+pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
+    let operation = &call.request.body;
+    let device = call.device;
+    let body = match operation.name.as_str() {
+        "GetSystemDateAndTime" => system_date_and_time(),
+        "GetDeviceInformation" => {
+            let info = device.product.information();
+            format!(
+                "<tds:GetDeviceInformationResponse>{}{}{}{}{}</tds:GetDeviceInformationResponse>",
+                leaf("tds:Manufacturer", &info.manufacturer),
+                leaf("tds:Model", &info.model),
+                leaf("tds:FirmwareVersion", &info.firmware_version),
+                leaf("tds:SerialNumber", &info.serial_number),
+                leaf("tds:HardwareId", &info.hardware_id)
+            )
+        }
+        "GetCapabilities" => capabilities(call, operation)?,
+        "GetServices" => services(call, operation.child_text("IncludeCapability") == Some("true")),
+        "GetServiceCapabilities" => format!(
+            "<tds:GetServiceCapabilitiesResponse>{}</tds:GetServiceCapabilitiesResponse>",
+            service_capabilities(call)
+        ),
+        "GetWsdlUrl" => "<tds:GetWsdlUrlResponse><tds:WsdlUrl>https://www.onvif.org/profiles/specifications/</tds:WsdlUrl></tds:GetWsdlUrlResponse>".into(),
+        "GetEndpointReference" => format!(
+            "<tds:GetEndpointReferenceResponse>{}</tds:GetEndpointReferenceResponse>",
+            leaf("tds:GUID", device.endpoint_reference())
+        ),
+        "GetHostname" => format!(
+            "<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP>{}</tds:HostnameInformation></tds:GetHostnameResponse>",
+            leaf("tt:Name", crate::system::hostname())
+        ),
+        "GetScopes" => {
+            let (fixed, configurable) = device.scopes();
+            let scope = |def: &str, item: &String| {
+                format!("<tds:Scopes><tt:ScopeDef>{def}</tt:ScopeDef>{}</tds:Scopes>", leaf("tt:ScopeItem", item))
+            };
+            let all: String = fixed
+                .iter()
+                .map(|s| scope("Fixed", s))
+                .chain(configurable.iter().map(|s| scope("Configurable", s)))
+                .collect();
+            format!("<tds:GetScopesResponse>{all}</tds:GetScopesResponse>")
+        }
+        "SetScopes" => {
+            let scopes = scope_items(operation, "Scopes")?;
+            device.change_settings(|s| {
+                s.configurable_scopes = scopes;
+                Ok(())
+            })?;
+            "<tds:SetScopesResponse/>".into()
+        }
+        "AddScopes" => {
+            let scopes = scope_items(operation, "ScopeItem")?;
+            device.change_settings(|s| {
+                for scope in scopes {
+                    if !s.configurable_scopes.contains(&scope) {
+                        s.configurable_scopes.push(scope);
+                    }
+                }
+                if s.configurable_scopes.len() > 64 {
+                    return Err(Fault::receiver("ter:TooManyScopes", "at most 64 configurable scopes"));
+                }
+                Ok(())
+            })?;
+            "<tds:AddScopesResponse/>".into()
+        }
+        "RemoveScopes" => {
+            let scopes = scope_items(operation, "ScopeItem")?;
+            let (fixed, _) = device.scopes();
+            if scopes.iter().any(|s| fixed.contains(s)) {
+                return Err(Fault {
+                    subcodes: vec!["ter:OperationProhibited", "ter:FixedScope"],
+                    ..Fault::sender("", "fixed scopes cannot be removed")
+                });
+            }
+            device.change_settings(|s| {
+                for scope in &scopes {
+                    if !s.configurable_scopes.contains(scope) {
+                        return Err(Fault::invalid_arg("ter:NoScope", format!("no scope {scope}")));
+                    }
+                }
+                s.configurable_scopes.retain(|s| !scopes.contains(s));
+                Ok(())
+            })?;
+            let removed: String = scopes.iter().map(|s| leaf("tds:ScopeItem", s)).collect();
+            format!("<tds:RemoveScopesResponse>{removed}</tds:RemoveScopesResponse>")
+        }
+        "GetNetworkInterfaces" => network_interfaces(),
+        "GetNetworkProtocols" => {
+            let protocol = |name: &str, ports: &[u16]| {
+                if ports.is_empty() {
+                    return String::new();
+                }
+                let ports: String = ports.iter().map(|p| leaf("tt:Port", p)).collect();
+                format!("<tds:NetworkProtocols><tt:Name>{name}</tt:Name><tt:Enabled>true</tt:Enabled>{ports}</tds:NetworkProtocols>")
+            };
+            format!(
+                "<tds:GetNetworkProtocolsResponse>{}{}</tds:GetNetworkProtocolsResponse>",
+                protocol("HTTP", &device.config.http_ports),
+                protocol("HTTPS", &device.config.https_ports)
+            )
+        }
+        "GetDNS" => {
+            let (servers, search) = crate::system::dns();
+            let search: String = search.iter().map(|d| leaf("tt:SearchDomain", d)).collect();
+            let servers: String = servers
+                .iter()
+                .filter(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+                .map(|s| format!("<tt:DNSManual><tt:Type>IPv4</tt:Type>{}</tt:DNSManual>", leaf("tt:IPv4Address", s)))
+                .collect();
+            format!("<tds:GetDNSResponse><tds:DNSInformation><tt:FromDHCP>false</tt:FromDHCP>{search}{servers}</tds:DNSInformation></tds:GetDNSResponse>")
+        }
+        "GetNTP" => "<tds:GetNTPResponse><tds:NTPInformation><tt:FromDHCP>false</tt:FromDHCP></tds:NTPInformation></tds:GetNTPResponse>".into(),
+        "GetDiscoveryMode" => format!(
+            "<tds:GetDiscoveryModeResponse><tds:DiscoveryMode>{}</tds:DiscoveryMode></tds:GetDiscoveryModeResponse>",
+            if device.discoverable() { "Discoverable" } else { "NonDiscoverable" }
+        ),
+        "SetDiscoveryMode" => {
+            let discoverable = match operation.child_text("DiscoveryMode") {
+                Some("Discoverable") => true,
+                Some("NonDiscoverable") => false,
+                _ => return Err(Fault::invalid_arg("ter:InvalidArgVal", "DiscoveryMode is Discoverable or NonDiscoverable")),
+            };
+            device.change_settings(|s| {
+                s.discoverable = discoverable;
+                Ok(())
+            })?;
+            "<tds:SetDiscoveryModeResponse/>".into()
+        }
+        "GetUsers" => {
+            let users: String = device
+                .auth
+                .users()
+                .list()
+                .iter()
+                .map(|u| format!("<tds:User>{}{}</tds:User>", leaf("tt:Username", &u.name), leaf("tt:UserLevel", u.level.as_str())))
+                .collect();
+            format!("<tds:GetUsersResponse>{users}</tds:GetUsersResponse>")
+        }
+        "CreateUsers" => {
+            let users = users_of(operation, true)?;
+            let who = caller_name(call);
+            device.auth.users().change(&|table| {
+                for user in &users {
+                    table.create(User {
+                        name: user.name.clone(),
+                        password: user.password.clone().unwrap_or_default(),
+                        level: user.level,
+                    })?;
+                }
+                Ok(())
+            }).map_err(user_fault)?;
+            tracing::info!(by = %who, users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users created");
+            "<tds:CreateUsersResponse/>".into()
+        }
+        "SetUser" => {
+            let users = users_of(operation, false)?;
+            let who = caller_name(call);
+            device.auth.users().change(&|table| {
+                for user in &users {
+                    table.set(&user.name, user.password.clone(), user.level)?;
+                }
+                Ok(())
+            }).map_err(user_fault)?;
+            tracing::info!(by = %who, users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users changed");
+            "<tds:SetUserResponse/>".into()
+        }
+        "DeleteUsers" => {
+            let names: Vec<String> = operation.children_named("Username").map(|u| u.text.trim().to_string()).collect();
+            if names.is_empty() {
+                return Err(Fault::invalid_arg("ter:UsernameMissing", "no Username given"));
+            }
+            let who = caller_name(call);
+            device.auth.users().change(&|table| {
+                for name in &names {
+                    table.delete(name)?;
+                }
+                Ok(())
+            }).map_err(user_fault)?;
+            tracing::info!(by = %who, users = ?names, "ONVIF users deleted");
+            "<tds:DeleteUsersResponse/>".into()
+        }
+        "SystemReboot" => {
+            let product = device.product.clone();
+            tracing::warn!(by = %caller_name(call), "ONVIF SystemReboot: restarting the service");
+            // Answer first; restart a moment later so the client gets the response.
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                product.reboot();
+            });
+            "<tds:SystemRebootResponse><tds:Message>Restarting the service</tds:Message></tds:SystemRebootResponse>".into()
+        }
+        other => return Err(Fault::action_not_supported(other)),
+    };
+    Ok(body)
+}
+
+fn caller_name(call: &Call<'_>) -> String {
+    call.caller
+        .as_ref()
+        .map_or_else(|| "anonymous".into(), |u| u.name.clone())
+}
+
+fn system_date_and_time() -> String {
+    let now = Utc::now();
+    let date_time = format!(
+        "<tt:Time><tt:Hour>{}</tt:Hour><tt:Minute>{}</tt:Minute><tt:Second>{}</tt:Second></tt:Time>\
+         <tt:Date><tt:Year>{}</tt:Year><tt:Month>{}</tt:Month><tt:Day>{}</tt:Day></tt:Date>",
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.year(),
+        now.month(),
+        now.day()
+    );
+    format!(
+        "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>NTP</tt:DateTimeType>\
+         <tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone>\
+         <tt:UTCDateTime>{date_time}</tt:UTCDateTime><tt:LocalDateTime>{date_time}</tt:LocalDateTime>\
+         </tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
+    )
+}
+
+fn capabilities(call: &Call<'_>, operation: &Element) -> Result<String, Fault> {
+    let categories: Vec<&str> = operation
+        .children_named("Category")
+        .map(|c| c.text.trim())
+        .collect();
+    let wants = |name: &str| {
+        categories.is_empty() || categories.contains(&"All") || categories.contains(&name)
+    };
+    for category in &categories {
+        if ![
+            "All",
+            "Device",
+            "Events",
+            "Media",
+            "Analytics",
+            "Imaging",
+            "PTZ",
+        ]
+        .contains(category)
+        {
+            return Err(Fault::invalid_arg(
+                "ter:InvalidArgVal",
+                format!("unknown category {category}"),
+            ));
+        }
+        if ["Analytics", "Imaging", "PTZ"].contains(category) {
+            return Err(Fault {
+                subcodes: vec!["ter:ActionNotSupported", "ter:NoSuchService"],
+                ..Fault::receiver("", format!("this device has no {category} service"))
+            });
+        }
+    }
+    let base = &call.base;
+    let https = base.starts_with("https");
+    let mut out = String::from("<tds:GetCapabilitiesResponse><tds:Capabilities>");
+    if wants("Device") {
+        out.push_str(&format!(
+            "<tt:Device>{}<tt:Network><tt:IPFilter>false</tt:IPFilter><tt:ZeroConfiguration>false</tt:ZeroConfiguration>\
+             <tt:IPVersion6>false</tt:IPVersion6><tt:DynDNS>false</tt:DynDNS></tt:Network>\
+             <tt:System><tt:DiscoveryResolve>true</tt:DiscoveryResolve><tt:DiscoveryBye>true</tt:DiscoveryBye>\
+             <tt:RemoteDiscovery>false</tt:RemoteDiscovery><tt:SystemBackup>false</tt:SystemBackup>\
+             <tt:SystemLogging>false</tt:SystemLogging><tt:FirmwareUpgrade>false</tt:FirmwareUpgrade>\
+             <tt:SupportedVersions><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tt:SupportedVersions></tt:System>\
+             <tt:IO><tt:InputConnectors>0</tt:InputConnectors><tt:RelayOutputs>0</tt:RelayOutputs></tt:IO>\
+             <tt:Security><tt:TLS1.1>false</tt:TLS1.1><tt:TLS1.2>{https}</tt:TLS1.2><tt:OnboardKeyGeneration>false</tt:OnboardKeyGeneration>\
+             <tt:AccessPolicyConfig>false</tt:AccessPolicyConfig><tt:X.509Token>false</tt:X.509Token><tt:SAMLToken>false</tt:SAMLToken>\
+             <tt:KerberosToken>false</tt:KerberosToken><tt:RELToken>false</tt:RELToken></tt:Security></tt:Device>",
+            leaf("tt:XAddr", format!("{base}{DEVICE_PATH}"))
+        ));
+    }
+    if wants("Events") {
+        out.push_str(&format!(
+            "<tt:Events>{}<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>\
+             <tt:WSPullPointSupport>true</tt:WSPullPointSupport>\
+             <tt:WSPausableSubscriptionManagerInterfaceSupport>false</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>",
+            leaf("tt:XAddr", format!("{base}{EVENTS_PATH}"))
+        ));
+    }
+    if wants("Media") {
+        out.push_str(&format!(
+            "<tt:Media>{}<tt:StreamingCapabilities><tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP>\
+             <tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>",
+            leaf("tt:XAddr", format!("{base}{MEDIA_PATH}"))
+        ));
+    }
+    out.push_str("</tds:Capabilities></tds:GetCapabilitiesResponse>");
+    Ok(out)
+}
+
+pub(super) fn service_capabilities(call: &Call<'_>) -> String {
+    let https = call.base.starts_with("https");
+    format!(
+        "<tds:Capabilities><tds:Network IPFilter=\"false\" ZeroConfiguration=\"false\" IPVersion6=\"false\" DynDNS=\"false\" \
+         Dot11Configuration=\"false\" HostnameFromDHCP=\"false\" NTP=\"0\"/>\
+         <tds:Security TLS1.0=\"false\" TLS1.1=\"false\" TLS1.2=\"{https}\" OnboardKeyGeneration=\"false\" AccessPolicyConfig=\"false\" \
+         DefaultAccessPolicy=\"true\" Dot1X=\"false\" RemoteUserHandling=\"false\" X.509Token=\"false\" SAMLToken=\"false\" \
+         KerberosToken=\"false\" UsernameToken=\"true\" HttpDigest=\"true\" RELToken=\"false\" MaxUsers=\"64\" \
+         MaxUserNameLength=\"64\" MaxPasswordLength=\"64\"/>\
+         <tds:System DiscoveryResolve=\"true\" DiscoveryBye=\"true\" RemoteDiscovery=\"false\" SystemBackup=\"false\" \
+         SystemLogging=\"false\" FirmwareUpgrade=\"false\" HttpFirmwareUpgrade=\"false\" HttpSystemBackup=\"false\" \
+         HttpSystemLogging=\"false\" HttpSupportInformation=\"false\"/></tds:Capabilities>"
+    )
+}
+
+fn services(call: &Call<'_>, include_capability: bool) -> String {
+    let base = &call.base;
+    let entries = [
+        (ns::TDS, DEVICE_PATH, 2, 60, service_capabilities(call)),
+        (
+            ns::TRT,
+            MEDIA_PATH,
+            2,
+            60,
+            super::media::service_capabilities(call),
+        ),
+        (
+            ns::TR2,
+            MEDIA2_PATH,
+            2,
+            60,
+            super::media2::service_capabilities(call),
+        ),
+        (
+            ns::TEV,
+            EVENTS_PATH,
+            2,
+            60,
+            super::events::service_capabilities(call),
+        ),
+    ];
+    let mut out = String::from("<tds:GetServicesResponse>");
+    for (namespace, path, major, minor, capabilities) in entries {
+        out.push_str("<tds:Service>");
+        out.push_str(&leaf("tds:Namespace", namespace));
+        out.push_str(&leaf("tds:XAddr", format!("{base}{path}")));
+        if include_capability {
+            out.push_str(&format!(
+                "<tds:Capabilities>{capabilities}</tds:Capabilities>"
+            ));
+        }
+        out.push_str(&format!("<tds:Version><tt:Major>{major}</tt:Major><tt:Minor>{minor}</tt:Minor></tds:Version></tds:Service>"));
+    }
+    out.push_str("</tds:GetServicesResponse>");
+    out
+}
+
+fn network_interfaces() -> String {
+    let mut out = String::from("<tds:GetNetworkInterfacesResponse>");
+    for interface in crate::system::network_interfaces() {
+        let addresses: String = interface
+            .ipv4
+            .iter()
+            .map(|(address, prefix)| {
+                format!("<tt:Manual><tt:Address>{address}</tt:Address><tt:PrefixLength>{prefix}</tt:PrefixLength></tt:Manual>")
+            })
+            .collect();
+        let mtu = interface.mtu.map(|m| leaf("tt:MTU", m)).unwrap_or_default();
+        out.push_str(&format!(
+            "<tds:NetworkInterfaces token=\"{}\"><tt:Enabled>{}</tt:Enabled><tt:Info>{}{}{mtu}</tt:Info>\
+             <tt:IPv4><tt:Enabled>{}</tt:Enabled><tt:Config>{addresses}<tt:DHCP>false</tt:DHCP></tt:Config></tt:IPv4>\
+             </tds:NetworkInterfaces>",
+            escape(&interface.name),
+            interface.up,
+            leaf("tt:Name", &interface.name),
+            leaf("tt:HwAddress", &interface.mac),
+            !interface.ipv4.is_empty()
+        ));
+    }
+    out.push_str("</tds:GetNetworkInterfacesResponse>");
+    out
+}
+
+fn scope_items(operation: &Element, name: &str) -> Result<Vec<String>, Fault> {
+    let items: Vec<String> = operation
+        .children_named(name)
+        .map(|s| s.text.trim().to_string())
+        .collect();
+    for item in &items {
+        let valid = item.starts_with("onvif://www.onvif.org/")
+            && item.len() <= 256
+            && item.chars().all(|c| c.is_ascii_graphic());
+        if !valid {
+            return Err(Fault::invalid_arg(
+                "ter:InvalidArgVal",
+                format!(
+                    "not an ONVIF scope URI: {item:?}; try onvif://www.onvif.org/location/{}",
+                    scope_text(item)
+                ),
+            ));
+        }
+    }
+    Ok(items)
+}
+
+#[derive(Debug)]
+struct UserRequest {
+    name: String,
+    password: Option<String>,
+    level: UserLevel,
+}
+
+fn users_of(operation: &Element, password_required: bool) -> Result<Vec<UserRequest>, Fault> {
+    let users: Vec<UserRequest> = operation
+        .children_named("User")
+        .map(|user| {
+            let name = user
+                .child_text("Username")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    Fault::invalid_arg("ter:UsernameMissing", "a User has no Username")
+                })?;
+            let password = user.child_text("Password").map(str::to_string);
+            if password_required && password.as_deref().is_none_or(str::is_empty) {
+                return Err(Fault::invalid_arg(
+                    "ter:PasswordTooWeak",
+                    format!("{name} has no password"),
+                ));
+            }
+            let level = user
+                .child_text("UserLevel")
+                .and_then(UserLevel::parse)
+                .ok_or_else(|| {
+                    Fault::invalid_arg(
+                        "ter:InvalidArgVal",
+                        "UserLevel is Administrator, Operator or User",
+                    )
+                })?;
+            Ok(UserRequest {
+                name: name.to_string(),
+                password,
+                level,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if users.is_empty() {
+        return Err(Fault::invalid_arg("ter:UsernameMissing", "no User given"));
+    }
+    Ok(users)
+}
+
+fn user_fault(error: UserError) -> Fault {
+    let (subcodes, reason) = match &error {
+        UserError::Exists(_) => (
+            vec!["ter:OperationProhibited", "ter:UsernameClash"],
+            error.to_string(),
+        ),
+        UserError::Unknown(_) => (
+            vec!["ter:InvalidArgVal", "ter:UsernameMissing"],
+            error.to_string(),
+        ),
+        UserError::BadName => (
+            vec!["ter:OperationProhibited", "ter:UsernameTooLong"],
+            error.to_string(),
+        ),
+        UserError::BadPassword => (
+            vec!["ter:OperationProhibited", "ter:PasswordTooLong"],
+            error.to_string(),
+        ),
+        UserError::LastAdministrator => (
+            vec!["ter:InvalidArgVal", "ter:FixedUser"],
+            error.to_string(),
+        ),
+        UserError::TooMany(_) => (
+            vec!["ter:OperationProhibited", "ter:TooManyUsers"],
+            error.to_string(),
+        ),
+        UserError::Storage(_) => (vec!["ter:Action"], error.to_string()),
+    };
+    Fault {
+        subcodes,
+        ..Fault::sender("", reason)
+    }
+}

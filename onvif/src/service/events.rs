@@ -1,0 +1,277 @@
+//! The event service (ver10/events) and WS-BaseNotification: topic properties, pull-point
+//! subscriptions and pushed subscriptions, all backed by the device's `EventBroker`.
+
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+
+use super::leaf;
+use crate::device::ItemDescription;
+use crate::events::{parse_duration, termination, Delivery, EventBroker, TopicFilter};
+use crate::push;
+use crate::server::{Call, SUBSCRIPTION_PATH};
+use crate::soap::Fault;
+use crate::xml::escape;
+
+pub(super) async fn handle(call: &Call<'_>) -> Result<String, Fault> {
+    let operation = &call.request.body;
+    let device = call.device;
+    let broker = &device.events;
+    let now = Utc::now();
+    let time = |at: chrono::DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let body = match operation.name.as_str() {
+        "GetServiceCapabilities" => format!(
+            "<tev:GetServiceCapabilitiesResponse>{}</tev:GetServiceCapabilitiesResponse>",
+            service_capabilities(call)
+        ),
+        "GetEventProperties" => event_properties(call),
+        "CreatePullPointSubscription" => {
+            let filter = TopicFilter::from_request(operation.child("Filter"))?;
+            let lifetime = termination(
+                operation.child_text("InitialTerminationTime"),
+                broker.limits(),
+                now,
+            )?;
+            let id = broker.subscribe(
+                filter,
+                lifetime,
+                Delivery::Pull(EventBroker::new_pull_queue()),
+            )?;
+            tracing::info!(subscription = %id, peer = ?call.caller.as_ref().map(|u| &u.name), "pull-point subscription created");
+            format!(
+                "<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>{}</tev:SubscriptionReference>\
+                 {}{}</tev:CreatePullPointSubscriptionResponse>",
+                leaf("wsa:Address", subscription_address(call, &id)),
+                leaf("wsnt:CurrentTime", time(now)),
+                leaf("wsnt:TerminationTime", time(now + lifetime)),
+            )
+        }
+        "Subscribe" => {
+            let consumer = operation
+                .find(&["ConsumerReference", "Address"])
+                .map(|a| a.text.trim().to_string())
+                .ok_or_else(|| {
+                    Fault::sender(
+                        "wsnt:SubscribeCreationFailedFault",
+                        "no ConsumerReference Address",
+                    )
+                })?;
+            let target = push::Target::parse(&consumer, &device.config.consumer_allow)
+                .map_err(|why| Fault::sender("wsnt:SubscribeCreationFailedFault", why))?;
+            let filter = TopicFilter::from_request(operation.child("Filter"))?;
+            let lifetime = termination(
+                operation.child_text("InitialTerminationTime"),
+                broker.limits(),
+                now,
+            )?;
+            let (sender, receiver) = tokio::sync::mpsc::channel(256);
+            let id = broker.subscribe(filter, lifetime, Delivery::Push(sender))?;
+            let address = subscription_address(call, &id);
+            tokio::spawn(push::deliver(target, address.clone(), receiver));
+            tracing::info!(subscription = %id, consumer = %consumer, "push subscription created");
+            format!(
+                "<wsnt:SubscribeResponse><wsnt:SubscriptionReference>{}</wsnt:SubscriptionReference>{}{}</wsnt:SubscribeResponse>",
+                leaf("wsa:Address", address),
+                leaf("wsnt:CurrentTime", time(now)),
+                leaf("wsnt:TerminationTime", time(now + lifetime)),
+            )
+        }
+        "PullMessages" => {
+            let id = subscription_id(call)?;
+            let queue = broker.pull_queue(&id)?;
+            let timeout = operation
+                .child_text("Timeout")
+                .map(|t| {
+                    parse_duration(t).ok_or_else(|| {
+                        Fault::invalid_arg("ter:InvalidArgVal", "Timeout is not an xs:duration")
+                    })
+                })
+                .transpose()?
+                .unwrap_or(Duration::from_secs(10))
+                .min(broker.limits().max_pull_timeout);
+            let limit = operation
+                .child_text("MessageLimit")
+                .map(|l| {
+                    l.parse::<usize>().map_err(|_| {
+                        Fault::invalid_arg("ter:InvalidArgVal", "MessageLimit is not a number")
+                    })
+                })
+                .transpose()?
+                .unwrap_or(100)
+                .clamp(1, broker.limits().max_messages_per_pull);
+            let messages = queue.pull(timeout, limit).await;
+            let address = subscription_address(call, &id);
+            let remaining = broker.remaining(&id).unwrap_or_default();
+            let after = Utc::now();
+            let notifications: String = messages
+                .iter()
+                .map(|m| m.notification_xml(&address))
+                .collect();
+            format!(
+                "<tev:PullMessagesResponse>{}{}{notifications}</tev:PullMessagesResponse>",
+                leaf("tev:CurrentTime", time(after)),
+                leaf("tev:TerminationTime", time(after + remaining)),
+            )
+        }
+        "Renew" => {
+            let id = subscription_id(call)?;
+            let lifetime = termination(
+                operation.child_text("TerminationTime"),
+                broker.limits(),
+                now,
+            )
+            .map_err(|f| Fault {
+                subcodes: vec!["wsnt:UnacceptableTerminationTimeFault"],
+                ..f
+            })?;
+            broker.renew(&id, lifetime)?;
+            format!(
+                "<wsnt:RenewResponse>{}{}</wsnt:RenewResponse>",
+                leaf("wsnt:TerminationTime", time(now + lifetime)),
+                leaf("wsnt:CurrentTime", time(now)),
+            )
+        }
+        "Unsubscribe" => {
+            let id = subscription_id(call)?;
+            broker.unsubscribe(&id)?;
+            "<wsnt:UnsubscribeResponse/>".into()
+        }
+        "SetSynchronizationPoint" => {
+            let id = subscription_id(call)?;
+            broker.synchronize(&id)?;
+            "<tev:SetSynchronizationPointResponse/>".into()
+        }
+        other => return Err(Fault::action_not_supported(other)),
+    };
+    Ok(body)
+}
+
+pub(super) fn service_capabilities(call: &Call<'_>) -> String {
+    let limits = call.device.events.limits();
+    format!(
+        "<tev:Capabilities WSSubscriptionPolicySupport=\"false\" WSPullPointSupport=\"true\" \
+         WSPausableSubscriptionManagerInterfaceSupport=\"false\" MaxNotificationProducers=\"{0}\" MaxPullPoints=\"{0}\" \
+         PersistentNotificationStorage=\"false\"/>",
+        limits.max_subscriptions
+    )
+}
+
+fn subscription_address(call: &Call<'_>, id: &str) -> String {
+    format!("{}{SUBSCRIPTION_PATH}{id}", call.base)
+}
+
+/// The subscription a request is for: from the path it was posted to, or from its
+/// WS-Addressing `To` header.
+fn subscription_id(call: &Call<'_>) -> Result<String, Fault> {
+    let from_path = call.path.strip_prefix(SUBSCRIPTION_PATH);
+    let from_to = call
+        .request
+        .addressing("To")
+        .and_then(|to| to.split_once(SUBSCRIPTION_PATH).map(|(_, id)| id));
+    from_path
+        .or(from_to)
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Fault::sender(
+                "wsrf-rw:ResourceUnknownFault",
+                "post this operation to a subscription address",
+            )
+        })
+}
+
+fn event_properties(call: &Call<'_>) -> String {
+    // Topics nest as elements: tns1:RuleEngine/Recognition/Face becomes
+    // <tns1:RuleEngine><Recognition><Face wstop:topic="true">...</Face></Recognition></tns1:RuleEngine>.
+    let mut tree = TopicTree::default();
+    for topic in call.device.product.topics() {
+        let description = format!(
+            "<tt:MessageDescription IsProperty=\"{}\">{}{}{}</tt:MessageDescription>",
+            topic.is_property,
+            items("tt:Source", &topic.source),
+            if topic.key.is_empty() {
+                String::new()
+            } else {
+                items("tt:Key", &topic.key)
+            },
+            items("tt:Data", &topic.data),
+        );
+        tree.insert(
+            topic.path.split('/').collect::<Vec<_>>().as_slice(),
+            description,
+        );
+    }
+    format!(
+        "<tev:GetEventPropertiesResponse>\
+         <tev:TopicNamespaceLocation>http://www.onvif.org/onvif/ver10/topics/topicns.xml</tev:TopicNamespaceLocation>\
+         <wsnt:FixedTopicSet>true</wsnt:FixedTopicSet><wstop:TopicSet>{}</wstop:TopicSet>\
+         <wsnt:TopicExpressionDialect>http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet</wsnt:TopicExpressionDialect>\
+         <wsnt:TopicExpressionDialect>http://docs.oasis-open.org/wsn/t-1/TopicExpression/Concrete</wsnt:TopicExpressionDialect>\
+         <tev:MessageContentFilterDialect>http://www.onvif.org/ver10/tev/messageContentFilter/ItemFilter</tev:MessageContentFilterDialect>\
+         <tev:MessageContentSchemaLocation>http://www.onvif.org/onvif/ver10/schema/onvif.xsd</tev:MessageContentSchemaLocation>\
+         </tev:GetEventPropertiesResponse>",
+        tree.render(true)
+    )
+}
+
+fn items(tag: &str, items: &[ItemDescription]) -> String {
+    let inner: String = items
+        .iter()
+        .map(|i| {
+            format!(
+                "<tt:SimpleItemDescription Name=\"{}\" Type=\"{}\"/>",
+                escape(&i.name),
+                escape(&i.xml_type)
+            )
+        })
+        .collect();
+    format!("<{tag}>{inner}</{tag}>")
+}
+
+#[derive(Default)]
+struct TopicTree {
+    children: Vec<(String, TopicTree)>,
+    description: Option<String>,
+}
+
+impl TopicTree {
+    fn insert(&mut self, path: &[&str], description: String) {
+        let Some((first, rest)) = path.split_first() else {
+            self.description = Some(description);
+            return;
+        };
+        let index = match self.children.iter().position(|(name, _)| name == first) {
+            Some(i) => i,
+            None => {
+                self.children
+                    .push((first.to_string(), TopicTree::default()));
+                self.children.len() - 1
+            }
+        };
+        self.children[index].1.insert(rest, description);
+    }
+
+    fn render(&self, top: bool) -> String {
+        self.children
+            .iter()
+            .map(|(name, child)| {
+                // Only the first level carries the namespace prefix.
+                let tag = if top {
+                    format!("tns1:{name}")
+                } else {
+                    name.clone()
+                };
+                let marker = if child.description.is_some() {
+                    " wstop:topic=\"true\""
+                } else {
+                    ""
+                };
+                format!(
+                    "<{tag}{marker}>{}{}</{tag}>",
+                    child.description.clone().unwrap_or_default(),
+                    child.render(false)
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! Media (ver10): one fixed profile per video source with its source, an H.264 encoder
+//! configuration describing the camera's stream, and a metadata configuration.
+
+use super::leaf;
+use crate::device::VideoSource;
+use crate::server::{Call, SNAPSHOT_PATH};
+use crate::soap::Fault;
+use crate::xml::escape;
+
+pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
+    let operation = &call.request.body;
+    let sources = call.device.product.video_sources();
+    let body = match operation.name.as_str() {
+        "GetServiceCapabilities" => format!(
+            "<trt:GetServiceCapabilitiesResponse>{}</trt:GetServiceCapabilitiesResponse>",
+            service_capabilities(call)
+        ),
+        "GetProfiles" => {
+            let profiles: String = sources.iter().map(|s| profile("trt:Profiles", s)).collect();
+            format!("<trt:GetProfilesResponse>{profiles}</trt:GetProfilesResponse>")
+        }
+        "GetProfile" => {
+            let source = by_profile(&sources, operation.child_text("ProfileToken"))?;
+            format!(
+                "<trt:GetProfileResponse>{}</trt:GetProfileResponse>",
+                profile("trt:Profile", source)
+            )
+        }
+        "GetVideoSources" => {
+            let all: String = sources
+                .iter()
+                .map(|s| {
+                    format!(
+                        "<trt:VideoSources token=\"{}\"><tt:Framerate>{}</tt:Framerate><tt:Resolution><tt:Width>{}</tt:Width>\
+                         <tt:Height>{}</tt:Height></tt:Resolution></trt:VideoSources>",
+                        escape(&s.token),
+                        s.framerate,
+                        s.width,
+                        s.height
+                    )
+                })
+                .collect();
+            format!("<trt:GetVideoSourcesResponse>{all}</trt:GetVideoSourcesResponse>")
+        }
+        "GetVideoSourceConfigurations" => configurations(
+            &sources,
+            "GetVideoSourceConfigurations",
+            video_source_configuration,
+        ),
+        "GetVideoEncoderConfigurations" => configurations(
+            &sources,
+            "GetVideoEncoderConfigurations",
+            video_encoder_configuration,
+        ),
+        "GetMetadataConfigurations" => configurations(
+            &sources,
+            "GetMetadataConfigurations",
+            metadata_configuration,
+        ),
+        "GetStreamUri" => {
+            let source = by_profile(&sources, operation.child_text("ProfileToken"))?;
+            media_uri("GetStreamUri", &source.stream_uri)
+        }
+        "GetSnapshotUri" => {
+            let source = by_profile(&sources, operation.child_text("ProfileToken"))?;
+            media_uri("GetSnapshotUri", &snapshot_uri(call, source))
+        }
+        other => return Err(Fault::action_not_supported(other)),
+    };
+    Ok(body)
+}
+
+pub(super) fn snapshot_uri(call: &Call<'_>, source: &VideoSource) -> String {
+    format!("{}{SNAPSHOT_PATH}{}.jpg", call.base, source.token)
+}
+
+pub(super) fn by_profile<'a>(
+    sources: &'a [VideoSource],
+    token: Option<&str>,
+) -> Result<&'a VideoSource, Fault> {
+    let token =
+        token.ok_or_else(|| Fault::invalid_arg("ter:NoProfile", "no ProfileToken given"))?;
+    sources
+        .iter()
+        .find(|s| s.profile_token() == token)
+        .ok_or_else(|| Fault::invalid_arg("ter:NoProfile", format!("no profile {token}")))
+}
+
+pub(super) fn service_capabilities(_call: &Call<'_>) -> String {
+    "<trt:Capabilities SnapshotUri=\"true\" Rotation=\"false\" VideoSourceMode=\"false\" OSD=\"false\">\
+     <trt:ProfileCapabilities MaximumNumberOfProfiles=\"64\"/>\
+     <trt:StreamingCapabilities RTPMulticast=\"false\" RTP_TCP=\"true\" RTP_RTSP_TCP=\"true\" NonAggregateControl=\"false\" \
+     NoRTSPStreaming=\"false\"/></trt:Capabilities>"
+        .into()
+}
+
+fn media_uri(operation: &str, uri: &str) -> String {
+    format!(
+        "<trt:{operation}Response><trt:MediaUri>{}<tt:InvalidAfterConnect>false</tt:InvalidAfterConnect>\
+         <tt:InvalidAfterReboot>false</tt:InvalidAfterReboot><tt:Timeout>PT0S</tt:Timeout></trt:MediaUri></trt:{operation}Response>",
+        leaf("tt:Uri", uri)
+    )
+}
+
+fn configurations(
+    sources: &[VideoSource],
+    operation: &str,
+    render: fn(&str, &VideoSource) -> String,
+) -> String {
+    let all: String = sources
+        .iter()
+        .map(|s| render("trt:Configurations", s))
+        .collect();
+    format!("<trt:{operation}Response>{all}</trt:{operation}Response>")
+}
+
+fn profile(tag: &str, source: &VideoSource) -> String {
+    format!(
+        "<{tag} token=\"{}\" fixed=\"true\">{}{}{}{}</{tag}>",
+        escape(&source.profile_token()),
+        leaf("tt:Name", &source.name),
+        video_source_configuration("tt:VideoSourceConfiguration", source),
+        video_encoder_configuration("tt:VideoEncoderConfiguration", source),
+        metadata_configuration("tt:MetadataConfiguration", source),
+    )
+}
+
+pub(super) fn video_source_configuration(tag: &str, source: &VideoSource) -> String {
+    format!(
+        "<{tag} token=\"vsc_{token}\"><tt:Name>{name}</tt:Name><tt:UseCount>1</tt:UseCount><tt:SourceToken>{token}</tt:SourceToken>\
+         <tt:Bounds x=\"0\" y=\"0\" width=\"{}\" height=\"{}\"/></{tag}>",
+        source.width,
+        source.height,
+        token = escape(&source.token),
+        name = escape(&source.name),
+    )
+}
+
+fn video_encoder_configuration(tag: &str, source: &VideoSource) -> String {
+    format!(
+        "<{tag} token=\"vec_{token}\"><tt:Name>{name}</tt:Name><tt:UseCount>1</tt:UseCount><tt:Encoding>{}</tt:Encoding>\
+         <tt:Resolution><tt:Width>{}</tt:Width><tt:Height>{}</tt:Height></tt:Resolution><tt:Quality>5</tt:Quality>\
+         <tt:RateControl><tt:FrameRateLimit>{}</tt:FrameRateLimit><tt:EncodingInterval>1</tt:EncodingInterval>\
+         <tt:BitrateLimit>0</tt:BitrateLimit></tt:RateControl>\
+         <tt:H264><tt:GovLength>{}</tt:GovLength><tt:H264Profile>Main</tt:H264Profile></tt:H264>\
+         <tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type><tt:IPv4Address>0.0.0.0</tt:IPv4Address></tt:Address>\
+         <tt:Port>0</tt:Port><tt:TTL>0</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast>\
+         <tt:SessionTimeout>PT60S</tt:SessionTimeout></{tag}>",
+        source.encoding.media1_name(),
+        source.width,
+        source.height,
+        source.framerate.round() as u32,
+        source.framerate.round().max(1.0) as u32,
+        token = escape(&source.token),
+        name = escape(&source.name),
+    )
+}
+
+pub(super) fn metadata_configuration(tag: &str, source: &VideoSource) -> String {
+    format!(
+        "<{tag} token=\"meta_{token}\"><tt:Name>{name} events</tt:Name><tt:UseCount>1</tt:UseCount>\
+         <tt:Events/><tt:Analytics>true</tt:Analytics>\
+         <tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type><tt:IPv4Address>0.0.0.0</tt:IPv4Address></tt:Address>\
+         <tt:Port>0</tt:Port><tt:TTL>0</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast>\
+         <tt:SessionTimeout>PT60S</tt:SessionTimeout></{tag}>",
+        token = escape(&source.token),
+        name = escape(&source.name),
+    )
+}

@@ -1,0 +1,66 @@
+//! What clients may change and the device must remember: configurable scopes and the
+//! discovery mode. Kept as a small JSON file written atomically.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub configurable_scopes: Vec<String>,
+    pub discoverable: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Settings {
+    /// The saved settings, or `defaults` when nothing was saved yet.
+    pub fn load(path: Option<&PathBuf>, defaults: Settings) -> Result<Self, SettingsError> {
+        let Some(path) = path else {
+            return Ok(defaults);
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| SettingsError::Parse {
+                path: path.clone(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(defaults),
+            Err(source) => Err(SettingsError::Read {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+
+    pub fn save(&self, path: Option<&PathBuf>) -> Result<(), SettingsError> {
+        let Some(path) = path else { return Ok(()) };
+        let write = || -> std::io::Result<()> {
+            let temporary = path.with_extension("tmp");
+            let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+            std::fs::write(&temporary, text)?;
+            std::fs::File::open(&temporary)?.sync_all()?;
+            std::fs::rename(&temporary, path)
+        };
+        write().map_err(|source| SettingsError::Write {
+            path: path.clone(),
+            source,
+        })
+    }
+}
