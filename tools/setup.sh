@@ -4,6 +4,7 @@
 #   - Debian packages the build links against (RocksDB, clang for bindgen, ...)
 #   - the OpenVINO runtime, from the PyPI wheel (pinned by version and sha256), unpacked into .deps/openvino
 #   - the face models (models/manifest), unpacked into .deps/models
+#   - the Python ONVIF clients the tests drive Vigil with (tools/python-clients.txt), in .deps/python
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deps="$root/.deps"
@@ -19,6 +20,8 @@ apt_packages=(
   # the RTSP server that tests and the demo serve the test video with (GStreamer, driven from Python)
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+  libssl-dev                                      # OpenSSL: digests and randomness for ONVIF authentication
+  iproute2                                        # network namespaces for the WS-Discovery multicast test
 )
 # python3 with pip (the OpenVINO wheel) and npm (the models) come with this machine kind's toolchain.
 for tool in python3 npm; do
@@ -57,6 +60,17 @@ with zipfile.ZipFile(sys.argv[1]) as z:
     z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("openvino/libs/")])
 PY
   echo "$ov_sha" > "$ov_dir/.installed"
+fi
+
+# --- Python ONVIF clients (tests) ----------------------------------------------------------
+py_dir="$deps/python"
+py_sha=$(sha256sum "$root/tools/python-clients.txt" | cut -d' ' -f1)
+if [ "$(cat "$py_dir/.installed" 2>/dev/null)" != "$py_sha" ]; then
+  echo "setup: installing the Python ONVIF clients into $py_dir" >&2
+  rm -rf "$py_dir"
+  python3 -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+    --target "$py_dir" -r "$root/tools/python-clients.txt"
+  echo "$py_sha" > "$py_dir/.installed"
 fi
 
 # --- Face models -----------------------------------------------------------------------------

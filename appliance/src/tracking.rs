@@ -457,6 +457,7 @@ mod tests {
         events
             .iter()
             .map(|e| match e {
+                Event::TrackStarted(_) => "started",
                 Event::FaceMatched(m) if m.upgrade => "upgrade",
                 Event::FaceMatched(_) => "matched",
                 Event::UnregisteredFace(_) => "unregistered",
@@ -475,7 +476,7 @@ mod tests {
             let c = Some(candidate(1, score, true));
             events.extend(t.observe(at(i as f64 * 0.2), &img, vec![obs(0, 10.0, 0.5, c)]));
         }
-        assert_eq!(kinds(&events), vec!["matched", "upgrade"]);
+        assert_eq!(kinds(&events), vec!["started", "matched", "upgrade"]);
         assert_eq!(t.active_tracks(), 1);
         // Gone for longer than the timeout: the track ends, matched, no unregistered alert.
         let later = t.observe(at(5.0), &img, vec![]);
@@ -501,8 +502,8 @@ mod tests {
             &img,
             vec![obs(1, 10.0, 0.5, Some(candidate(2, 0.8, true)))],
         );
-        assert_eq!(kinds(&a), vec!["matched"]);
-        assert_eq!(kinds(&b), vec!["matched"]);
+        assert_eq!(kinds(&a), vec!["started", "matched"]);
+        assert_eq!(kinds(&b), vec!["started", "matched"]);
         assert_eq!(t.active_tracks(), 2);
     }
 
@@ -515,7 +516,7 @@ mod tests {
             let c = Some(candidate(1, 0.2, false));
             events.extend(t.observe(at(f64::from(i) * 0.2), &img, vec![obs(0, 10.0, 0.5, c)]));
         }
-        assert_eq!(kinds(&events), vec!["unregistered"]);
+        assert_eq!(kinds(&events), vec!["started", "unregistered"]);
         assert_eq!(kinds(&t.finish()), vec!["ended"]);
     }
 

@@ -3,97 +3,19 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
-use common::live::{camera_config, is_state, Daemon, RtspServer};
-use common::{stderr, testdata, vigil};
+use common::live::{
+    camera_config, enrol_video_people, is_state, slides, Daemon, RtspServer, KEPT_OUT,
+    PRIVATE_ONVIF, SLACK_S,
+};
+use common::{stderr, vigil};
 use serde_json::Value;
 
 /// Model compilation and the first connection, on a loaded 2-core machine.
 const START: Duration = Duration::from_secs(120);
 /// The video is 50 s long and served in real time.
 const VIDEO: Duration = Duration::from_secs(150);
-
-struct Slide {
-    start: f64,
-    end: f64,
-    /// Persons shown; empty for a picture without a face.
-    identities: Vec<String>,
-    file: String,
-}
-
-fn slides() -> Vec<Slide> {
-    let text = std::fs::read_to_string(testdata().join("video/faces_720p.groundtruth.csv"))
-        .expect("ground truth");
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            let identities = match f[2] {
-                "NONFACE" => vec![],
-                multi if multi.starts_with("MULTI:") => {
-                    multi[6..].split('+').map(str::to_string).collect()
-                }
-                one => vec![one.to_string()],
-            };
-            Slide {
-                start: f[0].parse().unwrap(),
-                end: f[1].parse().unwrap(),
-                identities,
-                file: f[3].to_string(),
-            }
-        })
-        .collect()
-}
-
-const KEPT_OUT: [&str; 3] = ["Hugo_Chavez", "Laura_Bush", "Kit_Harington"];
-const SLACK_S: f64 = 1.0;
-
-/// Enrols every person of the video but the kept-out ones, from photos other than the one the
-/// video shows, into watchlist `demo`.
-fn enrol_video_people(data: &Path, slides: &[Slide]) {
-    let shown: BTreeSet<&str> = slides.iter().map(|s| s.file.as_str()).collect();
-    let dir = data.join("enrol");
-    let people: BTreeSet<&str> = slides
-        .iter()
-        .flat_map(|s| s.identities.iter().map(String::as_str))
-        .filter(|p| !KEPT_OUT.contains(p))
-        .collect();
-    for person in &people {
-        let folder = dir.join(person);
-        std::fs::create_dir_all(&folder).unwrap();
-        let photos: Vec<_> = common::photos_of(person)
-            .into_iter()
-            .filter(|p| {
-                let rel = format!(
-                    "faces/{person}/{}",
-                    p.file_name().unwrap().to_string_lossy()
-                );
-                !shown.contains(rel.as_str())
-            })
-            .take(2)
-            .collect();
-        assert!(!photos.is_empty(), "no enrolment photo for {person}");
-        for p in photos {
-            std::os::unix::fs::symlink(&p, folder.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    let o = vigil(data, &["watchlist", "create", "demo"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = vigil(
-        data,
-        &[
-            "enroll",
-            "--watchlist",
-            "demo",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-}
 
 fn time_of(e: &Value) -> f64 {
     e["stream_time_s"].as_f64().expect("stream_time_s")
@@ -260,7 +182,7 @@ fn camera_recovers_after_server_restart_and_reload_changes_only_what_changed() {
     // Reload: the wrong camera goes, a new one comes, the good one is not touched.
     let before = daemon.seen.len();
     let second = camera_config("second", &server.url("/stream"), "fps = 2");
-    std::fs::write(&config, format!("{good}{second}")).unwrap();
+    std::fs::write(&config, format!("{good}{second}{PRIVATE_ONVIF}")).unwrap();
     daemon.signal("HUP");
     let seen_after = |d: &Daemon, camera: &str, state: &str| {
         d.seen[before..].iter().any(|e| is_state(e, camera, state))

@@ -589,7 +589,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             return None;
         }
     }
-    (seconds.is_finite() && seconds >= 0.0 && seconds < 1e9)
+    (0.0..1e9)
+        .contains(&seconds)
         .then(|| Duration::from_secs_f64(seconds))
 }
 

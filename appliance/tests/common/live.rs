@@ -77,9 +77,27 @@ pub struct Daemon {
     pub seen: Vec<Value>,
 }
 
+/// Keeps a test daemon's ONVIF side off the fixed ports so tests can run side by side.
+pub const PRIVATE_ONVIF: &str = "\n[onvif]\nlisten = \"127.0.0.1:0\"\ndiscovery_interfaces = []\n";
+
 impl Daemon {
+    /// Starts `vigil run` on `config`, adding [`PRIVATE_ONVIF`] when it has no `[onvif]`.
     pub fn start(data_dir: &Path, config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        let text = std::fs::read_to_string(config).expect("config");
+        if !text.contains("[onvif]") {
+            std::fs::write(config, format!("{text}{PRIVATE_ONVIF}")).expect("config written");
+        }
+        Self::start_as_configured(data_dir, config)
+    }
+
+    pub fn start_as_configured(data_dir: &Path, config: &Path) -> Self {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_vigil")), data_dir, config)
+    }
+
+    /// Starts the daemon through `command` (the vigil binary, or a wrapper such as
+    /// `ip netns exec NAME vigil`).
+    pub fn start_with(mut command: Command, data_dir: &Path, config: &Path) -> Self {
+        let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
             .args(["run", "--events", "stdout", "--config"])
@@ -194,4 +212,85 @@ fn summary(e: &Value) -> String {
 
 pub fn camera_config(id: &str, url: &str, extra: &str) -> String {
     format!("[[camera]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+pub struct Slide {
+    pub start: f64,
+    pub end: f64,
+    /// Persons shown; empty for a picture without a face.
+    pub identities: Vec<String>,
+    pub file: String,
+}
+
+pub fn slides() -> Vec<Slide> {
+    let text = std::fs::read_to_string(super::testdata().join("video/faces_720p.groundtruth.csv"))
+        .expect("ground truth");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let identities = match f[2] {
+                "NONFACE" => vec![],
+                multi if multi.starts_with("MULTI:") => {
+                    multi[6..].split('+').map(str::to_string).collect()
+                }
+                one => vec![one.to_string()],
+            };
+            Slide {
+                start: f[0].parse().unwrap(),
+                end: f[1].parse().unwrap(),
+                identities,
+                file: f[3].to_string(),
+            }
+        })
+        .collect()
+}
+
+pub const KEPT_OUT: [&str; 3] = ["Hugo_Chavez", "Laura_Bush", "Kit_Harington"];
+pub const SLACK_S: f64 = 1.0;
+
+/// Enrols every person of the video but the kept-out ones, from photos other than the one the
+/// video shows, into watchlist `demo`.
+pub fn enrol_video_people(data: &Path, slides: &[Slide]) {
+    use super::{stderr, vigil};
+    use std::collections::BTreeSet;
+    let shown: BTreeSet<&str> = slides.iter().map(|s| s.file.as_str()).collect();
+    let dir = data.join("enrol");
+    let people: BTreeSet<&str> = slides
+        .iter()
+        .flat_map(|s| s.identities.iter().map(String::as_str))
+        .filter(|p| !KEPT_OUT.contains(p))
+        .collect();
+    for person in &people {
+        let folder = dir.join(person);
+        std::fs::create_dir_all(&folder).unwrap();
+        let photos: Vec<_> = super::photos_of(person)
+            .into_iter()
+            .filter(|p| {
+                let rel = format!(
+                    "faces/{person}/{}",
+                    p.file_name().unwrap().to_string_lossy()
+                );
+                !shown.contains(rel.as_str())
+            })
+            .take(2)
+            .collect();
+        assert!(!photos.is_empty(), "no enrolment photo for {person}");
+        for p in photos {
+            std::os::unix::fs::symlink(&p, folder.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = vigil(data, &["watchlist", "create", "demo"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = vigil(
+        data,
+        &[
+            "enroll",
+            "--watchlist",
+            "demo",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }

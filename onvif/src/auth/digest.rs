@@ -75,13 +75,19 @@ impl DigestAuthenticator {
             .collect()
     }
 
+    /// `issued.salt.tag`: the salt makes every challenge's nonce unique (clients count
+    /// from 1 on each), the tag makes it unforgeable.
     fn nonce(&self, issued: u64) -> String {
-        format!("{issued:x}.{}", self.nonce_tag(issued))
+        let mut salt = [0u8; 8];
+        let _ = openssl::rand::rand_bytes(&mut salt);
+        let salt: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{issued:x}.{salt}.{}", self.nonce_tag(issued, &salt))
     }
 
-    fn nonce_tag(&self, issued: u64) -> String {
+    fn nonce_tag(&self, issued: u64, salt: &str) -> String {
         let mut material = self.secret.to_vec();
         material.extend_from_slice(&issued.to_be_bytes());
+        material.extend_from_slice(salt.as_bytes());
         hash(MessageDigest::sha256(), &material)
             .map(|d| d[..16].iter().map(|b| format!("{b:02x}")).collect())
             .unwrap_or_default()
@@ -153,12 +159,15 @@ impl DigestAuthenticator {
     }
 
     fn check_nonce(&self, nonce: &str) -> Result<u64, AuthFailure> {
-        let (issued, tag) = nonce
-            .split_once('.')
-            .ok_or(AuthFailure::Malformed("bad nonce"))?;
+        let mut parts = nonce.split('.');
+        let (Some(issued), Some(salt), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthFailure::Malformed("bad nonce"));
+        };
         let issued =
             u64::from_str_radix(issued, 16).map_err(|_| AuthFailure::Malformed("bad nonce"))?;
-        let expected = self.nonce_tag(issued);
+        let expected = self.nonce_tag(issued, salt);
         if self.secret == [0u8; 32] || !constant_eq(expected.as_bytes(), tag.as_bytes()) {
             return Err(AuthFailure::WrongCredentials);
         }
@@ -243,7 +252,7 @@ mod tests {
             level: UserLevel::Administrator,
         }]);
         let digest = DigestAuthenticator::new("vigil");
-        // Both challenges carry the same nonce, so counts go on rising across them.
+        // Both challenges of one 401 carry the same nonce, so counts go on rising across them.
         for (i, challenge) in digest.challenges(false).iter().enumerate() {
             let nc = |n: usize| format!("{:08x}", 3 * i + n);
             let first = answer(challenge, "admin", "secret", &nc(1), "/snap.jpg");
@@ -261,7 +270,7 @@ mod tests {
             );
         }
         let forged = answer(
-            "Digest realm=\"vigil\", algorithm=MD5, nonce=\"1.00\"",
+            "Digest realm=\"vigil\", algorithm=MD5, nonce=\"1.00.00\"",
             "admin",
             "secret",
             "00000001",
@@ -270,6 +279,17 @@ mod tests {
         assert_eq!(
             digest.verify(&forged, "GET", &users),
             Err(AuthFailure::WrongCredentials)
+        );
+    }
+
+    #[test]
+    fn every_challenge_has_its_own_nonce() {
+        let digest = DigestAuthenticator::new("vigil");
+        let nonce =
+            |c: &str| parse_fields(c.strip_prefix("Digest ").unwrap()).unwrap()["nonce"].clone();
+        assert_ne!(
+            nonce(&digest.challenges(false)[0]),
+            nonce(&digest.challenges(false)[0])
         );
     }
 

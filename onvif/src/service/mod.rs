@@ -34,7 +34,8 @@ pub(crate) fn access_class(namespace: &str, operation: &str) -> Option<AccessCla
             "SystemReboot" => Unrecoverable,
             _ => return None,
         },
-        (ns::TRT, name) => match name {
+        (
+            ns::TRT,
             "GetProfiles"
             | "GetProfile"
             | "GetVideoSources"
@@ -42,25 +43,24 @@ pub(crate) fn access_class(namespace: &str, operation: &str) -> Option<AccessCla
             | "GetVideoEncoderConfigurations"
             | "GetMetadataConfigurations"
             | "GetStreamUri"
-            | "GetSnapshotUri" => ReadMedia,
-            _ => return None,
-        },
-        (ns::TR2, name) => match name {
+            | "GetSnapshotUri",
+        ) => ReadMedia,
+        (
+            ns::TR2,
             "GetProfiles"
             | "GetVideoSourceConfigurations"
             | "GetVideoEncoderConfigurations"
             | "GetMetadataConfigurations"
             | "GetStreamUri"
-            | "GetSnapshotUri" => ReadMedia,
-            _ => return None,
-        },
-        (ns::TEV, name) => match name {
+            | "GetSnapshotUri",
+        ) => ReadMedia,
+        (
+            ns::TEV,
             "GetEventProperties"
             | "CreatePullPointSubscription"
             | "PullMessages"
-            | "SetSynchronizationPoint" => ReadMedia,
-            _ => return None,
-        },
+            | "SetSynchronizationPoint",
+        ) => ReadMedia,
         (ns::WSNT, "Subscribe" | "Renew" | "Unsubscribe") => ReadMedia,
         _ => return None,
     })

@@ -1,0 +1,518 @@
+//! The ONVIF device end to end, with the clients a VMS or Home Assistant uses: Python
+//! `onvif-zeep-async` against the running daemon watching the test video over RTSP,
+//! `WSDiscovery` in a network namespace, and hostile requests over plain HTTP.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use common::live::{camera_config, enrol_video_people, slides, Daemon, RtspServer, KEPT_OUT};
+use serde_json::Value;
+
+const START: Duration = Duration::from_secs(120);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `python3 tests/onvif/<script>` with the pinned clients of tools/setup.sh.
+fn python(script: &str, args: &[String]) -> Command {
+    let mut command = Command::new("python3");
+    command
+        .arg(repo().join("tests/onvif").join(script))
+        .args(args)
+        .env("PYTHONPATH", repo().join(".deps/python"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// A child's stdout as JSON lines on a channel.
+fn json_lines(stdout: ChildStdout) -> Receiver<Value> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next_line(lines: &Receiver<Value>, what: &str, timeout: Duration) -> Value {
+    lines
+        .recv_timeout(timeout)
+        .unwrap_or_else(|e| panic!("no {what} from the client within {timeout:?}: {e}"))
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn set_user(data: &Path, name: &str, password: &str, level: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["user", "set", name, "--level", level])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success(), "vigil user set {name}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn onvif_section(listen: &str, interfaces: &str) -> String {
+    format!("[onvif]\nlisten = \"{listen}\"\ndiscovery_interfaces = [{interfaces}]\n")
+}
+
+fn items<'a>(message: &'a Value, part: &str, name: &str) -> Option<&'a str> {
+    message[part][name].as_str()
+}
+
+#[test]
+fn home_assistant_set_up_and_face_alerts_by_pull_point_and_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let slides = slides();
+    enrol_video_people(data, &slides);
+    set_user(data, "ha", "ha-secret", "administrator");
+    let port = free_port();
+    // The camera is configured from the start (Home Assistant's set-up needs its H.264
+    // profile) but its RTSP server starts only once the client has subscribed, so no
+    // face can pass unseen.
+    let rtsp_port = free_port();
+    let config = data.join("vigil.toml");
+    let camera = camera_config(
+        "cam1",
+        &format!("rtsp://127.0.0.1:{rtsp_port}/stream"),
+        "fps = 5\nmode = \"both\"",
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{}{camera}",
+            onvif_section(&format!("127.0.0.1:{port}"), "")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_as_configured(data, &config);
+
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--user",
+        "ha",
+        "--password",
+        "ha-secret",
+        "--wait",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut client = python("ha_flow.py", &args).spawn().expect("python3 runs");
+    let lines = json_lines(client.stdout.take().unwrap());
+    let _client = Killed(client);
+    let mut steps = std::collections::BTreeMap::new();
+    loop {
+        let line = next_line(&lines, "set-up step", START);
+        let step = line["step"].as_str().unwrap().to_string();
+        steps.insert(step.clone(), line);
+        if step == "ready" {
+            break;
+        }
+    }
+    let _server = RtspServer::start(rtsp_port, &[]);
+    let done = loop {
+        let line = next_line(&lines, "face event", Duration::from_secs(260));
+        let step = line["step"].as_str().unwrap().to_string();
+        steps.insert(step.clone(), line.clone());
+        if step == "done" {
+            break line;
+        }
+    };
+
+    assert_eq!(steps["information"]["manufacturer"], "Vigil");
+    assert!(steps["time"]["skew_s"].as_f64().unwrap() < 5.0);
+    assert!(
+        !steps["interfaces"]["macs"].as_array().unwrap().is_empty(),
+        "no MAC reported"
+    );
+    let xaddrs = steps["xaddrs"]["xaddrs"].as_object().unwrap();
+    for namespace in [
+        "http://www.onvif.org/ver10/device/wsdl",
+        "http://www.onvif.org/ver10/media/wsdl",
+        "http://www.onvif.org/ver20/media/wsdl",
+        "http://www.onvif.org/ver10/events/wsdl",
+    ] {
+        assert!(
+            xaddrs.contains_key(namespace),
+            "GetServices lacks {namespace}: {xaddrs:?}"
+        );
+    }
+    assert!(
+        steps["snapshot"]["jpeg"].as_bool().unwrap(),
+        "snapshot: {:?}",
+        steps["snapshot"]
+    );
+    assert!(done["renewed"].as_bool().unwrap());
+    assert_eq!(done["picture_status"], 200);
+    assert!(done["picture_jpeg"].as_bool().unwrap());
+
+    assert_eq!(
+        steps["profiles"]["h264"],
+        serde_json::json!(["profile_cam1"])
+    );
+    assert_eq!(
+        steps["uris"]["stream"],
+        format!("rtsp://127.0.0.1:{rtsp_port}/stream")
+    );
+    assert_eq!(
+        steps["uris"]["snapshot"],
+        format!("http://127.0.0.1:{port}/onvif/snapshot/cam1.jpg")
+    );
+
+    let enrolled: std::collections::BTreeSet<&str> = slides
+        .iter()
+        .flat_map(|s| s.identities.iter().map(String::as_str))
+        .filter(|p| !KEPT_OUT.contains(p))
+        .collect();
+    for (how, messages) in [("pulled", &done["pulled"]), ("pushed", &done["pushed"])] {
+        let faces: Vec<&Value> = messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["topic"] == "tns1:RuleEngine/Recognition/Face")
+            .collect();
+        assert!(!faces.is_empty(), "no face message {how}");
+        for face in faces {
+            let label = items(face, "data", "Label").unwrap();
+            assert!(
+                enrolled.contains(label),
+                "{how}: {label} is not enrolled: {face}"
+            );
+            let likelihood: f64 = items(face, "data", "Likelihood").unwrap().parse().unwrap();
+            assert!(likelihood > 0.3 && likelihood <= 1.0, "{face}");
+            assert!(
+                items(face, "data", "EnrollmentID").unwrap().len() == 36,
+                "{face}"
+            );
+            assert_eq!(
+                items(face, "source", "VideoSourceConfigurationToken"),
+                Some("vsc_cam1")
+            );
+            assert!(items(face, "data", "ImageUri")
+                .unwrap()
+                .starts_with(&format!("http://127.0.0.1:{port}/onvif/images/")));
+            assert!(
+                items(face, "data", "BoundingBox")
+                    .unwrap()
+                    .split(',')
+                    .count()
+                    == 4
+            );
+        }
+    }
+    let pulled = done["pulled"].as_array().unwrap();
+    assert!(
+        pulled.iter().any(
+            |m| m["topic"] == "tns1:RuleEngine/MyRuleDetector/FaceDetect"
+                && items(m, "data", "IsFace") == Some("true")
+        ),
+        "no FaceDetect property: {pulled:?}"
+    );
+    assert!(
+        pulled
+            .iter()
+            .any(|m| m["topic"] == "tns1:VideoSource/SignalLoss"
+                && items(m, "source", "Source") == Some("cam1")
+                && items(m, "data", "State") == Some("false")),
+        "no SignalLoss=false once streaming: {pulled:?}"
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn hostile_and_unauthorised_requests_are_refused_and_the_service_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    set_user(data, "admin", "admin-secret", "administrator");
+    set_user(data, "viewer", "viewer-secret", "user");
+    let port = free_port();
+    let config = data.join("vigil.toml");
+    std::fs::write(&config, onvif_section(&format!("127.0.0.1:{port}"), "")).unwrap();
+    let daemon = Daemon::start_as_configured(data, &config);
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--admin",
+        "admin",
+        "--admin-password",
+        "admin-secret",
+        "--viewer",
+        "viewer",
+        "--viewer-password",
+        "viewer-secret",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut client = python("hostile.py", &args).spawn().unwrap();
+    let lines = json_lines(client.stdout.take().unwrap());
+    let _client = Killed(client);
+    let r = next_line(&lines, "results", START);
+    let status = |case: &str| {
+        r[case]["status"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no case {case}: {r}"))
+    };
+    let subcodes = |case: &str| -> Vec<String> {
+        r[case]["subcodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let reason = |case: &str| r[case]["reason"].as_str().unwrap().to_string();
+
+    assert_eq!(status("open_operation"), 200);
+    assert_eq!(status("no_credentials"), 401);
+    assert_eq!(
+        r["no_credentials"]["challenge"].as_array().unwrap().len(),
+        2,
+        "SHA-256 and MD5 challenges"
+    );
+    assert_eq!(status("good_token"), 200);
+    assert_eq!(status("first_use"), 200);
+    assert_eq!(status("http_digest"), 200);
+    assert_eq!(status("viewer_reads_media"), 200);
+    assert_eq!(status("admin_reads_users"), 200);
+    for case in [
+        "wrong_password",
+        "replayed_nonce",
+        "stale_created",
+        "viewer_reads_users",
+        "viewer_creates_user",
+        "http_digest_wrong",
+        "rate_limited",
+    ] {
+        assert_eq!(status(case), 400, "{case}: {}", r[case]);
+        assert_eq!(subcodes(case), ["ter:NotAuthorized"], "{case}");
+    }
+    assert!(
+        reason("replayed_nonce").contains("nonce"),
+        "{}",
+        reason("replayed_nonce")
+    );
+    assert!(reason("stale_created").contains("too old"));
+    assert!(reason("rate_limited").contains("too many failed attempts"));
+    assert_eq!(status("unknown_operation"), 500);
+    assert_eq!(subcodes("unknown_operation"), ["ter:ActionNotSupported"]);
+    for case in [
+        "malformed_xml",
+        "entity_bomb",
+        "external_entity",
+        "too_deep",
+    ] {
+        assert_eq!(status(case), 400, "{case}");
+        assert_eq!(subcodes(case), ["ter:WellFormed"], "{case}");
+    }
+    assert!(reason("entity_bomb").contains("DTD"));
+    assert_eq!(status("oversized_body"), 413);
+    assert_eq!(status("soap11"), 400);
+    assert_eq!(status("alive_after_all"), 200);
+    assert_eq!(status("other_address_unaffected"), 200);
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            text.get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A network namespace with a veth pair, removed on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Self {
+        let name = format!("vigil-test-{}", std::process::id());
+        let ip = |args: &str| {
+            let status = Command::new("ip")
+                .args(args.split_whitespace())
+                .status()
+                .expect("ip runs");
+            assert!(status.success(), "ip {args}");
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        ip(&format!("netns add {name}"));
+        let namespace = Self(name.clone());
+        let inside = |args: &str| ip(&format!("netns exec {name} ip {args}"));
+        inside("link set lo up");
+        inside("link add v0 type veth peer name v1");
+        inside("addr add 10.231.0.1/24 dev v0");
+        inside("addr add 10.231.0.2/24 dev v1");
+        inside("link set v0 up multicast on");
+        inside("link set v1 up multicast on");
+        namespace
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]);
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn found_by_ws_discovery_with_types_and_scopes_in_a_network_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let namespace = Namespace::create();
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}name = \"Lobby camera server\"\nlocation = \"HQ/Lobby\"\n",
+            onvif_section("10.231.0.1:8080", "\"10.231.0.1\"")
+        ),
+    )
+    .unwrap();
+
+    let mut client = namespace.command("python3");
+    client
+        .arg(repo().join("tests/onvif/discover.py"))
+        .args(["--hello-wait", "120", "--bye-wait", "30"])
+        .env("PYTHONPATH", repo().join(".deps/python"))
+        .stdout(Stdio::piped());
+    let mut client = client.spawn().unwrap();
+    let lines = json_lines(client.stdout.take().unwrap());
+    let _client = Killed(client);
+    assert_eq!(next_line(&lines, "listening", START)["listening"], true);
+
+    let mut vigil = namespace.command(env!("CARGO_BIN_EXE_vigil"));
+    vigil.env("VIGIL_DATA_DIR", data);
+    let daemon = Daemon::start_with(vigil, data, &config);
+    let found = next_line(&lines, "probe results", START);
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+    let byes = next_line(&lines, "byes", Duration::from_secs(60));
+
+    let hellos = found["hellos"].as_array().unwrap();
+    assert_eq!(hellos.len(), 1, "one Hello: {hellos:?}");
+    let epr = hellos[0]["epr"].as_str().unwrap();
+    assert!(epr.starts_with("urn:uuid:"), "{epr}");
+    for probe in [
+        "any",
+        "nvt",
+        "device_and_nvt",
+        "scope_profile",
+        "scope_prefix",
+    ] {
+        let services = found["probes"][probe].as_array().unwrap();
+        assert_eq!(services.len(), 1, "{probe}: {services:?}");
+        let service = &services[0];
+        assert_eq!(service["epr"], epr, "{probe}: a stable endpoint reference");
+        assert_eq!(
+            service["xaddrs"],
+            serde_json::json!(["http://10.231.0.1:8080/onvif/device_service"])
+        );
+        let types: Vec<&str> = service["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert!(
+            types.contains(&"{http://www.onvif.org/ver10/network/wsdl}NetworkVideoTransmitter"),
+            "{types:?}"
+        );
+        assert!(
+            types.contains(&"{http://www.onvif.org/ver10/device/wsdl}Device"),
+            "{types:?}"
+        );
+        // WSDiscovery hands scopes back percent-decoded, whatever was sent.
+        let scopes: Vec<String> = service["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| percent_decoded(s.as_str().unwrap()))
+            .collect();
+        let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        for wanted in [
+            "onvif://www.onvif.org/Profile/Streaming",
+            "onvif://www.onvif.org/Profile/M",
+            "onvif://www.onvif.org/type/video_analytics",
+            "onvif://www.onvif.org/name/Lobby camera server",
+            "onvif://www.onvif.org/location/HQ/Lobby",
+            "onvif://www.onvif.org/hardware/Vigil",
+        ] {
+            assert!(
+                scopes.contains(&wanted),
+                "{probe}: {wanted} missing from {scopes:?}"
+            );
+        }
+        assert!(
+            scopes
+                .iter()
+                .any(|s| s.starts_with("onvif://www.onvif.org/mac/")),
+            "{scopes:?}"
+        );
+    }
+    for probe in ["scope_missing", "type_missing"] {
+        assert!(
+            found["probes"][probe].as_array().unwrap().is_empty(),
+            "{probe} matched"
+        );
+    }
+    assert_eq!(byes["byes"], serde_json::json!([epr]), "one Bye on stop");
+}
