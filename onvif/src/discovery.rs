@@ -402,6 +402,86 @@ pub fn scope_matches_rfc3986(wanted: &str, have: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn announcer() -> Announcer {
+        let (device, _) = crate::testing::device(None);
+        Announcer {
+            device,
+            xaddrs: "http://192.0.2.1:8080/onvif/device_service".into(),
+            instance: 7,
+            message_number: AtomicU64::new(1),
+            metadata_version: AtomicU64::new(1),
+        }
+    }
+
+    fn probe(inner: &str) -> Vec<u8> {
+        format!(
+            "<e:Envelope xmlns:e=\"{NS_SOAP}\" xmlns:w=\"{NS_WSA}\" xmlns:d=\"{NS_DISCOVERY}\">\
+             <e:Header><w:MessageID>uuid:probe-1</w:MessageID><w:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</w:To>\
+             <w:Action>{NS_DISCOVERY}/Probe</w:Action></e:Header><e:Body>{inner}</e:Body></e:Envelope>"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn answers_matching_probes_only() {
+        let announcer = announcer();
+        let typed = probe(&format!("<d:Probe><d:Types xmlns:x=\"{NS_NETWORK}\">x:NetworkVideoTransmitter</d:Types></d:Probe>"));
+        let answer = announcer.answer(&typed).expect("a match");
+        let parsed = xml::parse(answer.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(
+            parsed.find(&["Header", "RelatesTo"]).unwrap().text,
+            "uuid:probe-1"
+        );
+        let matched = parsed
+            .find(&["Body", "ProbeMatches", "ProbeMatch"])
+            .unwrap();
+        assert_eq!(
+            matched
+                .find(&["EndpointReference", "Address"])
+                .unwrap()
+                .text,
+            "urn:uuid:00000000-0000-0000-0000-000000000000"
+        );
+        assert!(matched
+            .child_text("Scopes")
+            .unwrap()
+            .contains("onvif://www.onvif.org/name/Test%20device"));
+        assert!(announcer.answer(&probe("<d:Probe/>")).is_some());
+        // Same local name, other namespace: not us.
+        let wrong_ns = probe(
+            "<d:Probe><d:Types xmlns:x=\"urn:other\">x:NetworkVideoTransmitter</d:Types></d:Probe>",
+        );
+        assert!(announcer.answer(&wrong_ns).is_none());
+        let scoped =
+            probe("<d:Probe><d:Scopes>onvif://www.onvif.org/location/Lab</d:Scopes></d:Probe>");
+        assert!(announcer.answer(&scoped).is_some());
+        let strcmp = probe(&format!("<d:Probe><d:Scopes MatchBy=\"{MATCH_STRCMP}\">onvif://www.onvif.org/location</d:Scopes></d:Probe>"));
+        assert!(announcer.answer(&strcmp).is_none());
+        let elsewhere = probe(
+            "<d:Probe><d:Scopes>onvif://www.onvif.org/location/Elsewhere</d:Scopes></d:Probe>",
+        );
+        assert!(announcer.answer(&elsewhere).is_none());
+        assert!(announcer.answer(b"<not-xml").is_none());
+        assert!(announcer
+            .answer(b"<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY b \"c\">]><a>&b;</a>")
+            .is_none());
+    }
+
+    #[test]
+    fn answers_resolve_for_its_own_endpoint() {
+        let announcer = announcer();
+        let ours = probe(&format!(
+            "<d:Resolve><w:EndpointReference><w:Address>urn:uuid:00000000-0000-0000-0000-000000000000</w:Address></w:EndpointReference></d:Resolve>"
+        ));
+        let answer = announcer.answer(&ours).expect("resolved");
+        assert!(
+            answer.contains("ResolveMatches")
+                && answer.contains("http://192.0.2.1:8080/onvif/device_service")
+        );
+        let other = probe("<d:Resolve><w:EndpointReference><w:Address>urn:uuid:1</w:Address></w:EndpointReference></d:Resolve>");
+        assert!(announcer.answer(&other).is_none());
+    }
+
     #[test]
     fn rfc3986_scope_matching() {
         let have = "onvif://www.onvif.org/location/building/floor2";

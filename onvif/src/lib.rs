@@ -15,6 +15,8 @@ mod service;
 pub mod settings;
 pub mod soap;
 pub mod system;
+#[cfg(test)]
+mod testing;
 pub mod xml;
 
 pub use server::{Device, DeviceConfig, HttpRequest, HttpResponse};

@@ -4,6 +4,8 @@ mod device;
 mod events;
 mod media;
 mod media2;
+#[cfg(test)]
+mod tests;
 
 use crate::auth::AccessClass;
 use crate::server::Call;

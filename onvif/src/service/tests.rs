@@ -1,0 +1,388 @@
+//! The services through `Device::handle`, with the sample product.
+
+use std::time::{Duration, SystemTime};
+
+use crate::device::EventMessage;
+use crate::soap::ns;
+use crate::testing::{body, call, device};
+
+const ADMIN: Option<(&str, &str)> = Some(("admin", "secret"));
+const OPERATOR: Option<(&str, &str)> = Some(("operator", "op"));
+
+fn subcodes(response: &crate::HttpResponse) -> String {
+    String::from_utf8_lossy(&response.body).to_string()
+}
+
+#[tokio::test]
+async fn scopes_change_persist_and_fixed_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("onvif.json");
+    let (device, _) = device(Some(file.clone()));
+    let scopes = |d| async move {
+        let response = call(&d, "/onvif/device_service", ADMIN, "<tds:GetScopes/>").await;
+        body(&response)
+            .children_named("Scopes")
+            .map(|s| {
+                format!(
+                    "{}={}",
+                    s.child_text("ScopeDef").unwrap(),
+                    s.child_text("ScopeItem").unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = scopes(device.clone()).await;
+    assert!(
+        before.contains(&"Configurable=onvif://www.onvif.org/name/Test%20device".to_string()),
+        "{before:?}"
+    );
+    assert!(before.contains(&"Fixed=onvif://www.onvif.org/Profile/Streaming".to_string()));
+
+    let r = call(&device, "/onvif/device_service", ADMIN,
+        "<tds:AddScopes><tds:ScopeItem>onvif://www.onvif.org/location/floor2</tds:ScopeItem></tds:AddScopes>").await;
+    assert_eq!(r.status, 200, "{}", subcodes(&r));
+    let r = call(&device, "/onvif/device_service", ADMIN,
+        "<tds:RemoveScopes><tds:ScopeItem>onvif://www.onvif.org/Profile/Streaming</tds:ScopeItem></tds:RemoveScopes>").await;
+    assert_eq!(r.status, 400);
+    assert!(subcodes(&r).contains("ter:FixedScope"));
+    let r = call(&device, "/onvif/device_service", ADMIN,
+        "<tds:RemoveScopes><tds:ScopeItem>onvif://www.onvif.org/location/Lab</tds:ScopeItem></tds:RemoveScopes>").await;
+    assert_eq!(r.status, 200, "{}", subcodes(&r));
+    let r = call(
+        &device,
+        "/onvif/device_service",
+        OPERATOR,
+        "<tds:SetScopes><tds:Scopes>onvif://www.onvif.org/name/x</tds:Scopes></tds:SetScopes>",
+    )
+    .await;
+    assert_eq!(r.status, 400, "an operator may not write system settings");
+    let r = call(&device, "/onvif/device_service", ADMIN,
+        "<tds:SetDiscoveryMode><tds:DiscoveryMode>NonDiscoverable</tds:DiscoveryMode></tds:SetDiscoveryMode>").await;
+    assert_eq!(r.status, 200);
+
+    // A new device on the same settings file remembers all of it.
+    let (again, _) = crate::testing::device(Some(file));
+    let after = scopes(again.clone()).await;
+    assert!(
+        after.contains(&"Configurable=onvif://www.onvif.org/location/floor2".to_string()),
+        "{after:?}"
+    );
+    assert!(!after.iter().any(|s| s.ends_with("/location/Lab")));
+    assert!(!again.discoverable());
+}
+
+#[tokio::test]
+async fn users_are_managed_by_administrators_only() {
+    let (device, _) = device(None);
+    let create =
+        "<tds:CreateUsers><tds:User><tt:Username>vms</tt:Username><tt:Password>pw1</tt:Password>\
+                  <tt:UserLevel>User</tt:UserLevel></tds:User></tds:CreateUsers>";
+    assert_eq!(
+        call(&device, "/onvif/device_service", OPERATOR, create)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        call(&device, "/onvif/device_service", ADMIN, create)
+            .await
+            .status,
+        200
+    );
+    let clash = call(&device, "/onvif/device_service", ADMIN, create).await;
+    assert!(subcodes(&clash).contains("ter:UsernameClash"));
+    let users = body(&call(&device, "/onvif/device_service", ADMIN, "<tds:GetUsers/>").await);
+    let names: Vec<String> = users
+        .children_named("User")
+        .map(|u| u.child_text("Username").unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["admin", "operator", "vms"]);
+    assert!(!String::from_utf8_lossy(
+        &call(&device, "/onvif/device_service", ADMIN, "<tds:GetUsers/>")
+            .await
+            .body
+    )
+    .contains("secret"));
+    // The new user can read media, with its new password after SetUser.
+    let set = "<tds:SetUser><tds:User><tt:Username>vms</tt:Username><tt:Password>pw2</tt:Password>\
+               <tt:UserLevel>Operator</tt:UserLevel></tds:User></tds:SetUser>";
+    assert_eq!(
+        call(
+            &device,
+            "/onvif/media_service",
+            Some(("vms", "pw1")),
+            "<trt:GetProfiles/>"
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        call(&device, "/onvif/device_service", ADMIN, set)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(
+            &device,
+            "/onvif/media_service",
+            Some(("vms", "pw1")),
+            "<trt:GetProfiles/>"
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        call(
+            &device,
+            "/onvif/media_service",
+            Some(("vms", "pw2")),
+            "<trt:GetProfiles/>"
+        )
+        .await
+        .status,
+        200
+    );
+    let last_admin = call(
+        &device,
+        "/onvif/device_service",
+        ADMIN,
+        "<tds:DeleteUsers><tds:Username>admin</tds:Username></tds:DeleteUsers>",
+    )
+    .await;
+    assert!(subcodes(&last_admin).contains("ter:FixedUser"));
+    assert_eq!(
+        call(
+            &device,
+            "/onvif/device_service",
+            ADMIN,
+            "<tds:DeleteUsers><tds:Username>vms</tds:Username></tds:DeleteUsers>"
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn system_reboot_restarts_after_answering() {
+    let (device, product) = device(None);
+    let r = call(
+        &device,
+        "/onvif/device_service",
+        ADMIN,
+        "<tds:SystemReboot/>",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(!product.rebooted.load(std::sync::atomic::Ordering::SeqCst));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(product.rebooted.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        call(
+            &device,
+            "/onvif/device_service",
+            OPERATOR,
+            "<tds:SystemReboot/>"
+        )
+        .await
+        .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn media_and_media2_describe_each_source() {
+    let (device, _) = device(None);
+    let profiles = body(
+        &call(
+            &device,
+            "/onvif/media_service",
+            OPERATOR,
+            "<trt:GetProfiles/>",
+        )
+        .await,
+    );
+    let tokens: Vec<&str> = profiles
+        .children_named("Profiles")
+        .map(|p| p.attribute("token").unwrap())
+        .collect();
+    assert_eq!(tokens, ["profile_door", "profile_lobby"]);
+    let encoder = profiles.children[0]
+        .find(&["VideoEncoderConfiguration", "Encoding"])
+        .unwrap();
+    assert_eq!(encoder.text, "H264");
+    let unknown = call(
+        &device,
+        "/onvif/media_service",
+        OPERATOR,
+        "<trt:GetStreamUri><trt:ProfileToken>nope</trt:ProfileToken></trt:GetStreamUri>",
+    )
+    .await;
+    assert!(subcodes(&unknown).contains("ter:NoProfile"));
+    let snapshot = body(&call(&device, "/onvif/media_service", OPERATOR,
+        "<trt:GetSnapshotUri><trt:ProfileToken>profile_door</trt:ProfileToken></trt:GetSnapshotUri>").await);
+    assert_eq!(
+        snapshot.find(&["MediaUri", "Uri"]).unwrap().text,
+        "http://192.0.2.1:8080/onvif/snapshot/door.jpg"
+    );
+
+    let media2 = body(
+        &call(
+            &device,
+            "/onvif/media2_service",
+            OPERATOR,
+            "<tr2:GetProfiles/>",
+        )
+        .await,
+    );
+    let encodings: Vec<&str> = media2
+        .children_named("Profiles")
+        .map(|p| {
+            p.find(&["Configurations", "VideoEncoder", "Encoding"])
+                .unwrap()
+                .text
+                .as_str()
+        })
+        .collect();
+    assert_eq!(encodings, ["H264", "H265"]);
+    let uri = body(&call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetStreamUri><tr2:Protocol>RTSP</tr2:Protocol><tr2:ProfileToken>profile_lobby</tr2:ProfileToken></tr2:GetStreamUri>").await);
+    assert_eq!(uri.child_text("Uri"), Some("rtsp://10.0.0.9/lobby"));
+    let one = body(&call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetVideoEncoderConfigurations><tr2:ConfigurationToken>vec_door</tr2:ConfigurationToken></tr2:GetVideoEncoderConfigurations>").await);
+    assert_eq!(one.children.len(), 1);
+}
+
+#[tokio::test]
+async fn snapshots_need_digest_credentials() {
+    let (device, _) = device(None);
+    let request = |path, authorization| crate::HttpRequest {
+        method: "GET",
+        path,
+        host: None,
+        authorization,
+        body: b"",
+        peer: "127.0.0.1:1".parse().unwrap(),
+        https: false,
+    };
+    let anonymous = device
+        .handle(request("/onvif/snapshot/door.jpg", None))
+        .await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(
+        anonymous
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == "WWW-Authenticate")
+            .count(),
+        2
+    );
+    assert_eq!(
+        device
+            .handle(request("/onvif/snapshot/nothing", None))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn event_properties_pull_points_and_push_refusals() {
+    let (device, _) = device(None);
+    let properties = body(
+        &call(
+            &device,
+            "/onvif/events_service",
+            OPERATOR,
+            "<tev:GetEventProperties/>",
+        )
+        .await,
+    );
+    let face = properties
+        .find(&["TopicSet", "RuleEngine", "Recognition", "Face"])
+        .expect("topic tree");
+    assert_eq!(face.attribute("topic"), Some("true"));
+    assert!(face
+        .find(&["MessageDescription", "Data", "SimpleItemDescription"])
+        .is_some());
+
+    let created = body(&call(&device, "/onvif/events_service", OPERATOR,
+        "<tev:CreatePullPointSubscription><tev:Filter><wsnt:TopicExpression Dialect=\"http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet\">\
+         tns1:RuleEngine/Recognition/Face</wsnt:TopicExpression></tev:Filter><tev:InitialTerminationTime>PT30S</tev:InitialTerminationTime>\
+         </tev:CreatePullPointSubscription>").await);
+    let address = created
+        .find(&["SubscriptionReference", "Address"])
+        .unwrap()
+        .text
+        .clone();
+    let path = address
+        .strip_prefix("http://192.0.2.1:8080")
+        .unwrap()
+        .to_string();
+    for topic in [
+        "tns1:VideoSource/SignalLoss",
+        "tns1:RuleEngine/Recognition/Face",
+    ] {
+        device.events().publish(EventMessage {
+            topic: topic.into(),
+            time: SystemTime::now(),
+            property: None,
+            source: vec![("VideoSourceConfigurationToken".into(), "vsc_door".into())],
+            key: Vec::new(),
+            data: vec![("Likelihood".into(), "0.9".into())],
+            image_jpeg: Some(vec![0xff, 0xd8]),
+        });
+    }
+    let pulled = body(&call(&device, &path, OPERATOR,
+        "<tev:PullMessages><tev:Timeout>PT1S</tev:Timeout><tev:MessageLimit>10</tev:MessageLimit></tev:PullMessages>").await);
+    let messages: Vec<_> = pulled.children_named("NotificationMessage").collect();
+    assert_eq!(messages.len(), 1, "the filter lets only the face through");
+    assert_eq!(
+        messages[0].child_text("Topic"),
+        Some("tns1:RuleEngine/Recognition/Face")
+    );
+    let data = messages[0].find(&["Message", "Message", "Data"]).unwrap();
+    let image = data
+        .children
+        .iter()
+        .find(|i| i.attribute("Name") == Some("ImageUri"))
+        .unwrap();
+    assert!(image.attribute("Value").unwrap().contains("/onvif/images/"));
+
+    let renew = call(
+        &device,
+        &path,
+        OPERATOR,
+        "<wsnt:Renew><wsnt:TerminationTime>PT60S</wsnt:TerminationTime></wsnt:Renew>",
+    )
+    .await;
+    assert_eq!(renew.status, 200);
+    assert_eq!(
+        call(&device, &path, OPERATOR, "<wsnt:Unsubscribe/>")
+            .await
+            .status,
+        200
+    );
+    let gone = call(&device, &path, OPERATOR, "<tev:PullMessages><tev:Timeout>PT1S</tev:Timeout><tev:MessageLimit>1</tev:MessageLimit></tev:PullMessages>").await;
+    assert!(subcodes(&gone).contains("ResourceUnknownFault"));
+
+    for consumer in [
+        "http://203.0.113.5/notify",
+        "http://consumer.example/notify",
+        "https://127.0.0.1/x",
+    ] {
+        let refused = call(&device, "/onvif/events_service", OPERATOR, &format!(
+            "<wsnt:Subscribe><wsnt:ConsumerReference><wsa:Address>{consumer}</wsa:Address></wsnt:ConsumerReference></wsnt:Subscribe>")).await;
+        assert!(
+            subcodes(&refused).contains("SubscribeCreationFailedFault"),
+            "{consumer} accepted"
+        );
+    }
+    let content_filter = call(&device, "/onvif/events_service", OPERATOR,
+        "<tev:CreatePullPointSubscription><tev:Filter><wsnt:MessageContent Dialect=\"x\">boolean(1)</wsnt:MessageContent></tev:Filter></tev:CreatePullPointSubscription>").await;
+    assert!(subcodes(&content_filter).contains("InvalidMessageContentExpressionFault"));
+    let _ = ns::TEV;
+}
