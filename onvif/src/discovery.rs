@@ -470,9 +470,9 @@ mod tests {
     #[test]
     fn answers_resolve_for_its_own_endpoint() {
         let announcer = announcer();
-        let ours = probe(&format!(
-            "<d:Resolve><w:EndpointReference><w:Address>urn:uuid:00000000-0000-0000-0000-000000000000</w:Address></w:EndpointReference></d:Resolve>"
-        ));
+        let ours = probe(
+            "<d:Resolve><w:EndpointReference><w:Address>urn:uuid:00000000-0000-0000-0000-000000000000</w:Address></w:EndpointReference></d:Resolve>",
+        );
         let answer = announcer.answer(&ours).expect("resolved");
         assert!(
             answer.contains("ResolveMatches")
