@@ -21,7 +21,7 @@ pub type LatestFrames = Arc<Mutex<BTreeMap<String, Arc<image::RgbImage>>>>;
 
 /// What adapters (ONVIF, later the web UI) may read of the running daemon from other
 /// threads: the cameras as configured, their status and their latest frame.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct LiveView {
     cameras: Arc<RwLock<Vec<CameraConfig>>>,
     statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
