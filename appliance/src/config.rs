@@ -73,6 +73,10 @@ pub struct OnvifConfig {
     pub enabled: bool,
     /// Address of the HTTP server for the ONVIF services (port 0: any free port).
     pub listen: String,
+    /// Address of the same services over HTTPS (TLS 1.2+); empty: no HTTPS. The
+    /// certificate is `tls/certificate.pem` in the data directory, self-signed at first
+    /// start unless the operator put one there.
+    pub https_listen: String,
     /// Answer WS-Discovery probes and announce Hello/Bye (clients can switch it with
     /// SetDiscoveryMode; their choice is remembered in the data directory).
     pub discovery: bool,
@@ -93,6 +97,7 @@ impl Default for OnvifConfig {
         Self {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
+            https_listen: String::new(),
             discovery: true,
             discovery_interfaces: vec!["127.0.0.1".into()],
             discovery_port: 3702,
@@ -312,6 +317,12 @@ impl Config {
             return Err(invalid(
                 "onvif.listen".into(),
                 "must be an IP address and port, e.g. 127.0.0.1:8080",
+            ));
+        }
+        if !o.https_listen.is_empty() && o.https_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "onvif.https_listen".into(),
+                "must be empty or an IP address and port, e.g. 127.0.0.1:8443",
             ));
         }
         for (i, address) in o.discovery_interfaces.iter().enumerate() {

@@ -1,5 +1,6 @@
-//! The appliance's HTTP server: accepts connections and routes `/onvif/...` to the ONVIF
-//! device. (The web UI and its TLS are to join here, as further routes on the same server.)
+//! The appliance's HTTP(S) server: accepts connections, with TLS where an acceptor is
+//! given, and routes `/onvif/...` to the ONVIF device. (The web UI is to join here, as
+//! further routes on the same server.)
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,10 +17,14 @@ use tokio::sync::watch;
 /// Request bodies above this are refused with 413 before they are read whole.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// Serves until `stop` turns true.
+/// A TLS handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves until `stop` turns true; over TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     device: Arc<onvif::Device>,
+    tls: Option<Arc<openssl::ssl::SslAcceptor>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -34,24 +39,49 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let device = device.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let device = device.clone();
-                async move { Ok::<_, Infallible>(route(request, peer, &device).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(stream, peer, false, device).await,
+                Some(acceptor) => {
+                    let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                        return;
+                    };
+                    let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, stream) else {
+                        return;
+                    };
+                    let handshake = std::pin::Pin::new(&mut stream).accept();
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(())) => serve_connection(stream, peer, true, device).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+async fn serve_connection<S>(stream: S, peer: SocketAddr, https: bool, device: Arc<onvif::Device>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let device = device.clone();
+        async move { Ok::<_, Infallible>(route(request, peer, https, &device).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = connection.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
 async fn route(
     request: Request<Incoming>,
     peer: SocketAddr,
+    https: bool,
     device: &Arc<onvif::Device>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
@@ -89,7 +119,7 @@ async fn route(
             authorization: authorization.as_deref(),
             body: &body,
             peer,
-            https: false,
+            https,
         })
         .await;
     let mut response = Response::new(Full::new(Bytes::from(answer.body)));

@@ -183,6 +183,10 @@ fn serial_number(data_dir: &Path) -> String {
         })
 }
 
+pub fn hostname() -> String {
+    onvif::system::hostname()
+}
+
 /// The device's stable endpoint reference, created once per data directory.
 pub fn endpoint_uuid(data_dir: &Path) -> std::io::Result<uuid::Uuid> {
     let path = data_dir.join("onvif-endpoint");
@@ -366,11 +370,14 @@ pub enum OnvifStartError {
     },
     #[error("invalid onvif.notify_allow: {0}")]
     AllowList(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The running ONVIF side: HTTP services, discovery and event forwarding.
 pub struct OnvifService {
     pub address: std::net::SocketAddr,
+    pub https_address: Option<std::net::SocketAddr>,
     pub device: Arc<Device>,
     stop: tokio::sync::watch::Sender<bool>,
     discovery: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -399,6 +406,24 @@ impl OnvifService {
                 address: config.listen.clone(),
                 source,
             })?;
+        let https = if config.https_listen.is_empty() {
+            None
+        } else {
+            let listener = tokio::net::TcpListener::bind(&config.https_listen)
+                .await
+                .map_err(|source| OnvifStartError::Listen {
+                    address: config.https_listen.clone(),
+                    source,
+                })?;
+            let files = crate::tls::CertificateFiles::in_data_dir(data_dir);
+            let mut names = vec![hostname(), "localhost".to_string()];
+            names.extend(listener.local_addr().ok().map(|a| a.ip().to_string()));
+            if files.ensure(&names)? {
+                tracing::info!(certificate = %files.certificate.display(), "made a self-signed TLS certificate");
+            }
+            Some((listener, Arc::new(files.acceptor()?)))
+        };
+        let https_address = https.as_ref().and_then(|(l, _)| l.local_addr().ok());
         let device_config = onvif::DeviceConfig {
             endpoint: endpoint_uuid(data_dir).map_err(OnvifStartError::Endpoint)?,
             name: config.name.clone(),
@@ -415,7 +440,7 @@ impl OnvifService {
             },
             xml_limits: onvif::xml::Limits::default(),
             http_ports: vec![address.port()],
-            https_ports: Vec::new(),
+            https_ports: https_address.iter().map(|a| a.port()).collect(),
         };
         let product = Arc::new(VigilProduct::new(live, data_dir, restart));
         let device = Device::new(device_config, product, Arc::new(users))?;
@@ -424,8 +449,17 @@ impl OnvifService {
         tokio::spawn(crate::http::serve(
             listener,
             device.clone(),
+            None,
             stopped.clone(),
         ));
+        if let Some((listener, acceptor)) = https {
+            tokio::spawn(crate::http::serve(
+                listener,
+                device.clone(),
+                Some(acceptor),
+                stopped.clone(),
+            ));
+        }
         tokio::spawn(forward_events(bus.clone(), device.clone()));
         let interfaces: Vec<std::net::Ipv4Addr> = config
             .discovery_interfaces
@@ -454,6 +488,7 @@ impl OnvifService {
         Ok((
             Self {
                 address,
+                https_address,
                 device,
                 stop,
                 discovery,

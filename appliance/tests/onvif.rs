@@ -516,3 +516,102 @@ fn found_by_ws_discovery_with_types_and_scopes_in_a_network_namespace() {
     }
     assert_eq!(byes["byes"], serde_json::json!([epr]), "one Bye on stop");
 }
+
+#[test]
+fn responses_are_valid_for_the_official_onvif_schemas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    set_user(data, "admin", "admin-secret", "administrator");
+    let port = free_port();
+    let config = data.join("vigil.toml");
+    // A camera whose server is absent still has its profile.
+    let camera = camera_config("cam1", "rtsp://127.0.0.1:9/absent", "");
+    std::fs::write(
+        &config,
+        format!(
+            "{}{camera}",
+            onvif_section(&format!("127.0.0.1:{port}"), "")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_as_configured(data, &config);
+    // validate.py starts asking only once the daemon answers (it shares hostile.py's wait).
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--user",
+        "admin",
+        "--password",
+        "admin-secret",
+        "--profile",
+        "profile_cam1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut client = python("validate.py", &args).spawn().unwrap();
+    let lines = json_lines(client.stdout.take().unwrap());
+    let _client = Killed(client);
+    let results = next_line(&lines, "validation results", START);
+    let results = results.as_object().unwrap();
+    assert!(results.len() > 25, "{results:?}");
+    for (operation, errors) in results {
+        assert_eq!(
+            errors,
+            &serde_json::json!([]),
+            "{operation} is not schema-valid"
+        );
+    }
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}
+
+#[test]
+fn services_over_https_with_the_self_signed_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    set_user(data, "admin", "admin-secret", "administrator");
+    let (port, https_port) = (free_port(), free_port());
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}https_listen = \"127.0.0.1:{https_port}\"\n",
+            onvif_section(&format!("127.0.0.1:{port}"), "")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_as_configured(data, &config);
+    let certificate = data.join("tls/certificate.pem");
+    let args: Vec<String> = [
+        "--port",
+        &https_port.to_string(),
+        "--certificate",
+        certificate.to_str().unwrap(),
+        "--user",
+        "admin",
+        "--password",
+        "admin-secret",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut client = python("https_check.py", &args).spawn().unwrap();
+    let lines = json_lines(client.stdout.take().unwrap());
+    let _client = Killed(client);
+    let result = next_line(&lines, "HTTPS results", START);
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["https_xaddr"], true, "{result}");
+    assert!(
+        matches!(result["tls_version"].as_str(), Some("TLSv1.2" | "TLSv1.3")),
+        "{result}"
+    );
+    assert_eq!(result["tls11_refused"], true, "{result}");
+    assert_eq!(result["untrusted_refused"], true, "{result}");
+    let key = std::fs::metadata(data.join("tls/key.pem"))
+        .unwrap()
+        .permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key) & 0o777, 0o600);
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}

@@ -85,4 +85,5 @@ def main():
         print(json.dumps({"byes": byes}), flush=True)
 
 
-main()
+if __name__ == "__main__":
+    main()

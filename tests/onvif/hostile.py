@@ -48,6 +48,22 @@ def outcome(response):
     }
 
 
+def wait_until_serving(client, url, timeout=120):
+    """The daemon loads its models before it serves: wait for it, with a deadline."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            response = client.post(url, content=envelope("<tds:GetSystemDateAndTime/>").encode(),
+                                   headers={"Content-Type": "application/soap+xml; charset=utf-8"})
+            if response.status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.time() > deadline:
+            raise SystemExit(f"the device at {url} did not answer")
+        time.sleep(0.2)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -67,17 +83,7 @@ def main():
     def alive():
         return post("<tds:GetSystemDateAndTime/>")["status"] == 200
 
-    # The daemon loads its models before it serves: wait for it, with a deadline.
-    deadline = time.time() + 120
-    while True:
-        try:
-            if alive():
-                break
-        except httpx.TransportError:
-            pass
-        if time.time() > deadline:
-            raise SystemExit("hostile: the device did not answer")
-        time.sleep(0.2)
+    wait_until_serving(client, url)
 
     results = {}
     admin = lambda **k: token(args.admin, args.admin_password, **k)
@@ -129,4 +135,5 @@ def main():
     print(json.dumps(results), flush=True)
 
 
-main()
+if __name__ == "__main__":
+    main()
