@@ -461,6 +461,16 @@ impl OnvifService {
             ));
         }
         tokio::spawn(forward_events(bus.clone(), device.clone()));
+        tokio::spawn({
+            let device = device.clone();
+            async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    device.events().sweep();
+                }
+            }
+        });
         let interfaces: Vec<std::net::Ipv4Addr> = config
             .discovery_interfaces
             .iter()

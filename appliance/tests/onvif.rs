@@ -347,6 +347,9 @@ fn hostile_and_unauthorised_requests_are_refused_and_the_service_goes_on() {
     assert_eq!(status("soap11"), 400);
     assert_eq!(status("alive_after_all"), 200);
     assert_eq!(status("other_address_unaffected"), 200);
+    assert_eq!(status("system_reboot"), 200);
+    assert_eq!(status("went_down"), 200, "the service did not restart");
+    assert_eq!(status("back_after_reboot"), 200);
     let (exit, _) = daemon.terminate();
     assert!(exit.success());
 }

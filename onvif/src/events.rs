@@ -8,11 +8,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
+// Tokio's clock, so that expiry follows a paused test clock too.
+use tokio::time::Instant;
 
 use crate::device::{EventMessage, PropertyOperation};
 use crate::soap::Fault;
@@ -480,7 +482,9 @@ impl EventBroker {
         Ok(())
     }
 
-    pub fn subscription_count(&self) -> usize {
+    /// Drops expired subscriptions (ending their push tasks); returns how many are left.
+    /// Called periodically, so an idle device does not keep dead subscriptions.
+    pub fn sweep(&self) -> usize {
         let mut state = self.state.lock();
         let now = Instant::now();
         state.subscriptions.retain(|_, s| s.expires > now);
@@ -708,6 +712,24 @@ mod tests {
         assert_eq!(queue.pull(Duration::from_millis(1), 10).await.len(), 1);
         broker.unsubscribe(&id).unwrap();
         assert!(broker.renew(&id, Duration::from_secs(1)).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_subscriptions_are_swept() {
+        let broker = EventBroker::new(EventLimits::default());
+        let (sender, mut receiver) = mpsc::channel(1);
+        broker
+            .subscribe(
+                TopicFilter::all(),
+                Duration::from_secs(5),
+                Delivery::Push(sender),
+            )
+            .unwrap();
+        assert_eq!(broker.sweep(), 1);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(broker.sweep(), 0);
+        // The push task's channel closes with its subscription.
+        assert!(receiver.recv().await.is_none());
     }
 
     #[test]

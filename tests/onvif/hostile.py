@@ -132,6 +132,20 @@ def main():
         post("<tds:GetDeviceInformation/>", token(args.admin, "guess"), http=other)
     results["rate_limited"] = post("<tds:GetDeviceInformation/>", admin(), http=other)
     results["other_address_unaffected"] = post("<tds:GetDeviceInformation/>", admin())
+    # SystemReboot restarts the service: it answers first, then comes back.
+    results["system_reboot"] = post("<tds:SystemReboot/>", admin())
+    # The new process loads its models before it listens: seconds of silence.
+    went_down = False
+    deadline = time.time() + 10
+    while time.time() < deadline and not went_down:
+        try:
+            went_down = post("<tds:GetSystemDateAndTime/>")["status"] != 200
+        except httpx.TransportError:
+            went_down = True
+        time.sleep(0.05)
+    results["went_down"] = {"status": 200 if went_down else 0}
+    wait_until_serving(client, url)
+    results["back_after_reboot"] = post("<tds:GetDeviceInformation/>", admin())
     print(json.dumps(results), flush=True)
 
 
