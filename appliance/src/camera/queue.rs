@@ -13,6 +13,35 @@ pub struct DropOldestQueue<T> {
     ready: Condvar,
     capacity: usize,
     dropped: AtomicU64,
+    /// Rung on every push, for consumers that serve many queues.
+    doorbell: Option<std::sync::Arc<Doorbell>>,
+}
+
+/// Wakes consumers of several queues when any of them gets an item.
+#[derive(Default)]
+pub struct Doorbell {
+    rings: Mutex<u64>,
+    rung: Condvar,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        *self.rings.lock() += 1;
+        self.rung.notify_all();
+    }
+
+    /// The count of rings so far, to wait past.
+    pub fn rings(&self) -> u64 {
+        *self.rings.lock()
+    }
+
+    /// Waits until rung after `seen` (as returned by `rings`), or `timeout`.
+    pub fn wait_past(&self, seen: u64, timeout: Duration) {
+        let mut rings = self.rings.lock();
+        if *rings == seen {
+            let _ = self.rung.wait_for(&mut rings, timeout);
+        }
+    }
 }
 
 struct State<T> {
@@ -37,7 +66,21 @@ impl<T> DropOldestQueue<T> {
             ready: Condvar::new(),
             capacity: capacity.max(1),
             dropped: AtomicU64::new(0),
+            doorbell: None,
         }
+    }
+
+    /// A queue that also rings `doorbell` on every push.
+    pub fn with_doorbell(capacity: usize, doorbell: std::sync::Arc<Doorbell>) -> Self {
+        Self {
+            doorbell: Some(doorbell),
+            ..Self::new(capacity)
+        }
+    }
+
+    /// The oldest item, if there is one, without waiting.
+    pub fn try_pop(&self) -> Option<T> {
+        self.state.lock().items.pop_front()
     }
 
     /// Adds an item, dropping the oldest when full. Returns false (and drops `item`) once closed.
@@ -51,7 +94,11 @@ impl<T> DropOldestQueue<T> {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         state.items.push_back(item);
+        drop(state);
         self.ready.notify_one();
+        if let Some(doorbell) = &self.doorbell {
+            doorbell.ring();
+        }
         true
     }
 

@@ -1,17 +1,23 @@
-//! One camera's analysis thread: frames from its queue through the face pipeline, the gallery
-//! and the tracker, events onto the bus. Closing the queue drains it, ends the tracks and stops
-//! the thread.
+//! Analysis of every camera's frames by one small pool of workers (one per core), instead
+//! of a thread per camera: with many cameras, a thread each made them contend for two
+//! cores, and each face was embedded alone. A worker takes the next frames of up to two
+//! cameras (round robin), finds the faces of both, embeds them together (the model takes
+//! two faces per inference), then runs each camera's tracker and publishes the events.
+//!
+//! A camera's frames stay in order: a camera is claimed by one worker at a time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
-use crate::camera::{DropOldestQueue, Frame, Pop};
+use crate::camera::queue::Doorbell;
+use crate::camera::{DropOldestQueue, Frame};
 use crate::events::{Event, EventBus};
 use crate::tracking::{FrameTime, Observation, Tracker, TrackerSettings};
-use crate::vision::FacePipeline;
+use crate::vision::{FacePipeline, LocatedFace};
 use crate::watchlist::Gallery;
 
 /// Shared, swappable gallery: readers clone the `Arc` and match without holding the lock.
@@ -20,78 +26,260 @@ pub type SharedGallery = Arc<RwLock<Arc<Gallery>>>;
 /// Tracks end when no frame has arrived for this long (wall clock) on top of their timeout:
 /// the stream stalled or ended, and nothing else would close them.
 const IDLE_GRACE: Duration = Duration::from_secs(3);
+/// Frames of this many cameras are analysed together.
+const BATCH_CAMERAS: usize = 2;
 
-pub struct Analysis {
-    pub camera: String,
-    /// Counts analysed frames (for status and benchmarks).
+/// One camera as the pool sees it.
+pub struct CameraSlot {
+    camera: String,
+    pub queue: Arc<DropOldestQueue<Frame>>,
     pub analysed: Arc<AtomicU64>,
-    pub pipeline: Arc<FacePipeline>,
-    pub gallery: SharedGallery,
-    pub bus: EventBus,
-    pub settings: TrackerSettings,
-    /// Where the latest analysed frame is left for snapshots.
-    pub latest: super::LatestFrames,
+    /// Held by the worker analysing this camera, so its frames stay in order.
+    busy: AtomicBool,
+    state: Mutex<SlotState>,
+    idle_after: Duration,
 }
 
-impl Analysis {
-    pub fn run(self, queue: &DropOldestQueue<Frame>) {
-        let idle = Duration::from_secs_f64(self.settings.track_timeout_s) + IDLE_GRACE;
-        let mut tracker = Tracker::new(self.camera.clone(), self.settings.clone());
-        let mut connection = None;
-        loop {
-            match queue.pop(idle) {
-                Pop::Item(frame) => {
-                    if connection.is_some_and(|c| c != frame.connection) {
-                        self.publish(tracker.finish());
-                    }
-                    connection = Some(frame.connection);
-                    let events = self.analyse(&mut tracker, &frame);
-                    self.analysed.fetch_add(1, Ordering::Relaxed);
-                    self.publish(events);
-                    // Moved, not copied: the frame is not needed any more.
-                    self.latest
-                        .lock()
-                        .insert(self.camera.clone(), Arc::new(frame.image));
-                }
-                Pop::TimedOut => self.publish(tracker.finish()),
-                Pop::Closed => break,
+struct SlotState {
+    tracker: Tracker,
+    connection: Option<u64>,
+    last_frame: Instant,
+}
+
+impl CameraSlot {
+    fn claim(&self) -> bool {
+        self.busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+}
+
+struct Shared {
+    slots: RwLock<Vec<Arc<CameraSlot>>>,
+    doorbell: Arc<Doorbell>,
+    next: AtomicUsize,
+    stop: AtomicBool,
+    pipeline: Arc<FacePipeline>,
+    gallery: SharedGallery,
+    bus: EventBus,
+    latest: super::LatestFrames,
+}
+
+pub struct AnalysisPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl AnalysisPool {
+    pub fn start(
+        workers: usize,
+        pipeline: Arc<FacePipeline>,
+        gallery: SharedGallery,
+        bus: EventBus,
+        latest: super::LatestFrames,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            slots: RwLock::new(Vec::new()),
+            doorbell: Arc::new(Doorbell::default()),
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            pipeline,
+            gallery,
+            bus,
+            latest,
+        });
+        let workers = (0..workers.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("analysis-{i}"))
+                    .spawn(move || shared.work())
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Self { shared, workers })
+    }
+
+    /// Adds a camera; its frames go into the returned slot's queue.
+    pub fn add(
+        &self,
+        camera: &str,
+        queue_frames: usize,
+        settings: TrackerSettings,
+    ) -> Arc<CameraSlot> {
+        let idle_after = Duration::from_secs_f64(settings.track_timeout_s) + IDLE_GRACE;
+        let slot = Arc::new(CameraSlot {
+            camera: camera.to_string(),
+            queue: Arc::new(DropOldestQueue::with_doorbell(
+                queue_frames,
+                self.shared.doorbell.clone(),
+            )),
+            analysed: Arc::new(AtomicU64::new(0)),
+            busy: AtomicBool::new(false),
+            state: Mutex::new(SlotState {
+                tracker: Tracker::new(camera.to_string(), settings),
+                connection: None,
+                last_frame: Instant::now(),
+            }),
+            idle_after,
+        });
+        self.shared.slots.write().push(slot.clone());
+        slot
+    }
+
+    /// Takes a camera out: waits for the worker on it, analyses what is left in its queue
+    /// here, then ends its tracks (publishing TrackEnded and any last alerts).
+    pub fn remove(&self, slot: &Arc<CameraSlot>) {
+        self.shared.slots.write().retain(|s| !Arc::ptr_eq(s, slot));
+        while !slot.claim() {
+            std::thread::sleep(Duration::from_millis(1)); // a worker finishes its frame
+        }
+        while let Some(frame) = slot.queue.try_pop() {
+            self.shared.analyse(vec![(slot.clone(), frame)]);
+        }
+        let events = slot.state.lock().tracker.finish();
+        self.shared.publish(&slot.camera, events);
+    }
+
+    /// Stops the workers (after `remove` of every camera).
+    pub fn shutdown(self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.doorbell.ring();
+        for worker in self.workers {
+            if worker.join().is_err() {
+                tracing::error!("an analysis worker panicked");
             }
         }
-        self.publish(tracker.finish());
+    }
+}
+
+impl Shared {
+    fn work(&self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let seen = self.doorbell.rings();
+            let batch = self.claim_frames();
+            if batch.is_empty() {
+                self.end_idle_tracks();
+                self.doorbell.wait_past(seen, Duration::from_millis(250));
+                continue;
+            }
+            self.analyse(batch);
+        }
     }
 
-    fn analyse(&self, tracker: &mut Tracker, frame: &Frame) -> Vec<Event> {
-        let faces = match self.pipeline.analyze(&frame.image) {
-            Ok(faces) => faces,
-            Err(e) => {
-                tracing::warn!(camera = %self.camera, error = %e, "frame analysis failed");
-                return Vec::new();
+    /// The next frames of up to `BATCH_CAMERAS` cameras, each camera claimed; round robin so
+    /// that no camera starves.
+    fn claim_frames(&self) -> Vec<(Arc<CameraSlot>, Frame)> {
+        let slots = self.slots.read();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut batch = Vec::new();
+        for i in 0..slots.len() {
+            let slot = &slots[(start + i) % slots.len()];
+            if !slot.claim() {
+                continue;
             }
-        };
-        let gallery = self.gallery.read().clone();
-        let observations = faces
-            .into_iter()
-            .map(|face| Observation {
-                bbox: face.detection.bbox,
-                quality: face.quality.score,
-                candidate: gallery.closest(&face.embedding),
-                embedding: face.embedding,
+            match slot.queue.try_pop() {
+                Some(frame) => batch.push((slot.clone(), frame)),
+                None => slot.release(),
+            }
+            if batch.len() == BATCH_CAMERAS {
+                break;
+            }
+        }
+        batch
+    }
+
+    /// Ends the tracks of cameras that have had no frame for a while (a stall or the end of
+    /// a stream): nothing else would close them.
+    fn end_idle_tracks(&self) {
+        let slots: Vec<Arc<CameraSlot>> = self.slots.read().clone();
+        for slot in slots {
+            if !slot.claim() {
+                continue;
+            }
+            let events = {
+                let mut state = slot.state.lock();
+                if state.tracker.active_tracks() > 0
+                    && state.last_frame.elapsed() >= slot.idle_after
+                {
+                    state.tracker.finish()
+                } else {
+                    Vec::new()
+                }
+            };
+            slot.release();
+            self.publish(&slot.camera, events);
+        }
+    }
+
+    /// Finds the faces of every frame, embeds them all together, then tracks each camera.
+    /// Every slot in `batch` is claimed, and released here.
+    fn analyse(&self, batch: Vec<(Arc<CameraSlot>, Frame)>) {
+        let located: Vec<Vec<LocatedFace>> = batch
+            .iter()
+            .map(|(slot, frame)| {
+                self.pipeline.locate(&frame.image).unwrap_or_else(|e| {
+                    tracing::warn!(camera = %slot.camera, error = %e, "face detection failed");
+                    Vec::new()
+                })
             })
             .collect();
-        tracker.observe(
-            FrameTime {
-                time: frame.received,
-                stream_time_s: frame.stream_time_s,
-            },
-            &frame.image,
-            observations,
-        )
+        let counts: Vec<usize> = located.iter().map(Vec::len).collect();
+        let faces = match self.pipeline.embed(located.into_iter().flatten().collect()) {
+            Ok(faces) => faces,
+            Err(e) => {
+                tracing::warn!(error = %e, "face embedding failed");
+                Vec::new()
+            }
+        };
+        let mut faces = faces.into_iter();
+        let gallery = self.gallery.read().clone();
+        for ((slot, frame), count) in batch.into_iter().zip(counts) {
+            let observations: Vec<Observation> = faces
+                .by_ref()
+                .take(count)
+                .map(|face| Observation {
+                    bbox: face.detection.bbox,
+                    quality: face.quality.score,
+                    candidate: gallery.closest(&face.embedding),
+                    embedding: face.embedding,
+                })
+                .collect();
+            let events = {
+                let mut state = slot.state.lock();
+                let mut events = Vec::new();
+                if state.connection.is_some_and(|c| c != frame.connection) {
+                    events.extend(state.tracker.finish());
+                }
+                state.connection = Some(frame.connection);
+                state.last_frame = Instant::now();
+                events.extend(state.tracker.observe(
+                    FrameTime {
+                        time: frame.received,
+                        stream_time_s: frame.stream_time_s,
+                    },
+                    &frame.image,
+                    observations,
+                ));
+                events
+            };
+            slot.analysed.fetch_add(1, Ordering::Relaxed);
+            // Moved, not copied: the frame is not needed any more.
+            self.latest
+                .lock()
+                .insert(slot.camera.clone(), Arc::new(frame.image));
+            slot.release();
+            self.publish(&slot.camera, events);
+        }
     }
 
-    fn publish(&self, events: Vec<Event>) {
+    fn publish(&self, camera: &str, events: Vec<Event>) {
         for event in events {
             if let Event::FaceMatched(m) = &event {
-                tracing::info!(camera = %m.camera, track = m.track, person = %m.person, score = m.score, "face matched");
+                tracing::info!(%camera, track = m.track, person = %m.person, score = m.score, "face matched");
             }
             self.bus.publish(event);
         }

@@ -6,7 +6,7 @@ mod analysis;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -15,6 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 pub use analysis::SharedGallery;
+use analysis::{AnalysisPool, CameraSlot};
 
 /// The latest analysed frame of each camera.
 pub type LatestFrames = Arc<Mutex<BTreeMap<String, Arc<image::RgbImage>>>>;
@@ -43,7 +44,7 @@ impl LiveView {
     }
 }
 
-use crate::camera::{ingest, DropOldestQueue, Frame, IngestTimeouts, StopSignal};
+use crate::camera::{ingest, IngestTimeouts, StopSignal};
 use crate::config::{CameraConfig, Config};
 use crate::events::{CameraState, CameraStateChanged, Event, EventBus};
 use crate::tracking::TrackerSettings;
@@ -88,36 +89,32 @@ pub struct CameraStatus {
 struct RunningCamera {
     config: CameraConfig,
     stop: Arc<StopSignal>,
-    queue: Arc<DropOldestQueue<Frame>>,
-    analysed: Arc<AtomicU64>,
+    slot: Arc<CameraSlot>,
     ingest: JoinHandle<()>,
-    analysis: JoinHandle<()>,
 }
 
 impl RunningCamera {
-    /// Stops ingest, then lets analysis drain the queue and end its tracks.
-    fn stop(self) {
+    /// Stops ingest, then analyses what is still queued and ends the camera's tracks.
+    fn stop(self, pool: &AnalysisPool) {
         self.stop.stop();
         if self.ingest.join().is_err() {
             tracing::error!(camera = %self.config.id, "ingest thread panicked");
         }
-        self.queue.close();
-        if self.analysis.join().is_err() {
-            tracing::error!(camera = %self.config.id, "analysis thread panicked");
-        }
+        self.slot.queue.close();
+        pool.remove(&self.slot);
     }
 }
 
 pub struct Daemon {
     config: Config,
     data_dir: PathBuf,
-    pipeline: Arc<FacePipeline>,
     gallery: SharedGallery,
     bus: EventBus,
     timeouts: IngestTimeouts,
     cameras: BTreeMap<String, RunningCamera>,
     statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
     live: LiveView,
+    pool: AnalysisPool,
 }
 
 impl Daemon {
@@ -141,22 +138,32 @@ impl Daemon {
         pipeline_config.detector.min_face = config.analysis.min_face;
         let pipeline = Arc::new(FacePipeline::new(&runtime, pipeline_config)?);
         pipeline.detector().warm_up()?;
+        let gallery: SharedGallery = Arc::new(RwLock::new(Arc::new(Gallery::default())));
         let statuses = Arc::new(Mutex::new(BTreeMap::new()));
         let live = LiveView {
             cameras: Arc::new(RwLock::new(Vec::new())),
             statuses: statuses.clone(),
             frames: Arc::new(Mutex::new(BTreeMap::new())),
         };
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = AnalysisPool::start(
+            workers,
+            pipeline,
+            gallery.clone(),
+            bus.clone(),
+            live.frames.clone(),
+        )
+        .map_err(DaemonError::Thread)?;
         let mut daemon = Self {
             config: Config::default(),
             data_dir: data_dir.to_path_buf(),
-            pipeline,
-            gallery: Arc::new(RwLock::new(Arc::new(Gallery::default()))),
+            gallery,
             bus,
             timeouts,
             cameras: BTreeMap::new(),
             statuses,
             live,
+            pool,
         };
         daemon.reload_gallery()?;
         daemon.apply(config)?;
@@ -179,8 +186,8 @@ impl Daemon {
         let mut statuses: Vec<CameraStatus> = self.statuses.lock().values().cloned().collect();
         for s in &mut statuses {
             if let Some(c) = self.cameras.get(&s.id) {
-                s.dropped_frames = c.queue.dropped();
-                s.analysed_frames = c.analysed.load(Ordering::Relaxed);
+                s.dropped_frames = c.slot.queue.dropped();
+                s.analysed_frames = c.slot.analysed.load(Ordering::Relaxed);
             }
         }
         statuses
@@ -230,7 +237,7 @@ impl Daemon {
         for id in stale {
             if let Some(running) = self.cameras.remove(&id) {
                 tracing::info!(camera = %id, "stopping camera");
-                running.stop();
+                running.stop(&self.pool);
             }
             if !wanted.contains_key(&id) {
                 self.statuses.lock().remove(&id);
@@ -251,7 +258,11 @@ impl Daemon {
     fn spawn_camera(&self, camera: CameraConfig) -> Result<RunningCamera, DaemonError> {
         tracing::info!(camera = %camera.id, url = %camera.display_url(), "starting camera");
         let stop = Arc::new(StopSignal::default());
-        let queue = Arc::new(DropOldestQueue::new(self.config.analysis.queue_frames));
+        let slot = self.pool.add(
+            &camera.id,
+            self.config.analysis.queue_frames,
+            TrackerSettings::new(&self.config.analysis, camera.mode),
+        );
         let reporter = StateReporter {
             camera: camera.clone(),
             bus: self.bus.clone(),
@@ -261,7 +272,7 @@ impl Daemon {
             let (camera, timeouts, queue, stop) = (
                 camera.clone(),
                 self.timeouts.clone(),
-                queue.clone(),
+                slot.queue.clone(),
                 stop.clone(),
             );
             std::thread::Builder::new()
@@ -271,30 +282,11 @@ impl Daemon {
                 })
                 .map_err(DaemonError::Thread)?
         };
-        let analysed = Arc::new(AtomicU64::new(0));
-        let analysis = analysis::Analysis {
-            camera: camera.id.clone(),
-            analysed: analysed.clone(),
-            pipeline: self.pipeline.clone(),
-            gallery: self.gallery.clone(),
-            bus: self.bus.clone(),
-            settings: TrackerSettings::new(&self.config.analysis, camera.mode),
-            latest: self.live.frames.clone(),
-        };
-        let analysis = {
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("analysis-{}", camera.id))
-                .spawn(move || analysis.run(&queue))
-                .map_err(DaemonError::Thread)?
-        };
         Ok(RunningCamera {
             config: camera,
             stop,
-            queue,
-            analysed,
+            slot,
             ingest,
-            analysis,
         })
     }
 
@@ -306,8 +298,9 @@ impl Daemon {
             running.stop.stop();
         }
         for (_, running) in cameras {
-            running.stop();
+            running.stop(&self.pool);
         }
+        self.pool.shutdown();
         tracing::info!("daemon stopped");
     }
 }
