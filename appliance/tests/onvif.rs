@@ -618,3 +618,35 @@ fn services_over_https_with_the_self_signed_certificate() {
     let (exit, _) = daemon.terminate();
     assert!(exit.success());
 }
+
+#[test]
+fn default_discovery_on_loopback_answers_multicast_and_unicast_probes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let discovery_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = data.join("vigil.toml");
+    // The built-in discovery interface (127.0.0.1) on a free port.
+    std::fs::write(
+        &config,
+        format!("[onvif]\nlisten = \"127.0.0.1:0\"\ndiscovery_port = {discovery_port}\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start_as_configured(data, &config);
+    let mut client = python(
+        "loopback_probe.py",
+        &["--port".into(), discovery_port.to_string()],
+    )
+    .spawn()
+    .unwrap();
+    let lines = json_lines(client.stdout.take().unwrap());
+    let _client = Killed(client);
+    let result = next_line(&lines, "probe results", START);
+    assert_eq!(result["unicast"], true, "{result}");
+    assert_eq!(result["multicast"], true, "{result}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}
