@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
@@ -22,46 +22,68 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// `python3 tests/onvif/<script>` with the pinned clients of tools/setup.sh.
-fn python(script: &str, args: &[String]) -> Command {
-    let mut command = Command::new("python3");
+/// `python3 tests/onvif/<script> ARGS` with the pinned clients of tools/setup.sh, run by
+/// `command` (`python3`, or a wrapper such as `ip netns exec NAME python3`).
+fn python(mut command: Command, script: &str, args: &[&str]) -> Command {
     command
         .arg(repo().join("tests/onvif").join(script))
         .args(args)
-        .env("PYTHONPATH", repo().join(".deps/python"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .env("PYTHONPATH", repo().join(".deps/python"));
     command
 }
 
-/// A child's stdout as JSON lines on a channel.
-fn json_lines(stdout: ChildStdout) -> Receiver<Value> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
-            if tx.send(value).is_err() {
-                break;
+/// A Python client whose stdout lines are JSON objects; killed when dropped.
+struct Client {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Client {
+    fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
             }
-        }
-    });
-    rx
-}
-
-fn next_line(lines: &Receiver<Value>, what: &str, timeout: Duration) -> Value {
-    lines
-        .recv_timeout(timeout)
-        .unwrap_or_else(|e| panic!("no {what} from the client within {timeout:?}: {e}"))
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        });
+        Self { child, lines }
     }
+
+    fn script(script: &str, args: &[&str]) -> Self {
+        Self::start(python(Command::new("python3"), script, args))
+    }
+
+    fn next(&self, what: &str, timeout: Duration) -> Value {
+        self.lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|e| panic!("no {what} from the client within {timeout:?}: {e}"))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `[onvif]` (HTTP on `port`, no discovery) plus `rest` as the daemon's
+/// configuration and starts it.
+fn start_daemon(data: &Path, port: u16, rest: &str) -> Daemon {
+    let config = data.join("vigil.toml");
+    let onvif = onvif_section(&format!("127.0.0.1:{port}"), "");
+    std::fs::write(&config, format!("{onvif}{rest}")).unwrap();
+    Daemon::start_as_configured(data, &config)
 }
 
 fn set_user(data: &Path, name: &str, password: &str, level: &str) {
@@ -104,41 +126,29 @@ fn home_assistant_set_up_and_face_alerts_by_pull_point_and_push() {
     // profile) but its RTSP server starts only once the client has subscribed, so no
     // face can pass unseen.
     let rtsp_port = free_port();
-    let config = data.join("vigil.toml");
     let camera = camera_config(
         "cam1",
         &format!("rtsp://127.0.0.1:{rtsp_port}/stream"),
         "fps = 5\nmode = \"both\"",
     );
-    std::fs::write(
-        &config,
-        format!(
-            "{}{camera}",
-            onvif_section(&format!("127.0.0.1:{port}"), "")
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start_as_configured(data, &config);
-
-    let args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--user",
-        "ha",
-        "--password",
-        "ha-secret",
-        "--wait",
-        "200",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = python("ha_flow.py", &args).spawn().expect("python3 runs");
-    let lines = json_lines(client.stdout.take().unwrap());
-    let _client = Killed(client);
+    let daemon = start_daemon(data, port, &camera);
+    let port_text = port.to_string();
+    let client = Client::script(
+        "ha_flow.py",
+        &[
+            "--port",
+            &port_text,
+            "--user",
+            "ha",
+            "--password",
+            "ha-secret",
+            "--wait",
+            "200",
+        ],
+    );
     let mut steps = std::collections::BTreeMap::new();
     loop {
-        let line = next_line(&lines, "set-up step", START);
+        let line = client.next("set-up step", START);
         let step = line["step"].as_str().unwrap().to_string();
         steps.insert(step.clone(), line);
         if step == "ready" {
@@ -147,7 +157,7 @@ fn home_assistant_set_up_and_face_alerts_by_pull_point_and_push() {
     }
     let _server = RtspServer::start(rtsp_port, &[]);
     let done = loop {
-        let line = next_line(&lines, "face event", Duration::from_secs(260));
+        let line = client.next("face event", Duration::from_secs(260));
         let step = line["step"].as_str().unwrap().to_string();
         steps.insert(step.clone(), line.clone());
         if step == "done" {
@@ -263,28 +273,24 @@ fn hostile_and_unauthorised_requests_are_refused_and_the_service_goes_on() {
     set_user(data, "admin", "admin-secret", "administrator");
     set_user(data, "viewer", "viewer-secret", "user");
     let port = free_port();
-    let config = data.join("vigil.toml");
-    std::fs::write(&config, onvif_section(&format!("127.0.0.1:{port}"), "")).unwrap();
-    let daemon = Daemon::start_as_configured(data, &config);
-    let args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--admin",
-        "admin",
-        "--admin-password",
-        "admin-secret",
-        "--viewer",
-        "viewer",
-        "--viewer-password",
-        "viewer-secret",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = python("hostile.py", &args).spawn().unwrap();
-    let lines = json_lines(client.stdout.take().unwrap());
-    let _client = Killed(client);
-    let r = next_line(&lines, "results", START);
+    let daemon = start_daemon(data, port, "");
+    let port_text = port.to_string();
+    let client = Client::script(
+        "hostile.py",
+        &[
+            "--port",
+            &port_text,
+            "--admin",
+            "admin",
+            "--admin-password",
+            "admin-secret",
+            "--viewer",
+            "viewer",
+            "--viewer-password",
+            "viewer-secret",
+        ],
+    );
+    let r = client.next("results", START);
     let status = |case: &str| {
         r[case]["status"]
             .as_u64()
@@ -431,24 +437,19 @@ fn found_by_ws_discovery_with_types_and_scopes_in_a_network_namespace() {
     )
     .unwrap();
 
-    let mut client = namespace.command("python3");
-    client
-        .arg(repo().join("tests/onvif/discover.py"))
-        .args(["--hello-wait", "120", "--bye-wait", "30"])
-        .env("PYTHONPATH", repo().join(".deps/python"))
-        .stdout(Stdio::piped());
-    let mut client = client.spawn().unwrap();
-    let lines = json_lines(client.stdout.take().unwrap());
-    let _client = Killed(client);
-    assert_eq!(next_line(&lines, "listening", START)["listening"], true);
+    let client = Client::start(python(
+        namespace.command("python3"),
+        "discover.py",
+        &["--hello-wait", "120", "--bye-wait", "30"],
+    ));
+    assert_eq!(client.next("listening", START)["listening"], true);
 
-    let mut vigil = namespace.command(env!("CARGO_BIN_EXE_vigil"));
-    vigil.env("VIGIL_DATA_DIR", data);
+    let vigil = namespace.command(env!("CARGO_BIN_EXE_vigil"));
     let daemon = Daemon::start_with(vigil, data, &config);
-    let found = next_line(&lines, "probe results", START);
+    let found = client.next("probe results", START);
     let (exit, _) = daemon.terminate();
     assert!(exit.success());
-    let byes = next_line(&lines, "byes", Duration::from_secs(60));
+    let byes = client.next("byes", Duration::from_secs(60));
 
     let hellos = found["hellos"].as_array().unwrap();
     assert_eq!(hellos.len(), 1, "one Hello: {hellos:?}");
@@ -526,36 +527,25 @@ fn responses_are_valid_for_the_official_onvif_schemas() {
     let data = tmp.path();
     set_user(data, "admin", "admin-secret", "administrator");
     let port = free_port();
-    let config = data.join("vigil.toml");
     // A camera whose server is absent still has its profile.
     let camera = camera_config("cam1", "rtsp://127.0.0.1:9/absent", "");
-    std::fs::write(
-        &config,
-        format!(
-            "{}{camera}",
-            onvif_section(&format!("127.0.0.1:{port}"), "")
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start_as_configured(data, &config);
+    let daemon = start_daemon(data, port, &camera);
     // validate.py starts asking only once the daemon answers (it shares hostile.py's wait).
-    let args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--user",
-        "admin",
-        "--password",
-        "admin-secret",
-        "--profile",
-        "profile_cam1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = python("validate.py", &args).spawn().unwrap();
-    let lines = json_lines(client.stdout.take().unwrap());
-    let _client = Killed(client);
-    let results = next_line(&lines, "validation results", START);
+    let port_text = port.to_string();
+    let client = Client::script(
+        "validate.py",
+        &[
+            "--port",
+            &port_text,
+            "--user",
+            "admin",
+            "--password",
+            "admin-secret",
+            "--profile",
+            "profile_cam1",
+        ],
+    );
+    let results = client.next("validation results", START);
     let results = results.as_object().unwrap();
     assert!(results.len() > 25, "{results:?}");
     for (operation, errors) in results {
@@ -575,34 +565,27 @@ fn services_over_https_with_the_self_signed_certificate() {
     let data = tmp.path();
     set_user(data, "admin", "admin-secret", "administrator");
     let (port, https_port) = (free_port(), free_port());
-    let config = data.join("vigil.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}https_listen = \"127.0.0.1:{https_port}\"\n",
-            onvif_section(&format!("127.0.0.1:{port}"), "")
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start_as_configured(data, &config);
+    let daemon = start_daemon(
+        data,
+        port,
+        &format!("https_listen = \"127.0.0.1:{https_port}\"\n"),
+    );
     let certificate = data.join("tls/certificate.pem");
-    let args: Vec<String> = [
-        "--port",
-        &https_port.to_string(),
-        "--certificate",
-        certificate.to_str().unwrap(),
-        "--user",
-        "admin",
-        "--password",
-        "admin-secret",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = python("https_check.py", &args).spawn().unwrap();
-    let lines = json_lines(client.stdout.take().unwrap());
-    let _client = Killed(client);
-    let result = next_line(&lines, "HTTPS results", START);
+    let https_text = https_port.to_string();
+    let client = Client::script(
+        "https_check.py",
+        &[
+            "--port",
+            &https_text,
+            "--certificate",
+            certificate.to_str().unwrap(),
+            "--user",
+            "admin",
+            "--password",
+            "admin-secret",
+        ],
+    );
+    let result = client.next("HTTPS results", START);
     assert_eq!(result["status"], 200, "{result}");
     assert_eq!(result["https_xaddr"], true, "{result}");
     assert!(
@@ -636,15 +619,11 @@ fn default_discovery_on_loopback_answers_multicast_and_unicast_probes() {
     )
     .unwrap();
     let daemon = Daemon::start_as_configured(data, &config);
-    let mut client = python(
+    let client = Client::script(
         "loopback_probe.py",
-        &["--port".into(), discovery_port.to_string()],
-    )
-    .spawn()
-    .unwrap();
-    let lines = json_lines(client.stdout.take().unwrap());
-    let _client = Killed(client);
-    let result = next_line(&lines, "probe results", START);
+        &["--port", &discovery_port.to_string()],
+    );
+    let result = client.next("probe results", START);
     assert_eq!(result["unicast"], true, "{result}");
     assert_eq!(result["multicast"], true, "{result}");
     let (exit, _) = daemon.terminate();
