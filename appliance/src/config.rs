@@ -221,25 +221,25 @@ fn authority(rest: &str) -> &str {
     rest.split('/').next().unwrap_or("")
 }
 
+/// `rtsp://user:secret@host/path` as (`rtsp`, `host/path`); `None` without credentials.
+fn without_credentials(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let at = authority(rest).rfind('@')?;
+    Some((scheme, &rest[at + 1..]))
+}
+
 /// `rtsp://user:secret@host/path` as `rtsp://***@host/path`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let auth = authority(rest);
-    match auth.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+    match without_credentials(url) {
+        Some((scheme, rest)) => format!("{scheme}://***@{rest}"),
         None => url.to_string(),
     }
 }
 
 /// `rtsp://user:secret@host/path` as `rtsp://host/path`.
 pub fn strip_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match authority(rest).rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+    match without_credentials(url) {
+        Some((scheme, rest)) => format!("{scheme}://{rest}"),
         None => url.to_string(),
     }
 }

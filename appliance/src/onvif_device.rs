@@ -183,10 +183,6 @@ fn serial_number(data_dir: &Path) -> String {
         })
 }
 
-pub fn hostname() -> String {
-    onvif::system::hostname()
-}
-
 /// The device's stable endpoint reference, created once per data directory.
 pub fn endpoint_uuid(data_dir: &Path) -> std::io::Result<uuid::Uuid> {
     let path = data_dir.join("onvif-endpoint");
@@ -416,7 +412,7 @@ impl OnvifService {
                     source,
                 })?;
             let files = crate::tls::CertificateFiles::in_data_dir(data_dir);
-            let mut names = vec![hostname(), "localhost".to_string()];
+            let mut names = vec![onvif::system::hostname(), "localhost".to_string()];
             names.extend(listener.local_addr().ok().map(|a| a.ip().to_string()));
             if files.ensure(&names)? {
                 tracing::info!(certificate = %files.certificate.display(), "made a self-signed TLS certificate");

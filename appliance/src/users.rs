@@ -9,8 +9,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use onvif::auth::{User, UserDirectory, UserError, UserLevel, Users};
-use parking_lot::RwLock;
+use onvif::auth::{MemoryUsers, User, UserDirectory, UserError, UserLevel, Users};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +35,10 @@ struct StoredUser {
     level: String,
 }
 
+/// The users in memory, saved to the file within every change.
 pub struct FileUsers {
     path: PathBuf,
-    users: RwLock<Users>,
+    users: MemoryUsers,
 }
 
 impl FileUsers {
@@ -75,23 +75,23 @@ impl FileUsers {
                 Ok((
                     Self {
                         path,
-                        users: RwLock::new(Users::new(users)),
+                        users: MemoryUsers::new(users),
                     },
                     None,
                 ))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let password = random_password();
-                let users = Users::new([User {
+                let admin = User {
                     name: "admin".into(),
                     password: password.clone(),
                     level: UserLevel::Administrator,
-                }]);
+                };
                 let store = Self {
                     path,
-                    users: RwLock::new(users),
+                    users: MemoryUsers::new([admin.clone()]),
                 };
-                store.save(&store.users.read())?;
+                store.save(&Users::new([admin]))?;
                 Ok((store, Some(password)))
             }
             Err(source) => Err(UsersError::Read { path, source }),
@@ -131,24 +131,23 @@ impl FileUsers {
 
 impl UserDirectory for FileUsers {
     fn get(&self, name: &str) -> Option<User> {
-        self.users.read().get(name).cloned()
+        self.users.get(name)
     }
 
     fn list(&self) -> Vec<User> {
-        self.users.read().iter().cloned().collect()
+        self.users.list()
     }
 
+    /// Saved before it takes effect: a change that cannot be written is not made.
     fn change(
         &self,
         change: &dyn Fn(&mut Users) -> Result<(), UserError>,
     ) -> Result<(), UserError> {
-        let mut users = self.users.write();
-        let mut draft = users.clone();
-        change(&mut draft)?;
-        self.save(&draft)
-            .map_err(|e| UserError::Storage(e.to_string()))?;
-        *users = draft;
-        Ok(())
+        self.users.change(&|draft| {
+            change(draft)?;
+            self.save(draft)
+                .map_err(|e| UserError::Storage(e.to_string()))
+        })
     }
 }
 

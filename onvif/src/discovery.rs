@@ -120,6 +120,8 @@ pub struct Sockets {
     /// One per interface, bound to its address.
     unicast: Vec<UdpSocket>,
     interfaces: Vec<Ipv4Addr>,
+    /// Each interface's network mask, to tell which one a multicast sender is on.
+    masks: Vec<u32>,
     port: u16,
 }
 
@@ -144,6 +146,7 @@ impl Sockets {
             group: UdpSocket::from_std(group.into())?,
             unicast,
             interfaces: config.interfaces.clone(),
+            masks: config.interfaces.iter().map(|i| network_mask(*i)).collect(),
             port: config.port,
         })
     }
@@ -164,11 +167,14 @@ impl Sockets {
             } else {
                 // Multicast: answer through the interface whose network the sender is on.
                 match from {
-                    SocketAddr::V4(v4) => self
-                        .interfaces
-                        .iter()
-                        .position(|i| same_network(*i, *v4.ip()))
-                        .unwrap_or(0),
+                    SocketAddr::V4(v4) => {
+                        let peer = u32::from(*v4.ip());
+                        self.interfaces
+                            .iter()
+                            .zip(&self.masks)
+                            .position(|(i, mask)| u32::from(*i) & mask == peer & mask)
+                            .unwrap_or(0)
+                    }
                     SocketAddr::V6(_) => 0,
                 }
             };
@@ -202,13 +208,13 @@ async fn select_all<F: std::future::Future + Unpin>(
     .await
 }
 
-fn same_network(interface: Ipv4Addr, peer: Ipv4Addr) -> bool {
+/// The mask of the network an interface address is on (a /24 when it is not found).
+fn network_mask(interface: Ipv4Addr) -> u32 {
     let prefix = crate::system::ipv4_addresses()
         .into_iter()
         .find(|(_, a, _)| *a == interface)
         .map_or(24, |(_, _, p)| p);
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-    u32::from(interface) & mask == u32::from(peer) & mask
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
 }
 
 fn reusable_socket(address: SocketAddrV4) -> io::Result<Socket> {

@@ -94,6 +94,8 @@ pub struct Device {
     pub(crate) product: Arc<dyn Product>,
     pub(crate) auth: Authenticator,
     pub(crate) events: EventBroker,
+    /// Profiles, types, hardware and MACs: read once, they do not change while running.
+    fixed_scopes: Vec<String>,
     settings: Mutex<Settings>,
     /// Bumped whenever scopes or the discovery mode change, so discovery re-announces.
     settings_version: watch::Sender<u64>,
@@ -128,11 +130,13 @@ impl Device {
         let settings = Settings::load(config.settings_file.as_ref(), defaults)?;
         let auth = Authenticator::new(users, &config.realm);
         let events = EventBroker::new(config.event_limits.clone());
+        let fixed_scopes = fixed_scopes(&config.hardware);
         Ok(Arc::new(Self {
             config,
             product,
             auth,
             events,
+            fixed_scopes,
             settings: Mutex::new(settings),
             settings_version: watch::channel(0).0,
         }))
@@ -152,23 +156,10 @@ impl Device {
 
     /// Fixed scopes first, then the configurable ones.
     pub fn scopes(&self) -> (Vec<String>, Vec<String>) {
-        let mut fixed = vec![
-            "onvif://www.onvif.org/Profile/Streaming".to_string(),
-            "onvif://www.onvif.org/Profile/M".to_string(),
-            "onvif://www.onvif.org/type/video_analytics".to_string(),
-            "onvif://www.onvif.org/type/Network_Video_Transmitter".to_string(),
-            format!(
-                "onvif://www.onvif.org/hardware/{}",
-                scope_text(&self.config.hardware)
-            ),
-        ];
-        for interface in crate::system::network_interfaces() {
-            fixed.push(format!(
-                "onvif://www.onvif.org/mac/{}",
-                interface.mac.replace(':', "-")
-            ));
-        }
-        (fixed, self.settings.lock().configurable_scopes.clone())
+        (
+            self.fixed_scopes.clone(),
+            self.settings.lock().configurable_scopes.clone(),
+        )
     }
 
     pub fn discoverable(&self) -> bool {
@@ -319,6 +310,23 @@ impl Device {
             _ => self.with_challenges(HttpResponse::plain(401, &failure.to_string()), false),
         }
     }
+}
+
+fn fixed_scopes(hardware: &str) -> Vec<String> {
+    let mut fixed = vec![
+        "onvif://www.onvif.org/Profile/Streaming".to_string(),
+        "onvif://www.onvif.org/Profile/M".to_string(),
+        "onvif://www.onvif.org/type/video_analytics".to_string(),
+        "onvif://www.onvif.org/type/Network_Video_Transmitter".to_string(),
+        format!("onvif://www.onvif.org/hardware/{}", scope_text(hardware)),
+    ];
+    for interface in crate::system::network_interfaces() {
+        fixed.push(format!(
+            "onvif://www.onvif.org/mac/{}",
+            interface.mac.replace(':', "-")
+        ));
+    }
+    fixed
 }
 
 /// Scope items are URI path segments: keep unreserved characters, percent-encode the rest.

@@ -26,12 +26,7 @@ pub(super) async fn handle(call: &Call<'_>) -> Result<String, Fault> {
         ),
         "GetEventProperties" => event_properties(call),
         "CreatePullPointSubscription" => {
-            let filter = TopicFilter::from_request(operation.child("Filter"))?;
-            let lifetime = termination(
-                operation.child_text("InitialTerminationTime"),
-                broker.limits(),
-                now,
-            )?;
+            let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
             let id = broker.subscribe(
                 filter,
                 lifetime,
@@ -58,12 +53,7 @@ pub(super) async fn handle(call: &Call<'_>) -> Result<String, Fault> {
                 })?;
             let target = push::Target::parse(&consumer, &device.config.consumer_allow)
                 .map_err(|why| Fault::sender("wsnt:SubscribeCreationFailedFault", why))?;
-            let filter = TopicFilter::from_request(operation.child("Filter"))?;
-            let lifetime = termination(
-                operation.child_text("InitialTerminationTime"),
-                broker.limits(),
-                now,
-            )?;
+            let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
             let (sender, receiver) = tokio::sync::mpsc::channel(256);
             let id = broker.subscribe(filter, lifetime, Delivery::Push(sender))?;
             let address = subscription_address(call, &id);
@@ -154,6 +144,21 @@ pub(super) fn service_capabilities(call: &Call<'_>) -> String {
          PersistentNotificationStorage=\"false\"/>",
         limits.max_subscriptions
     )
+}
+
+/// The topic filter and the initial lifetime a new subscription asks for.
+fn filter_and_lifetime(
+    operation: &crate::xml::Element,
+    broker: &EventBroker,
+    now: chrono::DateTime<Utc>,
+) -> Result<(TopicFilter, Duration), Fault> {
+    let filter = TopicFilter::from_request(operation.child("Filter"))?;
+    let lifetime = termination(
+        operation.child_text("InitialTerminationTime"),
+        broker.limits(),
+        now,
+    )?;
+    Ok((filter, lifetime))
 }
 
 fn subscription_address(call: &Call<'_>, id: &str) -> String {
