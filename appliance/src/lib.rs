@@ -10,6 +10,7 @@ pub mod events;
 pub mod http;
 pub mod onvif_device;
 pub mod parallel;
+pub mod private_file;
 pub mod tls;
 pub mod tracking;
 pub mod users;

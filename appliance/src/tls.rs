@@ -2,7 +2,6 @@
 //! (a self-signed pair made at first start, replaceable by the operator's), and an
 //! acceptor that speaks TLS 1.2 and 1.3 only.
 
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;
@@ -55,7 +54,10 @@ impl CertificateFiles {
                 source,
             })?;
         }
-        write_private(&self.key, &key)?;
+        crate::private_file::write(&self.key, &key).map_err(|source| TlsError::Write {
+            path: self.key.clone(),
+            source,
+        })?;
         std::fs::write(&self.certificate, certificate).map_err(|source| TlsError::Write {
             path: self.certificate.clone(),
             source,
@@ -82,24 +84,6 @@ impl CertificateFiles {
             .map_err(|e| failed(&self.key, e))?;
         Ok(builder.build())
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write as _;
-    let error = |source| TlsError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(error)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(error)
 }
 
 /// A P-256 key and a ten-year self-signed certificate naming `names`.

@@ -5,8 +5,6 @@
 //! device side, so passwords are stored as given, protected by the file's mode; the data
 //! protection issue is to encrypt them with the appliance key.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use onvif::auth::{MemoryUsers, User, UserDirectory, UserError, UserLevel, Users};
@@ -98,7 +96,7 @@ impl FileUsers {
         }
     }
 
-    /// Writes the whole table to a new file and renames it over the old one.
+    /// Writes the whole table (mode 0600, atomically).
     fn save(&self, users: &Users) -> Result<(), UsersError> {
         let stored: Vec<StoredUser> = users
             .iter()
@@ -112,20 +110,9 @@ impl FileUsers {
             path: self.path.clone(),
             source,
         };
-        let temporary = self.path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&temporary);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(write_error)?;
         let text = serde_json::to_vec_pretty(&stored)
             .map_err(|e| write_error(std::io::Error::other(e)))?;
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(write_error)?;
-        std::fs::rename(&temporary, &self.path).map_err(write_error)
+        crate::private_file::write(&self.path, &text).map_err(write_error)
     }
 }
 

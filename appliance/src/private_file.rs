@@ -1,0 +1,22 @@
+//! Files only the appliance's user may read (users, keys), replaced atomically.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+/// Writes `bytes` to a new mode-0600 file beside `path`, syncs it and renames it over
+/// `path`: readers see the old content or the new, never a part.
+pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = Path::new(&temporary);
+    let _ = std::fs::remove_file(temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(temporary, path)
+}
