@@ -31,6 +31,7 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub analysis: AnalysisConfig,
     pub onvif: OnvifConfig,
+    pub privacy: PrivacyConfig,
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
 }
@@ -106,6 +107,68 @@ impl Default for OnvifConfig {
             notify_allow: vec!["127.0.0.0/8".into()],
             max_subscriptions: 256,
         }
+    }
+}
+
+/// What the appliance keeps of the faces it sees, and for how long (GDPR). Storage of facial
+/// data of people who match no watchlist is opt-in; see `appliance/src/sightings/DESIGN.md`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Keep the faces (embedding, encrypted thumbnail) and records of unmatched people.
+    /// Off: nothing of an unmatched face is written anywhere.
+    pub store_unmatched_faces: bool,
+    /// Keep the faces of watchlist matches (a watchlist may say otherwise).
+    pub store_matched_faces: bool,
+    /// Keep a record (who, where, when, score; no face) of every watchlist match.
+    pub store_match_records: bool,
+    /// Unmatched sightings are deleted after this many days.
+    pub sighting_retention_days: f64,
+    /// Match records (and their faces) are deleted after this many days.
+    pub match_retention_days: f64,
+    /// Past this many stored faces the oldest sightings go first.
+    pub max_stored_faces: usize,
+    /// Audit records are deleted (by whole month) after this many days.
+    pub audit_retention_days: f64,
+    /// New sightings stop while less than this is free on the data directory's disk.
+    pub min_free_disk_mb: u64,
+    /// How often retention and validity ends are applied.
+    pub retention_interval_s: f64,
+    /// Per-watchlist choices, by watchlist name.
+    pub watchlists: std::collections::BTreeMap<String, WatchlistPrivacy>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchlistPrivacy {
+    /// Overrides `store_matched_faces` for this watchlist's matches.
+    pub store_faces: Option<bool>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            store_unmatched_faces: false,
+            store_matched_faces: true,
+            store_match_records: true,
+            sighting_retention_days: 30.0,
+            match_retention_days: 180.0,
+            max_stored_faces: 5_000_000,
+            audit_retention_days: 730.0,
+            min_free_disk_mb: 256,
+            retention_interval_s: 60.0,
+            watchlists: Default::default(),
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// Whether the face of a match in `watchlist` is kept.
+    pub fn stores_faces_of(&self, watchlist: &str) -> bool {
+        self.watchlists
+            .get(watchlist)
+            .and_then(|w| w.store_faces)
+            .unwrap_or(self.store_matched_faces)
     }
 }
 
@@ -311,6 +374,31 @@ impl Config {
         }
         if !(1..=1000).contains(&a.queue_frames) {
             return Err(invalid("analysis.queue_frames".into(), "must be 1 to 1000"));
+        }
+        let p = &self.privacy;
+        for (key, days) in [
+            ("privacy.sighting_retention_days", p.sighting_retention_days),
+            ("privacy.match_retention_days", p.match_retention_days),
+            ("privacy.audit_retention_days", p.audit_retention_days),
+        ] {
+            if !(days > 0.0 && days <= 36_500.0) {
+                return Err(invalid(
+                    key.into(),
+                    "must be more than 0 and at most 36500 days",
+                ));
+            }
+        }
+        if !(p.retention_interval_s >= 1.0 && p.retention_interval_s <= 86_400.0) {
+            return Err(invalid(
+                "privacy.retention_interval_s".into(),
+                "must be 1 to 86400 seconds",
+            ));
+        }
+        if p.max_stored_faces == 0 {
+            return Err(invalid(
+                "privacy.max_stored_faces".into(),
+                "must be at least 1",
+            ));
         }
         let o = &self.onvif;
         if o.listen.parse::<std::net::SocketAddr>().is_err() {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::sightings::{SightingId, WriteState};
 use crate::vision::BoundingBox;
 
 /// Events kept for subscribers that fall behind.
@@ -21,6 +22,8 @@ pub enum Event {
     UnregisteredFace(UnregisteredFace),
     TrackEnded(TrackEnded),
     CameraStateChanged(CameraStateChanged),
+    SightingStored(SightingStored),
+    StorageStateChanged(StorageStateChanged),
 }
 
 /// A face came into view: a new track began (before it is matched or not).
@@ -84,7 +87,10 @@ pub struct TrackEnded {
     pub person_id: Option<Uuid>,
     pub person: Option<String>,
     pub watchlist_id: Option<Uuid>,
+    pub watchlist: Option<String>,
     pub score: Option<f32>,
+    /// The best similarity to any enrolled face, matched or not.
+    pub best_score: Option<f32>,
     pub best_shots: Vec<Shot>,
 }
 
@@ -120,6 +126,27 @@ pub struct CameraStateChanged {
     pub time: DateTime<Utc>,
 }
 
+/// A finished track was written to the sighting store (acknowledged: it survives a crash).
+#[derive(Clone, Debug, Serialize)]
+pub struct SightingStored {
+    pub id: SightingId,
+    pub camera: String,
+    pub track: u64,
+    pub matched: bool,
+    /// Whether its face (embedding and thumbnail) was kept, or only the record.
+    pub has_face: bool,
+}
+
+/// The sighting store stopped or resumed taking new sightings (a full disk, a failing one).
+#[derive(Clone, Debug, Serialize)]
+pub struct StorageStateChanged {
+    #[serde(flatten)]
+    pub state: WriteState,
+    pub time: DateTime<Utc>,
+    /// Sightings lost while writes were stopped.
+    pub dropped_sightings: u64,
+}
+
 fn base64_bytes<S: Serializer>(bytes: &Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
     use base64::Engine as _;
     s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes.as_slice()))
@@ -153,6 +180,26 @@ impl EventBus {
 
     pub fn subscribe(&self) -> Subscription {
         self.sender.subscribe()
+    }
+
+    /// A publisher that does not keep the bus open: for subscribers that also publish and
+    /// must still see the bus close.
+    pub fn weak_publisher(&self) -> WeakPublisher {
+        WeakPublisher {
+            sender: self.sender.downgrade(),
+        }
+    }
+}
+
+pub struct WeakPublisher {
+    sender: tokio::sync::broadcast::WeakSender<Arc<Event>>,
+}
+
+impl WeakPublisher {
+    pub fn publish(&self, event: Event) {
+        if let Some(sender) = self.sender.upgrade() {
+            let _ = sender.send(Arc::new(event));
+        }
     }
 }
 
@@ -201,6 +248,26 @@ impl std::fmt::Display for Event {
                 t.person
                     .as_ref()
                     .map_or(String::new(), |p| format!(" ({p})"))
+            ),
+            Event::SightingStored(s) => write!(
+                f,
+                "{} {}: sighting {} stored (track {}{})",
+                clock(&s.id.start()),
+                s.camera,
+                s.id,
+                s.track,
+                if s.has_face { "" } else { ", record only" }
+            ),
+            Event::StorageStateChanged(s) => write!(
+                f,
+                "{} storage: {}",
+                clock(&s.time),
+                match &s.state {
+                    WriteState::Ok => "writing".to_string(),
+                    WriteState::DiskFull { available, .. } =>
+                        format!("DISK FULL ({available} bytes free), new sightings dropped"),
+                    WriteState::Failed { reason } => format!("FAILED: {reason}"),
+                }
             ),
             Event::CameraStateChanged(c) => {
                 write!(f, "{} {}: camera ", clock(&c.time), c.camera)?;

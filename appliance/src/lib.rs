@@ -1,6 +1,7 @@
 //! Vigil, the face-recognition appliance: the vision pipeline, watchlists and their matching.
 //! The `vigil` binary (src/main.rs and cli/) wires these together at the edge.
 
+pub mod audit;
 pub mod camera;
 pub mod config;
 pub mod daemon;
@@ -8,9 +9,12 @@ pub mod enrol;
 pub mod eval;
 pub mod events;
 pub mod http;
+pub mod int8;
 pub mod onvif_device;
 pub mod parallel;
 pub mod private_file;
+pub mod rocks;
+pub mod sightings;
 pub mod tls;
 pub mod tracking;
 pub mod users;

@@ -277,6 +277,8 @@ impl Translator {
                 ],
                 image_jpeg: Some(u.thumbnail_jpeg.as_ref().clone()),
             }],
+            // Storage is the web UI's and the audit's business, not a VMS's.
+            Event::SightingStored(_) | Event::StorageStateChanged(_) => Vec::new(),
             Event::CameraStateChanged(c) => {
                 let (lost, reason) = match &c.state {
                     CameraState::Streaming => (false, String::new()),

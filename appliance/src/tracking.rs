@@ -346,7 +346,9 @@ impl Tracker {
             person_id: matched.map(|c| c.person_id),
             person: matched.map(|c| c.person.clone()),
             watchlist_id: matched.map(|c| c.watchlist_id),
+            watchlist: matched.map(|c| c.watchlist.clone()),
             score: matched.map(|c| c.score),
+            best_score: track.best_score,
             best_shots: track.best_shots,
         }));
         events

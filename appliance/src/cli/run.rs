@@ -7,14 +7,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use parking_lot::RwLock;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use vigil::audit::{Actor, AuditLog};
 use vigil::config::Config;
 use vigil::daemon::Daemon;
 use vigil::events::{Event, EventBus};
 use vigil::onvif_device::OnvifService;
+use vigil::sightings::{self, recorder::Recorder, retention::Retention};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -60,7 +63,41 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let cameras = config.cameras.len();
     let onvif_config = config.onvif.clone();
+    let audit = Arc::new(AuditLog::open(&data_dir.join("audit"))?);
+    let (store, opened) = sightings::open_in(
+        &data_dir,
+        config.privacy.min_free_disk_mb * 1024 * 1024,
+        true,
+    )
+    .context("cannot open the sighting store")?;
+    let store = Arc::new(store);
+    tracing::info!(?opened, "sighting store open");
+    let policy = Arc::new(RwLock::new(config.privacy.clone()));
+    audit.append(
+        &Actor::system(),
+        "daemon.start",
+        "",
+        serde_json::json!({ "privacy": config.privacy, "cameras": cameras }),
+    )?;
+    // Recording starts before the cameras, so no track ends unheard.
+    let recorder = Recorder::start(store.clone(), policy.clone(), &bus)
+        .context("cannot start the sighting recorder")?;
     let mut daemon = Daemon::start(config, &data_dir, bus.clone())?;
+    let retention = {
+        let (gallery, dir) = (daemon.gallery(), data_dir.clone());
+        Retention::start(
+            store.clone(),
+            data_dir.join("watchlists"),
+            audit.clone(),
+            policy.clone(),
+            Box::new(move || {
+                if let Err(e) = vigil::daemon::reload_gallery(&dir, &gallery) {
+                    tracing::error!(error = %e, "watchlists not reloaded after persons expired");
+                }
+            }),
+        )
+        .context("cannot start retention")?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("vigil-net")
@@ -107,6 +144,14 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         match load(&args.config) {
             Ok(config) => {
                 tracing::info!("configuration reloaded");
+                if config.privacy != *policy.read() {
+                    audit_or_log(
+                        &audit,
+                        "settings.change",
+                        serde_json::json!({ "privacy": config.privacy }),
+                    );
+                    *policy.write() = config.privacy.clone();
+                }
                 if config.onvif != onvif_config {
                     tracing::warn!(
                         "the [onvif] section changed; it takes effect at the next start"
@@ -131,6 +176,11 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // The forwarder holds a bus subscription; the runtime's end drops it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // The bus is closed now: the recorder writes what is left and ends.
+    recorder.join();
+    retention.stop();
+    audit_or_log(&audit, "daemon.stop", serde_json::Value::Null);
+    drop(store);
     if let Some(printer) = printer {
         let _ = printer.join();
     }
@@ -138,6 +188,13 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         restart_process();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Audits a daemon action; a failing audit log is reported, it does not stop the daemon.
+fn audit_or_log(audit: &AuditLog, action: &str, detail: serde_json::Value) {
+    if let Err(e) = audit.append(&Actor::system(), action, "", detail) {
+        tracing::error!(error = %e, action, "audit record not written");
+    }
 }
 
 /// SystemReboot: replace this process with a fresh one of the same command line. Under

@@ -196,24 +196,7 @@ impl Daemon {
     /// Re-reads the watchlists. The store is opened only for the read, so the CLI can enrol
     /// while the daemon runs (then SIGHUP, or the web API later, reloads).
     pub fn reload_gallery(&self) -> Result<(), DaemonError> {
-        let dir = self.data_dir.join("watchlists");
-        let store_err = |source| DaemonError::Store {
-            dir: dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(|source| DaemonError::DataDir {
-            dir: dir.clone(),
-            source,
-        })?;
-        let store = WatchlistStore::open(&dir).map_err(store_err)?;
-        let gallery = Gallery::load(&store, Utc::now()).map_err(store_err)?;
-        tracing::info!(
-            persons = gallery.persons(),
-            faces = gallery.rows(),
-            "watchlists loaded"
-        );
-        *self.gallery.write() = Arc::new(gallery);
-        Ok(())
+        reload_gallery(&self.data_dir, &self.gallery)
     }
 
     /// Brings the running cameras in line with `config`: removed or disabled ones stop,
@@ -303,6 +286,29 @@ impl Daemon {
         self.pool.shutdown();
         tracing::info!("daemon stopped");
     }
+}
+
+/// Loads the watchlists of `data_dir` into `gallery` (persons past their validity end left
+/// out).
+pub fn reload_gallery(data_dir: &Path, gallery: &SharedGallery) -> Result<(), DaemonError> {
+    let dir = data_dir.join("watchlists");
+    let store_err = |source| DaemonError::Store {
+        dir: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| DaemonError::DataDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let store = WatchlistStore::open(&dir).map_err(store_err)?;
+    let loaded = Gallery::load(&store, Utc::now()).map_err(store_err)?;
+    tracing::info!(
+        persons = loaded.persons(),
+        faces = loaded.rows(),
+        "watchlists loaded"
+    );
+    *gallery.write() = Arc::new(loaded);
+    Ok(())
 }
 
 /// Publishes a camera's state changes and keeps its status current.

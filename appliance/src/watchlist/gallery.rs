@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::store::{StoreError, WatchlistStore};
 use super::Watchlist;
+use crate::int8::{self, dot_f32, quantize, Codes, TopN};
 use crate::vision::EMBEDDING_DIM;
 
 /// Rows re-scored exactly after the int8 scan, at least.
@@ -193,122 +194,28 @@ impl Gallery {
                 top.merge(h.join().expect("scan thread does not panic"));
             }
         });
-        top.into_rows()
+        top.into_sorted().into_iter().map(|(_, row)| row).collect()
     }
 }
 
-fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-12);
-    let factor = 127.0 / max;
-    (
-        v.iter().map(|x| (x * factor).round() as i8).collect(),
-        1.0 / factor,
-    )
-}
-
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Keeps the `n` highest (score, row) pairs.
-struct TopN {
-    n: usize,
-    items: Vec<(f32, usize)>,
-    floor: f32,
-}
-
-impl TopN {
-    fn new(n: usize) -> Self {
-        Self {
-            n,
-            items: Vec::with_capacity(n + 1),
-            floor: f32::NEG_INFINITY,
-        }
-    }
-
-    #[inline]
-    fn offer(&mut self, score: f32, row: usize) {
-        if self.items.len() < self.n {
-            self.items.push((score, row));
-            if self.items.len() == self.n {
-                self.floor = self.items.iter().fold(f32::INFINITY, |m, i| m.min(i.0));
-            }
-        } else if score > self.floor {
-            let weakest = self
-                .items
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            self.items[weakest] = (score, row);
-            self.floor = self.items.iter().fold(f32::INFINITY, |m, i| m.min(i.0));
-        }
-    }
-
-    fn merge(&mut self, other: TopN) {
-        for (score, row) in other.items {
-            self.offer(score, row);
-        }
-    }
-
-    fn into_rows(mut self) -> Vec<usize> {
-        self.items.sort_by(|a, b| b.0.total_cmp(&a.0));
-        self.items.into_iter().map(|(_, r)| r).collect()
-    }
-}
-
+/// Scores rows `start..end` into `top`.
 fn scan_rows(
     matrix: &[i8],
     dequant: &[f32],
     probe: &[i8],
     start: usize,
     end: usize,
-    top: &mut TopN,
+    top: &mut TopN<usize>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        unsafe { scan_rows_avx2(matrix, dequant, probe, start, end, top) };
-        return;
-    }
-    scan_rows_portable(matrix, dequant, probe, start, end, top);
-}
-
-/// The same loop compiled for AVX2, which the compiler turns into `vpmaddwd` dot products.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn scan_rows_avx2(
-    matrix: &[i8],
-    dequant: &[f32],
-    probe: &[i8],
-    start: usize,
-    end: usize,
-    top: &mut TopN,
-) {
-    scan_rows_portable(matrix, dequant, probe, start, end, top);
-}
-
-#[inline(always)]
-fn scan_rows_portable(
-    matrix: &[i8],
-    dequant: &[f32],
-    probe: &[i8],
-    start: usize,
-    end: usize,
-    top: &mut TopN,
-) {
-    let probe: &[i8; EMBEDDING_DIM] = probe.try_into().expect("probe has EMBEDDING_DIM values");
-    for row in start..end {
-        let r: &[i8; EMBEDDING_DIM] = matrix[row * EMBEDDING_DIM..(row + 1) * EMBEDDING_DIM]
-            .try_into()
-            .expect("row slice");
-        let mut acc = 0i32;
-        for k in 0..EMBEDDING_DIM {
-            acc += i32::from(r[k]) * i32::from(probe[k]);
+    let probe: &Codes = probe.try_into().expect("probe has EMBEDDING_DIM values");
+    int8::with_best_simd(|| {
+        for row in start..end {
+            let r: &Codes = matrix[row * EMBEDDING_DIM..(row + 1) * EMBEDDING_DIM]
+                .try_into()
+                .expect("row slice");
+            top.offer(int8::dot(r, probe) as f32 * dequant[row], row);
         }
-        top.offer(acc as f32 * dequant[row], row);
-    }
+    })
 }
 
 #[cfg(test)]

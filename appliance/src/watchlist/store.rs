@@ -8,12 +8,11 @@
 use std::path::Path;
 
 use chrono::Utc;
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
 use uuid::Uuid;
 
 use super::{Enrolment, Person, Watchlist};
+use crate::rocks::synced;
 use crate::vision::{EMBEDDING_DIM, EMBEDDING_SCHEME};
 
 const CF_META: &str = "meta";
@@ -159,6 +158,7 @@ impl WatchlistStore {
         batch.delete_range_cf(self.cf(CF_ENROLMENTS), &prefix, &end);
         batch.delete_cf(self.cf(CF_WATCHLISTS), list.id.as_bytes());
         self.db.write_opt(batch, &synced())?;
+        self.scrub(vec![(prefix, end)])?;
         Ok(removed)
     }
 
@@ -226,7 +226,19 @@ impl WatchlistStore {
         batch.delete_range_cf(self.cf(CF_ENROLMENTS), &prefix, &prefix_end(&prefix));
         batch.delete_cf(self.cf(CF_PERSONS), &prefix);
         self.db.write_opt(batch, &synced())?;
+        let end = prefix_end(&prefix);
+        self.scrub(vec![(prefix.to_vec(), end)])?;
         Ok(removed)
+    }
+
+    /// Makes a deletion real: the bytes leave the files, not just the view.
+    fn scrub(&self, ranges: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        // Watchlist and person keys are the prefixes of their ranges: the ranges cover them.
+        Ok(crate::rocks::scrub(
+            &self.db,
+            &[CF_WATCHLISTS, CF_PERSONS, CF_ENROLMENTS],
+            &ranges,
+        )?)
     }
 
     // --- enrolments ------------------------------------------------------------------------
@@ -285,12 +297,6 @@ impl WatchlistStore {
         }
         Ok(n)
     }
-}
-
-fn synced() -> WriteOptions {
-    let mut o = WriteOptions::default();
-    o.set_sync(true);
-    o
 }
 
 fn person_key(watchlist: Uuid, person: Uuid) -> Vec<u8> {
