@@ -465,6 +465,7 @@ mod tests {
                 Event::UnregisteredFace(_) => "unregistered",
                 Event::TrackEnded(_) => "ended",
                 Event::CameraStateChanged(_) => "state",
+                Event::SightingStored(_) | Event::StorageStateChanged(_) => "storage",
             })
             .collect()
     }

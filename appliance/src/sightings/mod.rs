@@ -12,6 +12,7 @@ mod metadata_index;
 pub mod recorder;
 pub mod retention;
 mod store;
+pub mod synthetic;
 pub mod vector_index;
 
 use chrono::{DateTime, TimeZone as _, Utc};

@@ -779,3 +779,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

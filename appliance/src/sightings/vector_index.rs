@@ -514,7 +514,7 @@ mod tests {
     fn finds_the_nearest_within_time_and_camera_filters() {
         let mut index = VectorIndex::default();
         let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-        let target = unit(999);
+        let target = unit(123_456);
         for i in 0..3000u64 {
             let t = t0 + chrono::Duration::minutes(i as i64 * 7);
             let camera = if i % 2 == 0 { "even" } else { "odd" };
