@@ -102,6 +102,15 @@ pub fn run(ctx: &Context, args: EnrollArgs) -> anyhow::Result<ExitCode> {
         &|| bar.inc(1),
     )?);
     bar.finish_and_clear();
+    ctx.audit(
+        "watchlist.enrol",
+        &list.name,
+        serde_json::json!({
+            "persons": report.persons.len(),
+            "faces": report.enrolled.len(),
+            "skipped": report.skipped.len(),
+        }),
+    )?;
 
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

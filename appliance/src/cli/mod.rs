@@ -6,6 +6,7 @@ mod identify;
 mod pairs;
 mod registry;
 mod run;
+mod sightings;
 mod user;
 
 use std::path::PathBuf;
@@ -55,6 +56,23 @@ enum Command {
     /// Manage the appliance's users (ONVIF logins).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Search stored sightings: by a photo's face, a sighting's face, or metadata alone.
+    Search(sightings::SearchArgs),
+    /// Look at stored sightings.
+    #[command(subcommand)]
+    Sightings(sightings::SightingsCommand),
+    /// Delete everything about a person, or every sighting matching a photo (GDPR
+    /// erasure); prints what was removed. Stop the daemon first.
+    Forget(sightings::ForgetArgs),
+    /// The searchable metadata index.
+    #[command(subcommand)]
+    Index(sightings::IndexCommand),
+    /// The thumbnail encryption key.
+    #[command(subcommand)]
+    Key(sightings::KeyCommand),
+    /// The audit log: list and verify.
+    #[command(subcommand)]
+    Audit(sightings::AuditCommand),
     /// The built-in demo: enrols people of ../shared/testdata and identifies other photos of them.
     Demo(demo::DemoArgs),
 }
@@ -106,6 +124,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::User(c) => user::run(&ctx, c),
+        Command::Search(a) => sightings::search(&ctx, a),
+        Command::Sightings(c) => sightings::sightings_command(&ctx, c),
+        Command::Forget(a) => sightings::forget(&ctx, a),
+        Command::Index(c) => sightings::index(&ctx, c),
+        Command::Key(c) => sightings::key(&ctx, c),
+        Command::Audit(c) => sightings::audit(&ctx, c),
     }
 }
 

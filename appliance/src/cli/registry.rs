@@ -48,6 +48,11 @@ pub fn watchlist(ctx: &Context, command: WatchlistCommand) -> anyhow::Result<Exi
     match command {
         WatchlistCommand::Create { name, threshold } => {
             let list = store.create_watchlist(&name, threshold)?;
+            ctx.audit(
+                "watchlist.create",
+                &name,
+                serde_json::json!({ "id": list.id, "threshold": threshold }),
+            )?;
             println!(
                 "created watchlist {} ({}) with threshold {}",
                 list.name, list.id, list.threshold
@@ -74,6 +79,7 @@ pub fn watchlist(ctx: &Context, command: WatchlistCommand) -> anyhow::Result<Exi
         WatchlistCommand::Delete { name } => {
             let list = store.require_watchlist(&name)?;
             let removed = store.delete_watchlist(&list)?;
+            ctx.audit("watchlist.delete", &name, serde_json::to_value(removed)?)?;
             println!(
                 "deleted watchlist {name}: {} persons, {} faces",
                 removed.persons, removed.enrolments
@@ -129,6 +135,11 @@ pub fn person(ctx: &Context, command: PersonCommand) -> anyhow::Result<ExitCode>
                 vigil::watchlist::StoreError::NoPerson(person.clone(), list.name.clone())
             })?;
             let removed = store.delete_person(&found)?;
+            ctx.audit(
+                "person.delete",
+                &found.id.to_string(),
+                serde_json::json!({ "watchlist": list.name, "faces": removed.enrolments }),
+            )?;
             println!(
                 "deleted {} ({}) from {}: {} faces",
                 found.name, found.id, list.name, removed.enrolments

@@ -71,10 +71,12 @@ pub fn run(ctx: &super::Context, command: UserCommand) -> anyhow::Result<ExitCod
                     })
                 }
             })?;
+            ctx.audit("user.set", &name, serde_json::json!({ "level": level.as_str() }))?;
             eprintln!("vigil: user {name} saved");
         }
         UserCommand::Delete { name } => {
             users.change(&|table| table.delete(&name))?;
+            ctx.audit("user.delete", &name, serde_json::Value::Null)?;
             eprintln!("vigil: user {name} deleted");
         }
     }

@@ -56,6 +56,8 @@ pub enum StoreError {
         available: u64,
         required: u64,
     },
+    #[error("sighting writes stopped after an error ({0}); restart the daemon once it is fixed")]
+    WritesStopped(String),
     #[error("the sighting store was opened read-only")]
     ReadOnly,
     #[error("an embedding has {0} values, expected {EMBEDDING_DIM}")]
@@ -149,6 +151,9 @@ impl SightingStore {
             db_options.create_if_missing(true);
             db_options.create_missing_column_families(true);
             db_options.set_max_background_jobs(2);
+            // Memtables of all column families together stay under this, so the free-space
+            // reserve (`privacy.min_free_disk_mb`, 256 MiB) always covers flushing them.
+            db_options.set_db_write_buffer_size(128 << 20);
             let cfs = ALL_CFS
                 .iter()
                 .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
@@ -220,7 +225,8 @@ impl SightingStore {
     fn check_index(&self) -> Result<(usize, usize), StoreError> {
         let _guard = self.mutate.lock();
         let latest = self.db.latest_sequence_number();
-        if self.metadata.mirrored_sequence()? == Some(latest) {
+        // A new index mirrors the empty database.
+        if self.metadata.mirrored_sequence()?.unwrap_or(0) == latest {
             return Ok((0, 0));
         }
         tracing::warn!("sighting index behind the database; repairing it");
@@ -384,13 +390,7 @@ impl SightingStore {
         write.put_cf(self.cf(CF_META), META_SEQ, seq.to_be_bytes());
         if let Err(e) = self.db.write_opt(write, &synced()) {
             let reason = e.to_string();
-            *self.state.lock() = match free_bytes(&self.dir) {
-                Ok(available) if reason.contains("No space left") => WriteState::DiskFull {
-                    available,
-                    required: self.options.min_free_bytes,
-                },
-                _ => WriteState::Failed { reason },
-            };
+            *self.state.lock() = WriteState::Failed { reason };
             return Err(e.into());
         }
         self.seq.store(seq, Ordering::SeqCst);
