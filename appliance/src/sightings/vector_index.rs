@@ -136,6 +136,22 @@ impl Segment {
             .expect("row slice")
     }
 
+    /// Grows the columns by an eighth when full, not by doubling: a day of a busy site is
+    /// hundreds of thousands of rows, and doubling would leave up to half of it unused.
+    fn reserve_for_one(&mut self) {
+        if self.ids.len() < self.ids.capacity() {
+            return;
+        }
+        let more = (self.ids.len() / 8).max(1024);
+        self.ids.reserve_exact(more);
+        self.scales.reserve_exact(more);
+        self.codes.reserve_exact(more * EMBEDDING_DIM);
+        self.cameras.reserve_exact(more);
+        self.watchlists.reserve_exact(more);
+        self.persons.reserve_exact(more);
+        self.scores.reserve_exact(more);
+    }
+
     fn memory_bytes(&self) -> usize {
         self.ids.capacity() * 8
             + self.scales.capacity() * 4
@@ -266,6 +282,7 @@ impl VectorIndex {
         if segment.ids.get(row) == Some(&id) {
             return;
         }
+        segment.reserve_for_one();
         segment.ids.insert(row, id);
         segment.scales.insert(row, entry.scale);
         segment.codes.splice(
