@@ -90,7 +90,14 @@ fn main() {
     for probe in &probes {
         let t = Instant::now();
         let hits = store
-            .search_face(probe, &Filter::default(), Page { offset: 0, limit: 100 })
+            .search_face(
+                probe,
+                &Filter::default(),
+                Page {
+                    offset: 0,
+                    limit: 100,
+                },
+            )
             .unwrap();
         full.push(t.elapsed());
         assert_eq!(hits.len(), 100);
@@ -105,10 +112,21 @@ fn main() {
             ..Default::default()
         };
         let t = Instant::now();
-        store.query(&filter, Page { offset: 0, limit: 100 }).unwrap();
+        store
+            .query(
+                &filter,
+                Page {
+                    offset: 0,
+                    limit: 100,
+                },
+            )
+            .unwrap();
         metadata.push(t.elapsed());
     }
-    report("metadata query (one camera, one day, newest 100) in Tantivy", metadata);
+    report(
+        "metadata query (one camera, one day, newest 100) in Tantivy",
+        metadata,
+    );
     drop(store);
     // Reopened and closed: what stays on disk once the WAL is flushed into tables.
     drop(sightings::open_in(tmp.path(), 0, true).unwrap());
@@ -130,13 +148,24 @@ fn main() {
         let p = i % generator.persons.len();
         let embedding = generator.face_of(p);
         let person = &generator.persons[p];
-        let id = SightingId::new(start + chrono::Duration::milliseconds(i as i64 * step), i as u64, person.registered);
+        let id = SightingId::new(
+            start + chrono::Duration::milliseconds(i as i64 * step),
+            i as u64,
+            person.registered,
+        );
         let (person_id, watchlist) = if person.registered {
             (Some(person.id), Some(generator.watchlist.0))
         } else {
             (None, None)
         };
-        index.insert(&Entry::new(id, &embedding, &format!("cam{}", i % 20), person_id, watchlist, Some(0.6)));
+        index.insert(&Entry::new(
+            id,
+            &embedding,
+            &format!("cam{}", i % 20),
+            person_id,
+            watchlist,
+            Some(0.6),
+        ));
     }
     println!(
         "face index: {faces} faces built in {:.0} s; {:.0} bytes of RAM per face (its columns' allocated capacity); process resident {} MiB",

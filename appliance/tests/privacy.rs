@@ -65,7 +65,10 @@ fn with_storage_of_unmatched_faces_off_nothing_of_them_reaches_the_disk() {
         camera_config("cam1", &server.url("/stream"), "fps = 5\nmode = \"both\"")
     );
     let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    assert!(!config.privacy.store_unmatched_faces, "opt-in is the default");
+    assert!(
+        !config.privacy.store_unmatched_faces,
+        "opt-in is the default"
+    );
 
     let bus = EventBus::new();
     let events = forward(&bus);
@@ -89,9 +92,7 @@ fn with_storage_of_unmatched_faces_off_nothing_of_them_reaches_the_disk() {
             .expect("the video ends in time");
         match &*e {
             Event::TrackEnded(t) => ended.push(t.clone()),
-            Event::CameraStateChanged(c)
-                if matches!(&c.state, CameraState::Failed(why) if why == "the stream ended") =>
-            {
+            Event::CameraStateChanged(c) if matches!(&c.state, CameraState::Failed(why) if why == "the stream ended") => {
                 break
             }
             _ => {}
@@ -112,9 +113,16 @@ fn with_storage_of_unmatched_faces_off_nothing_of_them_reaches_the_disk() {
     assert!(!matched.is_empty(), "no matches");
 
     // The store holds the matches, and nothing unmatched.
-    let page = Page { offset: 0, limit: 10_000 };
+    let page = Page {
+        offset: 0,
+        limit: 10_000,
+    };
     let stored = store.query(&Filter::default(), page).unwrap();
-    assert_eq!(stored.total, matched.len(), "one sighting per matched track");
+    assert_eq!(
+        stored.total,
+        matched.len(),
+        "one sighting per matched track"
+    );
     let unregistered = Filter {
         outcome: Some(OutcomeKind::Unregistered),
         ..Default::default()
@@ -144,7 +152,10 @@ fn with_storage_of_unmatched_faces_off_nothing_of_them_reaches_the_disk() {
             let jpeg = &shot.thumbnail_jpeg;
             // Past the JPEG headers, which every thumbnail shares.
             let middle = &jpeg[jpeg.len() / 2..jpeg.len() / 2 + 64];
-            assert!(!on_disk(data, middle), "an unmatched face's thumbnail is on disk");
+            assert!(
+                !on_disk(data, middle),
+                "an unmatched face's thumbnail is on disk"
+            );
         }
     }
 }

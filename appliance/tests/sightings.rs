@@ -15,7 +15,14 @@ fn generate(data: &Path, count: usize, min_free_mb: u64) -> std::process::Child 
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .arg("--data-dir")
         .arg(data)
-        .args(["sightings", "generate", "--count", &count.to_string(), "--batch", "64"])
+        .args([
+            "sightings",
+            "generate",
+            "--count",
+            &count.to_string(),
+            "--batch",
+            "64",
+        ])
         .args(["--min-free-mb", &min_free_mb.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -38,7 +45,10 @@ fn acknowledged(child: &mut std::process::Child, kill_after: Option<usize>) -> V
 }
 
 fn sorted(ids: impl IntoIterator<Item = SightingId>) -> Vec<SightingId> {
-    ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+    ids.into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 #[test]
@@ -53,18 +63,38 @@ fn every_acknowledged_sighting_survives_kill_9_and_the_index_agrees() {
     let (store, report) = sightings::open_in(tmp.path(), 0, true).unwrap();
     let stored: BTreeSet<SightingId> = store.ids().unwrap().into_iter().collect();
     let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged sightings lost", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged sightings lost",
+        missing.len()
+    );
     for id in acked.iter().step_by(97) {
         assert!(store.thumbnail(*id).unwrap().is_some());
         assert!(store.embedding(*id).unwrap().is_some());
     }
     // The index was repaired where the kill left it behind, and agrees with RocksDB.
-    assert_eq!(sorted(store.indexed_ids().unwrap()), sorted(stored.iter().copied()));
     assert_eq!(
-        store.query(&Filter::default(), Page { offset: 0, limit: 1 }).unwrap().total,
+        sorted(store.indexed_ids().unwrap()),
+        sorted(stored.iter().copied())
+    );
+    assert_eq!(
+        store
+            .query(
+                &Filter::default(),
+                Page {
+                    offset: 0,
+                    limit: 1
+                }
+            )
+            .unwrap()
+            .total,
         stored.len()
     );
-    eprintln!("reopened after kill -9: {report:?}, {} stored, {} acknowledged", stored.len(), acked.len());
+    eprintln!(
+        "reopened after kill -9: {report:?}, {} stored, {} acknowledged",
+        stored.len(),
+        acked.len()
+    );
 }
 
 /// A tmpfs of a few MiB, unmounted on drop.
@@ -78,7 +108,11 @@ impl SmallDisk {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(o.status.success(), "mounting a tmpfs needs root: {}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "mounting a tmpfs needs root: {}",
+            stderr(&o)
+        );
         Self(dir)
     }
 }
@@ -101,15 +135,24 @@ fn a_full_disk_stops_writes_with_a_clear_error_and_loses_nothing_stored() {
     let out = writer.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("disk full") && err.contains("nothing new is stored"), "unclear error: {err}");
+    assert!(
+        err.contains("disk full") && err.contains("nothing new is stored"),
+        "unclear error: {err}"
+    );
     assert!(acked.len() > 1000, "only {} written", acked.len());
 
     let (store, report) = sightings::open_in(&data, 0, true).unwrap();
     let stored: BTreeSet<SightingId> = store.ids().unwrap().into_iter().collect();
-    assert!(acked.iter().all(|id| stored.contains(id)), "acknowledged sightings lost");
+    assert!(
+        acked.iter().all(|id| stored.contains(id)),
+        "acknowledged sightings lost"
+    );
     assert_eq!(acked.len(), stored.len());
     assert_eq!(sorted(store.indexed_ids().unwrap()), sorted(stored));
-    eprintln!("reopened after a full disk: {report:?}, {} acknowledged", acked.len());
+    eprintln!(
+        "reopened after a full disk: {report:?}, {} acknowledged",
+        acked.len()
+    );
 }
 
 #[test]
@@ -125,7 +168,10 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
     let probe = acked[123].to_string();
     let o = vigil(data, &["search", "--sighting", &probe, "--limit", "5"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let hits: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hits: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(hits.len(), 5);
     assert_eq!(hits[0]["sighting"]["id"], probe.as_str());
     assert!(hits[0]["similarity"].as_f64().unwrap() > 0.999);
@@ -133,12 +179,21 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
     // A metadata query with a camera filter.
     let o = vigil(data, &["search", "--camera", "cam2", "--limit", "1000"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!rows.is_empty() && rows.iter().all(|r| r["camera"] == "cam2"));
 
     let o = vigil(data, &["audit", "list"]);
-    let records: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let actions: Vec<&str> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let records: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["sightings.search", "sightings.search"]);
     assert_eq!(records[0]["detail"]["sighting"], probe.as_str());
     let o = vigil(data, &["audit", "verify"]);
@@ -155,5 +210,9 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
     std::fs::write(&month, text.replacen("\"limit\":5", "\"limit\":6", 1)).unwrap();
     let o = vigil(data, &["audit", "verify"]);
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
-    assert!(stdout(&o).contains("record 1 was altered"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("record 1 was altered"),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -154,8 +154,12 @@ impl Context {
     }
 
     fn sightings(&self, writable: bool) -> anyhow::Result<SightingStore> {
-        let (store, _) = sightings::open_in(&self.data_dir, 0, writable)
-            .with_context(|| format!("cannot open the sighting store in {}", self.data_dir.display()))?;
+        let (store, _) = sightings::open_in(&self.data_dir, 0, writable).with_context(|| {
+            format!(
+                "cannot open the sighting store in {}",
+                self.data_dir.display()
+            )
+        })?;
         Ok(store)
     }
 }
@@ -234,7 +238,9 @@ pub fn sightings_command(ctx: &Context, command: SightingsCommand) -> anyhow::Re
     match command {
         SightingsCommand::Show { id, thumbnail } => {
             let store = ctx.sightings(false)?;
-            let sighting = store.get(id)?.with_context(|| format!("no sighting {id}"))?;
+            let sighting = store
+                .get(id)?
+                .with_context(|| format!("no sighting {id}"))?;
             println!("{}", serde_json::to_string_pretty(&sighting)?);
             if let Some(path) = &thumbnail {
                 let jpeg = store
@@ -250,7 +256,10 @@ pub fn sightings_command(ctx: &Context, command: SightingsCommand) -> anyhow::Re
             )?;
         }
         SightingsCommand::Stats => {
-            println!("{}", serde_json::to_string_pretty(&ctx.sightings(false)?.stats())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ctx.sightings(false)?.stats())?
+            );
         }
         SightingsCommand::Generate {
             count,
@@ -260,8 +269,13 @@ pub fn sightings_command(ctx: &Context, command: SightingsCommand) -> anyhow::Re
         } => {
             let (store, _) = sightings::open_in(&ctx.data_dir, min_free_mb << 20, true)?;
             let now = Utc::now();
-            let mut generator =
-                Generator::new(seed, 100, 4, now - chrono::Duration::days(7), chrono::Duration::days(7));
+            let mut generator = Generator::new(
+                seed,
+                100,
+                4,
+                now - chrono::Duration::days(7),
+                chrono::Duration::days(7),
+            );
             let mut out = std::io::stdout().lock();
             let mut written = 0;
             let mut committed = std::time::Instant::now();
@@ -289,7 +303,8 @@ pub fn forget(ctx: &Context, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let report = match (&args.person, &args.photo) {
         (Some(person), _) => {
             let watchlists = ctx.store()?;
-            let list = watchlists.require_watchlist(args.watchlist.as_deref().unwrap_or_default())?;
+            let list =
+                watchlists.require_watchlist(args.watchlist.as_deref().unwrap_or_default())?;
             let found = watchlists.find_person(&list, person)?.ok_or_else(|| {
                 vigil::watchlist::StoreError::NoPerson(person.clone(), list.name.clone())
             })?;
@@ -316,7 +331,9 @@ pub fn forget(ctx: &Context, args: ForgetArgs) -> anyhow::Result<ExitCode> {
                 "sighting_ids": sightings.ids,
             })
         }
-        (None, None) => anyhow::bail!("say what to forget: --person NAME --watchlist LIST, or --photo IMG"),
+        (None, None) => {
+            anyhow::bail!("say what to forget: --person NAME --watchlist LIST, or --photo IMG")
+        }
     };
     ctx.audit("data_subject.delete", "", report.clone())?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -348,12 +365,19 @@ pub fn key(ctx: &Context, command: KeyCommand) -> anyhow::Result<ExitCode> {
 pub fn audit(ctx: &Context, command: AuditCommand) -> anyhow::Result<ExitCode> {
     let log = ctx.audit_log()?;
     match command {
-        AuditCommand::List { from, to, user, csv } => {
+        AuditCommand::List {
+            from,
+            to,
+            user,
+            csv,
+        } => {
             let records = log.query(from, to, user.as_deref())?;
             let mut out = std::io::stdout().lock();
             if csv {
                 let mut w = csv::Writer::from_writer(&mut out);
-                w.write_record(["seq", "time", "user", "origin", "action", "target", "detail", "hash"])?;
+                w.write_record([
+                    "seq", "time", "user", "origin", "action", "target", "detail", "hash",
+                ])?;
                 for r in &records {
                     w.write_record([
                         r.seq.to_string(),

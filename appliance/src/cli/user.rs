@@ -71,7 +71,11 @@ pub fn run(ctx: &super::Context, command: UserCommand) -> anyhow::Result<ExitCod
                     })
                 }
             })?;
-            ctx.audit("user.set", &name, serde_json::json!({ "level": level.as_str() }))?;
+            ctx.audit(
+                "user.set",
+                &name,
+                serde_json::json!({ "level": level.as_str() }),
+            )?;
             eprintln!("vigil: user {name} saved");
         }
         UserCommand::Delete { name } => {

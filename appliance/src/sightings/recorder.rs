@@ -245,3 +245,162 @@ impl Writer {
             }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WatchlistPrivacy;
+    use crate::events::Shot;
+    use crate::sightings::{SightingStore, StoreOptions};
+    use crate::vision::{BoundingBox, EMBEDDING_DIM};
+    use uuid::Uuid;
+
+    fn track(matched: Option<&str>) -> TrackEnded {
+        let now = Utc::now();
+        let shot = |quality: f32| Shot {
+            time: now,
+            stream_time_s: 0.0,
+            bbox: BoundingBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 50.0,
+                y2: 60.0,
+            },
+            quality,
+            embedding: Arc::new(vec![quality / 10.0; EMBEDDING_DIM]),
+            thumbnail_jpeg: Arc::new(vec![quality as u8; 100]),
+        };
+        TrackEnded {
+            camera: "door".into(),
+            track: 3,
+            start: now,
+            end: now,
+            observations: 9,
+            person_id: matched.map(|_| Uuid::new_v4()),
+            person: matched.map(|_| "Ada".into()),
+            watchlist_id: matched.map(|_| Uuid::new_v4()),
+            watchlist: matched.map(str::to_string),
+            score: matched.map(|_| 0.8),
+            best_score: Some(0.3),
+            best_shots: vec![shot(0.4), shot(0.9), shot(0.6)],
+        }
+    }
+
+    #[test]
+    fn the_policy_decides_what_is_kept() {
+        let default = PrivacyConfig::default();
+        assert!(
+            sighting_from(&track(None), &default).is_none(),
+            "unmatched faces are opt-in"
+        );
+        let kept = sighting_from(&track(Some("staff")), &default).unwrap();
+        let face = kept.face.expect("matches keep their face by default");
+        assert_eq!(face.embedding[0], 0.9f32 / 10.0, "the best shot is kept");
+        assert_eq!(kept.quality, 0.9);
+
+        let mut policy = default.clone();
+        policy.store_unmatched_faces = true;
+        let stranger = sighting_from(&track(None), &policy).unwrap();
+        assert!(!stranger.outcome.is_matched() && stranger.face.is_some());
+
+        policy.watchlists.insert(
+            "vip".into(),
+            WatchlistPrivacy {
+                store_faces: Some(false),
+            },
+        );
+        let vip = sighting_from(&track(Some("vip")), &policy).unwrap();
+        assert!(vip.face.is_none(), "this watchlist keeps records only");
+        policy.store_match_records = false;
+        assert!(sighting_from(&track(Some("staff")), &policy).is_none());
+    }
+
+    #[test]
+    fn records_tracks_and_reports_a_full_disk_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |min_free_bytes| {
+            Arc::new(
+                SightingStore::open(
+                    &dir.path().join("s"),
+                    StoreOptions {
+                        key_file: dir.path().join("k"),
+                        min_free_bytes,
+                        writable: true,
+                    },
+                )
+                .unwrap()
+                .0,
+            )
+        };
+        let policy = Arc::new(RwLock::new(PrivacyConfig::default()));
+        // Publishes the tracks and collects the recorder's events until `done` says so.
+        let run = |store: Arc<SightingStore>,
+                   tracks: Vec<TrackEnded>,
+                   done: &dyn Fn(&[Arc<Event>]) -> bool|
+         -> Vec<Arc<Event>> {
+            let bus = EventBus::new();
+            let mut sub = bus.subscribe();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                while let Ok(e) = sub.blocking_recv() {
+                    if tx.send(e).is_err() {
+                        return;
+                    }
+                }
+            });
+            let recorder = Recorder::start(store, policy.clone(), &bus).unwrap();
+            for t in tracks {
+                bus.publish(Event::TrackEnded(t));
+            }
+            let mut seen = Vec::new();
+            while !done(&seen) {
+                seen.push(
+                    rx.recv_timeout(std::time::Duration::from_secs(30))
+                        .expect("an event"),
+                );
+            }
+            drop(bus);
+            recorder.join();
+            seen
+        };
+        let count = |events: &[Arc<Event>], pred: fn(&Event) -> bool| {
+            events.iter().filter(|e| pred(e)).count()
+        };
+
+        let events = run(
+            open(0),
+            vec![track(Some("staff")), track(None), track(Some("staff"))],
+            &|seen| count(seen, |e| matches!(e, Event::SightingStored(_))) == 2,
+        );
+        let stored: Vec<&SightingStored> = events
+            .iter()
+            .filter_map(|e| match &**e {
+                Event::SightingStored(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), 2, "the unmatched track is not stored");
+        assert!(stored.iter().all(|s| s.matched && s.has_face));
+
+        let events = run(
+            open(u64::MAX),
+            vec![track(Some("staff")), track(Some("staff"))],
+            &|seen| count(seen, |e| matches!(e, Event::StorageStateChanged(_))) == 1,
+        );
+        let states: Vec<&StorageStateChanged> = events
+            .iter()
+            .filter_map(|e| match &**e {
+                Event::StorageStateChanged(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states.len(), 1, "{states:?}");
+        assert!(matches!(states[0].state, WriteState::DiskFull { .. }));
+        assert!(states[0].dropped_sightings >= 1);
+        assert_eq!(
+            open(0).ids().unwrap().len(),
+            2,
+            "what was stored is still there"
+        );
+    }
+}
