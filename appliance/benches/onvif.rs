@@ -156,7 +156,7 @@ fn main() {
             discovery_interfaces: Vec::new(),
             ..OnvifConfig::default()
         };
-        let (service, password) = OnvifService::start(&config, data.path(), LiveView::default(), &bus, Box::new(|| {}))
+        let (service, password) = OnvifService::start(&config, data.path(), LiveView::default(), &bus, Box::new(|| {}), None)
             .await
             .expect("ONVIF service");
         let target = Arc::new(Target {

@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use onvif::device::{
-    DeviceInformation, EventMessage, ItemDescription, Product, PropertyOperation, TopicDescription,
-    VideoEncoding, VideoSource,
+    Access, DeviceInformation, EventMessage, ItemDescription, Product, PropertyOperation,
+    TopicDescription, VideoEncoding, VideoSource,
 };
 use onvif::Device;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::audit::{Actor, AuditLog};
 use crate::daemon::LiveView;
 use crate::events::{CameraState, Event, EventBus};
 use crate::vision::BoundingBox;
@@ -35,15 +36,23 @@ pub struct VigilProduct {
     live: LiveView,
     serial: String,
     restart: Box<dyn Fn() + Send + Sync>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl VigilProduct {
-    /// `restart` is what SystemReboot does: restart the service.
-    pub fn new(live: LiveView, data_dir: &Path, restart: Box<dyn Fn() + Send + Sync>) -> Self {
+    /// `restart` is what SystemReboot does: restart the service. ONVIF changes and picture
+    /// fetches go to `audit`.
+    pub fn new(
+        live: LiveView,
+        data_dir: &Path,
+        restart: Box<dyn Fn() + Send + Sync>,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Self {
         Self {
             live,
             serial: serial_number(data_dir),
             restart,
+            audit,
         }
     }
 }
@@ -164,6 +173,18 @@ impl Product for VigilProduct {
 
     fn reboot(&self) {
         (self.restart)();
+    }
+
+    fn audit(&self, access: &Access) {
+        let Some(log) = &self.audit else { return };
+        let actor = Actor {
+            user: access.user.clone(),
+            origin: access.peer.to_string(),
+        };
+        let action = format!("onvif.{}", access.operation);
+        if let Err(e) = log.append(&actor, &action, &access.target, serde_json::Value::Null) {
+            tracing::error!(error = %e, %action, "audit record not written");
+        }
     }
 }
 
@@ -390,6 +411,7 @@ impl OnvifService {
         live: LiveView,
         bus: &EventBus,
         restart: Box<dyn Fn() + Send + Sync>,
+        audit: Option<Arc<AuditLog>>,
     ) -> Result<(Self, Option<String>), OnvifStartError> {
         let (users, first_password) = crate::users::FileUsers::open(data_dir)?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -440,7 +462,7 @@ impl OnvifService {
             http_ports: vec![address.port()],
             https_ports: https_address.iter().map(|a| a.port()).collect(),
         };
-        let product = Arc::new(VigilProduct::new(live, data_dir, restart));
+        let product = Arc::new(VigilProduct::new(live, data_dir, restart, audit));
         let device = Device::new(device_config, product, Arc::new(users))?;
         device.events().set_image_base(&format!("http://{address}"));
         let (stop, stopped) = tokio::sync::watch::channel(false);

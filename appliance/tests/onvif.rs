@@ -264,6 +264,18 @@ fn home_assistant_set_up_and_face_alerts_by_pull_point_and_push() {
     );
     let (status, _) = daemon.terminate();
     assert!(status.success());
+
+    // The pictures fetched over ONVIF are in the audit log, with who and from where.
+    let o = common::vigil(data, &["audit", "list", "--user", "ha"]);
+    let records: Vec<Value> = common::json_lines(&o);
+    for action in ["onvif.GetSnapshot", "onvif.GetEventImage"] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["action"] == action && r["origin"] == "127.0.0.1"),
+            "{action} not audited: {records:?}"
+        );
+    }
 }
 
 #[test]

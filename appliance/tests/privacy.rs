@@ -2,7 +2,8 @@
 //! it) watches the test video over a real RTSP server with the kept-out people unregistered
 //! and `store_unmatched_faces` off. Afterwards no file of the data directory holds the
 //! embedding or thumbnail bytes of any unmatched face, while those of the matches are there
-//! (so the scan would have found them).
+//! (so the scan would have found them). Then the CLI searches those sightings by photo and
+//! erases two people, one by name and one by photo, and their bytes leave the disk too.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::live::{camera_config, enrol_video_people, slides, RtspServer, PRIVATE_ONVIF};
+use common::{json_lines, photos_of, stderr, stdout, vigil};
 use parking_lot::RwLock;
 use vigil::config::Config;
 use vigil::daemon::Daemon;
@@ -158,4 +160,87 @@ fn with_storage_of_unmatched_faces_off_nothing_of_them_reaches_the_disk() {
             );
         }
     }
+
+    // Search by another photo of a matched person: their sighting ranks first.
+    let best_of = |t: &TrackEnded| {
+        t.best_shots
+            .iter()
+            .max_by(|a, b| a.quality.total_cmp(&b.quality))
+            .unwrap()
+            .embedding
+            .clone()
+    };
+    let mut people: Vec<&TrackEnded> = Vec::new();
+    for t in &matched {
+        if !people.iter().any(|p| p.person == t.person) {
+            people.push(t);
+        }
+    }
+    assert!(people.len() >= 2, "two matched people needed");
+    let (first, second) = (people[0], people[1]);
+    let name = |t: &TrackEnded| t.person.clone().unwrap();
+    let photo = photos_of(&name(first))[0].clone();
+    let o = vigil(
+        data,
+        &["search", "--photo", photo.to_str().unwrap(), "--limit", "3"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits = json_lines(&o);
+    assert_eq!(
+        hits[0]["sighting"]["outcome"]["person"],
+        name(first).as_str(),
+        "{hits:?}"
+    );
+
+    // Erase the first by name, the second by photo.
+    let o = vigil(
+        data,
+        &["forget", "--person", &name(first), "--watchlist", "demo"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let theirs = matched.iter().filter(|t| t.person == first.person).count();
+    assert_eq!(report["sightings"], theirs, "{report}");
+    assert!(report["enrolled_faces"].as_u64().unwrap() >= 1);
+    let photo = photos_of(&name(second))[0].clone();
+    let o = vigil(data, &["forget", "--photo", photo.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(report["sightings"].as_u64().unwrap() >= 1, "{report}");
+    for t in matched
+        .iter()
+        .filter(|t| t.person == first.person || t.person == second.person)
+    {
+        assert!(
+            !on_disk(data, &embedding_bytes(&best_of(t))),
+            "an erased face is still on disk"
+        );
+    }
+    // Others' sightings stay.
+    let other = matched
+        .iter()
+        .find(|t| t.person != first.person && t.person != second.person)
+        .unwrap();
+    assert!(on_disk(data, &embedding_bytes(&best_of(other))));
+
+    // All of it audited, and the chain holds.
+    let o = vigil(data, &["audit", "list"]);
+    let actions: Vec<String> = json_lines(&o)
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
+    for action in ["watchlist.enrol", "sightings.search", "data_subject.delete"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} not audited: {actions:?}"
+        );
+    }
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "data_subject.delete")
+            .count(),
+        2
+    );
+    assert!(vigil(data, &["audit", "verify"]).status.success());
 }

@@ -13,6 +13,21 @@ pub trait Product: Send + Sync + 'static {
     fn topics(&self) -> Vec<TopicDescription>;
     /// SystemReboot: restart the service (not the machine) after the answer is sent.
     fn reboot(&self);
+    /// Someone changed the device (an operation of class WriteSystem or Unrecoverable
+    /// succeeded) or fetched a picture (a snapshot or an event image): the product's audit
+    /// trail. The default keeps none.
+    fn audit(&self, _access: &Access) {}
+}
+
+/// One audited access: who, from where, what, on what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub user: String,
+    pub peer: std::net::IpAddr,
+    /// The ONVIF operation, or `GetSnapshot` / `GetEventImage` for pictures.
+    pub operation: String,
+    /// The snapshot's source token or the image id; empty for SOAP operations.
+    pub target: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::auth::{AccessClass, AuthFailure, Authenticator, User, UserDirectory};
-use crate::device::Product;
+use crate::device::{Access, Product};
 use crate::events::{ConsumerAllowList, EventBroker, EventLimits};
 use crate::service;
 use crate::settings::{Settings, SettingsError};
@@ -230,6 +230,7 @@ impl Device {
                 Some(_) => {}
             }
         }
+        let user = caller.as_ref().map(|u| u.name.clone()).unwrap_or_default();
         let call = Call {
             device: self,
             base,
@@ -238,43 +239,69 @@ impl Device {
             path: request.path,
         };
         match service::dispatch(&call).await {
-            Ok(body) => HttpResponse::soap(200, soap::envelope("", &body)),
+            Ok(body) => {
+                if matches!(class, AccessClass::WriteSystem | AccessClass::Unrecoverable) {
+                    self.product.audit(&Access {
+                        user,
+                        peer: request.peer.ip(),
+                        operation: operation.name.clone(),
+                        target: String::new(),
+                    });
+                }
+                HttpResponse::soap(200, soap::envelope("", &body))
+            }
             Err(fault) => HttpResponse::fault(&fault),
         }
     }
 
     /// Snapshots and event pictures: HTTP Digest, media read access.
     fn get(self: &Arc<Self>, request: HttpRequest<'_>) -> HttpResponse {
-        let lookup = if let Some(name) = request.path.strip_prefix(SNAPSHOT_PATH) {
-            name.strip_suffix(".jpg")
-                .map(|token| self.product.snapshot(token).map(Arc::new))
+        let (operation, lookup) = if let Some(name) = request.path.strip_prefix(SNAPSHOT_PATH) {
+            let target = name.strip_suffix(".jpg");
+            (
+                "GetSnapshot",
+                target.map(|token| (token, self.product.snapshot(token).map(Arc::new))),
+            )
         } else if let Some(name) = request.path.strip_prefix(IMAGES_PATH) {
-            name.strip_suffix(".jpg").map(|id| self.events.image(id))
+            let target = name.strip_suffix(".jpg");
+            (
+                "GetEventImage",
+                target.map(|id| (id, self.events.image(id))),
+            )
         } else {
-            None
+            ("", None)
         };
-        let Some(found) = lookup else {
+        let Some((target, found)) = lookup else {
             return HttpResponse::plain(404, "not found");
         };
-        match self
-            .auth
-            .http_caller(request.authorization, request.method, request.peer.ip())
-        {
-            Ok(Some(user)) if AccessClass::ReadMedia.allows(user.level) => {}
-            Ok(Some(_)) => return HttpResponse::plain(403, "user level too low"),
-            Ok(None) => return self.challenge(),
-            Err(AuthFailure::Stale) => return self.challenge_stale(),
-            Err(failure) => return self.refuse_http(failure),
-        }
+        let user =
+            match self
+                .auth
+                .http_caller(request.authorization, request.method, request.peer.ip())
+            {
+                Ok(Some(user)) if AccessClass::ReadMedia.allows(user.level) => user.name,
+                Ok(Some(_)) => return HttpResponse::plain(403, "user level too low"),
+                Ok(None) => return self.challenge(),
+                Err(AuthFailure::Stale) => return self.challenge_stale(),
+                Err(failure) => return self.refuse_http(failure),
+            };
         match found {
-            Some(jpeg) => HttpResponse {
-                status: 200,
-                headers: vec![
-                    ("Content-Type", "image/jpeg".into()),
-                    ("Cache-Control", "no-store".into()),
-                ],
-                body: jpeg.as_ref().clone(),
-            },
+            Some(jpeg) => {
+                self.product.audit(&Access {
+                    user,
+                    peer: request.peer.ip(),
+                    operation: operation.into(),
+                    target: target.into(),
+                });
+                HttpResponse {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type", "image/jpeg".into()),
+                        ("Cache-Control", "no-store".into()),
+                    ],
+                    body: jpeg.as_ref().clone(),
+                }
+            }
             None => HttpResponse::plain(404, "no picture yet"),
         }
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::auth::{MemoryUsers, User, UserLevel};
 use crate::device::{
-    DeviceInformation, ItemDescription, Product, TopicDescription, VideoEncoding, VideoSource,
+    Access, DeviceInformation, ItemDescription, Product, TopicDescription, VideoEncoding,
+    VideoSource,
 };
 use crate::events::{ConsumerAllowList, EventLimits};
 use crate::server::{Device, DeviceConfig, HttpRequest, HttpResponse};
@@ -14,6 +15,7 @@ use crate::xml::{self, Element, Limits};
 #[derive(Default)]
 pub struct SampleProduct {
     pub rebooted: AtomicBool,
+    pub audits: std::sync::Mutex<Vec<Access>>,
 }
 
 impl Product for SampleProduct {
@@ -65,6 +67,10 @@ impl Product for SampleProduct {
 
     fn reboot(&self) {
         self.rebooted.store(true, Ordering::SeqCst);
+    }
+
+    fn audit(&self, access: &Access) {
+        self.audits.lock().unwrap().push(access.clone());
     }
 }
 

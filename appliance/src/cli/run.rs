@@ -119,6 +119,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             daemon.live(),
             &bus,
             restart,
+            Some(audit.clone()),
         ))?;
         if let Some(password) = first_password {
             eprintln!("vigil: first start: created user admin with password {password} (shown once; change it with `vigil user set admin --level administrator`)");

@@ -137,3 +137,104 @@ impl Retention {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sightings::synthetic::Generator;
+    use crate::sightings::StoreOptions;
+    use crate::watchlist::{Enrolment, Person};
+    use uuid::Uuid;
+
+    #[test]
+    fn a_sweep_applies_every_period_and_the_validity_ends_and_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SightingStore::open(
+            &dir.path().join("sightings"),
+            StoreOptions {
+                key_file: dir.path().join("keys"),
+                min_free_bytes: 0,
+                writable: true,
+            },
+        )
+        .unwrap();
+        let now = Utc::now();
+        // Sightings over the last 40 days.
+        let mut generator = Generator::new(
+            3,
+            10,
+            2,
+            now - chrono::Duration::days(40),
+            chrono::Duration::days(40),
+        );
+        let batch = (0..400).map(|_| generator.sighting().1).collect();
+        let ids = store.insert(batch).unwrap();
+
+        let watchlists_dir = dir.path().join("watchlists");
+        let watchlists = WatchlistStore::open(&watchlists_dir).unwrap();
+        let list = watchlists.create_watchlist("staff", 0.5).unwrap();
+        let person = |name: &str, valid_until| Person {
+            id: Uuid::new_v4(),
+            watchlist: list.id,
+            name: name.into(),
+            attributes: Default::default(),
+            valid_until,
+            created: now,
+        };
+        let gone = person("contractor", Some(now - chrono::Duration::hours(1)));
+        let stays = person("employee", None);
+        for p in [&gone, &stays] {
+            let face = Enrolment {
+                id: Uuid::new_v4(),
+                person: p.id,
+                source: "photo.jpg".into(),
+                quality: 0.9,
+                created: now,
+                embedding: generator.face_of(0),
+            };
+            watchlists.enrol(p, &[face]).unwrap();
+        }
+        drop(watchlists);
+
+        let audit = AuditLog::open(&dir.path().join("audit")).unwrap();
+        let policy = PrivacyConfig {
+            sighting_retention_days: 10.0,
+            match_retention_days: 20.0,
+            ..Default::default()
+        };
+        let report = sweep(&store, &watchlists_dir, &audit, &policy, now).unwrap();
+        let expected = ids
+            .iter()
+            .filter(|id| {
+                let age = now - id.start();
+                age > chrono::Duration::days(if id.matched() { 20 } else { 10 })
+            })
+            .count();
+        assert_eq!(report.expired_sightings, expected);
+        assert!(store.ids().unwrap().iter().all(|id| {
+            now - id.start() <= chrono::Duration::days(if id.matched() { 20 } else { 10 })
+        }));
+        assert_eq!(
+            report.expired_persons,
+            vec![format!("contractor ({})", gone.id)]
+        );
+        let names: Vec<String> = WatchlistStore::open(&watchlists_dir)
+            .unwrap()
+            .persons(None)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["employee"]);
+        let records = audit.query(None, None, Some("system")).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].action, "retention.sweep");
+        assert_eq!(records[0].detail["expired_sightings"], expected);
+
+        // Nothing left to do: nothing audited.
+        assert!(sweep(&store, &watchlists_dir, &audit, &policy, now)
+            .unwrap()
+            .is_empty());
+        assert_eq!(audit.query(None, None, None).unwrap().len(), 1);
+    }
+}

@@ -17,7 +17,7 @@ fn subcodes(response: &crate::HttpResponse) -> String {
 async fn scopes_change_persist_and_fixed_ones_stay() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("onvif.json");
-    let (device, _) = device(Some(file.clone()));
+    let (device, product) = device(Some(file.clone()));
     let scopes = |d| async move {
         let response = call(&d, "/onvif/device_service", ADMIN, "<tds:GetScopes/>").await;
         body(&response)
@@ -59,6 +59,24 @@ async fn scopes_change_persist_and_fixed_ones_stay() {
     let r = call(&device, "/onvif/device_service", ADMIN,
         "<tds:SetDiscoveryMode><tds:DiscoveryMode>NonDiscoverable</tds:DiscoveryMode></tds:SetDiscoveryMode>").await;
     assert_eq!(r.status, 200);
+
+    // Successful changes are audited with who and from where; reads and refusals are not.
+    let audited: Vec<(String, String)> = product
+        .audits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| (a.user.clone(), a.operation.clone()))
+        .collect();
+    let admin = |op: &str| ("admin".to_string(), op.to_string());
+    assert_eq!(
+        audited,
+        [
+            admin("AddScopes"),
+            admin("RemoveScopes"),
+            admin("SetDiscoveryMode")
+        ]
+    );
 
     // A new device on the same settings file remembers all of it.
     let (again, _) = crate::testing::device(Some(file));
