@@ -10,6 +10,7 @@ pub mod eval;
 pub mod events;
 pub mod http;
 pub mod int8;
+pub mod keyring;
 pub mod onvif_device;
 pub mod parallel;
 pub mod private_file;

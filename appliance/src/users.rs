@@ -1,14 +1,30 @@
 //! The appliance's users, kept in `users.json` in the data directory (mode 0600) and
-//! shared by every way in (ONVIF now; the web UI is to use the same store).
+//! shared by every way in: ONVIF now, the web UI next.
 //!
-//! ONVIF's WS-Security and HTTP Digest schemes both need each password itself on the
-//! device side, so passwords are stored as given, protected by the file's mode; the data
-//! protection issue is to encrypt them with the appliance key.
+//! Each user is stored with
+//! - a scrypt hash of the password (N = 2^15, r = 8, p = 1: 32 MiB and some 100 ms per
+//!   check), which password logins are checked against;
+//! - the password itself, sealed with AES-256-GCM under `keys/users.keys` (the user name as
+//!   associated data), because ONVIF's WS-Security and HTTP Digest schemes need it on the
+//!   device side. Nothing in the file reveals a password without that key;
+//! - whether the password must be changed at the next login (the first-start `admin`).
+//!
+//! A file of the first format (plaintext passwords) is rewritten in this one when opened.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use onvif::auth::{MemoryUsers, User, UserDirectory, UserError, UserLevel, Users};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+
+use crate::keyring::{Keyring, KeyringError};
+
+const FORMAT: u32 = 2;
+const SCRYPT_LOG_N: u8 = 15;
+const SCRYPT_R: u64 = 8;
+const SCRYPT_P: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
@@ -24,19 +40,53 @@ pub enum UsersError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("user passwords key: {0}")]
+    Key(#[from] KeyringError),
+    #[error("password hashing: {0}")]
+    Hash(#[from] openssl::error::ErrorStack),
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserFile {
+    format: u32,
+    users: Vec<StoredUser>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredUser {
     name: String,
+    level: String,
+    /// `scrypt$log2 N$r$p$salt$hash`, salt and hash in base64.
+    password_hash: String,
+    /// The password sealed with the users' key, base64.
+    sealed_password: String,
+    #[serde(default)]
+    must_change_password: bool,
+}
+
+/// The first format: passwords in plaintext.
+#[derive(Deserialize)]
+struct StoredUserV1 {
+    name: String,
     password: String,
     level: String,
+}
+
+/// What is kept beside each user's ONVIF record.
+#[derive(Clone)]
+struct Credentials {
+    password_hash: String,
+    /// The password the hash was made from (so a save rehashes only changed passwords).
+    hashed: String,
+    must_change_password: bool,
 }
 
 /// The users in memory, saved to the file within every change.
 pub struct FileUsers {
     path: PathBuf,
     users: MemoryUsers,
+    keyring: Keyring,
+    credentials: Mutex<HashMap<String, Credentials>>,
 }
 
 impl FileUsers {
@@ -44,40 +94,26 @@ impl FileUsers {
         data_dir.join("users.json")
     }
 
+    pub fn key_file_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("keys").join("users.keys")
+    }
+
     /// Opens the user file. When there is none, creates one with an `admin` whose random
-    /// password is returned (to be shown once); otherwise returns `None` for it.
+    /// password is returned (to be shown once, and changed at the first login); otherwise
+    /// returns `None` for it.
     pub fn open(data_dir: &Path) -> Result<(Self, Option<String>), UsersError> {
         let path = Self::path_in(data_dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let stored: Vec<StoredUser> =
-                    serde_json::from_slice(&bytes).map_err(|e| UsersError::Parse {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                let users = stored
-                    .into_iter()
-                    .map(|u| {
-                        let level =
-                            UserLevel::parse(&u.level).ok_or_else(|| UsersError::Parse {
-                                path: path.clone(),
-                                message: format!("user {} has unknown level {}", u.name, u.level),
-                            })?;
-                        Ok(User {
-                            name: u.name,
-                            password: u.password,
-                            level,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, UsersError>>()?;
-                Ok((
-                    Self {
-                        path,
-                        users: MemoryUsers::new(users),
-                    },
-                    None,
-                ))
-            }
+        let keyring = Keyring::open_or_create(&Self::key_file_in(data_dir))?;
+        let parse = |message: String| UsersError::Parse {
+            path: path.clone(),
+            message,
+        };
+        let level_of = |name: &str, level: &str| {
+            UserLevel::parse(level)
+                .ok_or_else(|| parse(format!("user {name} has unknown level {level}")))
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let password = random_password();
                 let admin = User {
@@ -85,34 +121,191 @@ impl FileUsers {
                     password: password.clone(),
                     level: UserLevel::Administrator,
                 };
-                let store = Self {
-                    path,
-                    users: MemoryUsers::new([admin.clone()]),
-                };
+                let store = Self::new(path, keyring, [admin.clone()], HashMap::new());
+                store.credentials.lock().insert(
+                    "admin".into(),
+                    Credentials {
+                        password_hash: hash_password(&password)?,
+                        hashed: password.clone(),
+                        must_change_password: true,
+                    },
+                );
                 store.save(&Users::new([admin]))?;
-                Ok((store, Some(password)))
+                return Ok((store, Some(password)));
             }
-            Err(source) => Err(UsersError::Read { path, source }),
+            Err(source) => return Err(UsersError::Read { path, source }),
+        };
+        if let Ok(old) = serde_json::from_slice::<Vec<StoredUserV1>>(&bytes) {
+            // The first format: seal and hash the passwords, and drop the plaintext.
+            let users = old
+                .into_iter()
+                .map(|u| {
+                    Ok(User {
+                        level: level_of(&u.name, &u.level)?,
+                        name: u.name,
+                        password: u.password,
+                    })
+                })
+                .collect::<Result<Vec<_>, UsersError>>()?;
+            let store = Self::new(path, keyring, users.clone(), HashMap::new());
+            store.save(&Users::new(users))?;
+            tracing::warn!("users file converted: passwords are now hashed and sealed");
+            return Ok((store, None));
+        }
+        let file: UserFile = serde_json::from_slice(&bytes).map_err(|e| parse(e.to_string()))?;
+        if file.format != FORMAT {
+            return Err(parse(format!("unknown format {}", file.format)));
+        }
+        let mut users = Vec::new();
+        let mut credentials = HashMap::new();
+        for u in file.users {
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(&u.sealed_password)
+                .map_err(|_| parse(format!("user {}: bad sealed password", u.name)))?;
+            let password = String::from_utf8(keyring.open(&sealed, u.name.as_bytes())?)
+                .map_err(|_| parse(format!("user {}: bad sealed password", u.name)))?;
+            credentials.insert(
+                u.name.clone(),
+                Credentials {
+                    password_hash: u.password_hash,
+                    hashed: password.clone(),
+                    must_change_password: u.must_change_password,
+                },
+            );
+            users.push(User {
+                level: level_of(&u.name, &u.level)?,
+                name: u.name,
+                password,
+            });
+        }
+        Ok((Self::new(path, keyring, users, credentials), None))
+    }
+
+    fn new(
+        path: PathBuf,
+        keyring: Keyring,
+        users: impl IntoIterator<Item = User>,
+        credentials: HashMap<String, Credentials>,
+    ) -> Self {
+        Self {
+            path,
+            users: MemoryUsers::new(users),
+            keyring,
+            credentials: Mutex::new(credentials),
         }
     }
 
-    /// Writes the whole table (mode 0600, atomically).
+    /// Re-seals every password with a new key, then forgets the old key.
+    pub fn rotate_key(&mut self) -> Result<usize, UsersError> {
+        self.keyring.add_key()?;
+        let users = Users::new(self.users.list());
+        self.save(&users)?;
+        self.keyring.drop_old_keys()?;
+        Ok(users.iter().count())
+    }
+
+    /// Checks a password login against the stored hash; the user if it matches.
+    pub fn verify(&self, name: &str, password: &str) -> Option<User> {
+        let user = self.users.get(name)?;
+        let hash = self.credentials.lock().get(name)?.password_hash.clone();
+        verify_password(&hash, password).then_some(user)
+    }
+
+    /// Whether the user must choose a new password before anything else.
+    pub fn must_change_password(&self, name: &str) -> bool {
+        self.credentials
+            .lock()
+            .get(name)
+            .is_some_and(|c| c.must_change_password)
+    }
+
+    /// Writes the whole table (mode 0600, atomically), hashing new and changed passwords.
+    /// A changed password no longer has to be changed.
     fn save(&self, users: &Users) -> Result<(), UsersError> {
-        let stored: Vec<StoredUser> = users
-            .iter()
-            .map(|u| StoredUser {
+        let mut credentials = self.credentials.lock();
+        let mut next = HashMap::new();
+        let mut stored = Vec::new();
+        for u in users.iter() {
+            let c = match credentials.get(&u.name) {
+                Some(c) if c.hashed == u.password => c.clone(),
+                Some(_) | None => Credentials {
+                    password_hash: hash_password(&u.password)?,
+                    hashed: u.password.clone(),
+                    must_change_password: false,
+                },
+            };
+            let sealed = self
+                .keyring
+                .seal(u.password.as_bytes(), u.name.as_bytes())?;
+            stored.push(StoredUser {
                 name: u.name.clone(),
-                password: u.password.clone(),
                 level: u.level.as_str().into(),
-            })
-            .collect();
+                password_hash: c.password_hash.clone(),
+                sealed_password: base64::engine::general_purpose::STANDARD.encode(sealed),
+                must_change_password: c.must_change_password,
+            });
+            next.insert(u.name.clone(), c);
+        }
         let write_error = |source| UsersError::Write {
             path: self.path.clone(),
             source,
         };
-        let text = serde_json::to_vec_pretty(&stored)
-            .map_err(|e| write_error(std::io::Error::other(e)))?;
-        crate::private_file::write(&self.path, &text).map_err(write_error)
+        let text = serde_json::to_vec_pretty(&UserFile {
+            format: FORMAT,
+            users: stored,
+        })
+        .map_err(|e| write_error(std::io::Error::other(e)))?;
+        crate::private_file::write(&self.path, &text).map_err(write_error)?;
+        *credentials = next;
+        Ok(())
+    }
+}
+
+fn scrypt(
+    password: &str,
+    salt: &[u8],
+    log_n: u8,
+    r: u64,
+    p: u64,
+) -> Result<[u8; 32], openssl::error::ErrorStack> {
+    let mut key = [0u8; 32];
+    let n = 1u64 << log_n;
+    // The memory scrypt needs (128 r N bytes), plus room.
+    let max_mem = 256 * r * n;
+    openssl::pkcs5::scrypt(password.as_bytes(), salt, n, r, p, max_mem, &mut key)?;
+    Ok(key)
+}
+
+fn hash_password(password: &str) -> Result<String, openssl::error::ErrorStack> {
+    let mut salt = [0u8; 16];
+    openssl::rand::rand_bytes(&mut salt)?;
+    let key = scrypt(password, &salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(format!(
+        "scrypt${SCRYPT_LOG_N}${SCRYPT_R}${SCRYPT_P}${}${}",
+        b64.encode(salt),
+        b64.encode(key)
+    ))
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    let parts: Vec<&str> = hash.split('$').collect();
+    let [_, log_n, r, p, salt, key] = parts[..] else {
+        return false;
+    };
+    let (Ok(log_n), Ok(r), Ok(p)) = (log_n.parse::<u8>(), r.parse(), p.parse()) else {
+        return false;
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (Ok(salt), Ok(key)) = (b64.decode(salt), b64.decode(key)) else {
+        return false;
+    };
+    if log_n > 20 || key.len() != 32 {
+        return false;
+    }
+    match scrypt(password, &salt, log_n, r, p) {
+        Ok(derived) => openssl::memcmp::eq(&derived, &key),
+        Err(_) => false,
     }
 }
 
@@ -179,5 +372,76 @@ mod tests {
         assert!(none.is_none());
         assert_eq!(again.get("viewer").unwrap().level, UserLevel::User);
         assert_eq!(again.get("admin").unwrap().password, password);
+    }
+
+    #[test]
+    fn passwords_are_hashed_and_sealed_never_stored_plain() {
+        let dir = tempfile::tempdir().unwrap();
+        let (users, first) = FileUsers::open(dir.path()).unwrap();
+        let first = first.unwrap();
+        assert!(users.must_change_password("admin"));
+        assert!(users.verify("admin", &first).is_some());
+        assert!(users.verify("admin", "wrong").is_none());
+        assert!(users.verify("nobody", &first).is_none());
+        let text = std::fs::read_to_string(FileUsers::path_in(dir.path())).unwrap();
+        assert!(!text.contains(&first), "a plaintext password in the file");
+        assert!(text.contains("scrypt$15$8$1$"));
+
+        users
+            .change(&|u| {
+                u.set(
+                    "admin",
+                    Some("a new secret".into()),
+                    UserLevel::Administrator,
+                )
+            })
+            .unwrap();
+        assert!(
+            !users.must_change_password("admin"),
+            "changed, so no longer forced"
+        );
+        let (again, _) = FileUsers::open(dir.path()).unwrap();
+        assert!(again.verify("admin", "a new secret").is_some());
+        assert!(again.verify("admin", &first).is_none());
+        assert_eq!(
+            again.get("admin").unwrap().password,
+            "a new secret",
+            "ONVIF digest needs it"
+        );
+        assert!(!std::fs::read_to_string(FileUsers::path_in(dir.path()))
+            .unwrap()
+            .contains("a new secret"));
+
+        // A new key re-seals them; the old key is gone.
+        let (mut again, _) = FileUsers::open(dir.path()).unwrap();
+        let old_key = std::fs::read_to_string(FileUsers::key_file_in(dir.path())).unwrap();
+        assert_eq!(again.rotate_key().unwrap(), 1);
+        let new_key = std::fs::read_to_string(FileUsers::key_file_in(dir.path())).unwrap();
+        assert_ne!(old_key, new_key);
+        assert_eq!(new_key.lines().count(), 1);
+        let (again, _) = FileUsers::open(dir.path()).unwrap();
+        assert!(again.verify("admin", "a new secret").is_some());
+
+        // Without the users' key, the passwords cannot be recovered.
+        std::fs::remove_file(FileUsers::key_file_in(dir.path())).unwrap();
+        assert!(FileUsers::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_first_format_file_is_converted_and_loses_its_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = FileUsers::path_in(dir.path());
+        std::fs::write(
+            &path,
+            r#"[{"name":"ha","password":"ha-secret","level":"Operator"}]"#,
+        )
+        .unwrap();
+        let (users, first) = FileUsers::open(dir.path()).unwrap();
+        assert!(first.is_none());
+        assert_eq!(users.get("ha").unwrap().password, "ha-secret");
+        assert!(users.verify("ha", "ha-secret").is_some());
+        assert!(!std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("ha-secret"));
     }
 }

@@ -185,6 +185,43 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
         .collect();
     assert!(!rows.is_empty() && rows.iter().all(|r| r["camera"] == "cam2"));
 
+    // Key rotation: the thumbnail reads back the same through the new key.
+    let before = data.join("before.jpg");
+    let o = vigil(
+        data,
+        &[
+            "sightings",
+            "show",
+            &probe,
+            "--thumbnail",
+            before.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = vigil(data, &["key", "rotate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("re-encrypted 2000 thumbnails"),
+        "{}",
+        stdout(&o)
+    );
+    let after = data.join("after.jpg");
+    let o = vigil(
+        data,
+        &[
+            "sightings",
+            "show",
+            &probe,
+            "--thumbnail",
+            after.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&before).unwrap(),
+        std::fs::read(&after).unwrap()
+    );
+
     let o = vigil(data, &["audit", "list"]);
     let records: Vec<serde_json::Value> = stdout(&o)
         .lines()
@@ -194,7 +231,17 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
         .iter()
         .map(|r| r["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["sightings.search", "sightings.search"]);
+    assert_eq!(
+        actions,
+        [
+            "sightings.search",
+            "sightings.search",
+            "sightings.read",
+            "key.rotate",
+            "key.rotate",
+            "sightings.read"
+        ]
+    );
     assert_eq!(records[0]["detail"]["sighting"], probe.as_str());
     let o = vigil(data, &["audit", "verify"]);
     assert!(o.status.success(), "{}", stdout(&o));

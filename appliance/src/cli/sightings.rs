@@ -112,8 +112,8 @@ pub enum IndexCommand {
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
-    /// A new thumbnail key: every thumbnail is re-encrypted with it, then the old key is
-    /// destroyed. Stop the daemon first.
+    /// New keys for thumbnails and for the users' sealed passwords: everything is
+    /// re-encrypted with them, then the old keys are destroyed. Stop the daemon first.
     Rotate,
 }
 
@@ -354,9 +354,16 @@ pub fn index(ctx: &Context, command: IndexCommand) -> anyhow::Result<ExitCode> {
 pub fn key(ctx: &Context, command: KeyCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeyCommand::Rotate => {
-            let n = ctx.sightings(true)?.rotate_key()?;
+            // The store's lock also tells that no daemon is running (it holds the users too).
+            let store = ctx.sightings(true)?;
+            let n = store.rotate_key()?;
             ctx.audit("key.rotate", "thumbnails", json!({ "resealed": n }))?;
             println!("re-encrypted {n} thumbnails with a new key; the old key is destroyed");
+            let (mut users, _) = vigil::users::FileUsers::open(&ctx.data_dir)?;
+            let n = users.rotate_key()?;
+            ctx.audit("key.rotate", "users", json!({ "resealed": n }))?;
+            println!("re-encrypted {n} user passwords with a new key; the old key is destroyed");
+            drop(store);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,6 @@
 //! searchable metadata and is rebuilt from RocksDB whenever the two disagree, and an
 //! in-memory int8 [`vector_index`] answers face searches. See `DESIGN.md` beside this file.
 
-mod cipher;
 mod keys;
 mod metadata_index;
 pub mod recorder;
@@ -21,7 +20,6 @@ use uuid::Uuid;
 
 use crate::vision::BoundingBox;
 
-pub use cipher::{CipherError, ThumbnailCipher};
 pub use store::{
     DeletionReport, FaceHit, OpenReport, Page, QueryResult, SightingStore, StoreError,
     StoreOptions, StoreStats, WriteState,

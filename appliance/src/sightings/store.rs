@@ -18,12 +18,12 @@ use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::cipher::{CipherError, ThumbnailCipher};
 use super::keys::{self, MATCHED, UNREGISTERED};
 use super::metadata_index::MetadataIndex;
 use super::vector_index::{Entry, VectorIndex};
 use super::{Filter, NewSighting, Sighting, SightingId};
 use crate::int8::dot_f32;
+use crate::keyring::{Keyring, KeyringError};
 use crate::rocks::synced;
 use crate::vision::EMBEDDING_DIM;
 
@@ -47,7 +47,7 @@ pub enum StoreError {
     #[error("sighting index: {0}")]
     Index(#[from] tantivy::TantivyError),
     #[error("thumbnail key: {0}")]
-    Cipher(#[from] CipherError),
+    Cipher(#[from] KeyringError),
     #[error("corrupt {what} for sighting {id}")]
     Corrupt { what: &'static str, id: SightingId },
     #[error("disk full: {available} bytes free in {dir}, {required} required; nothing new is stored until space is freed")]
@@ -131,7 +131,7 @@ pub struct OpenReport {
 pub struct SightingStore {
     dir: PathBuf,
     db: DB,
-    cipher: RwLock<ThumbnailCipher>,
+    cipher: RwLock<Keyring>,
     vectors: RwLock<VectorIndex>,
     metadata: MetadataIndex,
     seq: AtomicU64,
@@ -167,7 +167,7 @@ impl SightingStore {
         } else {
             DB::open_cf_for_read_only(&Options::default(), &db_dir, ALL_CFS, false)?
         };
-        let cipher = ThumbnailCipher::open_or_create(&options.key_file)?;
+        let cipher = Keyring::open_or_create(&options.key_file)?;
         let metadata = MetadataIndex::open(&dir.join("index"), options.writable)?;
         let seq = db
             .get_cf(db.cf_handle(CF_META).expect("meta cf"), META_SEQ)?

@@ -1,10 +1,11 @@
-//! Thumbnails at rest: AES-256-GCM through OpenSSL.
+//! Secrets at rest (thumbnails, the users' ONVIF passwords): AES-256-GCM through OpenSSL.
 //!
-//! The keys live in one keyring file (mode 0600 in a mode-0700 folder), one `id key` line per
-//! key, the last line being the key new thumbnails are sealed with. Rotation appends a key,
-//! re-seals every thumbnail with it and then drops the old keys (see `vigil key rotate`).
-//! A sealed thumbnail is `1 | key id (4) | nonce (12) | ciphertext | tag (16)`, and the
-//! sighting's key is bound in as associated data, so a blob moved to another record fails.
+//! The keys live in one keyring file per use (mode 0600 in a mode-0700 folder), one `id key`
+//! line per key, the last line being the key new data is sealed with. Rotation appends a
+//! key, re-seals everything with it and then drops the old keys (see `vigil key rotate`).
+//! A sealed blob is `1 | key id (4) | nonce (12) | ciphertext | tag (16)`, and the caller's
+//! context (a record key, a user name) is bound in as associated data, so a blob moved to
+//! another record fails.
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ const TAG: usize = 16;
 const HEADER: usize = 1 + 4 + NONCE;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CipherError {
+pub enum KeyringError {
     #[error("key file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -27,9 +28,9 @@ pub enum CipherError {
     Malformed { path: PathBuf, line: usize },
     #[error("key file {0} holds no key")]
     Empty(PathBuf),
-    #[error("thumbnail sealed with key {0:08x}, which the key file does not hold")]
+    #[error("data sealed with key {0:08x}, which the key file does not hold")]
     UnknownKey(u32),
-    #[error("thumbnail does not decrypt: altered, truncated or moved")]
+    #[error("sealed data does not decrypt: altered, truncated or moved")]
     Corrupt,
     #[error("openssl: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
@@ -42,15 +43,15 @@ struct Key {
 }
 
 /// The keyring: opened from (or created in) its file.
-pub struct ThumbnailCipher {
+pub struct Keyring {
     path: PathBuf,
     keys: Vec<Key>,
 }
 
-impl ThumbnailCipher {
+impl Keyring {
     /// Opens the keyring at `path`, creating it with one fresh key at first start.
-    pub fn open_or_create(path: &Path) -> Result<Self, CipherError> {
-        let io = |source| CipherError::Io {
+    pub fn open_or_create(path: &Path) -> Result<Self, KeyringError> {
+        let io = |source| KeyringError::Io {
             path: path.to_path_buf(),
             source,
         };
@@ -81,7 +82,7 @@ impl ThumbnailCipher {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let malformed = || CipherError::Malformed {
+            let malformed = || KeyringError::Malformed {
                 path: path.to_path_buf(),
                 line: n + 1,
             };
@@ -92,7 +93,7 @@ impl ThumbnailCipher {
             keys.push(Key { id, bytes });
         }
         if keys.is_empty() {
-            return Err(CipherError::Empty(path.to_path_buf()));
+            return Err(KeyringError::Empty(path.to_path_buf()));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -100,13 +101,13 @@ impl ThumbnailCipher {
         })
     }
 
-    fn save(&self) -> Result<(), CipherError> {
+    fn save(&self) -> Result<(), KeyringError> {
         let text: String = self
             .keys
             .iter()
             .map(|k| format!("{:08x} {}\n", k.id, encode_hex(&k.bytes)))
             .collect();
-        crate::private_file::write(&self.path, text.as_bytes()).map_err(|source| CipherError::Io {
+        crate::private_file::write(&self.path, text.as_bytes()).map_err(|source| KeyringError::Io {
             path: self.path.clone(),
             source,
         })
@@ -121,7 +122,7 @@ impl ThumbnailCipher {
     }
 
     /// Encrypts `plain` for the record `context`.
-    pub fn seal(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>, CipherError> {
+    pub fn seal(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>, KeyringError> {
         let key = self.current();
         let mut nonce = [0u8; NONCE];
         openssl::rand::rand_bytes(&mut nonce)?;
@@ -143,16 +144,16 @@ impl ThumbnailCipher {
         Ok(out)
     }
 
-    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, CipherError> {
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, KeyringError> {
         if sealed.len() < HEADER + TAG || sealed[0] != FORMAT {
-            return Err(CipherError::Corrupt);
+            return Err(KeyringError::Corrupt);
         }
         let id = u32::from_be_bytes(sealed[1..5].try_into().expect("4 bytes"));
         let key = self
             .keys
             .iter()
             .find(|k| k.id == id)
-            .ok_or(CipherError::UnknownKey(id))?;
+            .ok_or(KeyringError::UnknownKey(id))?;
         let (body, tag) = sealed[HEADER..].split_at(sealed.len() - HEADER - TAG);
         decrypt_aead(
             Cipher::aes_256_gcm(),
@@ -162,7 +163,7 @@ impl ThumbnailCipher {
             body,
             tag,
         )
-        .map_err(|_| CipherError::Corrupt)
+        .map_err(|_| KeyringError::Corrupt)
     }
 
     /// Whether `sealed` was sealed with the current key.
@@ -171,7 +172,7 @@ impl ThumbnailCipher {
     }
 
     /// Step one of a rotation: a new current key, saved before anything is sealed with it.
-    pub fn add_key(&mut self) -> Result<u32, CipherError> {
+    pub fn add_key(&mut self) -> Result<u32, KeyringError> {
         let mut key = fresh_key()?;
         while self.keys.iter().any(|k| k.id == key.id) {
             key = fresh_key()?;
@@ -182,7 +183,7 @@ impl ThumbnailCipher {
     }
 
     /// Last step of a rotation, once nothing is sealed with the old keys: forget them.
-    pub fn drop_old_keys(&mut self) -> Result<usize, CipherError> {
+    pub fn drop_old_keys(&mut self) -> Result<usize, KeyringError> {
         let old = self.keys.len() - 1;
         self.keys.drain(..old);
         self.save()?;
@@ -190,7 +191,7 @@ impl ThumbnailCipher {
     }
 }
 
-fn fresh_key() -> Result<Key, CipherError> {
+fn fresh_key() -> Result<Key, KeyringError> {
     let mut bytes = [0u8; 32];
     openssl::rand::rand_bytes(&mut bytes)?;
     let mut id = [0u8; 4];
@@ -223,7 +224,7 @@ mod tests {
     fn seals_opens_binds_context_and_survives_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/thumbnails.keys");
-        let mut ring = ThumbnailCipher::open_or_create(&path).unwrap();
+        let mut ring = Keyring::open_or_create(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let sealed = ring.seal(b"jpeg bytes", b"ctx").unwrap();
@@ -231,24 +232,24 @@ mod tests {
         assert_eq!(ring.open(&sealed, b"ctx").unwrap(), b"jpeg bytes");
         assert!(matches!(
             ring.open(&sealed, b"other"),
-            Err(CipherError::Corrupt)
+            Err(KeyringError::Corrupt)
         ));
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert!(matches!(
             ring.open(&flipped, b"ctx"),
-            Err(CipherError::Corrupt)
+            Err(KeyringError::Corrupt)
         ));
 
         ring.add_key().unwrap();
         assert!(!ring.is_current(&sealed));
-        let reopened = ThumbnailCipher::open_or_create(&path).unwrap();
+        let reopened = Keyring::open_or_create(&path).unwrap();
         assert_eq!(reopened.open(&sealed, b"ctx").unwrap(), b"jpeg bytes");
         ring.drop_old_keys().unwrap();
-        let reopened = ThumbnailCipher::open_or_create(&path).unwrap();
+        let reopened = Keyring::open_or_create(&path).unwrap();
         assert!(matches!(
             reopened.open(&sealed, b"ctx"),
-            Err(CipherError::UnknownKey(_))
+            Err(KeyringError::UnknownKey(_))
         ));
     }
 }
