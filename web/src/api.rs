@@ -1,0 +1,449 @@
+//! The REST API under `/api/v1` (documented in `openapi.json`) and `/metrics`.
+//!
+//! Every route but the login and the OpenAPI file needs a session; each states the lowest
+//! role it allows. A session whose password must be changed can only read itself, change
+//! the password, or log out. Requests that change anything must carry the session's CSRF
+//! token in `X-CSRF-Token`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::port::{Account, Appliance, Caller, Role};
+use crate::sessions::{Session, Sessions};
+use crate::{Peer, MAX_JSON_BODY};
+
+const COOKIE: &str = "vigil_session";
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// A refusal with its status and a message for the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+fn refuse(status: StatusCode, message: &str) -> Rejection {
+    warp::reject::custom(ApiError {
+        status,
+        message: message.into(),
+    })
+}
+
+/// The caller of an authenticated request.
+#[derive(Clone)]
+struct Ctx {
+    token: String,
+    session: Session,
+    account: Account,
+    caller: Caller,
+}
+
+type App = Arc<dyn Appliance>;
+
+fn with<T: Clone + Send>(value: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
+    warp::any().map(move || value.clone())
+}
+
+fn peer() -> impl Filter<Extract = (std::net::IpAddr,), Error = Infallible> + Clone {
+    warp::ext::optional::<Peer>()
+        .map(|p: Option<Peer>| p.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip()))
+}
+
+/// A logged-in caller of at least `role`; with `allow_pending`, also one who still has to
+/// change the first password.
+fn caller(
+    app: App,
+    sessions: Arc<Sessions>,
+    role: Role,
+    allow_pending: bool,
+) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+    warp::cookie::optional::<String>(COOKIE)
+        .and(peer())
+        .and(with(app))
+        .and(with(sessions))
+        .and_then(
+            move |token: Option<String>, peer, app: App, sessions: Arc<Sessions>| async move {
+                let token =
+                    token.ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "log in first"))?;
+                let session = sessions.get(&token).ok_or_else(|| {
+                    refuse(StatusCode::UNAUTHORIZED, "session expired; log in again")
+                })?;
+                let account = app
+                    .account(&session.user)
+                    .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "no such user any more"))?;
+                if account.must_change_password && !allow_pending {
+                    return Err(refuse(
+                        StatusCode::FORBIDDEN,
+                        "change the first password first",
+                    ));
+                }
+                if account.role < role {
+                    return Err(refuse(
+                        StatusCode::FORBIDDEN,
+                        "your role does not allow this",
+                    ));
+                }
+                let caller = Caller {
+                    user: account.name.clone(),
+                    peer,
+                };
+                Ok::<_, Rejection>(Ctx {
+                    token,
+                    session,
+                    account,
+                    caller,
+                })
+            },
+        )
+}
+
+/// Refuses a state change without the session's CSRF token.
+fn csrf_checked(ctx: Ctx, header: Option<String>) -> Result<Ctx, Rejection> {
+    let given = header.unwrap_or_default();
+    // (`memcmp::eq` compares equal lengths only, in constant time.)
+    if given.len() == ctx.session.csrf.len()
+        && openssl::memcmp::eq(given.as_bytes(), ctx.session.csrf.as_bytes())
+    {
+        Ok(ctx)
+    } else {
+        Err(refuse(
+            StatusCode::FORBIDDEN,
+            "missing or wrong X-CSRF-Token",
+        ))
+    }
+}
+
+fn changing(
+    app: App,
+    sessions: Arc<Sessions>,
+    role: Role,
+    allow_pending: bool,
+) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+    caller(app, sessions, role, allow_pending)
+        .and(warp::header::optional::<String>("x-csrf-token"))
+        .and_then(|ctx, header| async move { csrf_checked(ctx, header) })
+}
+
+fn json_body<T: serde::de::DeserializeOwned + Send>(
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_JSON_BODY).and(warp::body::json())
+}
+
+fn json_reply(status: StatusCode, value: &serde_json::Value) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+fn me(ctx: &Ctx) -> serde_json::Value {
+    json!({
+        "user": ctx.account.name,
+        "role": ctx.account.role,
+        "must_change_password": ctx.account.must_change_password,
+        "csrf_token": ctx.session.csrf,
+    })
+}
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+fn session_cookie(token: &str, max_age: u32) -> HeaderValue {
+    format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+        .parse()
+        .expect("a token is header-safe")
+}
+
+pub fn routes(
+    app: App,
+    sessions: Arc<Sessions>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let v1 = warp::path("api").and(warp::path("v1"));
+
+    let login = v1
+        .and(warp::path!("session"))
+        .and(warp::post())
+        .and(json_body::<Login>())
+        .and(peer())
+        .and(with(app.clone()))
+        .and(with(sessions.clone()))
+        .and_then(
+            |login: Login, peer, app: App, sessions: Arc<Sessions>| async move {
+                if sessions.blocked(peer, &login.user) {
+                    return Err(refuse(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many failed logins; try again in a minute",
+                    ));
+                }
+                // The KDF is deliberately slow: off the async workers.
+                let (user, password) = (login.user.clone(), login.password);
+                let checker = app.clone();
+                let account =
+                    tokio::task::spawn_blocking(move || checker.verify_login(&user, &password))
+                        .await
+                        .map_err(|_| {
+                            refuse(StatusCode::INTERNAL_SERVER_ERROR, "login check failed")
+                        })?;
+                let caller = Caller {
+                    user: login.user.clone(),
+                    peer,
+                };
+                let Some(account) = account else {
+                    sessions.failed(peer, &login.user);
+                    app.audit(
+                        &caller,
+                        "session.login_failed",
+                        &login.user,
+                        serde_json::Value::Null,
+                    );
+                    return Err(refuse(StatusCode::UNAUTHORIZED, "wrong user or password"));
+                };
+                sessions.succeeded(peer, &login.user);
+                let (token, csrf) = sessions.start(&account.name);
+                app.audit(
+                    &caller,
+                    "session.login",
+                    &account.name,
+                    serde_json::Value::Null,
+                );
+                let mut response = json_reply(
+                    StatusCode::OK,
+                    &json!({
+                        "user": account.name,
+                        "role": account.role,
+                        "must_change_password": account.must_change_password,
+                        "csrf_token": csrf,
+                    }),
+                );
+                response
+                    .headers_mut()
+                    .insert(SET_COOKIE, session_cookie(&token, 12 * 3600));
+                Ok::<_, Rejection>(response)
+            },
+        );
+
+    let whoami = v1
+        .and(warp::path!("session"))
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Viewer, true))
+        .map(|ctx: Ctx| json_reply(StatusCode::OK, &me(&ctx)));
+
+    let logout = v1
+        .and(warp::path!("session"))
+        .and(warp::delete())
+        .and(changing(app.clone(), sessions.clone(), Role::Viewer, true))
+        .and(with(sessions.clone()))
+        .and(with(app.clone()))
+        .map(|ctx: Ctx, sessions: Arc<Sessions>, app: App| {
+            sessions.end(&ctx.token);
+            app.audit(
+                &ctx.caller,
+                "session.logout",
+                &ctx.account.name,
+                serde_json::Value::Null,
+            );
+            let mut response =
+                warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
+            response
+                .headers_mut()
+                .insert(SET_COOKIE, session_cookie("", 0));
+            response
+        });
+
+    let change_password = v1
+        .and(warp::path!("session" / "password"))
+        .and(warp::post())
+        .and(changing(app.clone(), sessions.clone(), Role::Viewer, true))
+        .and(json_body::<PasswordChange>())
+        .and(with(app.clone()))
+        .and(with(sessions.clone()))
+        .and_then(
+            |ctx: Ctx, change: PasswordChange, app: App, sessions: Arc<Sessions>| async move {
+                if change.new.chars().count() < 10 {
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "a password needs at least 10 characters",
+                    ));
+                }
+                if change.new == change.current {
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "the new password must differ",
+                    ));
+                }
+                let (user, current, new) = (ctx.account.name.clone(), change.current, change.new);
+                let worker = app.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    worker
+                        .verify_login(&user, &current)
+                        .ok_or_else(|| "the current password is wrong".to_string())?;
+                    worker.change_password(&user, &new)
+                })
+                .await
+                .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "password change failed"))?;
+                if let Err(why) = result {
+                    return Err(refuse(StatusCode::BAD_REQUEST, &why));
+                }
+                sessions.end_others(&ctx.account.name, &ctx.token);
+                app.audit(
+                    &ctx.caller,
+                    "user.password_change",
+                    &ctx.account.name,
+                    serde_json::Value::Null,
+                );
+                Ok::<_, Rejection>(
+                    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response(),
+                )
+            },
+        );
+
+    let system = v1
+        .and(warp::path!("system"))
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Viewer, false))
+        .and(with(app.clone()))
+        .map(|_ctx: Ctx, app: App| json_reply(StatusCode::OK, &app.system()));
+
+    let cameras = v1
+        .and(warp::path!("cameras"))
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Viewer, false))
+        .and(with(app.clone()))
+        .map(|_ctx: Ctx, app: App| json_reply(StatusCode::OK, &app.cameras()));
+
+    let events = v1
+        .and(warp::path!("events"))
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Viewer, false))
+        .and(with(app.clone()))
+        .map(|_ctx: Ctx, app: App| {
+            let receiver = app.subscribe();
+            let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(value) => {
+                            let kind = value["type"].as_str().unwrap_or("event").to_string();
+                            let event = warp::sse::Event::default().event(kind).json_data(&*value);
+                            return Some((event, receiver));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+            warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
+        });
+
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(with(app.clone()))
+        .map(|_ctx: Ctx, app: App| {
+            let mut response = Response::new(app.metrics().into());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        });
+
+    let openapi = v1
+        .and(warp::path!("openapi.json"))
+        .and(warp::get())
+        .map(|| {
+            let mut response = Response::new(OPENAPI.into());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        });
+
+    login
+        .or(whoami)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(change_password)
+        .unify()
+        .or(system)
+        .unify()
+        .or(cameras)
+        .unify()
+        .or(events)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(openapi)
+        .unify()
+}
+
+/// Turns refusals into JSON answers with their status.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
+        (e.status, e.message.clone())
+    } else if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found".into())
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large".into(),
+        )
+    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        (StatusCode::BAD_REQUEST, format!("bad request body: {e}"))
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "send JSON".into())
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "Content-Length required".into(),
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        // Last: another route of the same path refusing the method says nothing when this
+        // one refused the body.
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
+    } else {
+        tracing::warn!(?rejection, "unhandled web rejection");
+        (StatusCode::BAD_REQUEST, "bad request".into())
+    };
+    Ok(json_reply(status, &json!({ "error": message })))
+}
+
+/// The headers every answer carries.
+pub fn secure(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let set = |headers: &mut warp::http::HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    set(headers, "strict-transport-security", "max-age=31536000");
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "referrer-policy", "no-referrer");
+    if !headers.contains_key(CACHE_CONTROL) {
+        set(headers, "cache-control", "no-store");
+    }
+    response
+}

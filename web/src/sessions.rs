@@ -1,0 +1,129 @@
+//! Login sessions and the login lock-out.
+//!
+//! A session is a random 256-bit token in a `Secure; HttpOnly; SameSite=Strict` cookie, with
+//! its own CSRF token that every state-changing request must echo in `X-CSRF-Token`. Sessions
+//! end after 30 idle minutes or 12 hours. Five failed logins within a minute, from one address
+//! or for one user, block further attempts for a minute.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+const IDLE: Duration = Duration::from_secs(30 * 60);
+const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+const MAX_FAILURES: usize = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const BLOCK: Duration = Duration::from_secs(60);
+const MAX_SESSIONS: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: String,
+    pub csrf: String,
+    created: Instant,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    by_token: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<String, (Vec<Instant>, Option<Instant>)>>,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    openssl::rand::rand_bytes(&mut bytes).expect("the kernel's random generator works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Sessions {
+    /// Starts a session: `(token, csrf)`.
+    pub fn start(&self, user: &str) -> (String, String) {
+        let mut sessions = self.by_token.lock();
+        let now = Instant::now();
+        sessions.retain(|_, s| !expired(s, now));
+        if sessions.len() >= MAX_SESSIONS {
+            // Drop the least recently used.
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(t, _)| t.clone())
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        let (token, csrf) = (random_token(), random_token());
+        sessions.insert(
+            token.clone(),
+            Session {
+                user: user.into(),
+                csrf: csrf.clone(),
+                created: now,
+                last_seen: now,
+            },
+        );
+        (token, csrf)
+    }
+
+    /// The live session of `token`, touched.
+    pub fn get(&self, token: &str) -> Option<Session> {
+        let mut sessions = self.by_token.lock();
+        let now = Instant::now();
+        let session = sessions.get_mut(token)?;
+        if expired(session, now) {
+            sessions.remove(token);
+            return None;
+        }
+        session.last_seen = now;
+        Some(session.clone())
+    }
+
+    pub fn end(&self, token: &str) {
+        self.by_token.lock().remove(token);
+    }
+
+    /// Ends every session of `user` but `keep` (after a password change).
+    pub fn end_others(&self, user: &str, keep: &str) {
+        self.by_token
+            .lock()
+            .retain(|token, s| s.user != user || token == keep);
+    }
+
+    /// Whether logins from `peer` or for `user` are blocked now.
+    pub fn blocked(&self, peer: IpAddr, user: &str) -> bool {
+        let now = Instant::now();
+        let failures = self.failures.lock();
+        [peer.to_string(), format!("user:{user}")].iter().any(|k| {
+            failures
+                .get(k)
+                .and_then(|(_, until)| *until)
+                .is_some_and(|u| now < u)
+        })
+    }
+
+    pub fn failed(&self, peer: IpAddr, user: &str) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock();
+        for key in [peer.to_string(), format!("user:{user}")] {
+            let (times, until) = failures.entry(key).or_default();
+            times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+            times.push(now);
+            if times.len() >= MAX_FAILURES {
+                *until = Some(now + BLOCK);
+                times.clear();
+            }
+        }
+    }
+
+    pub fn succeeded(&self, peer: IpAddr, user: &str) {
+        let mut failures = self.failures.lock();
+        failures.remove(&peer.to_string());
+        failures.remove(&format!("user:{user}"));
+    }
+}
+
+fn expired(s: &Session, now: Instant) -> bool {
+    now.duration_since(s.last_seen) > IDLE || now.duration_since(s.created) > LIFETIME
+}
