@@ -26,10 +26,17 @@ pub struct Session {
     last_seen: Instant,
 }
 
+/// Failed logins of one address or one user.
+#[derive(Default)]
+struct Failures {
+    recent: Vec<Instant>,
+    blocked_until: Option<Instant>,
+}
+
 #[derive(Default)]
 pub struct Sessions {
     by_token: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<String, (Vec<Instant>, Option<Instant>)>>,
+    failures: Mutex<HashMap<String, Failures>>,
 }
 
 fn random_token() -> String {
@@ -107,12 +114,12 @@ impl Sessions {
         let now = Instant::now();
         let mut failures = self.failures.lock();
         for key in [peer.to_string(), format!("user:{user}")] {
-            let (times, until) = failures.entry(key).or_default();
-            times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-            times.push(now);
-            if times.len() >= MAX_FAILURES {
-                *until = Some(now + BLOCK);
-                times.clear();
+            let f = failures.entry(key).or_default();
+            f.recent.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+            f.recent.push(now);
+            if f.recent.len() >= MAX_FAILURES {
+                f.blocked_until = Some(now + BLOCK);
+                f.recent.clear();
             }
         }
     }
