@@ -105,7 +105,7 @@ impl Sessions {
         [peer.to_string(), format!("user:{user}")].iter().any(|k| {
             failures
                 .get(k)
-                .and_then(|(_, until)| *until)
+                .and_then(|f| f.blocked_until)
                 .is_some_and(|u| now < u)
         })
     }
