@@ -156,9 +156,19 @@ fn main() {
             discovery_interfaces: Vec::new(),
             ..OnvifConfig::default()
         };
-        let (service, password) = OnvifService::start(&config, data.path(), LiveView::default(), &bus, Box::new(|| {}), None)
-            .await
-            .expect("ONVIF service");
+        let (users, password) = vigil::users::FileUsers::open(data.path()).expect("users");
+        let service = OnvifService::start(
+            &config,
+            data.path(),
+            LiveView::default(),
+            &bus,
+            Arc::new(users),
+            Box::new(|| {}),
+            None,
+            None,
+        )
+        .await
+        .expect("ONVIF service");
         let target = Arc::new(Target {
             client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http(),
             base: format!("http://{}", service.address),

@@ -31,6 +31,7 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub analysis: AnalysisConfig,
     pub onvif: OnvifConfig,
+    pub web: WebConfig,
     pub privacy: PrivacyConfig,
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -106,6 +107,25 @@ impl Default for OnvifConfig {
             location: "unset".into(),
             notify_allow: vec!["127.0.0.0/8".into()],
             max_subscriptions: 256,
+        }
+    }
+}
+
+/// The browser UI and REST API, over HTTPS only (the certificate of `tls/` in the data
+/// directory, as for ONVIF). The `/onvif/` paths are served here too.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub enabled: bool,
+    /// Address of the HTTPS server (port 0: any free port).
+    pub listen: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8443".into(),
         }
     }
 }
@@ -374,6 +394,12 @@ impl Config {
         }
         if !(1..=1000).contains(&a.queue_frames) {
             return Err(invalid("analysis.queue_frames".into(), "must be 1 to 1000"));
+        }
+        if self.web.enabled && self.web.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "web.listen".into(),
+                "must be an IP address and port, e.g. 127.0.0.1:8443",
+            ));
         }
         let p = &self.privacy;
         for (key, days) in [

@@ -21,3 +21,4 @@ pub mod tracking;
 pub mod users;
 pub mod vision;
 pub mod watchlist;
+pub mod web_adapter;

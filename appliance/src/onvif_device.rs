@@ -403,17 +403,19 @@ pub struct OnvifService {
 }
 
 impl OnvifService {
-    /// Starts serving on the configured address; must run inside a Tokio runtime.
-    /// Returns the service and, on the very first start, the generated admin password.
+    /// Starts serving on the configured address; must run inside a Tokio runtime. With
+    /// `web_https_port`, the plain-HTTP listener redirects everything but ONVIF there.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         config: &crate::config::OnvifConfig,
         data_dir: &Path,
         live: LiveView,
         bus: &EventBus,
+        users: Arc<crate::users::FileUsers>,
         restart: Box<dyn Fn() + Send + Sync>,
         audit: Option<Arc<AuditLog>>,
-    ) -> Result<(Self, Option<String>), OnvifStartError> {
-        let (users, first_password) = crate::users::FileUsers::open(data_dir)?;
+        web_https_port: Option<u16>,
+    ) -> Result<Self, OnvifStartError> {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| OnvifStartError::Listen {
@@ -435,13 +437,8 @@ impl OnvifService {
                     address: config.https_listen.clone(),
                     source,
                 })?;
-            let files = crate::tls::CertificateFiles::in_data_dir(data_dir);
-            let mut names = vec![onvif::system::hostname(), "localhost".to_string()];
-            names.extend(listener.local_addr().ok().map(|a| a.ip().to_string()));
-            if files.ensure(&names)? {
-                tracing::info!(certificate = %files.certificate.display(), "made a self-signed TLS certificate");
-            }
-            Some((listener, Arc::new(files.acceptor()?)))
+            let acceptor = crate::tls::acceptor_for(data_dir, listener.local_addr().ok())?;
+            Some((listener, Arc::new(acceptor)))
         };
         let https_address = https.as_ref().and_then(|(l, _)| l.local_addr().ok());
         let device_config = onvif::DeviceConfig {
@@ -463,19 +460,24 @@ impl OnvifService {
             https_ports: https_address.iter().map(|a| a.port()).collect(),
         };
         let product = Arc::new(VigilProduct::new(live, data_dir, restart, audit));
-        let device = Device::new(device_config, product, Arc::new(users))?;
+        let device = Device::new(device_config, product, users)?;
         device.events().set_image_base(&format!("http://{address}"));
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let router = crate::http::Router {
+            device: Some(device.clone()),
+            web: None,
+            https_port: web_https_port,
+        };
         tokio::spawn(crate::http::serve(
             listener,
-            device.clone(),
+            router.clone(),
             None,
             stopped.clone(),
         ));
         if let Some((listener, acceptor)) = https {
             tokio::spawn(crate::http::serve(
                 listener,
-                device.clone(),
+                router,
                 Some(acceptor),
                 stopped.clone(),
             ));
@@ -515,16 +517,13 @@ impl OnvifService {
             )))
         };
         tracing::info!(%address, "ONVIF device service listening");
-        Ok((
-            Self {
-                address,
-                https_address,
-                device,
-                stop,
-                discovery,
-            },
-            first_password,
-        ))
+        Ok(Self {
+            address,
+            https_address,
+            device,
+            stop,
+            discovery,
+        })
     }
 
     /// Stops serving and says Bye.

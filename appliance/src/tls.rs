@@ -121,6 +121,21 @@ fn self_signed(names: &[String]) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
     Ok((builder.build().to_pem()?, key.private_key_to_pem_pkcs8()?))
 }
 
+/// The acceptor for a listener on `address`: the data directory's certificate, made
+/// self-signed (for the host name, `localhost` and the address) when there is none.
+pub fn acceptor_for(
+    data_dir: &Path,
+    address: Option<std::net::SocketAddr>,
+) -> Result<SslAcceptor, TlsError> {
+    let files = CertificateFiles::in_data_dir(data_dir);
+    let mut names = vec![onvif::system::hostname(), "localhost".to_string()];
+    names.extend(address.map(|a| a.ip().to_string()));
+    if files.ensure(&names)? {
+        tracing::info!(certificate = %files.certificate.display(), "made a self-signed TLS certificate");
+    }
+    files.acceptor()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

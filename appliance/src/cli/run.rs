@@ -16,8 +16,11 @@ use vigil::audit::{Actor, AuditLog};
 use vigil::config::Config;
 use vigil::daemon::Daemon;
 use vigil::events::{Event, EventBus};
+use vigil::http::{Router, WebHandler};
 use vigil::onvif_device::OnvifService;
 use vigil::sightings::{self, recorder::Recorder, retention::Retention};
+use vigil::users::FileUsers;
+use vigil::web_adapter::WebAppliance;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -63,6 +66,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let cameras = config.cameras.len();
     let onvif_config = config.onvif.clone();
+    let web_config = config.web.clone();
     let audit = Arc::new(AuditLog::open(&data_dir.join("audit"))?);
     let (store, opened) = sightings::open_in(
         &data_dir,
@@ -105,6 +109,21 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the network runtime")?;
     let restart_requested = Arc::new(AtomicBool::new(false));
+    let (users, first_password) = FileUsers::open(&data_dir)?;
+    let users = Arc::new(users);
+    if let Some(password) = first_password {
+        eprintln!("vigil: first start: created user admin with password {password} (shown once; the web UI asks for a new one at the first login, or use `vigil user set admin --level administrator`)");
+    }
+    // The web listener is bound first, so ONVIF's plain HTTP can redirect browsers to it.
+    let web_listener = if web_config.enabled {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(&web_config.listen))
+            .with_context(|| format!("cannot listen on {} (web.listen)", web_config.listen))?;
+        Some(listener)
+    } else {
+        None
+    };
+    let web_address = web_listener.as_ref().and_then(|l| l.local_addr().ok());
     let onvif = if onvif_config.enabled {
         let restart = {
             let flag = restart_requested.clone();
@@ -113,17 +132,16 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
                 let _ = signal_hook::low_level::raise(SIGTERM);
             })
         };
-        let (service, first_password) = runtime.block_on(OnvifService::start(
+        let service = runtime.block_on(OnvifService::start(
             &onvif_config,
             &data_dir,
             daemon.live(),
             &bus,
+            users.clone(),
             restart,
             Some(audit.clone()),
+            web_address.map(|a| a.port()),
         ))?;
-        if let Some(password) = first_password {
-            eprintln!("vigil: first start: created user admin with password {password} (shown once; change it with `vigil user set admin --level administrator`)");
-        }
         eprintln!(
             "vigil: ONVIF device service at http://{}/onvif/device_service",
             service.address
@@ -132,6 +150,33 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
+    if let Some(listener) = web_listener {
+        let acceptor = vigil::tls::acceptor_for(&data_dir, web_address)?;
+        let _entered = runtime.enter();
+        let app = Arc::new(WebAppliance::new(
+            users.clone(),
+            daemon.live(),
+            store.clone(),
+            audit.clone(),
+            &bus,
+        ));
+        let handler: WebHandler = Arc::new(web::handler(app, Arc::new(web::Sessions::default())));
+        let router = Router {
+            device: onvif.as_ref().map(|o| o.device.clone()),
+            web: Some(handler),
+            https_port: None,
+        };
+        runtime.spawn(vigil::http::serve(
+            listener,
+            router,
+            Some(Arc::new(acceptor)),
+            web_stopped,
+        ));
+        if let Some(address) = web_address {
+            eprintln!("vigil: web UI at https://{address}/");
+        }
+    }
     drop(bus);
     tracing::info!(data_dir = %data_dir.display(), cameras, "vigil running");
     eprintln!(
@@ -153,9 +198,9 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
                     );
                     *policy.write() = config.privacy.clone();
                 }
-                if config.onvif != onvif_config {
+                if config.onvif != onvif_config || config.web != web_config {
                     tracing::warn!(
-                        "the [onvif] section changed; it takes effect at the next start"
+                        "the [onvif] or [web] section changed; it takes effect at the next start"
                     );
                 }
                 if let Err(e) = daemon.reload_gallery() {
@@ -171,6 +216,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("stopping");
+    let _ = web_stop.send(true);
     daemon.shutdown();
     if let Some(onvif) = onvif {
         runtime.block_on(onvif.stop());

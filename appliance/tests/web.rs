@@ -1,0 +1,118 @@
+//! The web side end to end: the real daemon serving HTTPS on 127.0.0.1, driven over real TLS
+//! by a Python stdlib client (tests/web/api_flow.py): first login, the forced password change
+//! with its CSRF token, cameras, metrics, live events as Server-Sent Events, ONVIF on the same
+//! port, plain HTTP redirected, and the audit log of it all.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::live::{camera_config, is_state, Daemon};
+use common::{json_lines, stderr, vigil};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn first_login_password_change_and_the_live_api_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    // The first use of the user store makes `admin` and shows its password once.
+    let o = vigil(data, &["user", "list"]);
+    let first = stderr(&o)
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .expect("the first admin password is shown");
+    let (http_port, https_port) = (free_port(), free_port());
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[onvif]\nlisten = \"127.0.0.1:{http_port}\"\ndiscovery_interfaces = []\n[web]\nlisten = \"127.0.0.1:{https_port}\"\n",
+            // A camera nobody answers for: its state changes feed the live events.
+            camera_config("cam1", "rtsp://127.0.0.1:1/nothing", "")
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(data, &config);
+    daemon.wait_for("the camera's first state", Duration::from_secs(120), |e| {
+        is_state(e, "cam1", "failed")
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/api_flow.py");
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([https_port.to_string(), http_port.to_string(), first])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+
+    assert_eq!(seen["anonymous_cameras"], 401);
+    assert_eq!(seen["wrong_password"], 401);
+    assert_eq!(seen["login"], 200);
+    let cookie = seen["cookie"].as_str().unwrap();
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert_eq!(seen["must_change"], true);
+    assert_eq!(seen["before_change"], 403);
+    assert_eq!(seen["change_without_csrf"], 403);
+    assert_eq!(seen["change"], 204);
+    assert_eq!(seen["cameras_status"], 200);
+    assert_eq!(seen["cameras"][0]["id"], "cam1");
+    assert!(seen["headers"]["content-security-policy"]
+        .as_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert!(seen["headers"]["strict-transport-security"]
+        .as_str()
+        .unwrap()
+        .contains("max-age"));
+    assert_eq!(seen["headers"]["x-frame-options"], "DENY");
+    assert!(seen["metrics"]
+        .as_str()
+        .unwrap()
+        .contains("vigil_camera_streaming{camera=\"cam1\"} 0"));
+    assert_eq!(seen["oversized"], 413);
+    assert_eq!(seen["ui"], 200);
+    assert_eq!(seen["ui_has_login"], true);
+    assert_eq!(seen["onvif_over_https"], 200);
+    assert_eq!(seen["sse"]["camera"], "cam1");
+    assert_eq!(seen["plain_http"][0], 308);
+    assert_eq!(
+        seen["plain_http"][1],
+        format!("https://127.0.0.1:{https_port}/live").as_str()
+    );
+
+    // Audited with where from; the stored file holds no password in the clear.
+    let o = vigil(data, &["audit", "list", "--user", "admin"]);
+    let actions: Vec<String> = json_lines(&o)
+        .iter()
+        .filter(|r| r["origin"] == "127.0.0.1")
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "session.login_failed",
+            "session.login",
+            "user.password_change"
+        ]
+    );
+    let users = std::fs::read_to_string(data.join("users.json")).unwrap();
+    assert!(!users.contains("a better passphrase"));
+    assert!(users.contains("\"must_change_password\": false"));
+}
