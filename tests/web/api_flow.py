@@ -47,7 +47,21 @@ seen["cameras"] = json.loads(body)
 seen["headers"] = {k: headers.get(k, "") for k in ["content-security-policy", "strict-transport-security", "x-frame-options"]}
 status, body, _ = call("GET", "/metrics")
 seen["metrics"] = body.decode()
-seen["oversized"] = call("POST", "/api/v1/session", raw=b"x" * 200_000)[0]
+
+
+def oversized_status():
+    """Announces a 200 kB body and waits for the answer before sending it, as a careful
+    client does: the server must refuse on the length alone."""
+    import socket
+    with socket.create_connection(("127.0.0.1", int(https_port)), timeout=30) as raw:
+        with ctx.wrap_socket(raw) as tls:
+            tls.sendall(b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n")
+            status_line = tls.recv(4096).split(b"\r\n", 1)[0]
+            return int(status_line.split()[1])
+
+
+seen["oversized"] = oversized_status()
 status, body, _ = call("GET", "/")
 seen["ui"] = status
 seen["ui_has_login"] = b'id="login-form"' in body

@@ -77,6 +77,9 @@ pub struct Daemon {
     pub seen: Vec<Value>,
 }
 
+/// Keeps a test daemon's web side off the fixed port.
+pub const PRIVATE_WEB: &str = "\n[web]\nlisten = \"127.0.0.1:0\"\n";
+
 /// Keeps a test daemon's ONVIF side off the fixed ports so tests can run side by side.
 pub const PRIVATE_ONVIF: &str = "\n[onvif]\nlisten = \"127.0.0.1:0\"\ndiscovery_interfaces = []\n";
 
@@ -97,6 +100,11 @@ impl Daemon {
     /// Starts the daemon through `command` (the vigil binary, or a wrapper such as
     /// `ip netns exec NAME vigil`).
     pub fn start_with(mut command: Command, data_dir: &Path, config: &Path) -> Self {
+        // Tests run side by side: the web side on any free port unless a test chose one.
+        let text = std::fs::read_to_string(config).expect("config");
+        if !text.contains("[web]") {
+            std::fs::write(config, format!("{text}{PRIVATE_WEB}")).expect("config written");
+        }
         let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
