@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use crate::audit::{Actor, AuditLog};
 use crate::daemon::LiveView;
 use crate::events::EventBus;
-use crate::sightings::{SightingStore, WriteState};
+use crate::sightings::{Filter, OutcomeKind, Page, SightingId, SightingStore, WriteState};
 use crate::users::FileUsers;
 
 pub struct WebAppliance {
@@ -180,6 +180,70 @@ impl web::Appliance for WebAppliance {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Value>> {
         self.events.subscribe()
+    }
+
+    fn sightings(&self, query: &web::SightingQuery) -> Result<Value, String> {
+        let time = |t: &Option<String>, key: &str| {
+            t.as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| format!("{key} is not an RFC 3339 time"))
+                })
+                .transpose()
+        };
+        let outcome = match query.outcome.as_deref() {
+            None => None,
+            Some("matched") => Some(OutcomeKind::Matched),
+            Some("unregistered") => Some(OutcomeKind::Unregistered),
+            Some(_) => return Err("outcome is matched or unregistered".into()),
+        };
+        let persons = match &query.person {
+            Some(p) => vec![p
+                .parse()
+                .map_err(|_| "person is not a person id".to_string())?],
+            None => Vec::new(),
+        };
+        let filter = Filter {
+            from: time(&query.from, "from")?,
+            to: time(&query.to, "to")?,
+            cameras: query.camera.iter().cloned().collect(),
+            watchlists: Vec::new(),
+            persons,
+            outcome,
+            min_score: query.min_score,
+        };
+        let page = Page {
+            offset: query.offset.unwrap_or(0),
+            limit: query.limit.unwrap_or(50).min(1000),
+        };
+        let found = self.store.query(&filter, page).map_err(|e| e.to_string())?;
+        serde_json::to_value(found).map_err(|e| e.to_string())
+    }
+
+    fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, String> {
+        let id: SightingId = sighting.parse()?;
+        self.store.thumbnail(id).map_err(|e| e.to_string())
+    }
+
+    fn audit_records(&self, query: &web::AuditQuery) -> Result<Vec<Value>, String> {
+        let time = |t: &Option<String>| {
+            t.as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| format!("`{t}` is not an RFC 3339 time"))
+                })
+                .transpose()
+        };
+        let records = self
+            .audit
+            .query(time(&query.from)?, time(&query.to)?, query.user.as_deref())
+            .map_err(|e| e.to_string())?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect())
     }
 
     fn audit(&self, caller: &web::Caller, action: &str, target: &str, detail: Value) {

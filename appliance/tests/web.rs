@@ -34,6 +34,9 @@ fn first_login_password_change_and_the_live_api_over_https() {
         .and_then(|rest| rest.split_whitespace().next())
         .map(str::to_string)
         .expect("the first admin password is shown");
+    // Sightings to look at (the generator's cameras are cam0 to cam3).
+    let o = vigil(data, &["sightings", "generate", "--count", "50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let (http_port, https_port) = (free_port(), free_port());
     let config = data.join("vigil.toml");
     std::fs::write(
@@ -91,6 +94,19 @@ fn first_login_password_change_and_the_live_api_over_https() {
     assert_eq!(seen["ui_has_login"], true);
     assert_eq!(seen["onvif_over_https"], 200);
     assert_eq!(seen["sse"]["camera"], "cam1");
+    assert_eq!(seen["sightings_status"], 200);
+    let listed = seen["sightings"]["sightings"].as_array().unwrap();
+    assert!(!listed.is_empty() && listed.len() <= 5);
+    assert!(listed.iter().all(|s| s["camera"] == "cam1"));
+    assert!(seen["sightings"]["total"].as_u64().unwrap() >= listed.len() as u64);
+    let first = listed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(seen["thumbnail"][0], 200);
+    assert_eq!(seen["thumbnail"][1], "image/jpeg");
+    assert_eq!(seen["audit_csv"][0], 200);
+    assert_eq!(
+        seen["audit_csv"][2],
+        "seq,time,user,origin,action,target,detail,hash"
+    );
     assert_eq!(seen["plain_http"][0], 308);
     assert_eq!(
         seen["plain_http"][1],
@@ -109,9 +125,30 @@ fn first_login_password_change_and_the_live_api_over_https() {
         [
             "session.login_failed",
             "session.login",
-            "user.password_change"
+            "user.password_change",
+            "sightings.search",
+            "sightings.read",
+            "audit.read"
         ]
     );
+    // The API served the thumbnail the store holds.
+    let out = data.join("thumbnail.jpg");
+    let o = vigil(
+        data,
+        &[
+            "sightings",
+            "show",
+            &first,
+            "--thumbnail",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest: String = openssl::sha::sha256(&std::fs::read(&out).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(seen["thumbnail"][2], digest.as_str());
     let users = std::fs::read_to_string(data.join("users.json")).unwrap();
     assert!(!users.contains("a better passphrase"));
     assert!(users.contains("\"must_change_password\": false"));

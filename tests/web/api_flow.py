@@ -69,6 +69,17 @@ onvif = ('<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>
          '<GetSystemDateAndTime xmlns="http://www.onvif.org/ver10/device/wsdl"/></s:Body></s:Envelope>')
 seen["onvif_over_https"] = call("POST", "/onvif/device_service", raw=onvif.encode(), content_type="application/soap+xml")[0]
 
+# Stored sightings (the test wrote synthetic ones before starting the daemon).
+import hashlib
+status, body, _ = call("GET", "/api/v1/sightings?camera=cam1&limit=5")
+seen["sightings_status"] = status
+seen["sightings"] = json.loads(body)
+first = seen["sightings"]["sightings"][0]["id"]
+status, body, headers = call("GET", f"/api/v1/sightings/{first}/thumbnail")
+seen["thumbnail"] = [status, headers.get("content-type"), hashlib.sha256(body).hexdigest()]
+status, body, headers = call("GET", "/api/v1/audit?format=csv")
+seen["audit_csv"] = [status, headers.get("content-type"), body.decode().splitlines()[0]]
+
 # Live events: the camera's state changes arrive as Server-Sent Events.
 request = urllib.request.Request(base + "/api/v1/events")
 with opener.open(request, timeout=60) as stream:

@@ -15,7 +15,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::port::{Account, Appliance, Caller, Role};
+use crate::port::{Account, Appliance, AuditQuery, Caller, Role, SightingQuery};
 use crate::sessions::{Session, Sessions};
 use crate::{Peer, MAX_JSON_BODY};
 
@@ -362,6 +362,80 @@ pub fn routes(
             response
         });
 
+    let sightings = v1
+        .and(warp::path!("sightings"))
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(warp::query::<SightingQuery>())
+        .and(with(app.clone()))
+        .and_then(|ctx: Ctx, query: SightingQuery, app: App| async move {
+            let found = app
+                .sightings(&query)
+                .map_err(|why| refuse(StatusCode::BAD_REQUEST, &why))?;
+            app.audit(
+                &ctx.caller,
+                "sightings.search",
+                "",
+                json!({ "by": "metadata", "query": format!("{query:?}"), "returned": found["sightings"].as_array().map_or(0, Vec::len) }),
+            );
+            Ok::<_, Rejection>(json_reply(StatusCode::OK, &found))
+        });
+
+    let thumbnail = v1
+        .and(warp::path!("sightings" / String / "thumbnail"))
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(with(app.clone()))
+        .and_then(|id: String, ctx: Ctx, app: App| async move {
+            let jpeg = app
+                .thumbnail(&id)
+                .map_err(|why| refuse(StatusCode::BAD_REQUEST, &why))?
+                .ok_or_else(|| {
+                    refuse(StatusCode::NOT_FOUND, "no thumbnail kept for this sighting")
+                })?;
+            app.audit(
+                &ctx.caller,
+                "sightings.read",
+                &id,
+                json!({ "thumbnail": true }),
+            );
+            let mut response = Response::new(jpeg.into());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+            Ok::<_, Rejection>(response)
+        });
+
+    let audit = v1
+        .and(warp::path!("audit"))
+        .and(warp::get())
+        .and(caller(app.clone(), sessions.clone(), Role::Admin, false))
+        .and(warp::query::<AuditQuery>())
+        .and(with(app.clone()))
+        .and_then(|ctx: Ctx, query: AuditQuery, app: App| async move {
+            let records = app
+                .audit_records(&query)
+                .map_err(|why| refuse(StatusCode::BAD_REQUEST, &why))?;
+            app.audit(
+                &ctx.caller,
+                "audit.read",
+                "",
+                json!({ "records": records.len() }),
+            );
+            if query.format.as_deref() == Some("csv") {
+                let mut response = Response::new(audit_csv(&records).into());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/csv; charset=utf-8"),
+                );
+                return Ok::<_, Rejection>(response);
+            }
+            Ok(json_reply(
+                StatusCode::OK,
+                &serde_json::Value::Array(records),
+            ))
+        });
+
     let openapi = v1
         .and(warp::path!("openapi.json"))
         .and(warp::get())
@@ -388,8 +462,43 @@ pub fn routes(
         .unify()
         .or(metrics)
         .unify()
+        .or(sightings)
+        .unify()
+        .or(thumbnail)
+        .unify()
+        .or(audit)
+        .unify()
         .or(openapi)
         .unify()
+}
+
+/// Audit records as CSV: one row each, the detail as JSON.
+fn audit_csv(records: &[serde_json::Value]) -> String {
+    const COLUMNS: [&str; 8] = [
+        "seq", "time", "user", "origin", "action", "target", "detail", "hash",
+    ];
+    let field = |v: &serde_json::Value| -> String {
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        // Quoted, quotes doubled; a leading formula character is defused for spreadsheets.
+        let text = if text.starts_with(['=', '+', '-', '@']) {
+            format!("'{text}")
+        } else {
+            text
+        };
+        format!("\"{}\"", text.replace('"', "\"\""))
+    };
+    let mut out = COLUMNS.join(",");
+    out.push_str("\r\n");
+    for r in records {
+        let row: Vec<String> = COLUMNS.iter().map(|c| field(&r[*c])).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 /// Turns refusals into JSON answers with their status.

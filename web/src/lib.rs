@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use port::{Account, Appliance, Caller, Role};
+pub use port::{Account, Appliance, AuditQuery, Caller, Role, SightingQuery};
 pub use sessions::Sessions;
 use warp::Filter;
 

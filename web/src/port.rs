@@ -31,6 +31,32 @@ pub struct Caller {
     pub peer: IpAddr,
 }
 
+/// A sightings query from the API's query string (times in RFC 3339).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SightingQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub camera: Option<String>,
+    /// `matched` or `unregistered`.
+    pub outcome: Option<String>,
+    pub person: Option<String>,
+    pub min_score: Option<f32>,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+}
+
+/// An audit query from the API's query string.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub user: Option<String>,
+    /// `csv` for a CSV export; JSON otherwise.
+    pub format: Option<String>,
+}
+
 pub trait Appliance: Send + Sync + 'static {
     /// The account if `password` is right (checked against the stored hash).
     fn verify_login(&self, user: &str, password: &str) -> Option<Account>;
@@ -46,6 +72,13 @@ pub trait Appliance: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// Live events as JSON objects (with a `type`), for Server-Sent Events.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<serde_json::Value>>;
+    /// Stored sightings by metadata, newest first: `{total, sightings}`; `Err` for a bad
+    /// query, with the reason.
+    fn sightings(&self, query: &SightingQuery) -> Result<serde_json::Value, String>;
+    /// A sighting's decrypted best-shot JPEG, if one is kept.
+    fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Audit records, oldest first, as JSON objects.
+    fn audit_records(&self, query: &AuditQuery) -> Result<Vec<serde_json::Value>, String>;
     /// Records an operation in the audit log.
     fn audit(&self, caller: &Caller, action: &str, target: &str, detail: serde_json::Value);
 }

@@ -70,6 +70,25 @@ impl Appliance for SampleAppliance {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Value>> {
         self.events.subscribe()
     }
+    fn sightings(&self, query: &crate::SightingQuery) -> Result<Value, String> {
+        if query
+            .outcome
+            .as_deref()
+            .is_some_and(|o| o != "matched" && o != "unregistered")
+        {
+            return Err("outcome is matched or unregistered".into());
+        }
+        Ok(json!({"total": 1, "sightings": [{"id": "00000000000000a1", "camera": "door"}]}))
+    }
+    fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok((sighting == "00000000000000a1").then(|| vec![0xff, 0xd8, 0xff, 0xd9]))
+    }
+    fn audit_records(&self, _query: &crate::AuditQuery) -> Result<Vec<Value>, String> {
+        Ok(vec![
+            json!({"seq": 1, "time": "2026-11-28T00:00:00Z", "user": "admin", "origin": "10.0.0.1",
+            "action": "x", "target": "=cmd|' /C calc'!A0", "detail": {"a": "b,\"c\""}, "hash": "ab"}),
+        ])
+    }
     fn audit(&self, caller: &Caller, action: &str, target: &str, _detail: Value) {
         self.audits
             .lock()
@@ -82,7 +101,10 @@ fn documented() -> Vec<(String, String)> {
     let mut routes = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            routes.push((method.to_uppercase(), path.clone()));
+            routes.push((
+                method.to_uppercase(),
+                path.replace("{id}", "00000000000000a1"),
+            ));
         }
     }
     routes
@@ -157,7 +179,7 @@ impl Client {
 async fn every_documented_route_exists_and_refuses_without_a_session() {
     let client = Client::new(SampleAppliance::new());
     let routes = documented();
-    assert_eq!(routes.len(), 9, "{routes:?}");
+    assert_eq!(routes.len(), 12, "{routes:?}");
     for (method, path) in routes {
         let r = client.send(&method, &path, None, None, None).await;
         let public =
@@ -352,6 +374,41 @@ async fn roles_limit_routes_and_failed_logins_lock_out() {
         .reply(&client.filter)
         .await;
     assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn the_audit_exports_as_csv_safe_for_spreadsheets() {
+    let client = Client::new(SampleAppliance::new());
+    let (admin, csrf, _) = client.login("admin", "first-password").await;
+    let change = json!({"current": "first-password", "new": "a much better one"});
+    let r = client
+        .send(
+            "POST",
+            "/api/v1/session/password",
+            Some(&admin),
+            Some(&csrf),
+            Some(change),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = client
+        .send("GET", "/api/v1/audit?format=csv", Some(&admin), None, None)
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = String::from_utf8(r.body().to_vec()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "seq,time,user,origin,action,target,detail,hash");
+    assert!(lines[1].contains("\"'=cmd|' /C calc'!A0\""), "{}", lines[1]);
+    assert!(
+        lines[1].contains("\"{\"\"a\"\":\"\"b,\\\"\"c\\\"\"\"\"}\""),
+        "{}",
+        lines[1]
+    );
+    let r = client
+        .send("GET", "/api/v1/audit", Some(&admin), None, None)
+        .await;
+    let records: Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(records[0]["seq"], 1);
 }
 
 #[tokio::test]
