@@ -17,6 +17,8 @@ const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const BLOCK: Duration = Duration::from_secs(60);
 const MAX_SESSIONS: usize = 1024;
+/// Addresses and user names with recent failures kept at most.
+const MAX_TRACKED: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -113,6 +115,15 @@ impl Sessions {
     pub fn failed(&self, peer: IpAddr, user: &str) {
         let now = Instant::now();
         let mut failures = self.failures.lock();
+        // Made-up user names must not grow the table without end: forget what no longer
+        // counts, and past the cap everything but the blocks in force.
+        failures.retain(|_, f| {
+            f.recent.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+            !f.recent.is_empty() || f.blocked_until.is_some_and(|until| now < until)
+        });
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, f| f.blocked_until.is_some_and(|until| now < until));
+        }
         for key in [peer.to_string(), format!("user:{user}")] {
             let f = failures.entry(key).or_default();
             f.recent.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
@@ -131,6 +142,65 @@ impl Sessions {
     }
 }
 
+#[cfg(test)]
+impl Sessions {
+    fn tracked(&self) -> usize {
+        self.failures.lock().len()
+    }
+}
+
 fn expired(s: &Session, now: Instant) -> bool {
     now.duration_since(s.last_seen) > IDLE || now.duration_since(s.created) > LIFETIME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_block_after_five_and_made_up_names_do_not_pile_up() {
+        let sessions = Sessions::default();
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        for _ in 0..4 {
+            sessions.failed(peer, "admin");
+        }
+        assert!(!sessions.blocked(peer, "admin"));
+        sessions.failed(peer, "admin");
+        assert!(sessions.blocked(peer, "admin"));
+        assert!(
+            sessions.blocked(peer, "someone else"),
+            "the address is blocked too"
+        );
+        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        assert!(
+            sessions.blocked(other, "admin"),
+            "the user is blocked from anywhere"
+        );
+        assert!(!sessions.blocked(other, "eve"));
+        for i in 0..(MAX_TRACKED + 10) {
+            sessions.failed(other, &format!("made-up-{i}"));
+        }
+        assert!(
+            sessions.tracked() <= MAX_TRACKED + 1,
+            "{}",
+            sessions.tracked()
+        );
+        assert!(
+            sessions.blocked(peer, "admin"),
+            "blocks in force survive the pruning"
+        );
+    }
+
+    #[test]
+    fn sessions_carry_their_csrf_token_and_end() {
+        let sessions = Sessions::default();
+        let (token, csrf) = sessions.start("ada");
+        let s = sessions.get(&token).unwrap();
+        assert_eq!((s.user.as_str(), s.csrf.as_str()), ("ada", csrf.as_str()));
+        let (other, _) = sessions.start("ada");
+        sessions.end_others("ada", &token);
+        assert!(sessions.get(&other).is_none());
+        sessions.end(&token);
+        assert!(sessions.get(&token).is_none());
+    }
 }
