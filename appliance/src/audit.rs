@@ -331,10 +331,33 @@ impl AuditLog {
             .collect()
     }
 
+    /// The newest record. Only the newest file's tail is read: every append needs it, and a
+    /// month of audited snapshot fetches is millions of lines.
     fn last_record(&self) -> Result<Option<AuditRecord>, AuditError> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
         for path in self.month_files()?.iter().rev() {
-            if let Some(last) = self.read_file(path)?.pop() {
-                return Ok(Some(last));
+            let mut file = File::open(path).map_err(self.io(path))?;
+            let len = file.metadata().map_err(self.io(path))?.len();
+            // Records are far shorter than this; a longer tail is read whole.
+            let mut tail_len = 64 * 1024;
+            loop {
+                let start = len.saturating_sub(tail_len);
+                file.seek(SeekFrom::Start(start)).map_err(self.io(path))?;
+                let mut tail = Vec::new();
+                file.read_to_end(&mut tail).map_err(self.io(path))?;
+                let text = String::from_utf8_lossy(&tail);
+                let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+                let Some(last) = lines.next_back() else { break };
+                // The last line is whole if a newline precedes it or the tail is the file.
+                if start == 0 || lines.next_back().is_some() {
+                    return serde_json::from_str(last)
+                        .map(Some)
+                        .map_err(|_| AuditError::Corrupt {
+                            path: path.clone(),
+                            line: 0,
+                        });
+                }
+                tail_len *= 4;
             }
         }
         Ok(None)
@@ -408,6 +431,21 @@ mod tests {
             .collect();
         std::fs::write(&file, without).unwrap();
         assert_eq!(log.verify().unwrap().broken_at.map(|b| b.0), Some(2));
+    }
+
+    #[test]
+    fn appends_follow_the_tail_of_a_long_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let detail = serde_json::json!({ "padding": "x".repeat(300) });
+        for _ in 0..400 {
+            log.append(&alice(), "sightings.read", "", detail.clone())
+                .unwrap();
+        }
+        let file = log.month_files().unwrap().pop().unwrap();
+        assert!(std::fs::metadata(&file).unwrap().len() > 64 * 1024);
+        let v = log.verify().unwrap();
+        assert_eq!((v.records, v.broken_at), (400, None));
     }
 
     #[test]

@@ -22,6 +22,21 @@ pub struct WebAppliance {
     started: std::time::Instant,
 }
 
+/// An optional query-string time; the error names the parameter.
+fn rfc3339(
+    value: &Option<String>,
+    key: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+    value
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| format!("{key} is not an RFC 3339 time"))
+        })
+        .transpose()
+}
+
 fn role_of(level: UserLevel) -> web::Role {
     match level {
         UserLevel::Administrator => web::Role::Admin,
@@ -183,15 +198,6 @@ impl web::Appliance for WebAppliance {
     }
 
     fn sightings(&self, query: &web::SightingQuery) -> Result<Value, String> {
-        let time = |t: &Option<String>, key: &str| {
-            t.as_deref()
-                .map(|t| {
-                    chrono::DateTime::parse_from_rfc3339(t)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .map_err(|_| format!("{key} is not an RFC 3339 time"))
-                })
-                .transpose()
-        };
         let outcome = match query.outcome.as_deref() {
             None => None,
             Some("matched") => Some(OutcomeKind::Matched),
@@ -205,8 +211,8 @@ impl web::Appliance for WebAppliance {
             None => Vec::new(),
         };
         let filter = Filter {
-            from: time(&query.from, "from")?,
-            to: time(&query.to, "to")?,
+            from: rfc3339(&query.from, "from")?,
+            to: rfc3339(&query.to, "to")?,
             cameras: query.camera.iter().cloned().collect(),
             watchlists: Vec::new(),
             persons,
@@ -227,18 +233,13 @@ impl web::Appliance for WebAppliance {
     }
 
     fn audit_records(&self, query: &web::AuditQuery) -> Result<Vec<Value>, String> {
-        let time = |t: &Option<String>| {
-            t.as_deref()
-                .map(|t| {
-                    chrono::DateTime::parse_from_rfc3339(t)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .map_err(|_| format!("`{t}` is not an RFC 3339 time"))
-                })
-                .transpose()
-        };
         let records = self
             .audit
-            .query(time(&query.from)?, time(&query.to)?, query.user.as_deref())
+            .query(
+                rfc3339(&query.from, "from")?,
+                rfc3339(&query.to, "to")?,
+                query.user.as_deref(),
+            )
             .map_err(|e| e.to_string())?;
         Ok(records
             .into_iter()

@@ -233,20 +233,14 @@ impl SightingStore {
         let indexed: HashSet<u64> = self.metadata.ids()?.into_iter().collect();
         let mut stored = HashSet::with_capacity(indexed.len());
         let mut added = 0;
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_RECORDS), IteratorMode::Start)
-        {
-            let (key, value) = item?;
-            let Some(id) = keys::id_of(&key) else {
-                continue;
-            };
+        self.for_each_record(|id, value| {
             stored.insert(id.0);
             if !indexed.contains(&id.0) {
-                self.metadata.add(&decode_record(id, &value)?)?;
+                self.metadata.add(&decode_record(id, value)?)?;
                 added += 1;
             }
-        }
+            Ok(())
+        })?;
         let extra: Vec<SightingId> = indexed
             .difference(&stored)
             .map(|&id| SightingId(id))
@@ -261,17 +255,11 @@ impl SightingStore {
         let _guard = self.mutate.lock();
         self.metadata.delete_all()?;
         let mut n = 0;
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_RECORDS), IteratorMode::Start)
-        {
-            let (key, value) = item?;
-            let Some(id) = keys::id_of(&key) else {
-                continue;
-            };
-            self.metadata.add(&decode_record(id, &value)?)?;
+        self.for_each_record(|id, value| {
+            self.metadata.add(&decode_record(id, value)?)?;
             n += 1;
-        }
+            Ok(())
+        })?;
         self.metadata.commit(self.db.latest_sequence_number())?;
         Ok(n)
     }
@@ -706,14 +694,28 @@ impl SightingStore {
     /// Every stored id, oldest first per outcome (for checks and reports).
     pub fn ids(&self) -> Result<Vec<SightingId>, StoreError> {
         let mut ids = Vec::new();
+        self.for_each_record(|id, _| {
+            ids.push(id);
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    /// Calls `f` with every record, in key order.
+    fn for_each_record(
+        &self,
+        mut f: impl FnMut(SightingId, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         for item in self
             .db
             .iterator_cf(self.cf(CF_RECORDS), IteratorMode::Start)
         {
-            let (key, _) = item?;
-            ids.extend(keys::id_of(&key));
+            let (key, value) = item?;
+            if let Some(id) = keys::id_of(&key) {
+                f(id, &value)?;
+            }
         }
-        Ok(ids)
+        Ok(())
     }
 
     /// The ids the Tantivy mirror holds (to check it agrees with [`Self::ids`]).
