@@ -359,7 +359,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: &str| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,

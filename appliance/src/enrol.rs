@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::parallel;
-use crate::vision::{Face, FaceError, FacePipeline};
+use crate::vision::{Face, FaceError, FacePipeline, LocatedFace};
 use crate::watchlist::{Enrolment, Person, StoreError, Watchlist, WatchlistStore};
 
 /// Faces with eyes closer than this (pixels) are too small to enrol reliably.
@@ -52,11 +53,36 @@ impl EnrolReport {
     }
 }
 
+/// A photo to enrol: a file (the CLI) or bytes uploaded through the web API, never written
+/// to disk.
+#[derive(Clone, Debug)]
+pub enum Photo {
+    File(PathBuf),
+    Upload { name: String, bytes: Arc<[u8]> },
+}
+
+impl Photo {
+    /// How reports name the photo.
+    pub fn label(&self) -> PathBuf {
+        match self {
+            Self::File(path) => path.clone(),
+            Self::Upload { name, .. } => PathBuf::from(name),
+        }
+    }
+
+    fn locate(&self, pipeline: &FacePipeline) -> Result<LocatedFace, FaceError> {
+        match self {
+            Self::File(path) => pipeline.locate_primary_in_file(path),
+            Self::Upload { bytes, .. } => pipeline.locate_primary_in_bytes(bytes),
+        }
+    }
+}
+
 /// Photos of one person to enrol.
 #[derive(Clone, Debug)]
 pub struct EnrolJob {
     pub spec: PersonSpec,
-    pub files: Vec<PathBuf>,
+    pub files: Vec<Photo>,
 }
 
 /// Files whose faces are extracted together before their persons are written: bounds memory
@@ -75,7 +101,7 @@ pub fn enrol_person(
 ) -> Result<EnrolReport, StoreError> {
     let job = EnrolJob {
         spec: spec.clone(),
-        files: files.to_vec(),
+        files: files.iter().cloned().map(Photo::File).collect(),
     };
     enrol_batch(
         pipeline,
@@ -115,10 +141,8 @@ pub fn enrol_batch(
         }
         let (round, later) = rest.split_at(take);
         rest = later;
-        let all_files: Vec<&PathBuf> = round.iter().flat_map(|j| &j.files).collect();
-        let located = parallel::map(&all_files, workers, done, |file| {
-            pipeline.locate_primary_in_file(file)
-        });
+        let all_files: Vec<&Photo> = round.iter().flat_map(|j| &j.files).collect();
+        let located = parallel::map(&all_files, workers, done, |photo| photo.locate(pipeline));
         let mut faces = pipeline.embed_all(located, workers).into_iter();
         for job in round {
             let job_faces: Vec<_> = faces.by_ref().take(job.files.len()).collect();
@@ -126,8 +150,8 @@ pub fn enrol_batch(
             if existing.len() > 1 {
                 let reason = StoreError::AmbiguousPerson(job.spec.name.clone(), list.name.clone())
                     .to_string();
-                report.skipped.extend(job.files.iter().map(|file| Skipped {
-                    file: file.clone(),
+                report.skipped.extend(job.files.iter().map(|photo| Skipped {
+                    file: photo.label(),
                     reason: reason.clone(),
                 }));
                 continue;
@@ -164,12 +188,13 @@ fn person_for(list: &Watchlist, spec: &PersonSpec, existing: Option<&Person>) ->
 /// The enrolments of the usable faces; the rest go to the report's skipped list.
 fn collect_enrolments(
     person: &Person,
-    files: &[PathBuf],
+    files: &[Photo],
     faces: Vec<Result<Face, FaceError>>,
     report: &mut EnrolReport,
 ) -> Vec<Enrolment> {
     let mut enrolments = Vec::new();
-    for (file, face) in files.iter().zip(faces) {
+    for (photo, face) in files.iter().zip(faces) {
+        let file = &photo.label();
         match face {
             Ok(face) if face.quality.eye_distance < MIN_ENROL_EYE_DISTANCE => report.skipped.push(Skipped {
                 file: file.clone(),

@@ -40,7 +40,7 @@ pub struct Router {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    tls: Option<Arc<openssl::ssl::SslAcceptor>>,
+    tls: Option<crate::tls::SharedAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let router = Arc::new(router);
@@ -61,6 +61,8 @@ pub async fn serve(
             match tls {
                 None => serve_connection(stream, peer, false, router).await,
                 Some(acceptor) => {
+                    // The acceptor of now: an installed certificate serves new connections.
+                    let acceptor = acceptor.read().clone();
                     let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
                         return;
                     };

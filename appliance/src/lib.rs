@@ -1,9 +1,11 @@
 //! Vigil, the face-recognition appliance: the vision pipeline, watchlists and their matching.
 //! The `vigil` binary (src/main.rs and cli/) wires these together at the edge.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod camera;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod enrol;
 pub mod eval;

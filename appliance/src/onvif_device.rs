@@ -101,16 +101,7 @@ impl Product for VigilProduct {
     }
 
     fn snapshot(&self, source_token: &str) -> Option<Vec<u8>> {
-        let frame = self.live.latest_frame(source_token)?;
-        let mut jpeg = Vec::new();
-        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
-        match frame.write_with_encoder(encoder) {
-            Ok(()) => Some(jpeg),
-            Err(e) => {
-                tracing::warn!(camera = source_token, error = %e, "snapshot encoding failed");
-                None
-            }
-        }
+        self.live.snapshot_jpeg(source_token)
     }
 
     fn topics(&self) -> Vec<TopicDescription> {
@@ -398,6 +389,8 @@ pub struct OnvifService {
     pub address: std::net::SocketAddr,
     pub https_address: Option<std::net::SocketAddr>,
     pub device: Arc<Device>,
+    /// The HTTPS listener's certificate, replaced when the operator installs one.
+    pub tls: Option<crate::tls::SharedAcceptor>,
     stop: tokio::sync::watch::Sender<bool>,
     discovery: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -438,7 +431,7 @@ impl OnvifService {
                     source,
                 })?;
             let acceptor = crate::tls::acceptor_for(data_dir, listener.local_addr().ok())?;
-            Some((listener, Arc::new(acceptor)))
+            Some((listener, crate::tls::shared(acceptor)))
         };
         let https_address = https.as_ref().and_then(|(l, _)| l.local_addr().ok());
         let device_config = onvif::DeviceConfig {
@@ -474,6 +467,7 @@ impl OnvifService {
             None,
             stopped.clone(),
         ));
+        let tls = https.as_ref().map(|(_, acceptor)| acceptor.clone());
         if let Some((listener, acceptor)) = https {
             tokio::spawn(crate::http::serve(
                 listener,
@@ -521,6 +515,7 @@ impl OnvifService {
             address,
             https_address,
             device,
+            tls,
             stop,
             discovery,
         })

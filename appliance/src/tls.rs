@@ -3,6 +3,7 @@
 //! acceptor that speaks TLS 1.2 and 1.3 only.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -10,7 +11,8 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
-use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVersion};
+use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod, SslVersion};
+use parking_lot::RwLock;
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509NameBuilder, X509};
 
@@ -25,6 +27,23 @@ pub enum TlsError {
     },
     #[error("TLS set-up: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
+}
+
+/// The acceptor a listener uses for its next connection; replaced when the operator
+/// installs a certificate.
+pub type SharedAcceptor = Arc<RwLock<Arc<SslAcceptor>>>;
+
+pub fn shared(acceptor: SslAcceptor) -> SharedAcceptor {
+    Arc::new(RwLock::new(Arc::new(acceptor)))
+}
+
+/// What an installed certificate is, for the operator and the audit log.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CertificateInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
+    pub sha256: String,
 }
 
 pub struct CertificateFiles {
@@ -65,10 +84,73 @@ impl CertificateFiles {
         Ok(true)
     }
 
+    /// Checks an uploaded certificate chain and key (PEM) and, if they belong together and
+    /// the certificate is valid now, writes them in place of the current pair. Returns an
+    /// acceptor for them (the caller swaps it in) and what the certificate is.
+    pub fn install(
+        &self,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<(SslAcceptor, CertificateInfo), TlsError> {
+        let bad = |message: String| TlsError::Certificate {
+            path: self.certificate.clone(),
+            message,
+        };
+        let chain = X509::stack_from_pem(chain_pem.as_bytes())
+            .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| bad("no certificate in the upload".into()))?;
+        let key = PKey::private_key_from_pem(key_pem.as_bytes())
+            .map_err(|e| bad(format!("not a PEM private key: {e}")))?;
+        if !leaf.public_key()?.public_eq(&key) {
+            return Err(bad("the key does not belong to the certificate".into()));
+        }
+        let now = Asn1Time::days_from_now(0)?;
+        if leaf.not_after() < now || leaf.not_before() > now {
+            return Err(bad(format!(
+                "not valid now (valid {} to {})",
+                leaf.not_before(),
+                leaf.not_after()
+            )));
+        }
+        let mut builder = mozilla_intermediate()?;
+        builder.set_certificate(leaf)?;
+        for extra in chain.iter().skip(1) {
+            builder.add_extra_chain_cert(extra.clone())?;
+        }
+        builder.set_private_key(&key)?;
+        builder.check_private_key()?;
+        let info = CertificateInfo {
+            subject: names_of(leaf.subject_name()),
+            issuer: names_of(leaf.issuer_name()),
+            not_after: leaf.not_after().to_string(),
+            sha256: leaf
+                .digest(MessageDigest::sha256())?
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        };
+        let mut pem = Vec::new();
+        for certificate in &chain {
+            pem.extend(certificate.to_pem()?);
+        }
+        crate::private_file::write(&self.key, &key.private_key_to_pem_pkcs8()?).map_err(
+            |source| TlsError::Write {
+                path: self.key.clone(),
+                source,
+            },
+        )?;
+        crate::private_file::write(&self.certificate, &pem).map_err(|source| TlsError::Write {
+            path: self.certificate.clone(),
+            source,
+        })?;
+        Ok((builder.build(), info))
+    }
+
     /// An acceptor for TLS 1.2 and 1.3 with Mozilla's intermediate cipher list.
     pub fn acceptor(&self) -> Result<SslAcceptor, TlsError> {
-        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
-        builder.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+        let mut builder = mozilla_intermediate()?;
         let failed = |path: &Path, e: openssl::error::ErrorStack| TlsError::Certificate {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -84,6 +166,23 @@ impl CertificateFiles {
             .map_err(|e| failed(&self.key, e))?;
         Ok(builder.build())
     }
+}
+
+fn mozilla_intermediate() -> Result<SslAcceptorBuilder, TlsError> {
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    builder.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    Ok(builder)
+}
+
+fn names_of(name: &openssl::x509::X509NameRef) -> String {
+    name.entries()
+        .filter_map(|e| {
+            let key = e.object().nid().short_name().ok()?;
+            let value = e.data().to_string();
+            Some(format!("{key}={value}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A P-256 key and a ten-year self-signed certificate naming `names`.
@@ -154,6 +253,32 @@ mod tests {
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
+        );
+        files.acceptor().unwrap();
+    }
+
+    #[test]
+    fn an_uploaded_pair_is_checked_before_it_replaces_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CertificateFiles::in_data_dir(dir.path());
+        files.ensure(&["127.0.0.1".into()]).unwrap();
+        let current = std::fs::read(&files.certificate).unwrap();
+        let (certificate, key) = self_signed(&["vigil.example".into()]).unwrap();
+        let (_, other_key) = self_signed(&["x".into()]).unwrap();
+        let (certificate, key, other_key) = (
+            String::from_utf8(certificate).unwrap(),
+            String::from_utf8(key).unwrap(),
+            String::from_utf8(other_key).unwrap(),
+        );
+        let error = files.install(&certificate, &other_key).unwrap_err();
+        assert!(error.to_string().contains("does not belong"), "{error}");
+        assert!(files.install("garbage", &key).is_err());
+        assert_eq!(std::fs::read(&files.certificate).unwrap(), current);
+        let (_, info) = files.install(&certificate, &key).unwrap();
+        assert!(info.subject.contains("Vigil appliance"), "{info:?}");
+        assert_eq!(
+            std::fs::read_to_string(&files.certificate).unwrap(),
+            certificate
         );
         files.acceptor().unwrap();
     }

@@ -219,6 +219,15 @@ impl FileUsers {
             .is_some_and(|c| c.must_change_password)
     }
 
+    /// Makes `name` choose a new password at the next login (a user an administrator made,
+    /// or whose password an administrator set).
+    pub fn require_password_change(&self, name: &str) -> Result<(), UsersError> {
+        if let Some(c) = self.credentials.lock().get_mut(name) {
+            c.must_change_password = true;
+        }
+        self.save(&Users::new(self.users.list()))
+    }
+
     /// Writes the whole table (mode 0600, atomically), hashing new and changed passwords.
     /// A changed password no longer has to be changed.
     fn save(&self, users: &Users) -> Result<(), UsersError> {

@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use port::{Account, Appliance, AuditQuery, Caller, Role, SightingQuery};
+pub use port::{
+    Account, Appliance, AuditQuery, Caller, Failure, Probe, Role, SightingQuery, Upload,
+};
 pub use sessions::Sessions;
 use warp::Filter;
 

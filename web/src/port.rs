@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// What a user may do: viewers look, operators also change cameras and watchlists,
 /// administrators also manage users and settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -37,7 +37,9 @@ pub struct Caller {
 pub struct SightingQuery {
     pub from: Option<String>,
     pub to: Option<String>,
+    /// Camera ids, separated by commas.
     pub camera: Option<String>,
+    pub watchlist: Option<String>,
     /// `matched` or `unregistered`.
     pub outcome: Option<String>,
     pub person: Option<String>,
@@ -57,6 +59,41 @@ pub struct AuditQuery {
     pub format: Option<String>,
 }
 
+/// Why the appliance did not do what was asked; the API answers with the matching status.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// 400: the request is wrong; the text says how.
+    #[error("{0}")]
+    Invalid(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: it clashes with what is there (a name in use, a camera of the config file).
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: the appliance cannot do it now (stopping, a store failing); the text says why.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A photo uploaded for enrolment, with the person it shows (from the upload's folder or
+/// the form's `person` field).
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub file: String,
+    pub person: String,
+    pub bytes: bytes::Bytes,
+}
+
+/// What a face search looks for.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    /// The most prominent face of an uploaded photo.
+    Photo(bytes::Bytes),
+    /// The face of a stored sighting.
+    Sighting(String),
+}
+
 pub trait Appliance: Send + Sync + 'static {
     /// The account if `password` is right (checked against the stored hash).
     fn verify_login(&self, user: &str, password: &str) -> Option<Account>;
@@ -64,21 +101,89 @@ pub trait Appliance: Send + Sync + 'static {
     fn account(&self, user: &str) -> Option<Account>;
     /// Sets a user's own new password.
     fn change_password(&self, user: &str, password: &str) -> Result<(), String>;
+    /// The account an API token stands for, if the token is live.
+    fn token_account(&self, token: &str) -> Option<Account>;
     /// Version and health.
     fn system(&self) -> serde_json::Value;
-    /// The cameras with their state.
-    fn cameras(&self) -> serde_json::Value;
     /// Metrics in the Prometheus text format.
     fn metrics(&self) -> String;
     /// Live events as JSON objects (with a `type`), for Server-Sent Events.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<serde_json::Value>>;
-    /// Stored sightings by metadata, newest first: `{total, sightings}`; `Err` for a bad
-    /// query, with the reason.
-    fn sightings(&self, query: &SightingQuery) -> Result<serde_json::Value, String>;
-    /// A sighting's decrypted best-shot JPEG, if one is kept.
-    fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, String>;
-    /// Audit records, oldest first, as JSON objects.
-    fn audit_records(&self, query: &AuditQuery) -> Result<Vec<serde_json::Value>, String>;
     /// Records an operation in the audit log.
     fn audit(&self, caller: &Caller, action: &str, target: &str, detail: serde_json::Value);
+
+    // --- cameras ---
+    /// The cameras with their state and where they are defined (never their passwords).
+    fn cameras(&self) -> serde_json::Value;
+    /// Adds or replaces the camera `id` (a JSON camera as in the configuration file).
+    fn put_camera(&self, id: &str, camera: serde_json::Value) -> Result<serde_json::Value, Failure>;
+    fn delete_camera(&self, id: &str) -> Result<(), Failure>;
+    /// The camera's latest analysed frame as JPEG.
+    fn snapshot(&self, id: &str) -> Result<Vec<u8>, Failure>;
+
+    // --- watchlists, persons, enrolment ---
+    fn watchlists(&self) -> Result<serde_json::Value, Failure>;
+    /// `{name, threshold?}`.
+    fn create_watchlist(&self, spec: serde_json::Value) -> Result<serde_json::Value, Failure>;
+    /// `{threshold?, active?}`.
+    fn update_watchlist(
+        &self,
+        id: &str,
+        changes: serde_json::Value,
+    ) -> Result<serde_json::Value, Failure>;
+    /// Deletes the watchlist, its persons and their sightings; what was removed.
+    fn delete_watchlist(&self, id: &str) -> Result<serde_json::Value, Failure>;
+    fn persons(&self, watchlist: &str) -> Result<serde_json::Value, Failure>;
+    /// Deletes a person with their enrolments and sightings (erasure); what was removed.
+    fn delete_person(&self, id: &str) -> Result<serde_json::Value, Failure>;
+    /// Starts enrolling `uploads` into the watchlist `id`; `rejected` are files refused
+    /// before (not images, no person) with the reason, for the job's report. `{job}`.
+    fn start_enrolment(
+        &self,
+        caller: &Caller,
+        watchlist: &str,
+        uploads: Vec<Upload>,
+        rejected: Vec<(String, String)>,
+    ) -> Result<serde_json::Value, Failure>;
+    /// An enrolment job's progress and, when done, its report.
+    fn job(&self, id: &str) -> Option<serde_json::Value>;
+
+    // --- sightings ---
+    /// Stored sightings by metadata, newest first: `{total, sightings}`.
+    fn sightings(&self, query: &SightingQuery) -> Result<serde_json::Value, Failure>;
+    /// Sightings by face, most similar first, under the query's filters: `{hits}`.
+    fn search_faces(
+        &self,
+        probe: Probe,
+        query: &SightingQuery,
+    ) -> Result<serde_json::Value, Failure>;
+    /// Sightings per hour per camera and the match score distribution in a time range.
+    fn sighting_stats(&self, query: &SightingQuery) -> Result<serde_json::Value, Failure>;
+    /// A sighting's decrypted best-shot JPEG, if one is kept.
+    fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, Failure>;
+
+    // --- administration ---
+    /// Retention, storage opt-in and analysis thresholds.
+    fn settings(&self) -> serde_json::Value;
+    /// Replaces the settings given (sections `privacy`, `analysis`); the settings now.
+    fn put_settings(&self, changes: serde_json::Value) -> Result<serde_json::Value, Failure>;
+    fn users(&self) -> serde_json::Value;
+    /// Creates or changes a user: `{role, password?}` (a new user needs a password and must
+    /// change it at the first login).
+    fn put_user(&self, name: &str, spec: serde_json::Value) -> Result<(), Failure>;
+    fn delete_user(&self, name: &str) -> Result<(), Failure>;
+    /// A new API token for `user`: `{id, token}`; the token is shown only here.
+    fn create_token(&self, user: &str, label: &str) -> Result<serde_json::Value, Failure>;
+    /// Tokens (never their secrets); all of them, or `user`'s.
+    fn tokens(&self, user: Option<&str>) -> serde_json::Value;
+    /// Revokes a token; `user` limits it to that user's tokens.
+    fn revoke_token(&self, id: &str, user: Option<&str>) -> Result<(), Failure>;
+    /// Installs an uploaded certificate and key (PEM) for HTTPS, used by new connections.
+    fn install_certificate(
+        &self,
+        certificate: &str,
+        key: &str,
+    ) -> Result<serde_json::Value, Failure>;
+    /// Audit records, oldest first, as JSON objects.
+    fn audit_records(&self, query: &AuditQuery) -> Result<Vec<serde_json::Value>, Failure>;
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 use vigil::enrol::{
-    enrol_batch, scan_person_folders, EnrolJob, EnrolReport, PersonFolder, PersonSpec,
+    enrol_batch, scan_person_folders, EnrolJob, EnrolReport, PersonFolder, PersonSpec, Photo,
 };
 use vigil::parallel::default_workers;
 
@@ -90,7 +90,7 @@ pub fn run(ctx: &Context, args: EnrollArgs) -> anyhow::Result<ExitCode> {
                 attributes: attributes.clone(),
                 valid_until: args.valid_until,
             },
-            files,
+            files: files.into_iter().map(Photo::File).collect(),
         })
         .collect();
     report.merge(enrol_batch(

@@ -7,20 +7,21 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use parking_lot::RwLock;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use vigil::api_tokens::ApiTokens;
 use vigil::audit::{Actor, AuditLog};
 use vigil::config::Config;
+use vigil::control::Control;
 use vigil::daemon::Daemon;
 use vigil::events::{Event, EventBus};
 use vigil::http::{Router, WebHandler};
 use vigil::onvif_device::OnvifService;
 use vigil::sightings::{self, recorder::Recorder, retention::Retention};
 use vigil::users::FileUsers;
-use vigil::web_adapter::WebAppliance;
+use vigil::web_adapter::{WebAppliance, WebParts};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -48,11 +49,15 @@ fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = load(&args.config)?;
-    let data_dir = config
+    let file_config = load(&args.config)?;
+    let data_dir = file_config
         .data_dir
         .clone()
         .unwrap_or_else(|| ctx.data_dir.clone());
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let (control, config) = Control::load(args.config.clone(), file_config, &data_dir)?;
+    let control = Arc::new(control);
     // Signals are caught before anything starts, so an early SIGTERM still stops cleanly.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot install signal handlers")?;
@@ -76,7 +81,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     .context("cannot open the sighting store")?;
     let store = Arc::new(store);
     tracing::info!(?opened, "sighting store open");
-    let policy = Arc::new(RwLock::new(config.privacy.clone()));
+    let policy = control.policy();
     audit.append(
         &Actor::system(),
         "daemon.start",
@@ -86,9 +91,11 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Recording starts before the cameras, so no track ends unheard.
     let recorder = Recorder::start(store.clone(), policy.clone(), &bus)
         .context("cannot start the sighting recorder")?;
-    let mut daemon = Daemon::start(config, &data_dir, bus.clone())?;
+    let daemon = Daemon::start(config, &data_dir, bus.clone())?;
+    let (live, gallery, pipeline) = (daemon.live(), daemon.gallery(), daemon.pipeline());
+    control.attach(daemon);
     let retention = {
-        let (gallery, dir) = (daemon.gallery(), data_dir.clone());
+        let (gallery, dir) = (gallery.clone(), data_dir.clone());
         Retention::start(
             store.clone(),
             data_dir.join("watchlists"),
@@ -135,7 +142,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         let service = runtime.block_on(OnvifService::start(
             &onvif_config,
             &data_dir,
-            daemon.live(),
+            live.clone(),
             &bus,
             users.clone(),
             restart,
@@ -152,13 +159,23 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = web_listener {
-        let acceptor = vigil::tls::acceptor_for(&data_dir, web_address)?;
+        let acceptor = vigil::tls::shared(vigil::tls::acceptor_for(&data_dir, web_address)?);
+        let mut acceptors = vec![acceptor.clone()];
+        acceptors.extend(onvif.as_ref().and_then(|o| o.tls.clone()));
         let _entered = runtime.enter();
         let app = Arc::new(WebAppliance::new(
-            users.clone(),
-            daemon.live(),
-            store.clone(),
-            audit.clone(),
+            WebParts {
+                users: users.clone(),
+                tokens: Arc::new(ApiTokens::open(&data_dir)?),
+                live: live.clone(),
+                control: control.clone(),
+                gallery: gallery.clone(),
+                pipeline: pipeline.clone(),
+                store: store.clone(),
+                audit: audit.clone(),
+                data_dir: data_dir.clone(),
+                acceptors,
+            },
             &bus,
         ));
         let handler: WebHandler = Arc::new(web::handler(app, Arc::new(web::Sessions::default())));
@@ -170,7 +187,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         runtime.spawn(vigil::http::serve(
             listener,
             router,
-            Some(Arc::new(acceptor)),
+            Some(acceptor),
             web_stopped,
         ));
         if let Some(address) = web_address {
@@ -187,37 +204,36 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         if signal != SIGHUP {
             break;
         }
-        match load(&args.config) {
+        let before = policy.read().clone();
+        match control.reload_file() {
             Ok(config) => {
                 tracing::info!("configuration reloaded");
-                if config.privacy != *policy.read() {
+                if config.privacy != before {
                     audit_or_log(
                         &audit,
                         "settings.change",
                         serde_json::json!({ "privacy": config.privacy }),
                     );
-                    *policy.write() = config.privacy.clone();
                 }
                 if config.onvif != onvif_config || config.web != web_config {
                     tracing::warn!(
                         "the [onvif] or [web] section changed; it takes effect at the next start"
                     );
                 }
-                if let Err(e) = daemon.reload_gallery() {
+                if let Err(e) = vigil::daemon::reload_gallery(&data_dir, &gallery) {
                     tracing::error!(error = %e, "watchlists not reloaded");
-                }
-                if let Err(e) = daemon.apply(config) {
-                    tracing::error!(error = %e, "configuration not fully applied");
                 }
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "configuration not reloaded; keeping the running one")
+                tracing::error!(error = %format!("{e:#}"), "configuration not (fully) applied")
             }
         }
     }
     tracing::info!("stopping");
     let _ = web_stop.send(true);
-    daemon.shutdown();
+    if let Some(daemon) = control.detach() {
+        daemon.shutdown();
+    }
     if let Some(onvif) = onvif {
         runtime.block_on(onvif.stop());
     }

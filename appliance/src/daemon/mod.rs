@@ -42,6 +42,20 @@ impl LiveView {
     pub fn latest_frame(&self, camera: &str) -> Option<Arc<image::RgbImage>> {
         self.frames.lock().get(camera).cloned()
     }
+
+    /// The latest analysed frame as JPEG, for snapshots.
+    pub fn snapshot_jpeg(&self, camera: &str) -> Option<Vec<u8>> {
+        let frame = self.latest_frame(camera)?;
+        let mut jpeg = Vec::new();
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
+        match frame.write_with_encoder(encoder) {
+            Ok(()) => Some(jpeg),
+            Err(e) => {
+                tracing::warn!(camera, error = %e, "snapshot encoding failed");
+                None
+            }
+        }
+    }
 }
 
 use crate::camera::{ingest, IngestTimeouts, StopSignal};
@@ -115,6 +129,7 @@ pub struct Daemon {
     statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
     live: LiveView,
     pool: AnalysisPool,
+    pipeline: Arc<FacePipeline>,
 }
 
 impl Daemon {
@@ -148,7 +163,7 @@ impl Daemon {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = AnalysisPool::start(
             workers,
-            pipeline,
+            pipeline.clone(),
             gallery.clone(),
             bus.clone(),
             live.frames.clone(),
@@ -164,6 +179,7 @@ impl Daemon {
             statuses,
             live,
             pool,
+            pipeline,
         };
         daemon.reload_gallery()?;
         daemon.apply(config)?;
@@ -180,6 +196,11 @@ impl Daemon {
 
     pub fn gallery(&self) -> SharedGallery {
         self.gallery.clone()
+    }
+
+    /// The loaded models, for work beside the cameras (enrolment, search by photo).
+    pub fn pipeline(&self) -> Arc<FacePipeline> {
+        self.pipeline.clone()
     }
 
     pub fn camera_statuses(&self) -> Vec<CameraStatus> {

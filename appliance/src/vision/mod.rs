@@ -195,7 +195,17 @@ impl FacePipeline {
     /// [`Self::primary_face_of_file`] without the embedding, for batches that embed in pairs.
     pub fn locate_primary_in_file(&self, path: &Path) -> Result<LocatedFace, FaceError> {
         let image = self::image::load_rgb(path, self.config.max_pixels)?;
-        let located = self.locate(&image)?;
+        self.locate_primary(&image)
+    }
+
+    /// [`Self::locate_primary_in_file`] for a photo already in memory (an upload).
+    pub fn locate_primary_in_bytes(&self, bytes: &[u8]) -> Result<LocatedFace, FaceError> {
+        let image = self::image::decode_rgb(bytes, self.config.max_pixels)?;
+        self.locate_primary(&image)
+    }
+
+    fn locate_primary(&self, image: &RgbImage) -> Result<LocatedFace, FaceError> {
+        let located = self.locate(image)?;
         primary_face(located, image.width(), image.height())
     }
 }

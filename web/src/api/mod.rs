@@ -1,9 +1,15 @@
 //! The REST API under `/api/v1` (documented in `openapi.json`) and `/metrics`.
 //!
-//! Every route but the login and the OpenAPI file needs a session; each states the lowest
-//! role it allows. A session whose password must be changed can only read itself, change
-//! the password, or log out. Requests that change anything must carry the session's CSRF
-//! token in `X-CSRF-Token`.
+//! Every route but the login and the OpenAPI file needs a session or an API token
+//! (`Authorization: Bearer`); each states the lowest role it allows. A session whose password
+//! must be changed can only read itself, change the password, or log out. Requests of a
+//! session that change anything must carry its CSRF token in `X-CSRF-Token` (a token is no
+//! ambient credential: it needs none). Every change is audited.
+
+mod admin;
+mod cameras;
+mod sightings;
+mod watchlists;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,12 +21,12 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::port::{Account, Appliance, AuditQuery, Caller, Role, SightingQuery};
+use crate::port::{Account, Appliance, Caller, Failure, Role};
 use crate::sessions::{Session, Sessions};
 use crate::{Peer, MAX_JSON_BODY};
 
 const COOKIE: &str = "vigil_session";
-pub const OPENAPI: &str = include_str!("../openapi.json");
+pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// A refusal with its status and a message for the client.
 #[derive(Debug)]
@@ -38,11 +44,24 @@ fn refuse(status: StatusCode, message: &str) -> Rejection {
     })
 }
 
-/// The caller of an authenticated request.
+impl From<Failure> for Rejection {
+    fn from(failure: Failure) -> Self {
+        let status = match &failure {
+            Failure::Invalid(_) => StatusCode::BAD_REQUEST,
+            Failure::NotFound(_) => StatusCode::NOT_FOUND,
+            Failure::Conflict(_) => StatusCode::CONFLICT,
+            Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        refuse(status, &failure.to_string())
+    }
+}
+
+/// The caller of an authenticated request: a browser session, or an API token (`session`
+/// and `token` empty).
 #[derive(Clone)]
 struct Ctx {
     token: String,
-    session: Session,
+    session: Option<Session>,
     account: Account,
     caller: Caller,
 }
@@ -67,19 +86,37 @@ fn caller(
     allow_pending: bool,
 ) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
     warp::cookie::optional::<String>(COOKIE)
+        .and(warp::header::optional::<String>("authorization"))
         .and(peer())
         .and(with(app))
         .and(with(sessions))
         .and_then(
-            move |token: Option<String>, peer, app: App, sessions: Arc<Sessions>| async move {
-                let token =
-                    token.ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "log in first"))?;
-                let session = sessions.get(&token).ok_or_else(|| {
-                    refuse(StatusCode::UNAUTHORIZED, "session expired; log in again")
-                })?;
-                let account = app
-                    .account(&session.user)
-                    .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "no such user any more"))?;
+            move |cookie: Option<String>,
+                  bearer: Option<String>,
+                  peer,
+                  app: App,
+                  sessions: Arc<Sessions>| async move {
+                let (token, session, account) = match (cookie, bearer) {
+                    (Some(token), _) => {
+                        let session = sessions.get(&token).ok_or_else(|| {
+                            refuse(StatusCode::UNAUTHORIZED, "session expired; log in again")
+                        })?;
+                        let account = app.account(&session.user).ok_or_else(|| {
+                            refuse(StatusCode::UNAUTHORIZED, "no such user any more")
+                        })?;
+                        (token, Some(session), account)
+                    }
+                    (None, Some(header)) => {
+                        let secret = header
+                            .strip_prefix("Bearer ")
+                            .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "use Bearer TOKEN"))?;
+                        let account = app.token_account(secret.trim()).ok_or_else(|| {
+                            refuse(StatusCode::UNAUTHORIZED, "unknown or revoked token")
+                        })?;
+                        (String::new(), None, account)
+                    }
+                    (None, None) => return Err(refuse(StatusCode::UNAUTHORIZED, "log in first")),
+                };
                 if account.must_change_password && !allow_pending {
                     return Err(refuse(
                         StatusCode::FORBIDDEN,
@@ -108,10 +145,13 @@ fn caller(
 
 /// Refuses a state change without the session's CSRF token.
 fn csrf_checked(ctx: Ctx, header: Option<String>) -> Result<Ctx, Rejection> {
+    let Some(session) = &ctx.session else {
+        return Ok(ctx);
+    };
     let given = header.unwrap_or_default();
     // (`memcmp::eq` compares equal lengths only, in constant time.)
-    if given.len() == ctx.session.csrf.len()
-        && openssl::memcmp::eq(given.as_bytes(), ctx.session.csrf.as_bytes())
+    if given.len() == session.csrf.len()
+        && openssl::memcmp::eq(given.as_bytes(), session.csrf.as_bytes())
     {
         Ok(ctx)
     } else {
@@ -147,7 +187,7 @@ fn me(ctx: &Ctx) -> serde_json::Value {
         "user": ctx.account.name,
         "role": ctx.account.role,
         "must_change_password": ctx.account.must_change_password,
-        "csrf_token": ctx.session.csrf,
+        "csrf_token": ctx.session.as_ref().map(|s| s.csrf.clone()),
     })
 }
 
@@ -319,13 +359,6 @@ pub fn routes(
         .and(with(app.clone()))
         .map(|_ctx: Ctx, app: App| json_reply(StatusCode::OK, &app.system()));
 
-    let cameras = v1
-        .and(warp::path!("cameras"))
-        .and(warp::get())
-        .and(caller(app.clone(), sessions.clone(), Role::Viewer, false))
-        .and(with(app.clone()))
-        .map(|_ctx: Ctx, app: App| json_reply(StatusCode::OK, &app.cameras()));
-
     let events = v1
         .and(warp::path!("events"))
         .and(warp::get())
@@ -362,80 +395,6 @@ pub fn routes(
             response
         });
 
-    let sightings = v1
-        .and(warp::path!("sightings"))
-        .and(warp::get())
-        .and(caller(app.clone(), sessions.clone(), Role::Operator, false))
-        .and(warp::query::<SightingQuery>())
-        .and(with(app.clone()))
-        .and_then(|ctx: Ctx, query: SightingQuery, app: App| async move {
-            let found = app
-                .sightings(&query)
-                .map_err(|why| refuse(StatusCode::BAD_REQUEST, &why))?;
-            app.audit(
-                &ctx.caller,
-                "sightings.search",
-                "",
-                json!({ "by": "metadata", "query": format!("{query:?}"), "returned": found["sightings"].as_array().map_or(0, Vec::len) }),
-            );
-            Ok::<_, Rejection>(json_reply(StatusCode::OK, &found))
-        });
-
-    let thumbnail = v1
-        .and(warp::path!("sightings" / String / "thumbnail"))
-        .and(warp::get())
-        .and(caller(app.clone(), sessions.clone(), Role::Operator, false))
-        .and(with(app.clone()))
-        .and_then(|id: String, ctx: Ctx, app: App| async move {
-            let jpeg = app
-                .thumbnail(&id)
-                .map_err(|why| refuse(StatusCode::BAD_REQUEST, &why))?
-                .ok_or_else(|| {
-                    refuse(StatusCode::NOT_FOUND, "no thumbnail kept for this sighting")
-                })?;
-            app.audit(
-                &ctx.caller,
-                "sightings.read",
-                &id,
-                json!({ "thumbnail": true }),
-            );
-            let mut response = Response::new(jpeg.into());
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
-            Ok::<_, Rejection>(response)
-        });
-
-    let audit = v1
-        .and(warp::path!("audit"))
-        .and(warp::get())
-        .and(caller(app.clone(), sessions.clone(), Role::Admin, false))
-        .and(warp::query::<AuditQuery>())
-        .and(with(app.clone()))
-        .and_then(|ctx: Ctx, query: AuditQuery, app: App| async move {
-            let records = app
-                .audit_records(&query)
-                .map_err(|why| refuse(StatusCode::BAD_REQUEST, &why))?;
-            app.audit(
-                &ctx.caller,
-                "audit.read",
-                "",
-                json!({ "records": records.len() }),
-            );
-            if query.format.as_deref() == Some("csv") {
-                let mut response = Response::new(audit_csv(&records).into());
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/csv; charset=utf-8"),
-                );
-                return Ok::<_, Rejection>(response);
-            }
-            Ok(json_reply(
-                StatusCode::OK,
-                &serde_json::Value::Array(records),
-            ))
-        });
-
     let openapi = v1
         .and(warp::path!("openapi.json"))
         .and(warp::get())
@@ -456,49 +415,46 @@ pub fn routes(
         .unify()
         .or(system)
         .unify()
-        .or(cameras)
-        .unify()
         .or(events)
         .unify()
         .or(metrics)
         .unify()
-        .or(sightings)
-        .unify()
-        .or(thumbnail)
-        .unify()
-        .or(audit)
-        .unify()
         .or(openapi)
+        .unify()
+        .boxed()
+        .or(cameras::routes(app.clone(), sessions.clone()))
+        .unify()
+        .or(watchlists::routes(app.clone(), sessions.clone()))
+        .unify()
+        .or(sightings::routes(app.clone(), sessions.clone()))
+        .unify()
+        .or(admin::routes(app, sessions))
         .unify()
 }
 
-/// Audit records as CSV: one row each, the detail as JSON.
-fn audit_csv(records: &[serde_json::Value]) -> String {
-    const COLUMNS: [&str; 8] = [
-        "seq", "time", "user", "origin", "action", "target", "detail", "hash",
-    ];
-    let field = |v: &serde_json::Value| -> String {
-        let text = match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        // Quoted, quotes doubled; a leading formula character is defused for spreadsheets.
-        let text = if text.starts_with(['=', '+', '-', '@']) {
-            format!("'{text}")
-        } else {
-            text
-        };
-        format!("\"{}\"", text.replace('"', "\"\""))
-    };
-    let mut out = COLUMNS.join(",");
-    out.push_str("\r\n");
-    for r in records {
-        let row: Vec<String> = COLUMNS.iter().map(|c| field(&r[*c])).collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
-    }
-    out
+/// The routes of one part of the API, boxed (keeps warp's types and compile times small).
+type Routes = warp::filters::BoxedFilter<(Response,)>;
+
+fn no_content() -> Response {
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
+}
+
+fn bytes_reply(body: Vec<u8>, content_type: &'static str) -> Response {
+    let mut response = Response::new(body.into());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Runs blocking appliance work (stores, models, the KDF) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Rejection> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "the request's work failed"))?
+        .map_err(Rejection::from)
 }
 
 /// Turns refusals into JSON answers with their status.

@@ -1,0 +1,289 @@
+//! The running daemon's settings, as one place adapters change them through.
+//!
+//! Two sources make the effective configuration: the configuration file (re-read on SIGHUP)
+//! and `settings.json` in the data directory, which holds what operators changed through the
+//! web API: cameras added there, and the `[analysis]` and `[privacy]` sections once saved from
+//! the UI (they then replace the file's). Cameras of the file stay the file's: the API shows
+//! them but does not change them, so the two never disagree about who owns a camera.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AnalysisConfig, CameraConfig, Config, ConfigError, PrivacyConfig};
+use crate::daemon::{Daemon, DaemonError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("`{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("camera `{0}` is defined in the configuration file; change it there")]
+    FileCamera(String),
+    #[error("no camera `{0}`")]
+    NoCamera(String),
+    #[error("cannot save {path}: {source}")]
+    Save {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("the daemon is stopping")]
+    Stopped,
+}
+
+/// What the web API changed, kept across restarts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+struct Overlay {
+    cameras: Vec<CameraConfig>,
+    analysis: Option<AnalysisConfig>,
+    privacy: Option<PrivacyConfig>,
+}
+
+/// Where a camera's definition lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraSource {
+    File,
+    Api,
+}
+
+pub struct Control {
+    config_file: Option<PathBuf>,
+    overlay_file: PathBuf,
+    state: Mutex<State>,
+    /// The privacy settings the recorder and retention read.
+    policy: Arc<RwLock<PrivacyConfig>>,
+}
+
+struct State {
+    file: Config,
+    overlay: Overlay,
+    daemon: Option<Daemon>,
+}
+
+impl Control {
+    /// The effective configuration at start: `file` (already loaded from `config_file`)
+    /// with the data directory's overlay.
+    pub fn load(
+        config_file: Option<PathBuf>,
+        file: Config,
+        data_dir: &Path,
+    ) -> Result<(Self, Config), ControlError> {
+        let overlay_file = data_dir.join("settings.json");
+        let overlay = match std::fs::read(&overlay_file) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| ControlError::Corrupt {
+                    path: overlay_file.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Overlay::default(),
+            Err(source) => {
+                return Err(ControlError::Save {
+                    path: overlay_file,
+                    source,
+                })
+            }
+        };
+        let effective = merge(&file, &overlay)?;
+        let policy = Arc::new(RwLock::new(effective.privacy.clone()));
+        let control = Self {
+            config_file,
+            overlay_file,
+            state: Mutex::new(State {
+                file,
+                overlay,
+                daemon: None,
+            }),
+            policy,
+        };
+        Ok((control, effective))
+    }
+
+    pub fn policy(&self) -> Arc<RwLock<PrivacyConfig>> {
+        self.policy.clone()
+    }
+
+    /// Hands over the started daemon: changes from now on are applied to it.
+    pub fn attach(&self, daemon: Daemon) {
+        self.state.lock().daemon = Some(daemon);
+    }
+
+    /// Takes the daemon back, to shut it down; later changes are refused.
+    pub fn detach(&self) -> Option<Daemon> {
+        self.state.lock().daemon.take()
+    }
+
+    /// Runs `f` with the daemon, if it still runs.
+    pub fn with_daemon<T>(&self, f: impl FnOnce(&Daemon) -> T) -> Option<T> {
+        self.state.lock().daemon.as_ref().map(f)
+    }
+
+    pub fn effective(&self) -> Config {
+        let state = self.state.lock();
+        merge(&state.file, &state.overlay).unwrap_or_else(|_| state.file.clone())
+    }
+
+    /// Every camera with where it is defined.
+    pub fn cameras(&self) -> Vec<(CameraConfig, CameraSource)> {
+        let state = self.state.lock();
+        let file = state
+            .file
+            .cameras
+            .iter()
+            .map(|c| (c.clone(), CameraSource::File));
+        let api = state
+            .overlay
+            .cameras
+            .iter()
+            .map(|c| (c.clone(), CameraSource::Api));
+        file.chain(api).collect()
+    }
+
+    /// SIGHUP: re-reads the configuration file; what changed is applied.
+    pub fn reload_file(&self) -> Result<Config, ControlError> {
+        let file = match &self.config_file {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let mut state = self.state.lock();
+        let effective = merge(&file, &state.overlay)?;
+        state.file = file;
+        self.apply(&mut state, effective.clone())?;
+        Ok(effective)
+    }
+
+    /// Adds or replaces a camera defined through the API. A password left out of a
+    /// replacement keeps the stored one (the API never shows it).
+    pub fn put_camera(&self, mut camera: CameraConfig) -> Result<CameraSource, ControlError> {
+        let mut state = self.state.lock();
+        if state.file.cameras.iter().any(|c| c.id == camera.id) {
+            return Err(ControlError::FileCamera(camera.id));
+        }
+        let mut overlay = state.overlay.clone();
+        match overlay.cameras.iter_mut().find(|c| c.id == camera.id) {
+            Some(existing) => {
+                if camera.password.is_none() && camera.username == existing.username {
+                    camera.password = existing.password.clone();
+                }
+                *existing = camera;
+            }
+            None => overlay.cameras.push(camera),
+        }
+        self.commit(&mut state, overlay)?;
+        Ok(CameraSource::Api)
+    }
+
+    pub fn delete_camera(&self, id: &str) -> Result<(), ControlError> {
+        let mut state = self.state.lock();
+        if state.file.cameras.iter().any(|c| c.id == id) {
+            return Err(ControlError::FileCamera(id.into()));
+        }
+        let mut overlay = state.overlay.clone();
+        let before = overlay.cameras.len();
+        overlay.cameras.retain(|c| c.id != id);
+        if overlay.cameras.len() == before {
+            return Err(ControlError::NoCamera(id.into()));
+        }
+        self.commit(&mut state, overlay)
+    }
+
+    /// Replaces the analysis and privacy settings (the file's from now on ignored).
+    pub fn put_settings(
+        &self,
+        analysis: AnalysisConfig,
+        privacy: PrivacyConfig,
+    ) -> Result<(), ControlError> {
+        let mut state = self.state.lock();
+        let mut overlay = state.overlay.clone();
+        overlay.analysis = Some(analysis);
+        overlay.privacy = Some(privacy);
+        self.commit(&mut state, overlay)
+    }
+
+    /// Validates, saves and applies a new overlay; nothing changes if any step fails
+    /// before the save.
+    fn commit(&self, state: &mut State, overlay: Overlay) -> Result<(), ControlError> {
+        let effective = merge(&state.file, &overlay)?;
+        let bytes = serde_json::to_vec_pretty(&overlay).expect("settings serialise");
+        crate::private_file::write(&self.overlay_file, &bytes).map_err(|source| {
+            ControlError::Save {
+                path: self.overlay_file.clone(),
+                source,
+            }
+        })?;
+        state.overlay = overlay;
+        self.apply(state, effective)
+    }
+
+    fn apply(&self, state: &mut State, effective: Config) -> Result<(), ControlError> {
+        *self.policy.write() = effective.privacy.clone();
+        let daemon = state.daemon.as_mut().ok_or(ControlError::Stopped)?;
+        daemon.apply(effective)?;
+        Ok(())
+    }
+}
+
+/// The file's configuration with the overlay's cameras added and its sections in place of
+/// the file's; validated as a whole.
+fn merge(file: &Config, overlay: &Overlay) -> Result<Config, ControlError> {
+    let mut config = file.clone();
+    config.cameras.extend(overlay.cameras.iter().cloned());
+    if let Some(analysis) = &overlay.analysis {
+        config.analysis = analysis.clone();
+    }
+    if let Some(privacy) = &overlay.privacy {
+        config.privacy = privacy.clone();
+    }
+    config
+        .validate(Path::new("settings"))
+        .map_err(|e| match e {
+            ConfigError::Invalid { key, message, .. } => ControlError::Invalid { key, message },
+            other => ControlError::Config(other),
+        })?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn camera(id: &str) -> CameraConfig {
+        serde_json::from_value(serde_json::json!({ "id": id, "url": "rtsp://127.0.0.1:1/x" }))
+            .unwrap()
+    }
+
+    #[test]
+    fn overlay_cameras_join_the_files_and_are_validated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut file = Config::default();
+        file.cameras.push(camera("door"));
+        let (control, effective) = Control::load(None, file, tmp.path()).unwrap();
+        assert_eq!(effective.cameras.len(), 1);
+        // Without a daemon the change is validated and saved, then refused as stopped.
+        assert!(matches!(
+            control.put_camera(camera("door")),
+            Err(ControlError::FileCamera(_))
+        ));
+        let mut bad = camera("yard");
+        bad.fps = 0.0;
+        let error = control.put_camera(bad).unwrap_err().to_string();
+        assert!(error.contains("camera[1].fps"), "{error}");
+        assert!(!tmp.path().join("settings.json").exists());
+        assert!(matches!(
+            control.put_camera(camera("yard")),
+            Err(ControlError::Stopped)
+        ));
+        let (_, reloaded) = Control::load(None, Config::default(), tmp.path()).unwrap();
+        assert_eq!(reloaded.cameras.len(), 1);
+        assert_eq!(reloaded.cameras[0].id, "yard");
+    }
+}

@@ -1,0 +1,243 @@
+//! Administration for the web API: system status and metrics, settings, users, API tokens
+//! and the HTTPS certificate.
+
+use onvif::auth::{User, UserDirectory as _, UserError, UserLevel};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use web::{Failure, Role};
+
+use super::cameras::control_failure;
+use super::{role_of, unavailable, WebAppliance};
+use crate::config::{AnalysisConfig, PrivacyConfig};
+use crate::events::CameraState;
+use crate::sightings::WriteState;
+use crate::tls::CertificateFiles;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserSpec {
+    role: Role,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsChange {
+    privacy: Option<Value>,
+    analysis: Option<Value>,
+}
+
+fn level_of(role: Role) -> UserLevel {
+    match role {
+        Role::Admin => UserLevel::Administrator,
+        Role::Operator => UserLevel::Operator,
+        Role::Viewer => UserLevel::User,
+    }
+}
+
+fn user_failure(e: UserError) -> Failure {
+    match e {
+        UserError::Unknown(_) => Failure::NotFound(e.to_string()),
+        UserError::Storage(_) => unavailable(e),
+        other => Failure::Invalid(other.to_string()),
+    }
+}
+
+/// `base` with the keys of `changes` replaced (one level: sections are flat).
+fn patched<T: serde::Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    changes: Option<Value>,
+    section: &str,
+) -> Result<T, Failure> {
+    let mut value = serde_json::to_value(base).map_err(unavailable)?;
+    if let Some(changes) = changes {
+        let changes = changes
+            .as_object()
+            .ok_or_else(|| Failure::Invalid(format!("{section} must be an object")))?;
+        let object = value.as_object_mut().expect("a section is an object");
+        for (key, v) in changes {
+            object.insert(key.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(value).map_err(|e| Failure::Invalid(format!("{section}: {e}")))
+}
+
+impl WebAppliance {
+    pub(super) fn system_status(&self) -> Value {
+        let stats = self.parts.store.stats();
+        let cameras = self.parts.live.cameras();
+        let streaming = cameras
+            .iter()
+            .filter(|c| {
+                self.parts
+                    .live
+                    .status(&c.id)
+                    .is_some_and(|s| s.state == CameraState::Streaming)
+            })
+            .count();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "healthy": stats.write_state == WriteState::Ok,
+            "cameras": { "configured": cameras.len(), "streaming": streaming },
+            "storage": stats,
+        })
+    }
+
+    pub(super) fn prometheus(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP vigil_camera_streaming Whether the camera is streaming.\n# TYPE vigil_camera_streaming gauge\n");
+        for c in self.parts.live.cameras() {
+            let streaming = self
+                .parts
+                .live
+                .status(&c.id)
+                .is_some_and(|s| s.state == CameraState::Streaming);
+            out.push_str(&format!(
+                "vigil_camera_streaming{{camera=\"{}\"}} {}\n",
+                c.id,
+                u8::from(streaming)
+            ));
+        }
+        let stats = self.parts.store.stats();
+        for (name, help, value) in [
+            ("vigil_sightings_stored", "Sightings in the store.", stats.sightings as f64),
+            ("vigil_faces_stored", "Faces in the search index.", stats.faces as f64),
+            ("vigil_face_index_bytes", "RAM held by the face index.", stats.face_index_bytes as f64),
+            ("vigil_store_disk_bytes", "Bytes of the sighting store on disk.", stats.disk_bytes as f64),
+            (
+                "vigil_store_writable",
+                "1 while new sightings are stored.",
+                f64::from(u8::from(stats.write_state == WriteState::Ok)),
+            ),
+            (
+                "vigil_watchlist_faces",
+                "Enrolled faces matched against.",
+                self.parts.gallery.read().rows() as f64,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            ));
+        }
+        out
+    }
+
+    pub(super) fn settings_now(&self) -> Value {
+        let config = self.parts.control.effective();
+        json!({
+            "privacy": config.privacy,
+            "analysis": config.analysis,
+        })
+    }
+
+    pub(super) fn settings_put(&self, changes: Value) -> Result<Value, Failure> {
+        let changes: SettingsChange =
+            serde_json::from_value(changes).map_err(|e| Failure::Invalid(e.to_string()))?;
+        let now = self.parts.control.effective();
+        let analysis: AnalysisConfig = patched(&now.analysis, changes.analysis, "analysis")?;
+        let privacy: PrivacyConfig = patched(&now.privacy, changes.privacy, "privacy")?;
+        let restart_needed = analysis.min_face != now.analysis.min_face;
+        self.parts
+            .control
+            .put_settings(analysis, privacy)
+            .map_err(control_failure)?;
+        let mut settings = self.settings_now();
+        // The detector's smallest face is fixed when the models load.
+        settings["restart_needed"] = json!(restart_needed);
+        Ok(settings)
+    }
+
+    pub(super) fn user_list(&self) -> Value {
+        let users = &self.parts.users;
+        Value::Array(
+            users
+                .list()
+                .iter()
+                .map(|u| {
+                    json!({
+                        "name": u.name,
+                        "role": role_of(u.level),
+                        "must_change_password": users.must_change_password(&u.name),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    pub(super) fn user_put(&self, name: &str, spec: Value) -> Result<(), Failure> {
+        let spec: UserSpec =
+            serde_json::from_value(spec).map_err(|e| Failure::Invalid(e.to_string()))?;
+        if let Some(p) = &spec.password {
+            if p.chars().count() < 10 {
+                return Err(Failure::Invalid("a password needs at least 10 characters".into()));
+            }
+        }
+        let exists = self.parts.users.get(name).is_some();
+        if !exists && spec.password.is_none() {
+            return Err(Failure::Invalid("a new user needs a password".into()));
+        }
+        let level = level_of(spec.role);
+        let password = spec.password.clone();
+        self.parts
+            .users
+            .change(&|table| {
+                if table.get(name).is_some() {
+                    table.set(name, password.clone(), level)
+                } else {
+                    table.create(User {
+                        name: name.into(),
+                        password: password.clone().unwrap_or_default(),
+                        level,
+                    })
+                }
+            })
+            .map_err(user_failure)?;
+        if spec.password.is_some() {
+            self.parts
+                .users
+                .require_password_change(name)
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn user_delete(&self, name: &str) -> Result<(), Failure> {
+        self.parts
+            .users
+            .change(&|table| table.delete(name))
+            .map_err(user_failure)?;
+        self.parts
+            .tokens
+            .revoke_all_of(name)
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) fn token_create(&self, user: &str, label: &str) -> Result<Value, Failure> {
+        let (info, secret) = self.parts.tokens.create(user, label).map_err(|e| match e {
+            crate::api_tokens::TokenError::BadLabel => Failure::Invalid(e.to_string()),
+            other => unavailable(other),
+        })?;
+        Ok(json!({
+            "id": info.id,
+            "user": info.user,
+            "label": info.label,
+            "created": info.created,
+            "token": secret,
+        }))
+    }
+
+    pub(super) fn certificate_install(&self, certificate: &str, key: &str) -> Result<Value, Failure> {
+        let files = CertificateFiles::in_data_dir(&self.parts.data_dir);
+        let (acceptor, info) = files.install(certificate, key).map_err(|e| match e {
+            crate::tls::TlsError::Certificate { message, .. } => Failure::Invalid(message),
+            other => unavailable(other),
+        })?;
+        let acceptor = std::sync::Arc::new(acceptor);
+        for shared in &self.parts.acceptors {
+            *shared.write() = acceptor.clone();
+        }
+        serde_json::to_value(info).map_err(unavailable)
+    }
+}
