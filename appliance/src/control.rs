@@ -79,12 +79,10 @@ impl Control {
     ) -> Result<(Self, Config), ControlError> {
         let overlay_file = data_dir.join("settings.json");
         let overlay = match std::fs::read(&overlay_file) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| ControlError::Corrupt {
-                    path: overlay_file.clone(),
-                    message: e.to_string(),
-                })?
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ControlError::Corrupt {
+                path: overlay_file.clone(),
+                message: e.to_string(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Overlay::default(),
             Err(source) => {
                 return Err(ControlError::Save {

@@ -116,7 +116,8 @@ pub trait Appliance: Send + Sync + 'static {
     /// The cameras with their state and where they are defined (never their passwords).
     fn cameras(&self) -> serde_json::Value;
     /// Adds or replaces the camera `id` (a JSON camera as in the configuration file).
-    fn put_camera(&self, id: &str, camera: serde_json::Value) -> Result<serde_json::Value, Failure>;
+    fn put_camera(&self, id: &str, camera: serde_json::Value)
+        -> Result<serde_json::Value, Failure>;
     fn delete_camera(&self, id: &str) -> Result<(), Failure>;
     /// The camera's latest analysed frame as JPEG.
     fn snapshot(&self, id: &str) -> Result<Vec<u8>, Failure>;

@@ -6,13 +6,18 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::{Account, Appliance, Caller, Role, Sessions};
+use crate::{Account, Appliance, Caller, Failure, Probe, Role, Sessions, Upload};
 
+/// The port as the web side sees it: users and tokens in memory, other answers canned, and
+/// every call that reached it recorded.
 struct SampleAppliance {
     users: Mutex<HashMap<String, (String, Role, bool)>>,
     audits: Mutex<Vec<String>>,
     events: tokio::sync::broadcast::Sender<Arc<Value>>,
+    uploads: Mutex<Vec<(Vec<(String, String)>, Vec<(String, String)>)>>,
 }
+
+const SAMPLE_TOKEN: &str = "vigil_sample";
 
 impl SampleAppliance {
     fn new() -> Arc<Self> {
@@ -28,6 +33,7 @@ impl SampleAppliance {
             users: Mutex::new(users),
             audits: Mutex::new(Vec::new()),
             events: tokio::sync::broadcast::channel(16).0,
+            uploads: Mutex::new(Vec::new()),
         })
     }
 }
@@ -58,11 +64,11 @@ impl Appliance for SampleAppliance {
         entry.2 = false;
         Ok(())
     }
+    fn token_account(&self, token: &str) -> Option<Account> {
+        (token == SAMPLE_TOKEN).then(|| self.account("olga"))?
+    }
     fn system(&self) -> Value {
         json!({"version": "test", "healthy": true})
-    }
-    fn cameras(&self) -> Value {
-        json!([{"id": "door", "name": "Door", "state": "streaming"}])
     }
     fn metrics(&self) -> String {
         "vigil_cameras 1\n".into()
@@ -70,44 +76,149 @@ impl Appliance for SampleAppliance {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Value>> {
         self.events.subscribe()
     }
-    fn sightings(&self, query: &crate::SightingQuery) -> Result<Value, String> {
-        if query
-            .outcome
-            .as_deref()
-            .is_some_and(|o| o != "matched" && o != "unregistered")
-        {
-            return Err("outcome is matched or unregistered".into());
-        }
-        Ok(json!({"total": 1, "sightings": [{"id": "00000000000000a1", "camera": "door"}]}))
-    }
-    fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, String> {
-        Ok((sighting == "00000000000000a1").then(|| vec![0xff, 0xd8, 0xff, 0xd9]))
-    }
-    fn audit_records(&self, _query: &crate::AuditQuery) -> Result<Vec<Value>, String> {
-        Ok(vec![
-            json!({"seq": 1, "time": "2026-11-28T00:00:00Z", "user": "admin", "origin": "10.0.0.1",
-            "action": "x", "target": "=cmd|' /C calc'!A0", "detail": {"a": "b,\"c\""}, "hash": "ab"}),
-        ])
-    }
     fn audit(&self, caller: &Caller, action: &str, target: &str, _detail: Value) {
         self.audits
             .lock()
             .push(format!("{} {action} {target}", caller.user));
     }
+    fn cameras(&self) -> Value {
+        json!([{"id": "door", "name": "Door", "state": "streaming"}])
+    }
+    fn put_camera(&self, id: &str, camera: Value) -> Result<Value, Failure> {
+        if camera["url"]
+            .as_str()
+            .is_none_or(|u| !u.starts_with("rtsp://"))
+        {
+            return Err(Failure::Invalid("`camera[0].url`: must be rtsp://".into()));
+        }
+        Ok(json!({"id": id}))
+    }
+    fn delete_camera(&self, id: &str) -> Result<(), Failure> {
+        (id == "door")
+            .then_some(())
+            .ok_or(Failure::NotFound("no camera".into()))
+    }
+    fn snapshot(&self, _id: &str) -> Result<Vec<u8>, Failure> {
+        Ok(vec![0xff, 0xd8, 0xff, 0xd9])
+    }
+    fn watchlists(&self) -> Result<Value, Failure> {
+        Ok(json!([]))
+    }
+    fn create_watchlist(&self, spec: Value) -> Result<Value, Failure> {
+        Ok(json!({"id": "00000000000000a1", "name": spec["name"]}))
+    }
+    fn update_watchlist(&self, id: &str, _changes: Value) -> Result<Value, Failure> {
+        Ok(json!({"id": id}))
+    }
+    fn delete_watchlist(&self, _id: &str) -> Result<Value, Failure> {
+        Ok(json!({"persons": 0}))
+    }
+    fn persons(&self, _watchlist: &str) -> Result<Value, Failure> {
+        Ok(json!([]))
+    }
+    fn delete_person(&self, _id: &str) -> Result<Value, Failure> {
+        Ok(json!({"sightings": 0}))
+    }
+    fn start_enrolment(
+        &self,
+        _caller: &Caller,
+        _watchlist: &str,
+        uploads: Vec<Upload>,
+        rejected: Vec<(String, String)>,
+    ) -> Result<Value, Failure> {
+        let total = uploads.len();
+        self.uploads.lock().push((
+            uploads.into_iter().map(|u| (u.person, u.file)).collect(),
+            rejected,
+        ));
+        Ok(json!({"job": "j1", "total": total}))
+    }
+    fn job(&self, id: &str) -> Option<Value> {
+        (id == "j1").then(|| json!({"id": "j1", "state": "done"}))
+    }
+    fn sightings(&self, query: &crate::SightingQuery) -> Result<Value, Failure> {
+        if query
+            .outcome
+            .as_deref()
+            .is_some_and(|o| o != "matched" && o != "unregistered")
+        {
+            return Err(Failure::Invalid(
+                "outcome is matched or unregistered".into(),
+            ));
+        }
+        Ok(json!({"total": 1, "sightings": [{"id": "00000000000000a1", "camera": "door"}]}))
+    }
+    fn search_faces(&self, probe: Probe, _query: &crate::SightingQuery) -> Result<Value, Failure> {
+        match probe {
+            Probe::Photo(bytes) if bytes.is_empty() => Err(Failure::Invalid("empty photo".into())),
+            _ => Ok(json!({"hits": []})),
+        }
+    }
+    fn sighting_stats(&self, _query: &crate::SightingQuery) -> Result<Value, Failure> {
+        Ok(json!({"per_camera": {}}))
+    }
+    fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, Failure> {
+        Ok((sighting == "00000000000000a1").then(|| vec![0xff, 0xd8, 0xff, 0xd9]))
+    }
+    fn settings(&self) -> Value {
+        json!({"privacy": {}})
+    }
+    fn put_settings(&self, changes: Value) -> Result<Value, Failure> {
+        Ok(changes)
+    }
+    fn users(&self) -> Value {
+        json!([])
+    }
+    fn put_user(&self, _name: &str, _spec: Value) -> Result<(), Failure> {
+        Ok(())
+    }
+    fn delete_user(&self, _name: &str) -> Result<(), Failure> {
+        Ok(())
+    }
+    fn create_token(&self, user: &str, label: &str) -> Result<Value, Failure> {
+        Ok(json!({"id": "t1", "user": user, "label": label, "token": SAMPLE_TOKEN}))
+    }
+    fn tokens(&self, _user: Option<&str>) -> Value {
+        json!([])
+    }
+    fn revoke_token(&self, _id: &str, _user: Option<&str>) -> Result<(), Failure> {
+        Ok(())
+    }
+    fn install_certificate(&self, _certificate: &str, _key: &str) -> Result<Value, Failure> {
+        Err(Failure::Invalid("not a PEM certificate".into()))
+    }
+    fn audit_records(&self, _query: &crate::AuditQuery) -> Result<Vec<Value>, Failure> {
+        Ok(vec![
+            json!({"seq": 1, "time": "2026-11-28T00:00:00Z", "user": "admin", "origin": "10.0.0.1",
+            "action": "x", "target": "=cmd|' /C calc'!A0", "detail": {"a": "b,\"c\""}, "hash": "ab"}),
+        ])
+    }
 }
 
-fn documented() -> Vec<(String, String)> {
+/// Every documented operation: method, path (ids filled in) and lowest role.
+fn documented_with_roles() -> Vec<(String, String, String)> {
     let doc: Value = serde_json::from_str(crate::api::OPENAPI).unwrap();
     let mut routes = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
+        for (method, operation) in item.as_object().unwrap() {
+            let role = operation["x-role"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no x-role"));
             routes.push((
                 method.to_uppercase(),
                 path.replace("{id}", "00000000000000a1"),
+                role.to_string(),
             ));
         }
     }
     routes
+}
+
+fn documented() -> Vec<(String, String)> {
+    documented_with_roles()
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .collect()
 }
 
 struct Client {
@@ -132,12 +243,18 @@ impl Client {
         body: Option<Value>,
     ) -> warp::http::Response<bytes::Bytes> {
         let mut request = warp::test::request().method(method).path(path);
-        if let Some(c) = cookie {
-            request = request.header("cookie", format!("vigil_session={c}"));
+        // A credential is a session token, or `Bearer TOKEN` for an API token.
+        match cookie.map(|c| (c, c.strip_prefix("Bearer "))) {
+            Some((_, Some(token))) => {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            Some((c, None)) => request = request.header("cookie", format!("vigil_session={c}")),
+            None => {}
         }
         if let Some(t) = csrf {
             request = request.header("x-csrf-token", t);
         }
+
         if let Some(b) = body {
             request = request.json(&b);
         }
@@ -179,7 +296,7 @@ impl Client {
 async fn every_documented_route_exists_and_refuses_without_a_session() {
     let client = Client::new(SampleAppliance::new());
     let routes = documented();
-    assert_eq!(routes.len(), 12, "{routes:?}");
+    assert_eq!(routes.len(), 35, "{routes:?}");
     for (method, path) in routes {
         let r = client.send(&method, &path, None, None, None).await;
         let public =
@@ -430,4 +547,213 @@ async fn the_ui_is_served_with_a_strict_policy() {
             .unwrap()
             .contains("script-src 'self'"));
     }
+}
+
+/// Logs in and replaces the first password where needed: a session ready for everything.
+async fn ready_session(client: &Client, user: &str, password: &str) -> (String, String) {
+    let (token, csrf, me) = client.login(user, password).await;
+    if me["must_change_password"] == true {
+        let change = json!({"current": password, "new": "a much better one"});
+        let r = client
+            .send(
+                "POST",
+                "/api/v1/session/password",
+                Some(&token),
+                Some(&csrf),
+                Some(change),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+    }
+    (token, csrf)
+}
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "public" => 0,
+        "viewer" => 1,
+        "operator" => 2,
+        "admin" => 3,
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_route_refuses_lower_roles_and_session_changes_without_csrf() {
+    let app = SampleAppliance::new();
+    let client = Client::new(app.clone());
+    let sessions = [
+        (
+            "viewer",
+            ready_session(&client, "vic", "viewer-pass1").await,
+        ),
+        (
+            "operator",
+            ready_session(&client, "olga", "operator-pass").await,
+        ),
+        (
+            "admin",
+            ready_session(&client, "admin", "first-password").await,
+        ),
+    ];
+    let mut checked = 0;
+    for (method, path, role) in documented_with_roles() {
+        if role == "public" || path == "/api/v1/session" {
+            continue;
+        }
+        // The event stream never ends; its refusals are checked below.
+        let streams = path == "/api/v1/events";
+        for (user_role, (token, csrf)) in &sessions {
+            let allowed = rank(user_role) >= rank(&role);
+            let changes = method != "GET";
+            if streams && allowed {
+                continue;
+            }
+            let before = app.audits.lock().len();
+            let r = client
+                .send(&method, &path, Some(token), Some(csrf), None)
+                .await;
+            if !allowed {
+                assert_eq!(r.status(), 403, "{method} {path} as {user_role}");
+                assert_eq!(
+                    app.audits.lock().len(),
+                    before,
+                    "{method} {path}: refused yet audited"
+                );
+            } else {
+                assert!(
+                    r.status() != 403 && r.status() != 401,
+                    "{method} {path} as {user_role}: {}",
+                    r.status()
+                );
+                checked += 1;
+            }
+            if allowed && changes {
+                let r = client.send(&method, &path, Some(token), None, None).await;
+                assert_eq!(r.status(), 403, "{method} {path} without the CSRF token");
+            }
+        }
+    }
+    assert!(checked > 50, "{checked}");
+}
+
+#[tokio::test]
+async fn api_tokens_act_as_their_user_without_csrf() {
+    let app = SampleAppliance::new();
+    let client = Client::new(app.clone());
+    let bearer = format!("Bearer {SAMPLE_TOKEN}");
+    let r = client
+        .send("GET", "/api/v1/sightings", Some(&bearer), None, None)
+        .await;
+    assert_eq!(r.status(), 200, "the token's user is an operator");
+    let r = client
+        .send("GET", "/api/v1/users", Some(&bearer), None, None)
+        .await;
+    assert_eq!(r.status(), 403, "and no administrator");
+    let body = json!({"url": "rtsp://127.0.0.1/x"});
+    let r = client
+        .send(
+            "PUT",
+            "/api/v1/cameras/yard",
+            Some(&bearer),
+            None,
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "no CSRF token needed: a token is no ambient credential"
+    );
+    assert!(app
+        .audits
+        .lock()
+        .contains(&"olga camera.put yard".to_string()));
+    let r = client
+        .send(
+            "GET",
+            "/api/v1/cameras",
+            Some("Bearer vigil_forged"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+}
+
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "vigil-test-boundary";
+    let mut body = Vec::new();
+    for (name, file, bytes) in parts {
+        body.extend(format!("--{boundary}\r\n").as_bytes());
+        match file {
+            Some(f) => body.extend(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+            ),
+            None => body.extend(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+        }
+        body.extend(*bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn uploads_name_their_persons_and_oversized_ones_are_refused() {
+    let app = SampleAppliance::new();
+    let client = Client::new(app.clone());
+    let (token, csrf) = ready_session(&client, "olga", "operator-pass").await;
+    let (content_type, body) = multipart(&[
+        ("files", Some("batch/Ada/1.jpg"), b"jpeg-bytes"),
+        ("files", Some("batch/Bob/1.jpg"), b"jpeg-bytes"),
+        ("files", Some("notes.txt"), b"not in a folder"),
+    ]);
+    let r = warp::test::request()
+        .method("POST")
+        .path("/api/v1/watchlists/00000000000000a1/enrolments")
+        .header("cookie", format!("vigil_session={token}"))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", content_type)
+        .body(body)
+        .reply(&client.filter)
+        .await;
+    assert_eq!(r.status(), 202, "{:?}", r.body());
+    let (uploads, rejected) = app.uploads.lock()[0].clone();
+    assert_eq!(
+        uploads,
+        [
+            ("Ada".to_string(), "batch/Ada/1.jpg".to_string()),
+            ("Bob".to_string(), "batch/Bob/1.jpg".to_string())
+        ]
+    );
+    assert_eq!(rejected[0].0, "notes.txt");
+    assert!(app
+        .audits
+        .lock()
+        .contains(&"olga enrolment.start 00000000000000a1".to_string()));
+
+    // A probe photo over 20 MiB is refused before it is read.
+    let r = warp::test::request()
+        .method("POST")
+        .path("/api/v1/sightings/search")
+        .header("cookie", format!("vigil_session={token}"))
+        .header("x-csrf-token", &csrf)
+        .body(vec![0u8; 21 * 1024 * 1024])
+        .reply(&client.filter)
+        .await;
+    assert_eq!(r.status(), 413);
+    // So is an enrolment announced over 2 GiB.
+    let r = warp::test::request()
+        .method("POST")
+        .path("/api/v1/watchlists/00000000000000a1/enrolments")
+        .header("cookie", format!("vigil_session={token}"))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("--x--")
+        // (after the body, which sets its own length)
+        .header("content-length", (3u64 << 30).to_string())
+        .reply(&client.filter)
+        .await;
+    assert_eq!(r.status(), 413);
 }

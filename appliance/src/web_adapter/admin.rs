@@ -101,10 +101,26 @@ impl WebAppliance {
         }
         let stats = self.parts.store.stats();
         for (name, help, value) in [
-            ("vigil_sightings_stored", "Sightings in the store.", stats.sightings as f64),
-            ("vigil_faces_stored", "Faces in the search index.", stats.faces as f64),
-            ("vigil_face_index_bytes", "RAM held by the face index.", stats.face_index_bytes as f64),
-            ("vigil_store_disk_bytes", "Bytes of the sighting store on disk.", stats.disk_bytes as f64),
+            (
+                "vigil_sightings_stored",
+                "Sightings in the store.",
+                stats.sightings as f64,
+            ),
+            (
+                "vigil_faces_stored",
+                "Faces in the search index.",
+                stats.faces as f64,
+            ),
+            (
+                "vigil_face_index_bytes",
+                "RAM held by the face index.",
+                stats.face_index_bytes as f64,
+            ),
+            (
+                "vigil_store_disk_bytes",
+                "Bytes of the sighting store on disk.",
+                stats.disk_bytes as f64,
+            ),
             (
                 "vigil_store_writable",
                 "1 while new sightings are stored.",
@@ -170,7 +186,9 @@ impl WebAppliance {
             serde_json::from_value(spec).map_err(|e| Failure::Invalid(e.to_string()))?;
         if let Some(p) = &spec.password {
             if p.chars().count() < 10 {
-                return Err(Failure::Invalid("a password needs at least 10 characters".into()));
+                return Err(Failure::Invalid(
+                    "a password needs at least 10 characters".into(),
+                ));
             }
         }
         let exists = self.parts.users.get(name).is_some();
@@ -207,10 +225,7 @@ impl WebAppliance {
             .users
             .change(&|table| table.delete(name))
             .map_err(user_failure)?;
-        self.parts
-            .tokens
-            .revoke_all_of(name)
-            .map_err(unavailable)?;
+        self.parts.tokens.revoke_all_of(name).map_err(unavailable)?;
         Ok(())
     }
 
@@ -228,7 +243,11 @@ impl WebAppliance {
         }))
     }
 
-    pub(super) fn certificate_install(&self, certificate: &str, key: &str) -> Result<Value, Failure> {
+    pub(super) fn certificate_install(
+        &self,
+        certificate: &str,
+        key: &str,
+    ) -> Result<Value, Failure> {
         let files = CertificateFiles::in_data_dir(&self.parts.data_dir);
         let (acceptor, info) = files.install(certificate, key).map_err(|e| match e {
             crate::tls::TlsError::Certificate { message, .. } => Failure::Invalid(message),

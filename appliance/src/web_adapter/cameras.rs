@@ -49,7 +49,9 @@ impl WebAppliance {
             .ok_or_else(|| Failure::Invalid("send a JSON object".into()))?;
         match object.get("id") {
             Some(given) if given != id => {
-                return Err(Failure::Invalid("the body's id differs from the path's".into()))
+                return Err(Failure::Invalid(
+                    "the body's id differs from the path's".into(),
+                ))
             }
             _ => {
                 object.insert("id".into(), json!(id));

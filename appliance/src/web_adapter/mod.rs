@@ -275,13 +275,10 @@ impl web::Appliance for WebAppliance {
     }
 
     fn revoke_token(&self, id: &str, user: Option<&str>) -> Result<(), Failure> {
-        self.parts
-            .tokens
-            .revoke(id, user)
-            .map_err(|e| match e {
-                crate::api_tokens::TokenError::Unknown(_) => Failure::NotFound(e.to_string()),
-                other => unavailable(other),
-            })
+        self.parts.tokens.revoke(id, user).map_err(|e| match e {
+            crate::api_tokens::TokenError::Unknown(_) => Failure::NotFound(e.to_string()),
+            other => unavailable(other),
+        })
     }
 
     fn install_certificate(&self, certificate: &str, key: &str) -> Result<Value, Failure> {

@@ -19,13 +19,19 @@ fn filter_of(query: &SightingQuery) -> Result<Filter, Failure> {
         None | Some("") => None,
         Some("matched") => Some(OutcomeKind::Matched),
         Some("unregistered") => Some(OutcomeKind::Unregistered),
-        Some(_) => return Err(Failure::Invalid("outcome is matched or unregistered".into())),
+        Some(_) => {
+            return Err(Failure::Invalid(
+                "outcome is matched or unregistered".into(),
+            ))
+        }
     };
     let ids = |value: &Option<String>, what: &str| -> Result<Vec<Uuid>, Failure> {
         value
             .iter()
             .filter(|v| !v.is_empty())
-            .map(|v| Uuid::parse_str(v).map_err(|_| Failure::Invalid(format!("{what} is not an id"))))
+            .map(|v| {
+                Uuid::parse_str(v).map_err(|_| Failure::Invalid(format!("{what} is not an id")))
+            })
             .collect()
     };
     Ok(Filter {

@@ -117,7 +117,9 @@ impl WebAppliance {
         f: impl FnOnce(&WatchlistStore) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let _guard = self.jobs.store.try_lock_for(STORE_WAIT).ok_or_else(|| {
-            Failure::Unavailable("an enrolment is writing the watchlists; try again when it is done".into())
+            Failure::Unavailable(
+                "an enrolment is writing the watchlists; try again when it is done".into(),
+            )
         })?;
         let dir = self.parts.data_dir.join("watchlists");
         std::fs::create_dir_all(&dir).map_err(unavailable)?;
@@ -208,7 +210,11 @@ impl WebAppliance {
         let mut sightings = 0;
         let mut faces = 0;
         for person in &persons {
-            let report = self.parts.store.delete_person(person.id).map_err(unavailable)?;
+            let report = self
+                .parts
+                .store
+                .delete_person(person.id)
+                .map_err(unavailable)?;
             sightings += report.sightings;
             faces += report.faces;
         }
@@ -282,10 +288,13 @@ impl WebAppliance {
         let list = self.with_store(|store| Self::find_list(store, watchlist))?;
         let mut by_person: BTreeMap<String, Vec<Photo>> = BTreeMap::new();
         for upload in uploads {
-            by_person.entry(upload.person).or_default().push(Photo::Upload {
-                name: upload.file,
-                bytes: Arc::from(upload.bytes.as_ref()),
-            });
+            by_person
+                .entry(upload.person)
+                .or_default()
+                .push(Photo::Upload {
+                    name: upload.file,
+                    bytes: Arc::from(upload.bytes.as_ref()),
+                });
         }
         let enrol_jobs: Vec<EnrolJob> = by_person
             .into_iter()
@@ -388,9 +397,9 @@ impl JobRunner {
                     report.state = JobState::Done;
                     report.enrolled = done.enrolled.len();
                     report.persons = done.persons;
-                    report.rejected.extend(done.skipped.into_iter().map(|s| {
-                        json!({ "file": s.file.display().to_string(), "reason": s.reason })
-                    }));
+                    report.rejected.extend(done.skipped.into_iter().map(
+                        |s| json!({ "file": s.file.display().to_string(), "reason": s.reason }),
+                    ));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "enrolment job failed");

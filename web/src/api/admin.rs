@@ -104,9 +104,7 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
         .and(warp::get())
         .and(caller(app.clone(), sessions.clone(), Role::Viewer, false))
         .and(with(app.clone()))
-        .map(|ctx: Ctx, app: App| {
-            json_reply(StatusCode::OK, &app.tokens(own_unless_admin(&ctx)))
-        });
+        .map(|ctx: Ctx, app: App| json_reply(StatusCode::OK, &app.tokens(own_unless_admin(&ctx))));
 
     let create_token = v1
         .and(warp::path!("tokens"))
@@ -239,4 +237,3 @@ fn audit_csv(records: &[serde_json::Value]) -> String {
     }
     out
 }
-

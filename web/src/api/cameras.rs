@@ -25,7 +25,12 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let put = v1
         .and(warp::path!("cameras" / String))
         .and(warp::put())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
         .and(json_body::<serde_json::Value>())
         .and(with(app.clone()))
         .and_then(
@@ -41,7 +46,12 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let delete = v1
         .and(warp::path!("cameras" / String))
         .and(warp::delete())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
         .and(with(app.clone()))
         .and_then(|id: String, ctx: Ctx, app: App| async move {
             let (worker, camera_id) = (app.clone(), id.clone());

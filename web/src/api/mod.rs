@@ -453,7 +453,12 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Rejection> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "the request's work failed"))?
+        .map_err(|_| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request's work failed",
+            )
+        })?
         .map_err(Rejection::from)
 }
 

@@ -39,7 +39,12 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let by_photo = v1
         .and(warp::path!("sightings" / "search"))
         .and(warp::post())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
         .and(warp::query::<SightingQuery>())
         .and(warp::body::content_length_limit(MAX_PHOTO))
         .and(warp::body::bytes())

@@ -41,7 +41,12 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let create = v1
         .and(warp::path!("watchlists"))
         .and(warp::post())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
         .and(json_body::<serde_json::Value>())
         .and(with(app.clone()))
         .and_then(|ctx: Ctx, body: serde_json::Value, app: App| async move {
@@ -55,7 +60,12 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let update = v1
         .and(warp::path!("watchlists" / String))
         .and(warp::patch())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
         .and(json_body::<serde_json::Value>())
         .and(with(app.clone()))
         .and_then(
@@ -70,7 +80,12 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let delete = v1
         .and(warp::path!("watchlists" / String))
         .and(warp::delete())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
         .and(with(app.clone()))
         .and_then(|id: String, ctx: Ctx, app: App| async move {
             let (worker, list_id) = (app.clone(), id.clone());
@@ -92,7 +107,12 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let delete_person = v1
         .and(warp::path!("persons" / String))
         .and(warp::delete())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
         .and(with(app.clone()))
         .and_then(|id: String, ctx: Ctx, app: App| async move {
             let (worker, person) = (app.clone(), id.clone());
@@ -104,7 +124,13 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let enrol = v1
         .and(warp::path!("watchlists" / String / "enrolments"))
         .and(warp::post())
-        .and(changing(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
+        .and(warp::body::content_length_limit(MAX_UPLOAD))
         .and(warp::multipart::form().max_length(MAX_UPLOAD))
         .and(with(app.clone()))
         .and_then(
@@ -113,7 +139,9 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
                 let (uploads, rejected) =
                     tokio::task::spawn_blocking(move || unpack(person.as_deref(), files))
                         .await
-                        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "upload failed"))??;
+                        .map_err(|_| {
+                            refuse(StatusCode::INTERNAL_SERVER_ERROR, "upload failed")
+                        })??;
                 if uploads.is_empty() && rejected.is_empty() {
                     return Err(refuse(StatusCode::BAD_REQUEST, "no photos in the upload"));
                 }
@@ -165,10 +193,11 @@ async fn read_form(
     form: warp::multipart::FormData,
 ) -> Result<(Option<String>, Vec<File>), Rejection> {
     let bad = |e: warp::Error| refuse(StatusCode::BAD_REQUEST, &format!("bad upload: {e}"));
-    let parts: Vec<warp::multipart::Part> = form.try_collect().await.map_err(bad)?;
+    let mut form = Box::pin(form);
     let mut person = None;
     let mut files = Vec::new();
-    for part in parts {
+    // Parts are read in order: each one's bytes before the next part.
+    while let Some(part) = form.try_next().await.map_err(bad)? {
         let name = part.name().to_string();
         let file_name = part.filename().map(str::to_string);
         let mut bytes = bytes::BytesMut::new();
