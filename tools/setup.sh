@@ -5,6 +5,7 @@
 #   - the OpenVINO runtime, from the PyPI wheel (pinned by version and sha256), unpacked into .deps/openvino
 #   - the face models (models/manifest), unpacked into .deps/models
 #   - the Python ONVIF clients the tests drive Vigil with (tools/python-clients.txt), in .deps/python
+#   - playwright-core for the browser tests (tests/browser/package-lock.json), in tests/browser/node_modules
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deps="$root/.deps"
@@ -22,6 +23,7 @@ apt_packages=(
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
   libssl-dev                                      # OpenSSL: digests and randomness for ONVIF authentication
   iproute2                                        # network namespaces for the WS-Discovery multicast test
+  chromium                                        # the browser the UI tests drive (tests/browser)
 )
 # python3 with pip (the OpenVINO wheel) and npm (the models) come with this machine kind's toolchain.
 for tool in python3 npm; do
@@ -71,6 +73,17 @@ if [ "$(cat "$py_dir/.installed" 2>/dev/null)" != "$py_sha" ]; then
   python3 -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
     --target "$py_dir" -r "$root/tools/python-clients.txt"
   echo "$py_sha" > "$py_dir/.installed"
+fi
+
+# --- playwright-core (browser tests) ----------------------------------------------------------
+# Pinned with its integrity hash by package-lock.json; it drives Debian's chromium, so no
+# browser is downloaded.
+browser_dir="$root/tests/browser"
+browser_sha=$(sha256sum "$browser_dir/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$browser_dir/node_modules/.installed" 2>/dev/null)" != "$browser_sha" ]; then
+  echo "setup: installing playwright-core into $browser_dir/node_modules" >&2
+  (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts -q)
+  echo "$browser_sha" > "$browser_dir/node_modules/.installed"
 fi
 
 # --- Face models -----------------------------------------------------------------------------

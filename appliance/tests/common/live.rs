@@ -257,33 +257,43 @@ pub fn slides() -> Vec<Slide> {
 pub const KEPT_OUT: [&str; 3] = ["Hugo_Chavez", "Laura_Bush", "Kit_Harington"];
 pub const SLACK_S: f64 = 1.0;
 
-/// Enrols every person of the video but the kept-out ones, from photos other than the one the
-/// video shows, into watchlist `demo`.
-pub fn enrol_video_people(data: &Path, slides: &[Slide]) {
-    use super::{stderr, vigil};
+/// Up to two photos of every person of the video but the kept-out ones, other than the one
+/// the video shows.
+pub fn enrolment_photos(slides: &[Slide]) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
     use std::collections::BTreeSet;
     let shown: BTreeSet<&str> = slides.iter().map(|s| s.file.as_str()).collect();
-    let dir = data.join("enrol");
     let people: BTreeSet<&str> = slides
         .iter()
         .flat_map(|s| s.identities.iter().map(String::as_str))
         .filter(|p| !KEPT_OUT.contains(p))
         .collect();
-    for person in &people {
-        let folder = dir.join(person);
+    people
+        .into_iter()
+        .map(|person| {
+            let photos: Vec<PathBuf> = super::photos_of(person)
+                .into_iter()
+                .filter(|p| {
+                    let rel = format!(
+                        "faces/{person}/{}",
+                        p.file_name().unwrap().to_string_lossy()
+                    );
+                    !shown.contains(rel.as_str())
+                })
+                .take(2)
+                .collect();
+            assert!(!photos.is_empty(), "no enrolment photo for {person}");
+            (person.to_string(), photos)
+        })
+        .collect()
+}
+
+/// Enrols [`enrolment_photos`] into watchlist `demo`.
+pub fn enrol_video_people(data: &Path, slides: &[Slide]) {
+    use super::{stderr, vigil};
+    let dir = data.join("enrol");
+    for (person, photos) in enrolment_photos(slides) {
+        let folder = dir.join(&person);
         std::fs::create_dir_all(&folder).unwrap();
-        let photos: Vec<_> = super::photos_of(person)
-            .into_iter()
-            .filter(|p| {
-                let rel = format!(
-                    "faces/{person}/{}",
-                    p.file_name().unwrap().to_string_lossy()
-                );
-                !shown.contains(rel.as_str())
-            })
-            .take(2)
-            .collect();
-        assert!(!photos.is_empty(), "no enrolment photo for {person}");
         for p in photos {
             std::os::unix::fs::symlink(&p, folder.join(p.file_name().unwrap())).unwrap();
         }

@@ -1,0 +1,180 @@
+//! The admin UI in a real browser (Debian's chromium driven by playwright-core, installed by
+//! tools/setup.sh): log in, change the first password, add a camera (the test RTSP server),
+//! create a watchlist, batch-enrol a folder (one file in it not an image), see a live alert
+//! with its thumbnail while the video plays, search by photo and find that sighting, erase the
+//! person and see their sightings gone, change a setting, add a user, and read the audit log
+//! of it all. Screenshots of each page go to `target/screenshots/`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::live::{enrolment_photos, slides, Daemon, RtspServer};
+use common::{photos_of, stderr, vigil};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (with a deadline) until the daemon accepts connections on `address`.
+fn wait_until_listening(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {address}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The person the test follows: in the video, enrolled, with a photo left for the probe.
+const PERSON: &str = "Colin_Powell";
+
+#[test]
+fn an_operator_runs_the_appliance_from_the_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = vigil(&data, &["user", "list"]);
+    let first = stderr(&o)
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .expect("the first admin password is shown");
+
+    // The folder to enrol: a sub-folder per person, copies (a browser uploads files, not
+    // links), and one file that is no image.
+    let slides = slides();
+    let enrol = tmp.path().join("enrol");
+    let mut used = Vec::new();
+    for (person, photos) in enrolment_photos(&slides) {
+        let folder = enrol.join(&person);
+        std::fs::create_dir_all(&folder).unwrap();
+        for p in photos {
+            std::fs::copy(&p, folder.join(p.file_name().unwrap())).unwrap();
+            used.push(p);
+        }
+    }
+    std::fs::write(enrol.join(PERSON).join("notes.txt"), "not a photo").unwrap();
+    let shown_in_video: Vec<String> = slides.iter().map(|s| s.file.clone()).collect();
+    let probe = photos_of(PERSON)
+        .into_iter()
+        .find(|p| {
+            !used.contains(p)
+                && !shown_in_video
+                    .iter()
+                    .any(|f| p.ends_with(f.trim_start_matches("faces/")))
+        })
+        .expect("a photo of the person neither enrolled nor in the video");
+
+    let server = RtspServer::start(0, &[]);
+    let config = tmp.path().join("vigil.toml");
+    let port = free_port();
+    std::fs::write(&config, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    let daemon = Daemon::start(&data, &config);
+    let web = format!("127.0.0.1:{port}");
+    wait_until_listening(&web);
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let settings = serde_json::json!({
+        "base": format!("https://{web}/"),
+        "password": first,
+        "newPassword": "a browser-chosen password",
+        "rtsp": server.url("/stream"),
+        "enrolDir": enrol,
+        "probe": probe,
+        "person": PERSON,
+        "screenshots": screenshots,
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser/flow.mjs");
+    let o = Command::new("node")
+        .arg(script)
+        .arg(settings.to_string())
+        .output()
+        .expect("node runs (tools/setup.sh installs playwright-core)");
+    eprintln!("{}", stderr(&o));
+    assert!(o.status.success(), "the browser flow failed");
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+
+    assert_eq!(seen["camera_error"], "");
+    assert_eq!(seen["enrol_error"], "", "{seen}");
+    let enrolled_persons = enrolment_photos(&slides).len();
+    assert!(
+        seen["enrol_status"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("for {enrolled_persons} person(s); 1 rejected")),
+        "{seen}"
+    );
+    let rejected = &seen["rejected"][0];
+    assert!(
+        rejected[0].as_str().unwrap().ends_with("notes.txt"),
+        "{seen}"
+    );
+    assert!(!rejected[1].as_str().unwrap().is_empty());
+    assert_eq!(seen["persons"].as_array().unwrap().len(), enrolled_persons);
+    assert!(seen["alert_text"].as_str().unwrap().contains(PERSON));
+    assert!(seen["alert_thumbnail_width"].as_u64().unwrap() > 0);
+    assert!(
+        seen["search_first"]
+            .as_str()
+            .unwrap()
+            .contains("Front door")
+            || seen["search_first"].as_str().unwrap().contains("door")
+    );
+    assert!(seen["first_thumbnail_width"].as_u64().unwrap() > 0);
+    assert_eq!(seen["sighting_detail"]["outcome"]["person"], PERSON);
+    let deleted = seen["deleted"].as_str().unwrap();
+    let sightings: u64 = deleted
+        .split(", ")
+        .nth(1)
+        .and_then(|p| p.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{deleted}"));
+    assert!(sightings >= 1, "{deleted}");
+    for caption in seen["after_delete"].as_array().unwrap() {
+        assert!(!caption.as_str().unwrap().contains(PERSON), "{caption}");
+    }
+    assert_eq!(seen["settings_error"], "");
+    let actions: Vec<&str> = seen["audit_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for action in [
+        "session.login",
+        "user.password_change",
+        "camera.put",
+        "watchlist.create",
+        "enrolment.start",
+        "enrolment.finish",
+        "sightings.search",
+        "sightings.read",
+        "person.delete",
+        "settings.change",
+        "user.put",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} not in the audit log: {actions:?}"
+        );
+    }
+    for page in ["01-login", "05-live", "06-search", "10-audit"] {
+        assert!(
+            screenshots
+                .join(format!("{page}.png"))
+                .metadata()
+                .unwrap()
+                .len()
+                > 1000
+        );
+    }
+}
