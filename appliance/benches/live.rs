@@ -71,6 +71,7 @@ fn main() {
                         !shown.contains(&rel.as_str())
                     })
                     .take(2)
+                    .map(vigil::enrol::Photo::File)
                     .collect(),
             })
             .collect();

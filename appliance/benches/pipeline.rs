@@ -139,7 +139,7 @@ fn main() {
             name: file.file_stem().unwrap().to_string_lossy().into_owned(),
             ..Default::default()
         },
-        files: vec![file.clone()],
+        files: vec![vigil::enrol::Photo::File(file.clone())],
     };
     let start = Instant::now();
     let jobs: Vec<EnrolJob> = warm_up.iter().map(job_of).collect();

@@ -166,6 +166,16 @@ impl Device {
         self.settings.lock().discoverable
     }
 
+    /// What SetDiscoveryMode does, for the product's own settings page: remembered, and
+    /// announced (Hello or Bye) by the discovery side.
+    pub fn set_discoverable(&self, discoverable: bool) -> Result<(), String> {
+        self.change_settings(|s| {
+            s.discoverable = discoverable;
+            Ok(())
+        })
+        .map_err(|fault| format!("{fault:?}"))
+    }
+
     /// Changes of scopes or discovery mode, for the discovery side.
     pub fn watch_settings(&self) -> watch::Receiver<u64> {
         self.settings_version.subscribe()

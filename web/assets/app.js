@@ -426,8 +426,10 @@ function drawScores(stats) {
 async function loadSettings() {
   const settings = await api("GET", "/api/v1/settings");
   const fields = [];
-  for (const section of ["privacy", "analysis"]) {
-    fields.push(el("h3", {}, section === "privacy" ? "Storage and retention" : "Analysis"));
+  const titles = { privacy: "Storage and retention", analysis: "Analysis", discovery: "ONVIF discovery" };
+  for (const section of Object.keys(titles)) {
+    if (!settings[section]) continue;
+    fields.push(el("h3", {}, titles[section]));
     for (const [key, value] of Object.entries(settings[section])) {
       if (typeof value === "object" && value !== null) continue;
       const name = `${section}.${key}`;
@@ -442,9 +444,10 @@ async function loadSettings() {
 
 $("settings-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  const changes = { privacy: {}, analysis: {} };
+  const changes = {};
   for (const input of e.target.querySelectorAll("input[name]")) {
     const [section, key] = input.name.split(".");
+    changes[section] = changes[section] || {};
     changes[section][key] = input.type === "checkbox" ? input.checked : Number(input.value);
   }
   guarded("settings-error", async () => {

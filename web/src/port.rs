@@ -135,6 +135,12 @@ pub trait Appliance: Send + Sync + 'static {
     /// Deletes the watchlist, its persons and their sightings; what was removed.
     fn delete_watchlist(&self, id: &str) -> Result<serde_json::Value, Failure>;
     fn persons(&self, watchlist: &str) -> Result<serde_json::Value, Failure>;
+    /// Changes a person's `{name?, attributes?, valid_until?}` (RFC 3339, or null for none).
+    fn update_person(
+        &self,
+        id: &str,
+        changes: serde_json::Value,
+    ) -> Result<serde_json::Value, Failure>;
     /// Deletes a person with their enrolments and sightings (erasure); what was removed.
     fn delete_person(&self, id: &str) -> Result<serde_json::Value, Failure>;
     /// Starts enrolling `uploads` into the watchlist `id`; `rejected` are files refused

@@ -174,6 +174,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
                 store: store.clone(),
                 audit: audit.clone(),
                 data_dir: data_dir.clone(),
+                onvif: onvif.as_ref().map(|o| o.device.clone()),
                 acceptors,
             },
             &bus,

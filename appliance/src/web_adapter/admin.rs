@@ -25,6 +25,14 @@ struct UserSpec {
 struct SettingsChange {
     privacy: Option<Value>,
     analysis: Option<Value>,
+    discovery: Option<Discovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Discovery {
+    /// Answer WS-Discovery probes (ONVIF's discovery mode).
+    discoverable: bool,
 }
 
 fn level_of(role: Role) -> UserLevel {
@@ -141,10 +149,14 @@ impl WebAppliance {
 
     pub(super) fn settings_now(&self) -> Value {
         let config = self.parts.control.effective();
-        json!({
+        let mut settings = json!({
             "privacy": config.privacy,
             "analysis": config.analysis,
-        })
+        });
+        if let Some(device) = &self.parts.onvif {
+            settings["discovery"] = json!({ "discoverable": device.discoverable() });
+        }
+        settings
     }
 
     pub(super) fn settings_put(&self, changes: Value) -> Result<Value, Failure> {
@@ -154,10 +166,20 @@ impl WebAppliance {
         let analysis: AnalysisConfig = patched(&now.analysis, changes.analysis, "analysis")?;
         let privacy: PrivacyConfig = patched(&now.privacy, changes.privacy, "privacy")?;
         let restart_needed = analysis.min_face != now.analysis.min_face;
+        if changes.discovery.is_some() && self.parts.onvif.is_none() {
+            return Err(Failure::Invalid(
+                "ONVIF is off: there is no discovery to change".into(),
+            ));
+        }
         self.parts
             .control
             .put_settings(analysis, privacy)
             .map_err(control_failure)?;
+        if let (Some(discovery), Some(device)) = (changes.discovery, &self.parts.onvif) {
+            device
+                .set_discoverable(discovery.discoverable)
+                .map_err(unavailable)?;
+        }
         let mut settings = self.settings_now();
         // The detector's smallest face is fixed when the models load.
         settings["restart_needed"] = json!(restart_needed);

@@ -36,6 +36,8 @@ pub struct WebParts {
     pub store: Arc<SightingStore>,
     pub audit: Arc<AuditLog>,
     pub data_dir: PathBuf,
+    /// The ONVIF device, when it runs: its discovery mode is a setting.
+    pub onvif: Option<Arc<onvif::Device>>,
     /// The HTTPS listeners' certificates (web, and ONVIF's own HTTPS listener if any).
     pub acceptors: Vec<SharedAcceptor>,
 }
@@ -210,6 +212,10 @@ impl web::Appliance for WebAppliance {
 
     fn persons(&self, watchlist: &str) -> Result<Value, Failure> {
         self.person_list(watchlist)
+    }
+
+    fn update_person(&self, id: &str, changes: Value) -> Result<Value, Failure> {
+        self.person_update(id, changes)
     }
 
     fn delete_person(&self, id: &str) -> Result<Value, Failure> {

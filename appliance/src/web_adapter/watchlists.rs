@@ -105,6 +105,38 @@ struct NewWatchlist {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PersonChange {
+    name: Option<String>,
+    attributes: Option<BTreeMap<String, String>>,
+    /// `Some(None)`: valid for ever again.
+    #[serde(default, with = "double_option")]
+    valid_until: Option<Option<DateTime<Utc>>>,
+}
+
+/// Tells a missing field (no change) from an explicit null (cleared).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+fn person_json(p: &Person, photos: usize) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "attributes": p.attributes,
+        "valid_until": p.valid_until,
+        "created": p.created,
+        "photos": photos,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WatchlistChange {
     threshold: Option<f32>,
     active: Option<bool>,
@@ -239,19 +271,45 @@ impl WebAppliance {
             Ok(Value::Array(
                 persons
                     .iter()
-                    .map(|p| {
-                        json!({
-                            "id": p.id,
-                            "name": p.name,
-                            "attributes": p.attributes,
-                            "valid_until": p.valid_until,
-                            "created": p.created,
-                            "photos": photos.get(&p.id).copied().unwrap_or(0),
-                        })
-                    })
+                    .map(|p| person_json(p, photos.get(&p.id).copied().unwrap_or(0)))
                     .collect(),
             ))
         })
+    }
+
+    pub(super) fn person_update(&self, id: &str, changes: Value) -> Result<Value, Failure> {
+        let changes: PersonChange =
+            serde_json::from_value(changes).map_err(|e| Failure::Invalid(e.to_string()))?;
+        let id = uuid(id, "person")?;
+        let person = self.with_store(|store| {
+            let mut person = Self::find_person(store, id)?;
+            if let Some(name) = changes.name {
+                let name = name.trim();
+                if name.is_empty() || name.chars().count() > 200 {
+                    return Err(Failure::Invalid("a name is 1 to 200 characters".into()));
+                }
+                person.name = name.into();
+            }
+            if let Some(attributes) = changes.attributes {
+                person.attributes = attributes;
+            }
+            if let Some(valid_until) = changes.valid_until {
+                person.valid_until = valid_until;
+            }
+            store.add_person(&person).map_err(store_failure)?;
+            Ok(person)
+        })?;
+        self.reload_gallery();
+        Ok(person_json(&person, 0))
+    }
+
+    fn find_person(store: &WatchlistStore, id: Uuid) -> Result<Person, Failure> {
+        store
+            .persons(None)
+            .map_err(store_failure)?
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Failure::NotFound(format!("no person `{id}`")))
     }
 
     /// A data subject's erasure: the person, their enrolled faces and every sighting matched
@@ -259,12 +317,7 @@ impl WebAppliance {
     pub(super) fn person_delete(&self, id: &str) -> Result<Value, Failure> {
         let id = uuid(id, "person")?;
         let (person, removed) = self.with_store(|store| {
-            let person: Person = store
-                .persons(None)
-                .map_err(store_failure)?
-                .into_iter()
-                .find(|p| p.id == id)
-                .ok_or_else(|| Failure::NotFound(format!("no person `{id}`")))?;
+            let person = Self::find_person(store, id)?;
             let removed = store.delete_person(&person).map_err(store_failure)?;
             Ok((person, removed))
         })?;

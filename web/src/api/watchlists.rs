@@ -104,6 +104,26 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
             Ok::<_, Rejection>(json_reply(StatusCode::OK, &persons))
         });
 
+    let update_person = v1
+        .and(warp::path!("persons" / String))
+        .and(warp::patch())
+        .and(changing(
+            app.clone(),
+            sessions.clone(),
+            Role::Operator,
+            false,
+        ))
+        .and(json_body::<serde_json::Value>())
+        .and(with(app.clone()))
+        .and_then(
+            |id: String, ctx: Ctx, body: serde_json::Value, app: App| async move {
+                let (worker, person, changes) = (app.clone(), id.clone(), body.clone());
+                let updated = blocking(move || worker.update_person(&person, changes)).await?;
+                app.audit(&ctx.caller, "person.change", &id, body);
+                Ok::<_, Rejection>(json_reply(StatusCode::OK, &updated))
+            },
+        );
+
     let delete_person = v1
         .and(warp::path!("persons" / String))
         .and(warp::delete())
@@ -171,6 +191,8 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
         .or(delete)
         .unify()
         .or(persons)
+        .unify()
+        .or(update_person)
         .unify()
         .or(delete_person)
         .unify()
