@@ -17,6 +17,7 @@ pub mod onvif_device;
 pub mod parallel;
 pub mod private_file;
 pub mod rocks;
+pub mod service_manager;
 pub mod sightings;
 pub mod tls;
 pub mod tracking;

@@ -19,6 +19,7 @@ use vigil::daemon::Daemon;
 use vigil::events::{Event, EventBus};
 use vigil::http::{Router, WebHandler};
 use vigil::onvif_device::OnvifService;
+use vigil::service_manager::{self, Watchdog};
 use vigil::sightings::{self, recorder::Recorder, retention::Retention};
 use vigil::users::FileUsers;
 use vigil::web_adapter::{WebAppliance, WebParts};
@@ -201,10 +202,26 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         "vigil: running with {cameras} camera(s), data in {}; stop with Ctrl-C",
         data_dir.display()
     );
+    service_manager::ready(&format!("running with {cameras} camera(s)"));
+    let watchdog = {
+        let (handle, control) = (runtime.handle().clone(), control.clone());
+        Watchdog::start(move || {
+            // The network runtime runs a task, and the daemon's state is not stuck.
+            let (answered, answer) = std::sync::mpsc::channel();
+            handle.spawn(async move {
+                let _ = answered.send(());
+            });
+            answer
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .is_ok()
+                && control.with_daemon(|_| ()).is_some()
+        })
+    };
     for signal in signals.forever() {
         if signal != SIGHUP {
             break;
         }
+        service_manager::reloading();
         let before = policy.read().clone();
         match control.reload_file() {
             Ok(config) => {
@@ -229,8 +246,13 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
                 tracing::error!(error = %format!("{e:#}"), "configuration not (fully) applied")
             }
         }
+        service_manager::ready("configuration reloaded");
     }
     tracing::info!("stopping");
+    service_manager::stopping();
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
+    }
     let _ = web_stop.send(true);
     if let Some(daemon) = control.detach() {
         daemon.shutdown();
