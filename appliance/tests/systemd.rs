@@ -82,3 +82,45 @@ fn readiness_watchdog_reload_and_stop_are_notified() {
     expect(&socket, "STOPPING=1", Duration::from_secs(30));
     assert!(daemon.wait().unwrap().success());
 }
+
+/// The first-boot unit's work: a private data directory with its keys, certificate and first
+/// password, shown once; a second run changes nothing.
+#[test]
+fn init_prepares_a_data_directory_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = common::vigil(&data, &["init"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let out = common::stdout(&o);
+    let password = out
+        .split("First password (shown once; the web UI asks for a new one): ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(password.len(), 20);
+    assert!(
+        out.contains("HTTPS certificate SHA-256 fingerprint: "),
+        "{out}"
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for private in [
+        "users.json",
+        "keys/thumbnails.keys",
+        "keys/users.keys",
+        "tls/key.pem",
+    ] {
+        assert_eq!(mode(&data.join(private)), 0o600, "{private}");
+    }
+    let users = std::fs::read(data.join("users.json")).unwrap();
+    let o = common::vigil(&data, &["init"]);
+    assert!(o.status.success());
+    assert!(
+        common::stdout(&o).contains("already set up"),
+        "{}",
+        common::stdout(&o)
+    );
+    assert!(!common::stdout(&o).contains(password));
+    assert_eq!(std::fs::read(data.join("users.json")).unwrap(), users);
+}

@@ -3,6 +3,7 @@
 mod demo;
 mod enroll;
 mod identify;
+mod init;
 mod pairs;
 mod registry;
 mod run;
@@ -53,6 +54,9 @@ enum Command {
     Eval(pairs::EvalCommand),
     /// Run the appliance daemon: cameras, tracking, alerts.
     Run(run::RunArgs),
+    /// Make a fresh data directory ready (keys, TLS certificate, first admin password shown
+    /// once); the image's first boot runs it. Does nothing to one already set up.
+    Init,
     /// Manage the appliance's users (ONVIF logins).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -123,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(c) => pairs::run(&ctx, c),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Init => init::run(&ctx),
         Command::User(c) => user::run(&ctx, c),
         Command::Search(a) => sightings::search(&ctx, a),
         Command::Sightings(c) => sightings::sightings_command(&ctx, c),
