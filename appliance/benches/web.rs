@@ -11,7 +11,8 @@
 //!   video with those 40,000 enrolled; each FaceMatched is read off the Server-Sent Events
 //!   stream the page uses, and its latency is its arrival minus its slide's first frame.
 //!
-//! `cargo bench -p vigil --bench web`; `VIGIL_BENCH_SIGHTINGS=N` stores N sightings instead.
+//! `cargo bench -p vigil --bench web`; `VIGIL_BENCH_SIGHTINGS=N` stores N sightings instead;
+//! `VIGIL_BENCH_ENROL=A,B` enrols batches of A and B photos instead (empty: none).
 
 mod common;
 
@@ -374,7 +375,12 @@ fn main() {
         photos.len()
     );
     let mut client = Client::connect(&address, &auth);
-    for count in [10_000, 30_000] {
+    let batches: Vec<usize> = std::env::var("VIGIL_BENCH_ENROL")
+        .unwrap_or_else(|_| "10000,30000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    for count in batches {
         let (status, list) = client.json(
             "POST",
             "/api/v1/watchlists",
@@ -457,7 +463,7 @@ fn main() {
     if n > 0 {
         let (median, p95) = percentiles(latencies);
         println!(
-            "live page alert after the face appears (Server-Sent Events, 40,000 enrolled): median {median:.0} ms, p95 {p95:.0} ms ({n} alerts)"
+            "live page alert after the face appears (Server-Sent Events): median {median:.0} ms, p95 {p95:.0} ms ({n} alerts)"
         );
     } else {
         println!("live page alert: no FaceMatched arrived");

@@ -14,6 +14,33 @@ use common::live::{camera_config, is_state, Daemon};
 use common::{json_lines, stderr, vigil};
 use serde_json::Value;
 
+/// A self-signed certificate for `name` and its key, PEM: what an operator uploads.
+fn certificate_pair(name: &str) -> (String, String) {
+    use openssl::{asn1::Asn1Time, ec, hash::MessageDigest, nid::Nid, pkey::PKey, x509};
+    let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
+    let mut subject = x509::X509NameBuilder::new().unwrap();
+    subject.append_entry_by_nid(Nid::COMMONNAME, name).unwrap();
+    let subject = subject.build();
+    let mut builder = x509::X509::builder().unwrap();
+    builder.set_version(2).unwrap();
+    builder.set_subject_name(&subject).unwrap();
+    builder.set_issuer_name(&subject).unwrap();
+    builder.set_pubkey(&key).unwrap();
+    builder
+        .set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    builder
+        .set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    builder.sign(&key, MessageDigest::sha256()).unwrap();
+    let pem = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (
+        pem(builder.build().to_pem().unwrap()),
+        pem(key.private_key_to_pem_pkcs8().unwrap()),
+    )
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -52,10 +79,20 @@ fn first_login_password_change_and_the_live_api_over_https() {
     daemon.wait_for("the camera's first state", Duration::from_secs(120), |e| {
         is_state(e, "cam1", "failed")
     });
+    let upload = data.join("upload.json");
+    let (certificate, key) = certificate_pair("uploaded.example");
+    let (_, other_key) = certificate_pair("other.example");
+    std::fs::write(
+        &upload,
+        serde_json::json!({"certificate": certificate, "key": key, "other_key": other_key})
+            .to_string(),
+    )
+    .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/api_flow.py");
     let o = Command::new("/usr/bin/python3")
         .arg(script)
         .args([https_port.to_string(), http_port.to_string(), first])
+        .arg(&upload)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -107,6 +144,17 @@ fn first_login_password_change_and_the_live_api_over_https() {
         seen["audit_csv"][2],
         "seq,time,user,origin,action,target,detail,hash"
     );
+    assert_eq!(seen["mismatched_upload"], 400);
+    assert_eq!(seen["upload"][0], 200);
+    assert!(seen["upload"][1]["subject"]
+        .as_str()
+        .unwrap()
+        .contains("uploaded.example"));
+    assert_ne!(seen["served_before"], seen["served_after"]);
+    assert_eq!(
+        seen["served_after"], seen["upload"][1]["sha256"],
+        "new connections get the uploaded certificate"
+    );
     assert_eq!(seen["plain_http"][0], 308);
     assert_eq!(
         seen["plain_http"][1],
@@ -128,7 +176,8 @@ fn first_login_password_change_and_the_live_api_over_https() {
             "user.password_change",
             "sightings.search",
             "sightings.read",
-            "audit.read"
+            "audit.read",
+            "certificate.install"
         ]
     );
     // The API served the thumbnail the store holds.

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 import http.cookiejar
 
-https_port, http_port, first_password = sys.argv[1], sys.argv[2], sys.argv[3]
+https_port, http_port, first_password, upload_file = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 base = f"https://127.0.0.1:{https_port}"
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
@@ -102,4 +102,24 @@ try:
     urllib.request.build_opener(NoRedirect).open(f"http://127.0.0.1:{http_port}/live", timeout=30)
 except urllib.error.HTTPError as e:
     seen["plain_http"] = [e.code, e.headers.get("Location")]
+
+
+def served_certificate_sha256():
+    """The certificate a new connection is served."""
+    import hashlib
+    import socket
+    with socket.create_connection(("127.0.0.1", int(https_port)), timeout=30) as raw:
+        with ctx.wrap_socket(raw) as tls:
+            return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+
+# Certificate upload: a key of another certificate is refused, the right pair is served at once.
+upload = json.load(open(upload_file))
+seen["served_before"] = served_certificate_sha256()
+mismatched = {"certificate": upload["certificate"], "key": upload["other_key"]}
+seen["mismatched_upload"] = call("PUT", "/api/v1/system/certificate", mismatched, me["csrf_token"])[0]
+status, body, _ = call("PUT", "/api/v1/system/certificate",
+                       {"certificate": upload["certificate"], "key": upload["key"]}, me["csrf_token"])
+seen["upload"] = [status, json.loads(body)]
+seen["served_after"] = served_certificate_sha256()
 print(json.dumps(seen))
