@@ -120,6 +120,7 @@ fn an_operator_runs_the_appliance_from_the_browser() {
     );
     assert!(!rejected[1].as_str().unwrap().is_empty());
     assert_eq!(seen["persons"].as_array().unwrap().len(), enrolled_persons);
+    assert_eq!(seen["person_edit_status"], 200, "{seen}");
     assert!(seen["alert_text"].as_str().unwrap().contains(PERSON));
     assert!(seen["alert_thumbnail_width"].as_u64().unwrap() > 0);
     assert!(
@@ -158,6 +159,7 @@ fn an_operator_runs_the_appliance_from_the_browser() {
         "enrolment.finish",
         "sightings.search",
         "sightings.read",
+        "person.change",
         "person.delete",
         "settings.change",
         "user.put",

@@ -17,7 +17,8 @@ try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
-  page.on("dialog", (d) => d.accept());
+  // Confirmations are accepted; prompts keep what they propose.
+  page.on("dialog", (d) => (d.type() === "prompt" ? d.accept(d.defaultValue()) : d.accept()));
   page.on("pageerror", (e) => log("page error:", e.message));
   const shot = (name) => page.screenshot({ path: `${s.screenshots}/${name}.png`, fullPage: true });
   const nav = async (name) => {
@@ -67,6 +68,11 @@ try {
   await page.locator(`#person-rows tr[data-person="${s.person}"]`).waitFor();
   seen.persons = await page.$$eval("#person-rows tr", (rows) => rows.map((r) => r.dataset.person));
   await shot("04-watchlists");
+  // Editing a person: the prompts are accepted as they stand (same name, matched for ever).
+  const other = seen.persons.find((p) => p !== s.person);
+  const edited = page.waitForResponse((r) => r.url().includes("/api/v1/persons/") && r.request().method() === "PATCH");
+  await page.locator(`#person-rows tr[data-person="${other}"] button:text-is("Edit")`).click();
+  seen.person_edit_status = (await edited).status();
   log("enrolled:", seen.enrol_status);
 
   // The live page: the person's alert arrives with its thumbnail while the video plays.
@@ -99,7 +105,13 @@ try {
   }
   seen.first_thumbnail_width = await page.locator("#results figure img").first()
     .evaluate((img) => new Promise((done) => img.complete ? done(img.naturalWidth) : img.addEventListener("load", () => done(img.naturalWidth))));
-  await page.locator("#hourly-chart svg rect").first().waitFor();
+  // The charts count through the metadata index, which trails new sightings by up to a
+  // second: each search redraws them, so search again until the bar is there.
+  for (let tries = 0; !(await page.locator("#hourly-chart svg rect").count()); tries++) {
+    if (tries > 30) throw new Error("the sightings chart stays empty");
+    await page.click("#search-form button");
+    await page.waitForTimeout(500);
+  }
   await shot("06-search");
   await page.click("#results figure >> nth=0");
   await page.locator("#sighting-dialog").waitFor({ state: "visible" });
@@ -111,7 +123,7 @@ try {
   // Erase the person: their sightings go too, and the same search no longer finds them.
   await nav("watchlists");
   await page.click("#watchlist-rows a:text-is('staff')");
-  await page.locator(`#person-rows tr[data-person="${s.person}"] button`).click();
+  await page.locator(`#person-rows tr[data-person="${s.person}"] button:text-is("Delete")`).click();
   await page.waitForFunction((p) => document.getElementById("person-status").textContent.startsWith(`Deleted ${p}`), s.person);
   seen.deleted = await page.textContent("#person-status");
   await nav("search");

@@ -231,7 +231,16 @@ async function openList(list) {
   const persons = await api("GET", `/api/v1/watchlists/${list.id}/persons`);
   $("person-rows").replaceChildren(...persons.map((p) => el("tr", { dataset: { person: p.name } },
     el("td", {}, p.name), el("td", {}, String(p.photos)), el("td", {}, when(p.created)),
+    el("td", {}, p.valid_until ? when(p.valid_until) : "for ever"),
     el("td", {}, el("button", { onclick: () => guarded("enrol-error", async () => {
+      const name = prompt("Name", p.name);
+      if (name === null) return;
+      const until = prompt("Matched until (YYYY-MM-DD; empty: for ever)", p.valid_until ? p.valid_until.slice(0, 10) : "");
+      if (until === null) return;
+      await api("PATCH", `/api/v1/persons/${p.id}`,
+        { name, valid_until: until ? new Date(`${until}T23:59:59`).toISOString() : null });
+      await loadWatchlists();
+    }) }, "Edit"), " ", el("button", { onclick: () => guarded("enrol-error", async () => {
       if (!confirm(`Delete ${p.name} with their photos and every sighting of them?`)) return;
       const removed = await api("DELETE", `/api/v1/persons/${p.id}`);
       $("person-status").textContent =
@@ -312,6 +321,10 @@ async function loadSearch() {
   const cameras = await api("GET", "/api/v1/cameras");
   $("search-cameras").replaceChildren(...cameras.map((c) =>
     el("label", { class: "check" }, el("input", { type: "checkbox", name: "camera", value: c.id }), c.name || c.id)));
+  await loadCharts();
+}
+
+async function loadCharts() {
   const stats = await api("GET", "/api/v1/sightings/stats");
   drawHourly(stats);
   drawScores(stats);
@@ -350,6 +363,7 @@ $("search-form").addEventListener("submit", (e) => {
       const found = await api("GET", `/api/v1/sightings${query(filters())}`);
       showResults(found.sightings.map((s) => card(s)), `${found.total} sighting(s), newest first`);
     }
+    await loadCharts();
   });
 });
 
