@@ -12,16 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::live::{enrolment_photos, slides, Daemon, RtspServer};
-use common::{photos_of, stderr, vigil};
+use common::{first_admin_password, free_port, photos_of, stderr};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Waits (with a deadline) until the daemon accepts connections on `address`.
 fn wait_until_listening(address: &str) {
@@ -39,13 +31,7 @@ const PERSON: &str = "Colin_Powell";
 fn an_operator_runs_the_appliance_from_the_browser() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let o = vigil(&data, &["user", "list"]);
-    let first = stderr(&o)
-        .split("password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .expect("the first admin password is shown");
+    let first = first_admin_password(&data);
 
     // The folder to enrol: a sub-folder per person, copies (a browser uploads files, not
     // links), and one file that is no image.

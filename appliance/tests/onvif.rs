@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
+use common::free_port;
 use common::live::{camera_config, enrol_video_people, slides, Daemon, RtspServer, KEPT_OUT};
 use serde_json::Value;
 
@@ -96,14 +97,6 @@ fn set_user(data: &Path, name: &str, password: &str, level: &str) {
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     assert!(child.wait().unwrap().success(), "vigil user set {name}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn onvif_section(listen: &str, interfaces: &str) -> String {

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::live::{camera_config, is_state, Daemon};
-use common::{json_lines, stderr, vigil};
+use common::{first_admin_password, free_port, json_lines, stderr, vigil};
 use serde_json::Value;
 
 /// A self-signed certificate for `name` and its key, PEM: what an operator uploads.
@@ -41,26 +40,11 @@ fn certificate_pair(name: &str) -> (String, String) {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn first_login_password_change_and_the_live_api_over_https() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
-    // The first use of the user store makes `admin` and shows its password once.
-    let o = vigil(data, &["user", "list"]);
-    let first = stderr(&o)
-        .split("password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .expect("the first admin password is shown");
+    let first = first_admin_password(data);
     // Sightings to look at (the generator's cameras are cam0 to cam3).
     let o = vigil(data, &["sightings", "generate", "--count", "50"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -506,8 +506,17 @@ impl SightingStore {
 
     /// Every sighting matched to `person`, removed for good.
     pub fn delete_person(&self, person: Uuid) -> Result<DeletionReport, StoreError> {
+        self.delete_persons(&[person])
+    }
+
+    /// Every sighting matched to any of `persons` (a whole watchlist), removed in one
+    /// scrubbing pass.
+    pub fn delete_persons(&self, persons: &[Uuid]) -> Result<DeletionReport, StoreError> {
+        if persons.is_empty() {
+            return Ok(DeletionReport::default());
+        }
         let filter = Filter {
-            persons: vec![person],
+            persons: persons.to_vec(),
             ..Default::default()
         };
         let (total, _) = self.metadata.query(&filter, 0, 0)?;

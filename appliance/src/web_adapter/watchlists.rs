@@ -239,23 +239,14 @@ impl WebAppliance {
             Ok((list, persons, removed))
         })?;
         self.reload_gallery();
-        let mut sightings = 0;
-        let mut faces = 0;
-        for person in &persons {
-            let report = self
-                .parts
-                .store
-                .delete_person(person.id)
-                .map_err(unavailable)?;
-            sightings += report.sightings;
-            faces += report.faces;
-        }
+        let ids: Vec<Uuid> = persons.iter().map(|p| p.id).collect();
+        let report = self.parts.store.delete_persons(&ids).map_err(unavailable)?;
         Ok(json!({
             "watchlist": list.name,
             "persons": removed.persons,
             "enrolments": removed.enrolments,
-            "sightings": sightings,
-            "faces": faces,
+            "sightings": report.sightings,
+            "faces": report.faces,
         }))
     }
 

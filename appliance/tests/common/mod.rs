@@ -93,3 +93,24 @@ pub fn largest_face(line: &serde_json::Value) -> Option<&serde_json::Value> {
         .iter()
         .max_by(|a, b| area(a).total_cmp(&area(b)))
 }
+
+/// A port nothing listens on now (for a daemon's listener in a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The first use of a data directory's user store makes `admin` and shows its password
+/// once: that password.
+pub fn first_admin_password(data_dir: &Path) -> String {
+    let o = vigil(data_dir, &["user", "list"]);
+    stderr(&o)
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .expect("the first admin password is shown")
+}
