@@ -35,6 +35,18 @@ test: setup
 bench: setup
     VIGIL_TESTDATA={{testdata}} {{cargo}} bench --locked -p vigil
 
+# The appliance disk image (raw and qcow2) into target/image: reproducible, see image-build/README.md.
+image: build
+    image-build/build.sh target/image
+
+# Re-pin image-build/packages.lock to the mirror's current Debian 12 versions (review the diff).
+image-relock: build
+    image-build/build.sh --relock target/image
+
+# Boot target/image/vigil.qcow2 in QEMU: ONVIF on 127.0.0.1:8080, the web UI on https://127.0.0.1:8443.
+image-run:
+    image-build/run-qemu.sh target/image/vigil.qcow2
+
 # Verification accuracy on the test pairs.
 eval: build
     target/release/vigil eval pairs {{testdata}}/faces/pairs.csv

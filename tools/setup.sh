@@ -5,6 +5,7 @@
 #   - the OpenVINO runtime, from the PyPI wheel (pinned by version and sha256), unpacked into .deps/openvino
 #   - the face models (models/manifest), unpacked into .deps/models
 #   - the Python ONVIF clients the tests drive Vigil with (tools/python-clients.txt), in .deps/python
+#   - the image build's and boot test's tools (mmdebstrap, squashfs-tools, QEMU with OVMF)
 #   - playwright-core for the browser tests (tests/browser/package-lock.json), in tests/browser/node_modules
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,8 @@ apt_packages=(
   libssl-dev                                      # OpenSSL: digests and randomness for ONVIF authentication
   iproute2                                        # network namespaces for the WS-Discovery multicast test
   chromium                                        # the browser the UI tests drive (tests/browser)
+  # the appliance image (image-build/build.sh) and its boot test under QEMU
+  mmdebstrap squashfs-tools dosfstools mtools fdisk qemu-system-x86 ovmf
 )
 # python3 with pip (the OpenVINO wheel) and npm (the models) come with this machine kind's toolchain.
 for tool in python3 npm; do
@@ -36,8 +39,12 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # This machine kind comes with a backported qemu-utils that Breaks Debian 12's QEMU: QEMU
+  # comes with its own release's qemu-utils.
+  for p in "${missing[@]}"; do [ "$p" = qemu-system-x86 ] && missing+=(qemu-utils/bookworm); done
   $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+    --allow-downgrades "${missing[@]}"
 fi
 
 # --- OpenVINO runtime ------------------------------------------------------------------------

@@ -67,6 +67,9 @@ impl Default for AnalysisConfig {
     }
 }
 
+/// The `onvif.discovery_interfaces` entry that stands for every non-loopback IPv4 address.
+pub const ALL_INTERFACES: &str = "all";
+
 /// The ONVIF device: its HTTP endpoint and WS-Discovery. The defaults keep everything on
 /// loopback; the appliance image's configuration opens the LAN.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -82,7 +85,9 @@ pub struct OnvifConfig {
     /// Answer WS-Discovery probes and announce Hello/Bye (clients can switch it with
     /// SetDiscoveryMode; their choice is remembered in the data directory).
     pub discovery: bool,
-    /// IPv4 addresses of the interfaces discovery uses.
+    /// IPv4 addresses of the interfaces discovery uses, or [`ALL_INTERFACES`]: every
+    /// non-loopback IPv4 address the machine has when the daemon starts (the appliance
+    /// image's choice, its addresses coming from DHCP).
     pub discovery_interfaces: Vec<String>,
     pub discovery_port: u16,
     /// Shown in the `name` and `location` scopes.
@@ -440,10 +445,10 @@ impl Config {
             ));
         }
         for (i, address) in o.discovery_interfaces.iter().enumerate() {
-            if address.parse::<std::net::Ipv4Addr>().is_err() {
+            if address != ALL_INTERFACES && address.parse::<std::net::Ipv4Addr>().is_err() {
                 return Err(invalid(
                     format!("onvif.discovery_interfaces[{i}]"),
-                    "must be an IPv4 address",
+                    "must be an IPv4 address or \"all\"",
                 ));
             }
         }
@@ -548,6 +553,18 @@ mod tests {
         assert!(
             bad_mode.contains("mode") || bad_mode.contains("all"),
             "{bad_mode}"
+        );
+    }
+
+    #[test]
+    fn the_images_configuration_is_valid() {
+        let c = parse(include_str!("../../image-build/rootfs/etc/vigil/vigil.toml")).unwrap();
+        assert_eq!(c.onvif.discovery_interfaces, [ALL_INTERFACES]);
+        assert_eq!(c.web.listen, "0.0.0.0:443");
+        let err = parse("[onvif]\ndiscovery_interfaces = [\"eth0\"]\n").unwrap_err();
+        assert!(
+            err.to_string().contains("`onvif.discovery_interfaces[0]`"),
+            "{err}"
         );
     }
 

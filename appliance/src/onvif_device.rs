@@ -487,11 +487,7 @@ impl OnvifService {
                 }
             }
         });
-        let interfaces: Vec<std::net::Ipv4Addr> = config
-            .discovery_interfaces
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect();
+        let interfaces = discovery_addresses(&config.discovery_interfaces);
         let discovery = if interfaces.is_empty() {
             None
         } else {
@@ -532,4 +528,28 @@ impl OnvifService {
             }
         }
     }
+}
+
+/// The configured discovery addresses, with [`crate::config::ALL_INTERFACES`] standing for
+/// every non-loopback IPv4 address the machine has now.
+fn discovery_addresses(configured: &[String]) -> Vec<std::net::Ipv4Addr> {
+    let mut addresses = Vec::new();
+    for entry in configured {
+        if entry == crate::config::ALL_INTERFACES {
+            let found: Vec<_> = onvif::system::ipv4_addresses()
+                .into_iter()
+                .filter(|(_, address, _)| !address.is_loopback())
+                .map(|(_, address, _)| address)
+                .collect();
+            if found.is_empty() {
+                tracing::warn!("WS-Discovery: no IPv4 address but loopback yet; not discoverable");
+            }
+            addresses.extend(found);
+        } else if let Ok(address) = entry.parse() {
+            addresses.push(address);
+        }
+    }
+    addresses.sort();
+    addresses.dedup();
+    addresses
 }

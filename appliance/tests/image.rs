@@ -1,0 +1,376 @@
+//! The appliance image (image-build/): two builds of the same inputs are byte-identical, and the
+//! image boots under QEMU (software emulation, user networking forwarded to 127.0.0.1 only,
+//! no route out) into a serving appliance: systemd reports vigil active, the first boot showed
+//! the admin password and certificate fingerprint on the console, ONVIF and the HTTPS login
+//! answer on the forwarded ports, and a killed daemon is restarted by systemd.
+//!
+//! Inside the guest the test asks through the QEMU guest agent (virtio-serial), the channel a
+//! hypervisor uses; the image has no other remote shell.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs image-build/build.sh into `out`; returns its SHA256SUMS and build-info.
+fn build(out: &Path) -> (String, String) {
+    let started = Instant::now();
+    let o = Command::new(repo().join("image-build/build.sh"))
+        .arg(out)
+        .env("VIGIL_BIN", env!("CARGO_BIN_EXE_vigil"))
+        .output()
+        .expect("image-build/build.sh runs");
+    assert!(
+        o.status.success(),
+        "image build failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("image built in {:.0} s into {}", started.elapsed().as_secs_f64(), out.display());
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    (read("SHA256SUMS"), read("build-info"))
+}
+
+/// A QEMU guest booted from a copy-on-write overlay of the image, killed when dropped.
+struct Guest {
+    qemu: Child,
+    dir: PathBuf,
+}
+
+impl Guest {
+    fn boot(image: &Path, dir: &Path, onvif_port: u16, https_port: u16) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let disk = dir.join("disk.qcow2");
+        let _ = std::fs::remove_file(&disk);
+        // A 4 GiB disk: the data partition must grow over the space behind it at first boot.
+        let o = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(image)
+            .arg(&disk)
+            .arg("4G")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let vars = dir.join("OVMF_VARS.fd");
+        std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).expect("ovmf is installed");
+        let _ = std::fs::remove_file(dir.join("qga.sock"));
+        let forwards = format!(
+            "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{onvif_port}-:80,hostfwd=tcp:127.0.0.1:{https_port}-:443"
+        );
+        let qemu = Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"])
+            .args(["-m", "3072", "-smp", "2", "-display", "none", "-monitor", "none"])
+            .args(["-no-reboot", "-nodefaults"])
+            .arg("-drive")
+            .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
+            .args(["-netdev", &forwards, "-device", "virtio-net-pci,netdev=net0"])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=qga,path={},server=on,wait=off",
+                dir.join("qga.sock").display()
+            ))
+            .args(["-device", "virtio-serial"])
+            .args(["-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0"])
+            .arg("-serial")
+            .arg(format!("file:{}", dir.join("serial.log").display()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("qemu.err")).unwrap())
+            .spawn()
+            .expect("qemu-system-x86_64 runs");
+        Self {
+            qemu,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn serial(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.join("serial.log")).unwrap_or_default())
+            .into_owned()
+    }
+
+    /// Waits for a console line containing `marker`; returns the rest of that line.
+    fn console_line(&mut self, marker: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.serial().lines().find(|l| l.contains(marker)) {
+                let at = line.find(marker).unwrap() + marker.len();
+                return line[at..].trim().to_string();
+            }
+            if let Ok(Some(status)) = self.qemu.try_wait() {
+                panic!("QEMU ended ({status}); console:\n{}", self.tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no console line with {marker:?} within {timeout:?}; console:\n{}",
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn tail(&self) -> String {
+        let serial = self.serial();
+        let start = serial.len().saturating_sub(6000);
+        let start = (start..serial.len())
+            .find(|&i| serial.is_char_boundary(i))
+            .unwrap_or(start);
+        serial[start..].to_string()
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+}
+
+/// The QEMU guest agent protocol: JSON commands and answers, one a line.
+struct Agent {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Agent {
+    /// Connects and synchronises (the agent starts with the guest's udev, well after QEMU).
+    fn connect(socket: &Path, timeout: Duration) -> Self {
+        let deadline = Instant::now() + timeout;
+        let stream = UnixStream::connect(socket).expect("QEMU's agent socket");
+        let mut agent = Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        for id in 1u64.. {
+            assert!(Instant::now() < deadline, "the guest agent never answered");
+            agent
+                .reader
+                .get_ref()
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            agent.send(&json!({"execute": "guest-sync", "arguments": {"id": id}}));
+            // Answers to earlier, unanswered syncs may come first: read until this one's.
+            let synced = loop {
+                match agent.receive() {
+                    Some(answer) if answer["return"] == id => break true,
+                    Some(_) => continue,
+                    None => break false,
+                }
+            };
+            if synced {
+                break;
+            }
+        }
+        agent
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        agent
+    }
+
+    fn send(&mut self, command: &Value) {
+        writeln!(self.writer, "{command}").unwrap();
+    }
+
+    /// One answer line, or None at the read timeout.
+    fn receive(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the guest agent's socket closed"),
+            Ok(_) => Some(serde_json::from_str(line.trim_start_matches('\u{ff}')).unwrap()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("guest agent: {e}"),
+        }
+    }
+
+    fn call(&mut self, command: Value) -> Value {
+        self.send(&command);
+        let answer = self.receive().expect("the guest agent answers");
+        assert!(answer.get("error").is_none(), "{command} -> {answer}");
+        answer["return"].clone()
+    }
+
+    /// Runs `sh -c script` in the guest as root; returns its exit code and output.
+    fn shell(&mut self, script: &str) -> (i64, String) {
+        let started = self.call(json!({"execute": "guest-exec", "arguments": {
+            "path": "/bin/sh", "arg": ["-c", script], "capture-output": true}}));
+        let pid = started["pid"].clone();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status =
+                self.call(json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}));
+            if status["exited"] == true {
+                let text = |key: &str| {
+                    status[key]
+                        .as_str()
+                        .map(|b| {
+                            String::from_utf8_lossy(
+                                &base64::engine::general_purpose::STANDARD
+                                    .decode(b)
+                                    .unwrap(),
+                            )
+                            .into_owned()
+                        })
+                        .unwrap_or_default()
+                };
+                return (
+                    status["exitcode"].as_i64().unwrap_or(-1),
+                    text("out-data") + &text("err-data"),
+                );
+            }
+            assert!(Instant::now() < deadline, "{script} did not end");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Polls `script` until its output satisfies `done`; returns that output.
+    fn wait_for(&mut self, script: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, out) = self.shell(script);
+            if done(out.trim()) {
+                return out.trim().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{script}: still {out:?} after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+/// `tests/image/boot_check.py` against the forwarded ports.
+fn boot_check(onvif_port: u16, https_port: u16, password: &str) -> Value {
+    let o = Command::new("python3")
+        .arg(repo().join("tests/image/boot_check.py"))
+        .args(["--onvif-port", &onvif_port.to_string()])
+        .args(["--https-port", &https_port.to_string()])
+        .args(["--password", password])
+        .env("PYTHONPATH", repo().join(".deps/python"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        o.status.success(),
+        "boot_check failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
+    let work = repo().join("target/image-test");
+    let (sums_a, info) = build(&work.join("a"));
+    let (sums_b, _) = build(&work.join("b"));
+    eprintln!("{sums_a}{info}");
+    assert_eq!(sums_a, sums_b, "two builds of the same inputs differ");
+    assert!(sums_a.contains("vigil.img") && sums_a.contains("vigil.qcow2"));
+
+    let onvif_port = common::free_port();
+    let https_port = common::free_port();
+    let started = Instant::now();
+    let mut guest = Guest::boot(
+        &work.join("a/vigil.qcow2"),
+        &work.join("boot"),
+        onvif_port,
+        https_port,
+    );
+    // The first-boot unit shows these on the console, once.
+    let password = guest.console_line(
+        "First password (shown once; the web UI asks for a new one):",
+        Duration::from_secs(900),
+    );
+    let fingerprint = guest.console_line(
+        "HTTPS certificate SHA-256 fingerprint:",
+        Duration::from_secs(60),
+    );
+    assert!(password.len() >= 12, "{password:?}");
+
+    let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
+    agent.wait_for(
+        "systemctl is-active vigil",
+        Duration::from_secs(600),
+        |s| s == "active",
+    );
+    eprintln!(
+        "vigil active {:.0} s after QEMU started",
+        started.elapsed().as_secs_f64()
+    );
+    let seen = boot_check(onvif_port, https_port, &password);
+    eprintln!("{seen}");
+    assert_eq!(seen["onvif"]["type"], "NTP", "{seen}");
+    assert!(seen["onvif"]["skew_s"].as_f64().unwrap() < 120.0, "{seen}");
+    assert_eq!(seen["web"]["page_status"], 200);
+    assert_eq!(seen["web"]["login_form"], true);
+    assert_eq!(
+        seen["web"]["certificate_sha256"],
+        fingerprint.replace(':', "").to_lowercase(),
+        "the web UI serves the certificate whose fingerprint the console showed"
+    );
+    assert_eq!(seen["web"]["login"], json!([200, true]));
+
+    // How the appliance is put together, seen from inside.
+    let (_, facts) = agent.shell(
+        "findmnt -n -o FSTYPE,OPTIONS /; findmnt -n -b -o FSTYPE,SIZE /var/lib/vigil; \
+         stat -c '%U %a' /var/lib/vigil; stat -c %U /proc/$(systemctl show -P MainPID vigil); \
+         systemctl show -P NRestarts vigil",
+    );
+    let facts: Vec<&str> = facts.lines().collect();
+    eprintln!("{facts:?}");
+    assert!(facts[0].starts_with("squashfs") && facts[0].contains("ro"), "{facts:?}");
+    let data: Vec<&str> = facts[1].split_whitespace().collect();
+    assert_eq!(data[0], "ext4", "{facts:?}");
+    // 256 MiB in the image; the disk's 4 GiB less the boot and two root slots once grown.
+    let data_bytes: u64 = data[1].parse().unwrap();
+    assert!(data_bytes > 1 << 30, "the data partition grew: {facts:?}");
+    assert_eq!(facts[2], "vigil 700");
+    assert_eq!(facts[3].trim(), "vigil");
+    assert_eq!(facts[4], "0");
+
+    // Killed, the daemon comes back through systemd and serves again.
+    let (_, before) = agent.shell("systemctl show -P MainPID vigil");
+    let (code, out) = agent.shell("kill -KILL $(systemctl show -P MainPID vigil)");
+    assert_eq!(code, 0, "{out}");
+    agent.wait_for(
+        "echo $(systemctl show -P NRestarts vigil) $(systemctl is-active vigil)",
+        Duration::from_secs(600),
+        |s| s == "1 active",
+    );
+    let (_, after) = agent.shell("systemctl show -P MainPID vigil");
+    assert_ne!(before.trim(), after.trim());
+    let again = boot_check(onvif_port, https_port, &password);
+    assert_eq!(again["web"]["login"], json!([200, true]), "{again}");
+    let (_, journal) = agent.shell("journalctl -u vigil -o cat --no-pager | tail -n 40");
+    assert!(
+        journal.contains("Main process exited, code=killed, status=9/KILL"),
+        "{journal}"
+    );
+    // The hypervisor's clean shutdown (no answer: the agent goes down with the guest).
+    agent.send(&json!({"execute": "guest-shutdown"}));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while guest.qemu.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the guest did not power off");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

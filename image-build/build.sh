@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Builds the Vigil appliance disk image (raw and qcow2) from Debian 12 packages pinned in
+# packages.lock, the release vigil binary, the OpenVINO runtime and the models. Two builds of
+# the same inputs give byte-identical images: every time stamp is SOURCE_DATE_EPOCH, every
+# UUID and seed is fixed below. Layout and update procedure: README.md beside this file.
+#
+#   image-build/build.sh OUT_DIR          build OUT_DIR/vigil.img, vigil.qcow2, SHA256SUMS
+#   image-build/build.sh --relock OUT_DIR build from the mirror's current versions and rewrite
+#                                         packages.lock (then review its diff and commit it)
+#
+# Environment: VIGIL_BIN (default target/release/vigil), SOURCE_DATE_EPOCH (default: the
+# commit's time), VIGIL_IMAGE_MIRROR (default http://deb.debian.org, e.g. a snapshot.debian.org
+# archive URL base), VIGIL_IMAGE_CACHE (downloaded .debs, default target/image-cache).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+relock=false
+if [ "${1:-}" = "--relock" ]; then relock=true; shift; fi
+[ $# -eq 1 ] || { echo "usage: $0 [--relock] OUT_DIR" >&2; exit 2; }
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+
+bin=${VIGIL_BIN:-$root/target/release/vigil}
+mirror=${VIGIL_IMAGE_MIRROR:-http://deb.debian.org}
+cache=${VIGIL_IMAGE_CACHE:-$root/target/image-cache}
+openvino=$root/.deps/openvino/openvino/libs
+models=$root/.deps/models
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct)}
+export LC_ALL=C.UTF-8 TZ=UTC
+
+# Fixed identities: the GPT disk and partitions, the file systems.
+disk_guid=5c3a1f6e-7b1d-4c47-9a55-0f1e2d3c4b5a
+esp_uuid=3f6a0c52-1d7e-4a8b-8c11-6e2f9d0b7a01
+root_a_uuid=8d2b4f17-5c6e-4e93-a1d0-7b3c2e9f4a02
+root_b_uuid=1e7c9a3d-2f4b-4d85-b6e2-9a0d5c8f1b03
+data_uuid=6b0e2d94-8a1c-4f37-9e5b-3c7d1a2f8e04
+data_fs_uuid=c41f3e2a-9b7d-4e06-8a15-d2e3f4a5b6c7
+esp_volume_id=5649474c     # "VIGL"
+
+# Sizes in MiB. Two root slots: the update writes the other one (README.md).
+esp_mib=256
+root_slot_mib=1024
+data_mib=256
+
+for tool in mmdebstrap mksquashfs mkfs.vfat mcopy mmd sfdisk mkfs.ext4 qemu-img; do
+  command -v "$tool" >/dev/null || { echo "image: $tool is missing (./just setup installs it)" >&2; exit 1; }
+done
+[ -x "$bin" ] || { echo "image: no vigil binary at $bin (./just build)" >&2; exit 1; }
+[ -d "$openvino" ] || { echo "image: no OpenVINO runtime in $openvino (./just setup)" >&2; exit 1; }
+[ -f "$models/manifest" ] || { echo "image: no models in $models (./just setup)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "image: mmdebstrap's root mode needs root" >&2; exit 1; }
+
+started=$(date +%s)
+work=$(mktemp -d "${TMPDIR:-/tmp}/vigil-image.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$cache/debs"
+
+# --- packages -------------------------------------------------------------------------------
+includes=$(grep -v '^\s*#' "$here/packages.list" | awk 'NF {print $1}' | paste -sd, -)
+# Every package of packages.lock at its version; apt falls back to the mirror's candidate
+# where a pinned version is gone, and the check after the install names it.
+preferences=$work/vigil-lock.pref
+: > "$preferences"
+if ! $relock; then
+  awk '!/^#/ && NF {printf "Package: %s\nPin: version %s\nPin-Priority: 1001\n\n", $1, $2}' \
+    "$here/packages.lock" > "$preferences"
+fi
+
+# Scratch space for the hooks: what goes in, and what they report.
+export VIGIL_IMAGE_BIN=$bin VIGIL_IMAGE_OPENVINO=$openvino VIGIL_IMAGE_MODELS=$models \
+  VIGIL_IMAGE_HERE=$here VIGIL_IMAGE_WORK=$work
+
+echo "image: debootstrapping Debian 12 (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)" >&2
+mmdebstrap --mode=root --variant=minbase --format=directory \
+  --include="$includes" \
+  --aptopt='Acquire::Retries "3"' \
+  --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' \
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --skip=download/empty --skip=cleanup/apt/cache \
+  --setup-hook='mkdir -p "$1/etc/apt/preferences.d" "$1/var/cache/apt/archives"' \
+  --setup-hook="cp '$preferences' \"\$1/etc/apt/preferences.d/vigil-lock.pref\"" \
+  --setup-hook="find '$cache/debs' -name '*.deb' -exec cp -t \"\$1/var/cache/apt/archives/\" {} +" \
+  --customize-hook="find \"\$1/var/cache/apt/archives\" -name '*.deb' -exec cp -n -t '$cache/debs/' {} +" \
+  --customize-hook="'$here/customize.sh' \"\$1\"" \
+  bookworm "$work/rootfs" \
+  "deb $mirror/debian bookworm main" \
+  "deb $mirror/debian bookworm-updates main" \
+  "deb $mirror/debian-security bookworm-security main"
+
+# --- the package set against the lock ------------------------------------------------------
+if $relock; then
+  { echo "# Every package of the image at its version, written by image-build/build.sh --relock"
+    echo "# from $mirror on $(date -u +%F) (SOURCE_DATE_EPOCH $SOURCE_DATE_EPOCH)."
+    cat "$work/installed"; } > "$here/packages.lock"
+  echo "image: wrote $here/packages.lock ($(wc -l < "$work/installed") packages)" >&2
+elif ! diff -u <(grep -v '^#' "$here/packages.lock") "$work/installed" > "$work/lock.diff"; then
+  echo "image: the installed packages differ from image-build/packages.lock (the mirror no longer" >&2
+  echo "image: has a pinned version, or packages.list changed). Point VIGIL_IMAGE_MIRROR at a" >&2
+  echo "image: snapshot.debian.org archive of the lock's date, or re-pin with ./just image-relock:" >&2
+  cat "$work/lock.diff" >&2
+  exit 1
+fi
+
+# --- partitions -----------------------------------------------------------------------------
+rootfs=$work/rootfs
+kernel=$(cd "$rootfs/boot" && ls vmlinuz-* | sort -V | tail -1)
+initrd=initrd.img-${kernel#vmlinuz-}
+cmdline="root=PARTUUID=$root_a_uuid rootfstype=squashfs ro console=tty0 console=ttyS0,115200 loglevel=4"
+
+echo "image: boot partition (systemd-boot, $kernel)" >&2
+esp=$work/esp.img
+mkdir -p "$work/esp/EFI/BOOT" "$work/esp/loader/entries" "$work/esp/vigil-a"
+cp "$rootfs/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$work/esp/EFI/BOOT/BOOTX64.EFI"
+cp "$rootfs/boot/$kernel" "$work/esp/vigil-a/vmlinuz"
+cp "$rootfs/boot/$initrd" "$work/esp/vigil-a/initrd.img"
+printf 'default vigil-a.conf\ntimeout 0\neditor no\n' > "$work/esp/loader/loader.conf"
+printf 'title Vigil (slot A)\nlinux /vigil-a/vmlinuz\ninitrd /vigil-a/initrd.img\noptions %s\n' \
+  "$cmdline" > "$work/esp/loader/entries/vigil-a.conf"
+find "$work/esp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+truncate -s "${esp_mib}M" "$esp"
+mkfs.vfat -F 32 -n VIGIL-ESP -i "$esp_volume_id" --invariant "$esp" >/dev/null
+# mtools stamps the directories it makes with SOURCE_DATE_EPOCH, and files with their own
+# times (-m), which were just set to it.
+export MTOOLS_SKIP_CHECK=1
+(cd "$work/esp" && find . -mindepth 1 -type d | sort | sed 's|^\./||' | while read -r d; do
+   mmd -i "$esp" "::$d"; done
+ find . -type f | sort | sed 's|^\./||' | while read -r f; do mcopy -m -i "$esp" "$f" "::$f"; done)
+
+echo "image: root file system (squashfs)" >&2
+root_img=$work/root.squashfs
+mksquashfs "$rootfs" "$root_img" -noappend -comp zstd -b 1M \
+  -reproducible \
+  -no-progress -quiet -processors "$(nproc)" >/dev/null
+root_mib=$(( ($(stat -c %s "$root_img") + 1048575) / 1048576 ))
+[ "$root_mib" -le "$root_slot_mib" ] || { echo "image: root file system ${root_mib} MiB exceeds its ${root_slot_mib} MiB slot" >&2; exit 1; }
+
+echo "image: data partition (ext4, empty)" >&2
+data_img=$work/data.img
+truncate -s "${data_mib}M" "$data_img"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L vigil-data -U "$data_fs_uuid" \
+  -E "hash_seed=$data_fs_uuid,root_owner=0:0,lazy_itable_init=0" "$data_img"
+
+# --- the disk -------------------------------------------------------------------------------
+echo "image: disk (GPT)" >&2
+raw=$work/vigil.img
+start=1 # MiB; partitions aligned to 1 MiB
+esp_start=$start
+root_a_start=$((esp_start + esp_mib))
+root_b_start=$((root_a_start + root_slot_mib))
+data_start=$((root_b_start + root_slot_mib))
+total_mib=$((data_start + data_mib + 1)) # 1 MiB for the backup GPT
+truncate -s "${total_mib}M" "$raw"
+sfdisk --quiet --no-reread --no-tell-kernel "$raw" <<EOF
+label: gpt
+label-id: $disk_guid
+unit: sectors
+sector-size: 512
+first-lba: 2048
+
+start=$((esp_start * 2048)), size=$((esp_mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$esp_uuid, name="vigil-esp"
+start=$((root_a_start * 2048)), size=$((root_slot_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$root_a_uuid, name="vigil-root-a"
+start=$((root_b_start * 2048)), size=$((root_slot_mib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$root_b_uuid, name="vigil-root-b"
+start=$((data_start * 2048)), size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$data_uuid, name="vigil-data"
+EOF
+dd if="$esp" of="$raw" bs=1M seek="$esp_start" conv=notrunc,sparse status=none
+dd if="$root_img" of="$raw" bs=1M seek="$root_a_start" conv=notrunc,sparse status=none
+dd if="$data_img" of="$raw" bs=1M seek="$data_start" conv=notrunc,sparse status=none
+
+qemu-img convert -q -f raw -O qcow2 -c "$raw" "$work/vigil.qcow2"
+mv "$raw" "$work/vigil.qcow2" "$out/"
+cp "$work/installed" "$out/packages.installed"
+(cd "$out" && sha256sum vigil.img vigil.qcow2 packages.installed > SHA256SUMS)
+{
+  echo "built_in_s=$(( $(date +%s) - started ))"
+  echo "source_date_epoch=$SOURCE_DATE_EPOCH"
+  echo "kernel=${kernel#vmlinuz-}"
+  echo "root_squashfs_bytes=$(stat -c %s "$root_img")"
+  echo "raw_bytes=$(stat -c %s "$out/vigil.img")"
+  echo "raw_allocated_bytes=$(( $(stat -c %b "$out/vigil.img") * 512 ))"
+  echo "qcow2_bytes=$(stat -c %s "$out/vigil.qcow2")"
+} > "$out/build-info"
+cat "$out/SHA256SUMS" "$out/build-info" >&2
