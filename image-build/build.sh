@@ -106,6 +106,9 @@ fi
 
 # --- partitions -----------------------------------------------------------------------------
 rootfs=$work/rootfs
+# apt's binary caches, rebuilt by mmdebstrap's clean-up after the customize hook, differ from
+# build to build, and nothing on a read-only root reads them.
+rm -f "$rootfs"/var/cache/apt/*.bin
 kernel=$(cd "$rootfs/boot" && ls vmlinuz-* | sort -V | tail -1)
 initrd=initrd.img-${kernel#vmlinuz-}
 cmdline="root=PARTUUID=$root_a_uuid rootfstype=squashfs ro console=tty0 console=ttyS0,115200 loglevel=4"
@@ -117,8 +120,13 @@ cp "$rootfs/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$work/esp/EFI/BOOT/BO
 cp "$rootfs/boot/$kernel" "$work/esp/vigil-a/vmlinuz"
 cp "$rootfs/boot/$initrd" "$work/esp/vigil-a/initrd.img"
 printf 'default vigil-a.conf\ntimeout 0\neditor no\n' > "$work/esp/loader/loader.conf"
-printf 'title Vigil (slot A)\nlinux /vigil-a/vmlinuz\ninitrd /vigil-a/initrd.img\noptions %s\n' \
-  "$cmdline" > "$work/esp/loader/entries/vigil-a.conf"
+entry() { # FILE TITLE OPTIONS
+  printf 'title %s\nlinux /vigil-a/vmlinuz\ninitrd /vigil-a/initrd.img\noptions %s\n' "$2" "$3" \
+    > "$work/esp/loader/entries/$1"
+}
+entry vigil-a.conf "Vigil (slot A)" "$cmdline"
+# Chosen from the boot menu (hold a key at power-on), or by the LoaderEntryOneShot variable.
+entry vigil-a-reset.conf "Vigil: factory reset (erases all data)" "$cmdline vigil.factory_reset=1"
 find "$work/esp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 truncate -s "${esp_mib}M" "$esp"
 mkfs.vfat -F 32 -n VIGIL-ESP -i "$esp_volume_id" --invariant "$esp" >/dev/null
@@ -181,5 +189,9 @@ cp "$work/installed" "$out/packages.installed"
   echo "raw_bytes=$(stat -c %s "$out/vigil.img")"
   echo "raw_allocated_bytes=$(( $(stat -c %b "$out/vigil.img") * 512 ))"
   echo "qcow2_bytes=$(stat -c %s "$out/vigil.qcow2")"
+  # Per partition, to tell which one differs when two builds do.
+  for part in "$esp" "$root_img" "$data_img"; do
+    echo "sha256_$(basename "$part")=$(sha256sum < "$part" | cut -d' ' -f1)"
+  done
 } > "$out/build-info"
 cat "$out/SHA256SUMS" "$out/build-info" >&2

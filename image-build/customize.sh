@@ -9,12 +9,14 @@ in_root() { chroot "$rootfs" "$@"; }
 
 # --- configuration and units -----------------------------------------------------------------
 cp -a --no-preserve=ownership "$here/rootfs/." "$rootfs/"
-install -m 0644 "$here/systemd/vigil.service" "$here/systemd/vigil-firstboot.service" \
-  "$rootfs/usr/lib/systemd/system/"
+install -m 0644 -t "$rootfs/usr/lib/systemd/system/" "$here/systemd/vigil.service" \
+  "$here/systemd/vigil-firstboot.service" "$here/systemd/vigil-factory-reset.service"
+install -D -m 0644 "$here/README.md" "$rootfs/usr/share/doc/vigil/README.md"
 in_root useradd --system --uid 990 --user-group --home-dir /var/lib/vigil --no-create-home \
   --shell /usr/sbin/nologin --comment "Vigil appliance" vigil
-in_root systemctl enable --quiet vigil.service vigil-firstboot.service systemd-networkd.service \
-  systemd-networkd-wait-online.service systemd-resolved.service systemd-timesyncd.service
+in_root systemctl enable --quiet vigil.service vigil-firstboot.service vigil-factory-reset.service \
+  systemd-networkd.service systemd-networkd-wait-online.service systemd-resolved.service \
+  systemd-timesyncd.service
 # The read-only root keeps no machine id: systemd makes a transient one at each boot.
 : > "$rootfs/etc/machine-id"
 
