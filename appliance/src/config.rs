@@ -558,7 +558,10 @@ mod tests {
 
     #[test]
     fn the_images_configuration_is_valid() {
-        let c = parse(include_str!("../../image-build/rootfs/etc/vigil/vigil.toml")).unwrap();
+        let c = parse(include_str!(
+            "../../image-build/rootfs/etc/vigil/vigil.toml"
+        ))
+        .unwrap();
         assert_eq!(c.onvif.discovery_interfaces, [ALL_INTERFACES]);
         assert_eq!(c.web.listen, "0.0.0.0:443");
         let err = parse("[onvif]\ndiscovery_interfaces = [\"eth0\"]\n").unwrap_err();

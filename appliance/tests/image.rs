@@ -2,7 +2,9 @@
 //! image boots under QEMU (software emulation, user networking forwarded to 127.0.0.1 only,
 //! no route out) into a serving appliance: systemd reports vigil active, the first boot showed
 //! the admin password and certificate fingerprint on the console, ONVIF and the HTTPS login
-//! answer on the forwarded ports, and a killed daemon is restarted by systemd.
+//! answer on the forwarded ports, and a killed daemon is restarted by systemd. Then the boot
+//! menu's factory reset entry, chosen for one boot, empties the data partition: a new first
+//! password and certificate, the old password refused.
 //!
 //! Inside the guest the test asks through the QEMU guest agent (virtio-serial), the channel a
 //! hypervisor uses; the image has no other remote shell.
@@ -35,7 +37,11 @@ fn build(out: &Path) -> (String, String) {
         "image build failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    eprintln!("image built in {:.0} s into {}", started.elapsed().as_secs_f64(), out.display());
+    eprintln!(
+        "image built in {:.0} s into {}",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
     (read("SHA256SUMS"), read("build-info"))
 }
@@ -62,28 +68,48 @@ impl Guest {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let vars = dir.join("OVMF_VARS.fd");
         std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).expect("ovmf is installed");
-        let _ = std::fs::remove_file(dir.join("qga.sock"));
+        // Nothing of an earlier run may be taken for this one's.
+        for stale in ["qga.sock", "serial.log"] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
         let forwards = format!(
             "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{onvif_port}-:80,hostfwd=tcp:127.0.0.1:{https_port}-:443"
         );
         let qemu = Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max"])
-            .args(["-m", "3072", "-smp", "2", "-display", "none", "-monitor", "none"])
-            .args(["-no-reboot", "-nodefaults"])
+            .args([
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg,thread=multi",
+                "-cpu",
+                "max",
+            ])
+            .args([
+                "-m", "3072", "-smp", "2", "-display", "none", "-monitor", "none",
+            ])
+            .arg("-nodefaults")
             .arg("-drive")
             .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
             .arg("-drive")
             .arg(format!("if=pflash,format=raw,file={}", vars.display()))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-            .args(["-netdev", &forwards, "-device", "virtio-net-pci,netdev=net0"])
+            .args([
+                "-netdev",
+                &forwards,
+                "-device",
+                "virtio-net-pci,netdev=net0",
+            ])
             .arg("-chardev")
             .arg(format!(
                 "socket,id=qga,path={},server=on,wait=off",
                 dir.join("qga.sock").display()
             ))
             .args(["-device", "virtio-serial"])
-            .args(["-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0"])
+            .args([
+                "-device",
+                "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
+            ])
             .arg("-serial")
             .arg(format!("file:{}", dir.join("serial.log").display()))
             .stdout(Stdio::null())
@@ -101,11 +127,16 @@ impl Guest {
             .into_owned()
     }
 
-    /// Waits for a console line containing `marker`; returns the rest of that line.
-    fn console_line(&mut self, marker: &str, timeout: Duration) -> String {
+    /// Waits for the `nth` (from 0) console line containing `marker`; returns the rest of it.
+    fn console_line(&mut self, marker: &str, nth: usize, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(line) = self.serial().lines().find(|l| l.contains(marker)) {
+            if let Some(line) = self
+                .serial()
+                .lines()
+                .filter(|l| l.contains(marker))
+                .nth(nth)
+            {
                 let at = line.find(marker).unwrap() + marker.len();
                 return line[at..].trim().to_string();
             }
@@ -148,7 +179,16 @@ impl Agent {
     /// Connects and synchronises (the agent starts with the guest's udev, well after QEMU).
     fn connect(socket: &Path, timeout: Duration) -> Self {
         let deadline = Instant::now() + timeout;
-        let stream = UnixStream::connect(socket).expect("QEMU's agent socket");
+        let stream = loop {
+            match UnixStream::connect(socket) {
+                Ok(stream) => break stream,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("waiting for QEMU's agent socket: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => panic!("QEMU's agent socket {}: {e}", socket.display()),
+            }
+        };
         let mut agent = Self {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
@@ -225,9 +265,7 @@ impl Agent {
                         .as_str()
                         .map(|b| {
                             String::from_utf8_lossy(
-                                &base64::engine::general_purpose::STANDARD
-                                    .decode(b)
-                                    .unwrap(),
+                                &base64::engine::general_purpose::STANDARD.decode(b).unwrap(),
                             )
                             .into_owned()
                         })
@@ -261,9 +299,10 @@ impl Agent {
 }
 
 /// `tests/image/boot_check.py` against the forwarded ports.
-fn boot_check(onvif_port: u16, https_port: u16, password: &str) -> Value {
+fn boot_check(onvif_port: u16, https_port: u16, password: &str, old: Option<&str>) -> Value {
     let o = Command::new("python3")
         .arg(repo().join("tests/image/boot_check.py"))
+        .args(old.map(|p| ["--old-password", p]).into_iter().flatten())
         .args(["--onvif-port", &onvif_port.to_string()])
         .args(["--https-port", &https_port.to_string()])
         .args(["--password", password])
@@ -277,6 +316,9 @@ fn boot_check(onvif_port: u16, https_port: u16, password: &str) -> Value {
     );
     serde_json::from_slice(&o.stdout).unwrap()
 }
+
+const PASSWORD_LINE: &str = "First password (shown once; the web UI asks for a new one):";
+const FINGERPRINT_LINE: &str = "HTTPS certificate SHA-256 fingerprint:";
 
 #[test]
 fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
@@ -297,27 +339,19 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
         https_port,
     );
     // The first-boot unit shows these on the console, once.
-    let password = guest.console_line(
-        "First password (shown once; the web UI asks for a new one):",
-        Duration::from_secs(900),
-    );
-    let fingerprint = guest.console_line(
-        "HTTPS certificate SHA-256 fingerprint:",
-        Duration::from_secs(60),
-    );
+    let password = guest.console_line(PASSWORD_LINE, 0, Duration::from_secs(900));
+    let fingerprint = guest.console_line(FINGERPRINT_LINE, 0, Duration::from_secs(60));
     assert!(password.len() >= 12, "{password:?}");
 
     let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
-    agent.wait_for(
-        "systemctl is-active vigil",
-        Duration::from_secs(600),
-        |s| s == "active",
-    );
+    agent.wait_for("systemctl is-active vigil", Duration::from_secs(600), |s| {
+        s == "active"
+    });
     eprintln!(
         "vigil active {:.0} s after QEMU started",
         started.elapsed().as_secs_f64()
     );
-    let seen = boot_check(onvif_port, https_port, &password);
+    let seen = boot_check(onvif_port, https_port, &password, None);
     eprintln!("{seen}");
     assert_eq!(seen["onvif"]["type"], "NTP", "{seen}");
     assert!(seen["onvif"]["skew_s"].as_f64().unwrap() < 120.0, "{seen}");
@@ -338,7 +372,10 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     );
     let facts: Vec<&str> = facts.lines().collect();
     eprintln!("{facts:?}");
-    assert!(facts[0].starts_with("squashfs") && facts[0].contains("ro"), "{facts:?}");
+    assert!(
+        facts[0].starts_with("squashfs") && facts[0].contains("ro"),
+        "{facts:?}"
+    );
     let data: Vec<&str> = facts[1].split_whitespace().collect();
     assert_eq!(data[0], "ext4", "{facts:?}");
     // 256 MiB in the image; the disk's 4 GiB less the boot and two root slots once grown.
@@ -347,6 +384,13 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     assert_eq!(facts[2], "vigil 700");
     assert_eq!(facts[3].trim(), "vigil");
     assert_eq!(facts[4], "0");
+
+    // WS-Discovery found the address DHCP gave (QEMU's user network hands out 10.0.2.15).
+    let (_, discovery) = agent.shell("journalctl -u vigil -o cat --no-pager | grep 'WS-Discovery'");
+    assert!(
+        discovery.contains("WS-Discovery running") && discovery.contains("10.0.2.15"),
+        "{discovery}"
+    );
 
     // Killed, the daemon comes back through systemd and serves again.
     let (_, before) = agent.shell("systemctl show -P MainPID vigil");
@@ -359,13 +403,50 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     );
     let (_, after) = agent.shell("systemctl show -P MainPID vigil");
     assert_ne!(before.trim(), after.trim());
-    let again = boot_check(onvif_port, https_port, &password);
+    let again = boot_check(onvif_port, https_port, &password, None);
     assert_eq!(again["web"]["login"], json!([200, true]), "{again}");
     let (_, journal) = agent.shell("journalctl -u vigil -o cat --no-pager | tail -n 40");
     assert!(
         journal.contains("Main process exited, code=killed, status=9/KILL"),
         "{journal}"
     );
+    // Factory reset: the boot menu's entry, chosen for the next boot as systemd-boot's
+    // LoaderEntryOneShot variable (attributes, then the entry's name in UTF-16 with its NUL).
+    let mut variable = String::from("\\007\\000\\000\\000");
+    for c in "vigil-a-reset.conf\0".chars() {
+        variable.push_str(&format!("\\{:03o}\\000", c as u32));
+    }
+    let (code, out) = agent.shell(&format!(
+        "printf '{variable}' > /sys/firmware/efi/efivars/LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+    ));
+    assert_eq!(code, 0, "{out}");
+    agent.send(&json!({"execute": "guest-exec", "arguments": {"path": "/bin/systemctl", "arg": ["reboot"]}}));
+    drop(agent);
+    guest.console_line("Vigil: factory reset done", 0, Duration::from_secs(900));
+    let new_password = guest.console_line(PASSWORD_LINE, 1, Duration::from_secs(600));
+    let new_fingerprint = guest.console_line(FINGERPRINT_LINE, 1, Duration::from_secs(60));
+    assert_ne!(new_password, password);
+    assert_ne!(new_fingerprint, fingerprint);
+    let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
+    agent.wait_for("systemctl is-active vigil", Duration::from_secs(600), |s| {
+        s == "active"
+    });
+    let reset = boot_check(onvif_port, https_port, &new_password, Some(&password));
+    assert_eq!(reset["web"]["login"], json!([200, true]), "{reset}");
+    assert_eq!(reset["web"]["old_login"][0], 401, "{reset}");
+    assert_eq!(
+        reset["web"]["certificate_sha256"],
+        new_fingerprint.replace(':', "").to_lowercase()
+    );
+    // The reset entry was for one boot only: the default entry is back for the next.
+    let (_, cmdline) =
+        agent.shell("cat /proc/cmdline; ls /sys/firmware/efi/efivars | grep -c LoaderEntryOneShot");
+    assert!(cmdline.contains("vigil.factory_reset=1"), "{cmdline}");
+    assert!(
+        cmdline.trim_end().ends_with('0'),
+        "the one-shot variable was consumed: {cmdline}"
+    );
+
     // The hypervisor's clean shutdown (no answer: the agent goes down with the guest).
     agent.send(&json!({"execute": "guest-shutdown"}));
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -2,7 +2,8 @@
 device answers GetSystemDateAndTime to the client Home Assistant uses (onvif-zeep-async), and
 the web UI's login page answers over HTTPS with the certificate whose fingerprint the first
 boot showed on the console, and takes the first admin password. Prints one JSON object for
-the Rust test (appliance/tests/image.rs) to judge; waits for the ports with a deadline.
+the Rust test (appliance/tests/image.rs) to judge (with --old-password, also how a login
+with it is answered); waits for the ports with a deadline.
 """
 
 import argparse
@@ -43,7 +44,20 @@ async def onvif_time(port, user, password, deadline_s):
             "skew_s": abs((device_time - dt.datetime.now(dt.timezone.utc)).total_seconds())}
 
 
-def web(port, password):
+def login(opener, port, password):
+    """[status, must_change_password] of a login as admin."""
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{port}/api/v1/session", method="POST",
+        data=json.dumps({"user": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with opener.open(request, timeout=30) as answer:
+            return [answer.status, json.loads(answer.read()).get("must_change_password")]
+    except urllib.error.HTTPError as error:
+        return [error.code, None]
+
+
+def web(port, password, old_password):
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # judged below by the console's fingerprint
@@ -55,18 +69,13 @@ def web(port, password):
     with opener.open(f"https://127.0.0.1:{port}/", timeout=30) as page:
         body = page.read()
         status = page.status
-    request = urllib.request.Request(
-        f"https://127.0.0.1:{port}/api/v1/session", method="POST",
-        data=json.dumps({"user": "admin", "password": password}).encode(),
-        headers={"Content-Type": "application/json"})
-    try:
-        with opener.open(request, timeout=30) as answer:
-            login = [answer.status, json.loads(answer.read()).get("must_change_password")]
-    except urllib.error.HTTPError as error:
-        login = [error.code, None]
-    return {"page_status": status, "login_form": b'id="login-form"' in body,
+    seen = {"page_status": status, "login_form": b'id="login-form"' in body,
             "tls_version": version,
-            "certificate_sha256": hashlib.sha256(certificate).hexdigest(), "login": login}
+            "certificate_sha256": hashlib.sha256(certificate).hexdigest(),
+            "login": login(opener, port, password)}
+    if old_password:
+        seen["old_login"] = login(opener, port, old_password)
+    return seen
 
 
 def main():
@@ -74,10 +83,11 @@ def main():
     parser.add_argument("--onvif-port", type=int, required=True)
     parser.add_argument("--https-port", type=int, required=True)
     parser.add_argument("--password", required=True)
+    parser.add_argument("--old-password", help="a password that must no longer work")
     parser.add_argument("--wait", type=float, default=300)
     args = parser.parse_args()
     seen = {"onvif": asyncio.run(onvif_time(args.onvif_port, "admin", args.password, args.wait))}
-    seen["web"] = web(args.https_port, args.password)
+    seen["web"] = web(args.https_port, args.password, args.old_password)
     print(json.dumps(seen))
 
 
