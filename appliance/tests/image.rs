@@ -20,14 +20,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Runs image-build/build.sh into `out`; returns its SHA256SUMS and build-info.
 fn build(out: &Path) -> (String, String) {
     let started = Instant::now();
-    let o = Command::new(repo().join("image-build/build.sh"))
+    let o = Command::new(common::repo().join("image-build/build.sh"))
         .arg(out)
         .env("VIGIL_BIN", env!("CARGO_BIN_EXE_vigil"))
         .output()
@@ -35,7 +31,7 @@ fn build(out: &Path) -> (String, String) {
     assert!(
         o.status.success(),
         "image build failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
+        common::stderr(&o)
     );
     eprintln!(
         "image built in {:.0} s into {}",
@@ -65,7 +61,7 @@ impl Guest {
             .arg("4G")
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{}", common::stderr(&o));
         let vars = dir.join("OVMF_VARS.fd");
         std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).expect("ovmf is installed");
         // Nothing of an earlier run may be taken for this one's.
@@ -301,18 +297,18 @@ impl Agent {
 /// `tests/image/boot_check.py` against the forwarded ports.
 fn boot_check(onvif_port: u16, https_port: u16, password: &str, old: Option<&str>) -> Value {
     let o = Command::new("python3")
-        .arg(repo().join("tests/image/boot_check.py"))
+        .arg(common::repo().join("tests/image/boot_check.py"))
         .args(old.map(|p| ["--old-password", p]).into_iter().flatten())
         .args(["--onvif-port", &onvif_port.to_string()])
         .args(["--https-port", &https_port.to_string()])
         .args(["--password", password])
-        .env("PYTHONPATH", repo().join(".deps/python"))
+        .env("PYTHONPATH", common::repo().join(".deps/python"))
         .output()
         .expect("python3 runs");
     assert!(
         o.status.success(),
         "boot_check failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+        common::stderr(&o)
     );
     serde_json::from_slice(&o.stdout).unwrap()
 }
@@ -322,7 +318,7 @@ const FINGERPRINT_LINE: &str = "HTTPS certificate SHA-256 fingerprint:";
 
 #[test]
 fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
-    let work = repo().join("target/image-test");
+    let work = common::repo().join("target/image-test");
     let (sums_a, info) = build(&work.join("a"));
     let (sums_b, _) = build(&work.join("b"));
     eprintln!("{sums_a}{info}");

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
@@ -16,20 +16,13 @@ use serde_json::Value;
 
 const START: Duration = Duration::from_secs(120);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// `python3 tests/onvif/<script> ARGS` with the pinned clients of tools/setup.sh, run by
 /// `command` (`python3`, or a wrapper such as `ip netns exec NAME python3`).
 fn python(mut command: Command, script: &str, args: &[&str]) -> Command {
     command
-        .arg(repo().join("tests/onvif").join(script))
+        .arg(common::repo().join("tests/onvif").join(script))
         .args(args)
-        .env("PYTHONPATH", repo().join(".deps/python"));
+        .env("PYTHONPATH", common::repo().join(".deps/python"));
     command
 }
 

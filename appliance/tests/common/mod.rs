@@ -6,6 +6,14 @@ pub mod live;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The checkout's root (the workspace).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate is in the workspace")
+        .to_path_buf()
+}
+
 /// `../shared/testdata` (or `$VIGIL_TESTDATA`). Absent test data fails the test: CI has it.
 pub fn testdata() -> PathBuf {
     let dir = std::env::var_os("VIGIL_TESTDATA")
