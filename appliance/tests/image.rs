@@ -20,12 +20,26 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+/// The commit's time, read once: both builds must stamp the same one even if a commit lands
+/// while the first one runs.
+fn source_date_epoch() -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(common::repo())
+        .args(["log", "-1", "--format=%ct"])
+        .output()
+        .expect("git runs");
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    common::stdout(&o).trim().to_string()
+}
+
 /// Runs image-build/build.sh into `out`; returns its SHA256SUMS and build-info.
-fn build(out: &Path) -> (String, String) {
+fn build(out: &Path, epoch: &str) -> (String, String) {
     let started = Instant::now();
     let o = Command::new(common::repo().join("image-build/build.sh"))
         .arg(out)
         .env("VIGIL_BIN", env!("CARGO_BIN_EXE_vigil"))
+        .env("SOURCE_DATE_EPOCH", epoch)
         .output()
         .expect("image-build/build.sh runs");
     assert!(
@@ -319,8 +333,9 @@ const FINGERPRINT_LINE: &str = "HTTPS certificate SHA-256 fingerprint:";
 #[test]
 fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     let work = common::repo().join("target/image-test");
-    let (sums_a, info) = build(&work.join("a"));
-    let (sums_b, _) = build(&work.join("b"));
+    let epoch = source_date_epoch();
+    let (sums_a, info) = build(&work.join("a"), &epoch);
+    let (sums_b, _) = build(&work.join("b"), &epoch);
     eprintln!("{sums_a}{info}");
     assert_eq!(sums_a, sums_b, "two builds of the same inputs differ");
     assert!(sums_a.contains("vigil.img") && sums_a.contains("vigil.qcow2"));
