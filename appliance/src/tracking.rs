@@ -380,17 +380,33 @@ pub fn thumbnail(image: &RgbImage, bbox: &BoundingBox) -> Vec<u8> {
     if x2 <= x1 || y2 <= y1 {
         return Vec::new();
     }
-    let mut crop = image::imageops::crop_imm(image, x1, y1, x2 - x1, y2 - y1).to_image();
-    let side = crop.width().max(crop.height());
-    if side > THUMBNAIL_MAX_SIDE {
+    let (cw, ch) = (x2 - x1, y2 - y1);
+    let side = cw.max(ch);
+    let crop = if side > THUMBNAIL_MAX_SIDE {
         let f = THUMBNAIL_MAX_SIDE as f32 / side as f32;
-        crop = image::imageops::resize(
-            &crop,
-            ((crop.width() as f32 * f) as u32).max(1),
-            ((crop.height() as f32 * f) as u32).max(1),
-            image::imageops::FilterType::Triangle,
+        let (tw, th) = (
+            ((cw as f32 * f) as u32).max(1),
+            ((ch as f32 * f) as u32).max(1),
         );
-    }
+        // fast_image_resize: SIMD, and it reads the crop in place (the image crate's resize
+        // took a tenth of the analysis time with 20 cameras).
+        let mut dst =
+            fast_image_resize::images::Image::new(tw, th, fast_image_resize::PixelType::U8x3);
+        let options = fast_image_resize::ResizeOptions::new()
+            .crop(f64::from(x1), f64::from(y1), f64::from(cw), f64::from(ch))
+            .resize_alg(fast_image_resize::ResizeAlg::Convolution(
+                fast_image_resize::FilterType::Bilinear,
+            ));
+        match fast_image_resize::Resizer::new().resize(image, &mut dst, &options) {
+            Ok(()) => RgbImage::from_raw(tw, th, dst.into_vec()).expect("sized for the output"),
+            Err(e) => {
+                tracing::warn!(error = %e, "thumbnail resizing failed");
+                return Vec::new();
+            }
+        }
+    } else {
+        image::imageops::crop_imm(image, x1, y1, cw, ch).to_image()
+    };
     let mut out = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85);
     match crop.write_with_encoder(encoder) {

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
@@ -58,6 +60,8 @@ pub struct FaceDetector {
     rnet: ShapedModel,
     onet: ShapedModel,
     config: DetectorConfig,
+    /// Summed-area tables of earlier frames, their memory reused (one per concurrent caller).
+    integrals: Mutex<Vec<IntegralImage>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +79,7 @@ impl FaceDetector {
             rnet: ShapedModel::new(runtime.clone(), "rnet.tflite")?,
             onet: ShapedModel::new(runtime.clone(), "onet.tflite")?,
             config,
+            integrals: Mutex::new(Vec::new()),
         })
     }
 
@@ -94,20 +99,35 @@ impl FaceDetector {
 
     /// Every face of at least `min_face` pixels, best score first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, RuntimeError> {
-        let candidates = self.propose(image)?;
+        let mut integral = self.integrals.lock().pop().unwrap_or_default();
+        integral.fill(image);
+        let found = self.detect_with(image, &integral);
+        self.integrals.lock().push(integral);
+        found
+    }
+
+    fn detect_with(
+        &self,
+        image: &RgbImage,
+        integral: &IntegralImage,
+    ) -> Result<Vec<Detection>, RuntimeError> {
+        let candidates = self.propose(image, integral)?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let integral = IntegralImage::new(image);
-        let refined = self.refine(image, &integral, candidates)?;
+        let refined = self.refine(image, integral, candidates)?;
         if refined.is_empty() {
             return Ok(Vec::new());
         }
-        self.output(image, &integral, refined)
+        self.output(image, integral, refined)
     }
 
     /// Stage 1: P-Net over the pyramid.
-    fn propose(&self, image: &RgbImage) -> Result<Vec<Candidate>, RuntimeError> {
+    fn propose(
+        &self,
+        image: &RgbImage,
+        integral: &IntegralImage,
+    ) -> Result<Vec<Candidate>, RuntimeError> {
         let (w, h) = image.dimensions();
         let mut scale = PNET_CELL / self.config.min_face.max(PNET_CELL);
         let mut all = Vec::new();
@@ -118,6 +138,10 @@ impl FaceDetector {
             let sh = ((h as f32 * scale).ceil() as u32).max(12);
             let level = if scale >= 1.0 && sw == w && sh == h {
                 image.clone()
+            } else if scale <= 0.5 {
+                // Shrunk at least twice: area averaging from the table, whose cost follows
+                // the level's size, not the frame's.
+                integral.shrink(sw, sh)
             } else {
                 let mut dst = Image::new(sw, sh, PixelType::U8x3);
                 resizer
