@@ -1,7 +1,8 @@
-//! Area-averaged crops through a summed-area table: each output pixel is the mean of the source
-//! pixels it covers, in constant time whatever the shrink factor. The detector's R-Net and
-//! O-Net stages crop hundreds of candidate boxes from a frame; this is several times cheaper
-//! than supersampled bilinear warping for boxes much larger than the crop.
+//! Area-averaged resampling through a summed-area table: each output pixel is the mean of the
+//! source pixels it covers, in constant time whatever the shrink factor. The detector builds
+//! one table per frame and takes from it both P-Net's pyramid levels (instead of resizing the
+//! whole frame once per level) and the hundreds of candidate crops of R-Net and O-Net (several
+//! times cheaper than supersampled bilinear warping for boxes much larger than the crop).
 
 use image::RgbImage;
 
