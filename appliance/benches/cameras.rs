@@ -7,7 +7,8 @@
 //! one mount per camera. For each camera count the daemon runs until every camera streams, then
 //! frames analysed and dropped are counted over a fixed measurement window. A count is
 //! sustained when nothing was dropped and every camera was analysed at >= 90% of its rate.
-//! Figures printed, not asserted.
+//! Figures printed, not asserted. First, what one frame costs stage by stage (decode, detection,
+//! alignment, embedding) on one thread, so the camera count can be read against it.
 
 mod common;
 
@@ -16,11 +17,15 @@ use std::path::{Path, PathBuf};
 
 use common::testdata;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil::config::{CameraConfig, CameraMode, Config, Transport};
 use vigil::daemon::Daemon;
 use vigil::events::{CameraState, EventBus};
+use vigil::vision::{DetectorConfig, FacePipeline, PipelineConfig, Runtime};
+
+use image::RgbImage;
 
 const WINDOW: Duration = Duration::from_secs(20);
 
@@ -80,6 +85,115 @@ fn serve(video: &Path, mounts: usize) -> Server {
         .and_then(|p| p.parse().ok())
         .expect("ready line");
     Server { child, port }
+}
+
+/// The video's keyframes, decoded alone as keyframe-only cameras do, converted to RGB; and the
+/// median decode time of one.
+fn keyframes(video: &Path) -> (Vec<RgbImage>, Duration) {
+    use ffmpeg_next as ffmpeg;
+    ffmpeg::init().expect("ffmpeg");
+    let mut input = ffmpeg::format::input(video).expect("bench video opens");
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .expect("video stream");
+    let index = stream.index();
+    let mut context =
+        ffmpeg::codec::context::Context::from_parameters(stream.parameters()).expect("codec");
+    context.set_threading(ffmpeg::codec::threading::Config::count(1));
+    let mut decoder = context.decoder().video().expect("decoder");
+    decoder.skip_frame(ffmpeg::codec::discard::Discard::NonKey);
+    let mut decoded = ffmpeg::frame::Video::empty();
+    let (mut frames, mut times) = (Vec::new(), Vec::new());
+    for (s, packet) in input.packets() {
+        if s.index() != index {
+            continue;
+        }
+        let start = Instant::now();
+        decoder.send_packet(&packet).expect("decodes");
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            times.push(start.elapsed());
+            let (w, h) = (decoded.width(), decoded.height());
+            let mut scaler = ffmpeg::software::scaling::Context::get(
+                decoded.format(),
+                w,
+                h,
+                ffmpeg::format::Pixel::RGB24,
+                w,
+                h,
+                ffmpeg::software::scaling::Flags::BILINEAR,
+            )
+            .expect("scaler");
+            let mut rgb = ffmpeg::frame::Video::empty();
+            scaler.run(&decoded, &mut rgb).expect("converts");
+            let stride = rgb.stride(0);
+            let row = w as usize * 3;
+            let pixels = (0..h as usize)
+                .flat_map(|y| &rgb.data(0)[y * stride..y * stride + row])
+                .copied()
+                .collect();
+            frames.push(RgbImage::from_raw(w, h, pixels).expect("sized"));
+        }
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    (frames, median)
+}
+
+/// What one analysed frame costs, stage by stage, on one thread: where the camera count's CPU
+/// goes.
+fn frame_costs(video: &Path) {
+    let (frames, decode) = keyframes(video);
+    println!(
+        "one 1080p keyframe, {} of the bench video, medians on one thread: decode {:.1} ms",
+        frames.len(),
+        decode.as_secs_f64() * 1e3
+    );
+    let runtime = Arc::new(Runtime::from_environment().expect("OpenVINO runtime"));
+    for min_face in [40.0, 80.0] {
+        let config = PipelineConfig {
+            detector: DetectorConfig {
+                min_face,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let pipeline = FacePipeline::new(&runtime, config).expect("models");
+        pipeline.detector().warm_up().expect("compiles");
+        pipeline
+            .locate(&frames[0])
+            .expect("compiles P-Net's levels");
+        // Three passes over the frames: this shared machine's speed wanders.
+        let mut detect = Vec::new();
+        let mut locate = Vec::new();
+        let mut embed = Vec::new();
+        let mut faces = 0;
+        for _ in 0..3 {
+            for frame in &frames {
+                let start = Instant::now();
+                std::hint::black_box(pipeline.detector().detect(frame).expect("detects"));
+                detect.push(start.elapsed());
+                let start = Instant::now();
+                let located = pipeline.locate(frame).expect("locates");
+                locate.push(start.elapsed());
+                faces += located.len();
+                let start = Instant::now();
+                std::hint::black_box(pipeline.embed(located).expect("embeds"));
+                embed.push(start.elapsed());
+            }
+        }
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2].as_secs_f64() * 1e3
+        };
+        println!(
+            "  min_face {min_face}: detection {:.1} ms; detection, alignment and quality {:.1} ms; embedding {:.1} ms ({:.2} faces a frame)",
+            median(detect),
+            median(locate),
+            median(embed),
+            faces as f64 / (3 * frames.len()) as f64
+        );
+    }
 }
 
 /// Runs `n` cameras; true if sustained. Prints the figures.
@@ -155,8 +269,13 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
 
 fn main() {
     let video = bench_video();
-    // One configuration only, e.g. to profile it: VIGIL_BENCH_ONLY=15,keyframes,80
+    // One configuration only, e.g. to profile it: VIGIL_BENCH_ONLY=15,keyframes,80; or only
+    // the per-frame costs: VIGIL_BENCH_ONLY=costs
     if let Ok(only) = std::env::var("VIGIL_BENCH_ONLY") {
+        if only == "costs" {
+            frame_costs(&video);
+            return;
+        }
         let parts: Vec<&str> = only.split(',').collect();
         let n = parts[0].parse().expect("camera count");
         let keyframes = parts.get(1) == Some(&"keyframes");
@@ -170,6 +289,7 @@ fn main() {
         );
         return;
     }
+    frame_costs(&video);
     println!("camera count, 1080p H.264 (keyframe every 1 s), {WINDOW:?} windows:");
     // The default smallest face (40 px) and 80 px, a common setting for 1080p overview
     // cameras (recognition wants faces of that size anyway): P-Net's pyramid then starts
