@@ -59,6 +59,11 @@ impl IntegralImage {
         self.height = h;
     }
 
+    /// The memory the table holds.
+    pub fn bytes(&self) -> usize {
+        self.sums.capacity() * std::mem::size_of::<u32>()
+    }
+
     /// `bbox` shrunk to `side`x`side` RGB by area averaging; pixels outside the picture count
     /// as black.
     pub fn crop(&self, bbox: &BoundingBox, side: u32) -> Vec<u8> {

@@ -55,6 +55,9 @@ const PNET_CELL: f32 = 12.0;
 /// run as 8 + 1): one compiled model per size, no padding, and few inferences.
 const BATCH_SIZES: [usize; 6] = [64, 16, 8, 4, 2, 1];
 
+/// Summed-area tables up to this size are kept for the next frame (a 4K frame's is 100 MB).
+const MAX_KEPT_TABLE_BYTES: usize = 128 << 20;
+
 pub struct FaceDetector {
     pnet: ShapedModel,
     rnet: ShapedModel,
@@ -102,7 +105,10 @@ impl FaceDetector {
         let mut integral = self.integrals.lock().pop().unwrap_or_default();
         integral.fill(image);
         let found = self.detect_with(image, &integral);
-        self.integrals.lock().push(integral);
+        // A camera's frames keep their table; a huge photo's is not kept for ever.
+        if integral.bytes() <= MAX_KEPT_TABLE_BYTES {
+            self.integrals.lock().push(integral);
+        }
         found
     }
 
