@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use vigil::config::{CameraConfig, CameraMode, Config, Transport};
 use vigil::daemon::Daemon;
 use vigil::events::{CameraState, EventBus};
+use vigil::vision::area::IntegralImage;
 use vigil::vision::{DetectorConfig, FacePipeline, PipelineConfig, Runtime};
 
 use image::RgbImage;
@@ -140,6 +141,11 @@ fn keyframes(video: &Path) -> (Vec<RgbImage>, Duration) {
     (frames, median)
 }
 
+fn median_ms(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e3
+}
+
 /// What one analysed frame costs, stage by stage, on one thread: where the camera count's CPU
 /// goes.
 fn frame_costs(video: &Path) {
@@ -148,6 +154,24 @@ fn frame_costs(video: &Path) {
         "one 1080p keyframe, {} of the bench video, medians on one thread: decode {:.1} ms",
         frames.len(),
         decode.as_secs_f64() * 1e3
+    );
+    // The summed-area table and P-Net's first pyramid level at min_face 40 (576x324) from it.
+    let mut table = IntegralImage::new(&frames[0]);
+    let (mut fill, mut shrink) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for frame in &frames {
+            let start = Instant::now();
+            table.fill(frame);
+            fill.push(start.elapsed());
+            let start = Instant::now();
+            std::hint::black_box(table.shrink(576, 324));
+            shrink.push(start.elapsed());
+        }
+    }
+    println!(
+        "  summed-area table {:.2} ms; 576x324 pyramid level from it {:.2} ms",
+        median_ms(fill),
+        median_ms(shrink)
     );
     let runtime = Arc::new(Runtime::from_environment().expect("OpenVINO runtime"));
     for min_face in [40.0, 80.0] {
@@ -182,15 +206,11 @@ fn frame_costs(video: &Path) {
                 embed.push(start.elapsed());
             }
         }
-        let median = |mut v: Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2].as_secs_f64() * 1e3
-        };
         println!(
             "  min_face {min_face}: detection {:.1} ms; detection, alignment and quality {:.1} ms; embedding {:.1} ms ({:.2} faces a frame)",
-            median(detect),
-            median(locate),
-            median(embed),
+            median_ms(detect),
+            median_ms(locate),
+            median_ms(embed),
             faces as f64 / (3 * frames.len()) as f64
         );
     }
