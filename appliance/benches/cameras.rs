@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vigil::camera::ingest::Converter;
 use vigil::config::{CameraConfig, CameraMode, Config, Transport};
 use vigil::daemon::Daemon;
 use vigil::events::{CameraState, EventBus};
@@ -88,9 +89,9 @@ fn serve(video: &Path, mounts: usize) -> Server {
     Server { child, port }
 }
 
-/// The video's keyframes, decoded alone as keyframe-only cameras do, converted to RGB; and the
-/// median decode time of one.
-fn keyframes(video: &Path) -> (Vec<RgbImage>, Duration) {
+/// The video's keyframes, decoded alone as keyframe-only cameras do and converted to RGB as
+/// ingest does; and the time each took to decode.
+fn keyframes(video: &Path) -> (Vec<RgbImage>, Vec<Duration>) {
     use ffmpeg_next as ffmpeg;
     ffmpeg::init().expect("ffmpeg");
     let mut input = ffmpeg::format::input(video).expect("bench video opens");
@@ -105,6 +106,7 @@ fn keyframes(video: &Path) -> (Vec<RgbImage>, Duration) {
     let mut decoder = context.decoder().video().expect("decoder");
     decoder.skip_frame(ffmpeg::codec::discard::Discard::NonKey);
     let mut decoded = ffmpeg::frame::Video::empty();
+    let mut converter: Option<Converter> = None;
     let (mut frames, mut times) = (Vec::new(), Vec::new());
     for (s, packet) in input.packets() {
         if s.index() != index {
@@ -114,31 +116,14 @@ fn keyframes(video: &Path) -> (Vec<RgbImage>, Duration) {
         decoder.send_packet(&packet).expect("decodes");
         while decoder.receive_frame(&mut decoded).is_ok() {
             times.push(start.elapsed());
-            let (w, h) = (decoded.width(), decoded.height());
-            let mut scaler = ffmpeg::software::scaling::Context::get(
-                decoded.format(),
-                w,
-                h,
-                ffmpeg::format::Pixel::RGB24,
-                w,
-                h,
-                ffmpeg::software::scaling::Flags::BILINEAR,
-            )
-            .expect("scaler");
-            let mut rgb = ffmpeg::frame::Video::empty();
-            scaler.run(&decoded, &mut rgb).expect("converts");
-            let stride = rgb.stride(0);
-            let row = w as usize * 3;
-            let pixels = (0..h as usize)
-                .flat_map(|y| &rgb.data(0)[y * stride..y * stride + row])
-                .copied()
-                .collect();
-            frames.push(RgbImage::from_raw(w, h, pixels).expect("sized"));
+            let converter = match &mut converter {
+                Some(c) if c.fits(&decoded) => c,
+                slot => slot.insert(Converter::new(&decoded).expect("scaler")),
+            };
+            frames.push(converter.convert(&decoded).expect("converts"));
         }
     }
-    times.sort();
-    let median = times[times.len() / 2];
-    (frames, median)
+    (frames, times)
 }
 
 fn median_ms(mut v: Vec<Duration>) -> f64 {
@@ -153,7 +138,7 @@ fn frame_costs(video: &Path) {
     println!(
         "one 1080p keyframe, {} of the bench video, medians on one thread: decode {:.1} ms",
         frames.len(),
-        decode.as_secs_f64() * 1e3
+        median_ms(decode)
     );
     // The summed-area table and P-Net's first pyramid level at min_face 40 (576x324) from it.
     let mut table = IntegralImage::new(&frames[0]);

@@ -387,7 +387,7 @@ impl Sampler {
 }
 
 /// RGB conversion for one frame size and pixel format; rebuilt when the stream changes them.
-struct Converter {
+pub struct Converter {
     scaler: ffmpeg::software::scaling::Context,
     format: ffmpeg::format::Pixel,
     width: u32,
@@ -395,7 +395,7 @@ struct Converter {
 }
 
 impl Converter {
-    fn new(frame: &ffmpeg::frame::Video) -> Result<Self, ffmpeg::Error> {
+    pub fn new(frame: &ffmpeg::frame::Video) -> Result<Self, ffmpeg::Error> {
         let (w, h) = (frame.width(), frame.height());
         Ok(Self {
             scaler: ffmpeg::software::scaling::Context::get(
@@ -413,13 +413,13 @@ impl Converter {
         })
     }
 
-    fn fits(&self, frame: &ffmpeg::frame::Video) -> bool {
+    pub fn fits(&self, frame: &ffmpeg::frame::Video) -> bool {
         frame.format() == self.format
             && frame.width() == self.width
             && frame.height() == self.height
     }
 
-    fn convert(&mut self, frame: &ffmpeg::frame::Video) -> Result<RgbImage, ffmpeg::Error> {
+    pub fn convert(&mut self, frame: &ffmpeg::frame::Video) -> Result<RgbImage, ffmpeg::Error> {
         let mut rgb = ffmpeg::frame::Video::empty();
         self.scaler.run(frame, &mut rgb)?;
         let (w, h) = (self.width as usize, self.height as usize);

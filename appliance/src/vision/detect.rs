@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use openvino::{ElementType, InferRequest, Shape, Tensor};
+use parking_lot::Mutex;
 
 use super::area::IntegralImage;
 use super::geometry::{warp, Affine, BoundingBox, Point};
