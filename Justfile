@@ -26,10 +26,9 @@ demo: build
     tools/demo.sh
 
 # Run every test: formatting, lints, unit and end-to-end tests on the real runtime and models.
+# Every step runs even when one fails; the exit status says whether all passed (tools/test.sh).
 test: setup
-    {{cargo}} fmt --all -- --check
-    {{cargo}} clippy --release --locked --all-targets -- -D warnings
-    VIGIL_TESTDATA={{testdata}} {{cargo}} test --release --locked --workspace
+    VIGIL_TESTDATA={{testdata}} tools/test.sh
 
 # Benchmarks: print medians (detection, embedding, matching, enrolment). Figures, not assertions.
 bench: setup
@@ -39,9 +38,10 @@ bench: setup
 image: build
     image-build/build.sh target/image
 
-# Re-pin image-build/packages.lock to the mirror's current Debian 12 versions (review the diff).
-image-relock: build
-    image-build/build.sh --relock target/image
+# Re-pin image-build/packages.lock to the mirror's current Debian 12 versions (security updates):
+# prints what moved; review the diff, commit, then `./just image`. image-build/README.md, "Updates".
+image-relock: setup
+    image-build/build.sh --relock
 
 # Boot target/image/vigil.qcow2 in QEMU: ONVIF on 127.0.0.1:8080, the web UI on https://127.0.0.1:8443.
 image-run:

@@ -4,9 +4,16 @@
 # the same inputs give byte-identical images: every time stamp is SOURCE_DATE_EPOCH, every
 # UUID and seed is fixed below. Layout and update procedure: README.md beside this file.
 #
-#   image-build/build.sh OUT_DIR          build OUT_DIR/vigil.img, vigil.qcow2, SHA256SUMS
-#   image-build/build.sh --relock OUT_DIR build from the mirror's current versions and rewrite
-#                                         packages.lock (then review its diff and commit it)
+#   build.sh [--lock LOCK] OUT_DIR    build OUT_DIR/vigil.img, vigil.qcow2, SHA256SUMS from
+#                                     LOCK's versions (default packages.lock); a version the
+#                                     mirror no longer serves fails the build, naming it
+#   build.sh --resolve OUT [--lock LOCK]
+#                                     no image: resolve the versions the mirror serves now,
+#                                     LOCK's where it still has them, into the lock file OUT
+#                                     (what the test suite builds from, so a stale LOCK does
+#                                     not fail it), and name the packages that moved
+#   build.sh --relock                 re-pin packages.lock to the mirror's current versions
+#                                     (security updates) and print what moved: review, commit
 #
 # Environment: VIGIL_BIN (default target/release/vigil), SOURCE_DATE_EPOCH (default: the
 # commit's time), VIGIL_IMAGE_MIRROR (default http://deb.debian.org, e.g. a snapshot.debian.org
@@ -15,10 +22,22 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-relock=false
-if [ "${1:-}" = "--relock" ]; then relock=true; shift; fi
-[ $# -eq 1 ] || { echo "usage: $0 [--relock] OUT_DIR" >&2; exit 2; }
-out=$(mkdir -p "$1" && cd "$1" && pwd)
+usage() { sed -n '7,19s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+mode=build lock=$here/packages.lock out='' resolved=''
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --lock) [ $# -ge 2 ] || usage; lock=$2; shift 2 ;;
+    --resolve) [ $# -ge 2 ] || usage; mode=resolve; resolved=$2; shift 2 ;;
+    --relock) mode=relock; shift ;;
+    -*) usage ;;
+    *) [ -z "$out" ] || usage; out=$1; shift ;;
+  esac
+done
+case "$mode" in
+  build) [ -n "$out" ] || usage; out=$(mkdir -p "$out" && cd "$out" && pwd) ;;
+  *) [ -z "$out" ] || usage ;;
+esac
+[ "$mode" = relock ] || [ -r "$lock" ] || { echo "image: cannot read the lock $lock" >&2; exit 1; }
 
 bin=${VIGIL_BIN:-$root/target/release/vigil}
 mirror=${VIGIL_IMAGE_MIRROR:-http://deb.debian.org}
@@ -42,13 +61,17 @@ esp_mib=256
 root_slot_mib=1024
 data_mib=256
 
-for tool in mmdebstrap mksquashfs mkfs.vfat mcopy mmd sfdisk mkfs.ext4 qemu-img; do
+[ "$(id -u)" -eq 0 ] || { echo "image: mmdebstrap's root mode needs root" >&2; exit 1; }
+tools=(mmdebstrap)
+[ "$mode" = build ] && tools+=(mksquashfs mkfs.vfat mcopy mmd sfdisk mkfs.ext4 qemu-img)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "image: $tool is missing (./just setup installs it)" >&2; exit 1; }
 done
-[ -x "$bin" ] || { echo "image: no vigil binary at $bin (./just build)" >&2; exit 1; }
-[ -d "$openvino" ] || { echo "image: no OpenVINO runtime in $openvino (./just setup)" >&2; exit 1; }
-[ -f "$models/manifest" ] || { echo "image: no models in $models (./just setup)" >&2; exit 1; }
-[ "$(id -u)" -eq 0 ] || { echo "image: mmdebstrap's root mode needs root" >&2; exit 1; }
+if [ "$mode" = build ]; then
+  [ -x "$bin" ] || { echo "image: no vigil binary at $bin (./just build)" >&2; exit 1; }
+  [ -d "$openvino" ] || { echo "image: no OpenVINO runtime in $openvino (./just setup)" >&2; exit 1; }
+  [ -f "$models/manifest" ] || { echo "image: no models in $models (./just setup)" >&2; exit 1; }
+fi
 
 started=$(date +%s)
 work=$(mktemp -d "${TMPDIR:-/tmp}/vigil-image.XXXXXX")
@@ -57,20 +80,29 @@ mkdir -p "$cache/debs"
 
 # --- packages -------------------------------------------------------------------------------
 includes=$(grep -v '^\s*#' "$here/packages.list" | awk 'NF {print $1}' | paste -sd, -)
-# Every package of packages.lock at its version; apt falls back to the mirror's candidate
-# where a pinned version is gone, and the check after the install names it.
+# Every package of the lock at its version. Where the mirror no longer has a pinned version,
+# apt takes its candidate: a build then fails the check below, a resolve records the new one.
+# A relock pins nothing.
 preferences=$work/vigil-lock.pref
 : > "$preferences"
-if ! $relock; then
+if [ "$mode" != relock ]; then
   awk '!/^#/ && NF {printf "Package: %s\nPin: version %s\nPin-Priority: 1001\n\n", $1, $2}' \
-    "$here/packages.lock" > "$preferences"
+    "$lock" > "$preferences"
 fi
 
 # Scratch space for the hooks: what goes in, and what they report.
 export VIGIL_IMAGE_BIN=$bin VIGIL_IMAGE_OPENVINO=$openvino VIGIL_IMAGE_MODELS=$models \
   VIGIL_IMAGE_HERE=$here VIGIL_IMAGE_WORK=$work
 
-echo "image: debootstrapping Debian 12 (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)" >&2
+if [ "$mode" = build ]; then
+  echo "image: debootstrapping Debian 12 (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)" >&2
+  finish=(--customize-hook="'$here/customize.sh' \"\$1\"")
+else
+  # Only the versions are wanted: no Vigil, and no initramfs (the kernel's hook skips it).
+  echo "image: resolving the package set against $mirror" >&2
+  export INITRD=No
+  finish=(--customize-hook="dpkg-query --admindir=\"\$1/var/lib/dpkg\" -W -f='\${Package} \${Version}\\n' | sort > '$work/installed'")
+fi
 mmdebstrap --mode=root --variant=minbase --format=directory \
   --include="$includes" \
   --aptopt='Acquire::Retries "3"' \
@@ -84,23 +116,46 @@ mmdebstrap --mode=root --variant=minbase --format=directory \
   --setup-hook="cp '$preferences' \"\$1/etc/apt/preferences.d/vigil-lock.pref\"" \
   --setup-hook="find '$cache/debs' -name '*.deb' -exec cp -t \"\$1/var/cache/apt/archives/\" {} +" \
   --customize-hook="find \"\$1/var/cache/apt/archives\" -name '*.deb' -exec cp -n -t '$cache/debs/' {} +" \
-  --customize-hook="'$here/customize.sh' \"\$1\"" \
+  "${finish[@]}" \
   bookworm "$work/rootfs" \
   "deb $mirror/debian bookworm main" \
   "deb $mirror/debian bookworm-updates main" \
   "deb $mirror/debian-security bookworm-security main"
 
 # --- the package set against the lock ------------------------------------------------------
-if $relock; then
-  { echo "# Every package of the image at its version, written by image-build/build.sh --relock"
-    echo "# from $mirror on $(date -u +%F) (SOURCE_DATE_EPOCH $SOURCE_DATE_EPOCH)."
-    cat "$work/installed"; } > "$here/packages.lock"
-  echo "image: wrote $here/packages.lock ($(wc -l < "$work/installed") packages)" >&2
-elif ! diff -u <(grep -v '^#' "$here/packages.lock") "$work/installed" > "$work/lock.diff"; then
-  echo "image: the installed packages differ from image-build/packages.lock (the mirror no longer" >&2
-  echo "image: has a pinned version, or packages.list changed). Point VIGIL_IMAGE_MIRROR at a" >&2
-  echo "image: snapshot.debian.org archive of the lock's date, or re-pin with ./just image-relock:" >&2
-  cat "$work/lock.diff" >&2
+header() { # HOW
+  echo "# Every package of the image at its version, written by image-build/build.sh $1"
+  echo "# from $mirror on $(date -u +%F)."
+}
+case "$mode" in
+  resolve)
+    { header "--resolve (pins: ${lock#"$root/"})"; cat "$work/installed"; } > "$resolved"
+    echo "image: wrote $resolved ($(wc -l < "$work/installed") packages) in $(( $(date +%s) - started )) s" >&2
+    if moved=$("$here/lock-diff.sh" "$lock" "$resolved"); then
+      echo "image: the mirror still serves every version ${lock#"$root/"} pins" >&2
+    else
+      echo "image: the mirror no longer serves every version ${lock#"$root/"} pins; resolved instead:" >&2
+      printf '%s\n' "$moved" >&2
+    fi
+    exit 0 ;;
+  relock)
+    cp "$here/packages.lock" "$work/packages.lock.old" 2>/dev/null || : > "$work/packages.lock.old"
+    { header --relock; cat "$work/installed"; } > "$here/packages.lock"
+    echo "image: wrote $here/packages.lock ($(wc -l < "$work/installed") packages)" >&2
+    if moved=$("$here/lock-diff.sh" "$work/packages.lock.old" "$here/packages.lock"); then
+      echo "image: nothing moved" >&2
+    else
+      echo "image: moved (review, then commit packages.lock and build with ./just image):" >&2
+      printf '%s\n' "$moved" >&2
+    fi
+    exit 0 ;;
+esac
+if ! moved=$("$here/lock-diff.sh" "$lock" "$work/installed"); then
+  echo "image: the installed packages differ from ${lock#"$root/"}: the mirror no longer has" >&2
+  echo "image: a pinned version, or packages.list changed. Re-pin with ./just image-relock (then" >&2
+  echo "image: review the lock's diff), or point VIGIL_IMAGE_MIRROR at a snapshot.debian.org" >&2
+  echo "image: archive of the lock's date. Pinned -> installed:" >&2
+  printf '%s\n' "$moved" >&2
   exit 1
 fi
 

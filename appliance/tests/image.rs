@@ -6,6 +6,14 @@
 //! menu's factory reset entry, chosen for one boot, empties the data partition: a new first
 //! password and certificate, the old password refused.
 //!
+//! Debian's mirror serves only the newest versions of Debian 12, so the committed
+//! `packages.lock` goes stale at every point release or security update. The test builds from
+//! the versions the mirror serves today, resolved once into a temporary lock from the committed
+//! one (its pins kept where the mirror still has them), with one pin deliberately made stale so
+//! that every run proves a stale lock does not fail the suite. Packages that moved since the
+//! committed lock are written to `target/image-test/lock-drift.txt`, which `./just test`
+//! prints as a warning; a release build (`./just image`) still refuses a stale lock.
+//!
 //! Inside the guest the test asks through the QEMU guest agent (virtio-serial), the channel a
 //! hypervisor uses; the image has no other remote shell.
 
@@ -33,10 +41,91 @@ fn source_date_epoch() -> String {
     common::stdout(&o).trim().to_string()
 }
 
-/// Runs image-build/build.sh into `out`; returns its SHA256SUMS and build-info.
-fn build(out: &Path, epoch: &str) -> (String, String) {
+/// The package whose pin the test makes stale: a version no mirror will ever serve.
+const STALE_PACKAGE: &str = "base-files";
+const STALE_VERSION: &str = "0~vigil.gone";
+
+/// `name version` pairs of a lock file.
+fn lock_entries(lock: &str) -> std::collections::BTreeMap<String, String> {
+    lock.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, version)| (name.to_string(), version.trim().to_string()))
+        .collect()
+}
+
+/// Resolves the versions the mirror serves now into `work/packages.resolved.lock`, from the
+/// committed lock with [`STALE_PACKAGE`]'s pin made stale; returns the resolved lock's path.
+fn resolve(work: &Path) -> PathBuf {
+    let committed = std::fs::read_to_string(common::repo().join("image-build/packages.lock"))
+        .expect("image-build/packages.lock is readable");
+    assert!(
+        lock_entries(&committed).contains_key(STALE_PACKAGE),
+        "{STALE_PACKAGE} is in the committed lock"
+    );
+    let stale: String = committed
+        .lines()
+        .map(|l| match l.split_once(' ') {
+            Some((STALE_PACKAGE, _)) => format!("{STALE_PACKAGE} {STALE_VERSION}\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let pins = work.join("packages.stale.lock");
+    std::fs::write(&pins, stale).unwrap();
+    let resolved = work.join("packages.resolved.lock");
+    let o = Command::new(common::repo().join("image-build/build.sh"))
+        .arg("--resolve")
+        .arg(&resolved)
+        .arg("--lock")
+        .arg(&pins)
+        .output()
+        .expect("image-build/build.sh runs");
+    assert!(
+        o.status.success(),
+        "resolving against a lock with a stale pin failed:\n{}",
+        common::stderr(&o)
+    );
+    let entries = lock_entries(&std::fs::read_to_string(&resolved).unwrap());
+    let version = entries.get(STALE_PACKAGE).map(String::as_str);
+    assert!(
+        version.is_some_and(|v| v != STALE_VERSION),
+        "the stale pin fell back to a served version: {version:?}"
+    );
+    assert!(
+        common::stderr(&o).contains(&format!("{STALE_PACKAGE}: {STALE_VERSION} -> ")),
+        "the resolve names the stale pin:\n{}",
+        common::stderr(&o)
+    );
+    resolved
+}
+
+/// Writes what moved between the committed lock and the mirror to `drift` (for `./just test`
+/// to warn about), or removes `drift` when nothing did.
+fn report_drift(resolved: &Path, drift: &Path) {
+    let o = Command::new(common::repo().join("image-build/lock-diff.sh"))
+        .arg(common::repo().join("image-build/packages.lock"))
+        .arg(resolved)
+        .output()
+        .expect("image-build/lock-diff.sh runs");
+    match o.status.code() {
+        Some(0) => {
+            let _ = std::fs::remove_file(drift);
+        }
+        Some(1) => {
+            let moved = common::stdout(&o);
+            eprintln!("image-build/packages.lock is stale (pinned -> served):\n{moved}");
+            std::fs::write(drift, moved).unwrap();
+        }
+        _ => panic!("lock-diff failed: {}", common::stderr(&o)),
+    }
+}
+
+/// Runs image-build/build.sh from `lock` into `out`; returns its SHA256SUMS and build-info.
+fn build(out: &Path, lock: &Path, epoch: &str) -> (String, String) {
     let started = Instant::now();
     let o = Command::new(common::repo().join("image-build/build.sh"))
+        .arg("--lock")
+        .arg(lock)
         .arg(out)
         .env("VIGIL_BIN", env!("CARGO_BIN_EXE_vigil"))
         .env("SOURCE_DATE_EPOCH", epoch)
@@ -333,9 +422,14 @@ const FINGERPRINT_LINE: &str = "HTTPS certificate SHA-256 fingerprint:";
 #[test]
 fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     let work = common::repo().join("target/image-test");
+    std::fs::create_dir_all(&work).unwrap();
+    let drift = work.join("lock-drift.txt");
+    let _ = std::fs::remove_file(&drift);
     let epoch = source_date_epoch();
-    let (sums_a, info) = build(&work.join("a"), &epoch);
-    let (sums_b, _) = build(&work.join("b"), &epoch);
+    let lock = resolve(&work);
+    report_drift(&lock, &drift);
+    let (sums_a, info) = build(&work.join("a"), &lock, &epoch);
+    let (sums_b, _) = build(&work.join("b"), &lock, &epoch);
     eprintln!("{sums_a}{info}");
     assert_eq!(sums_a, sums_b, "two builds of the same inputs differ");
     assert!(sums_a.contains("vigil.img") && sums_a.contains("vigil.qcow2"));
