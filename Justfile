@@ -17,11 +17,12 @@ setup:
 build: setup
     {{cargo}} build --release --locked -p vigil
 
-# Run the appliance daemon (built-in defaults: no camera, everything on 127.0.0.1). ARGS go to `vigil run`.
+# Run the appliance daemon (everything on 127.0.0.1 by default); ARGS go to `vigil run`. With no
+# ARGS and no camera configured, the built-in demo runs instead (tools/run.sh).
 run *ARGS: build
-    target/release/vigil run --events text {{ARGS}}
+    tools/run.sh {{ARGS}}
 
-# The live demo: a local RTSP server with the test video, its people enrolled, alerts printed.
+# The built-in demo: a local RTSP server with the test video, its people enrolled, alerts printed.
 demo: build
     tools/demo.sh
 

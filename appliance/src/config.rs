@@ -29,6 +29,11 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the appliance keeps its state; the command line's `--data-dir` when absent.
     pub data_dir: Option<PathBuf>,
+    /// This daemon runs the built-in demo (`./just run` with nothing configured): the test
+    /// video as its camera, its people in a demo watchlist, its own data directory. Said at
+    /// start in the log and shown on every page of the web UI, so no one takes it for an
+    /// appliance watching real cameras.
+    pub demo: bool,
     pub analysis: AnalysisConfig,
     pub onvif: OnvifConfig,
     pub web: WebConfig,

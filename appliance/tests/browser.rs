@@ -89,6 +89,10 @@ fn an_operator_runs_the_appliance_from_the_browser() {
     let (status, _) = daemon.terminate();
     assert!(status.success());
 
+    assert_eq!(
+        seen["demo_banner_visible"], false,
+        "a configured appliance is not a demo"
+    );
     assert_eq!(seen["camera_error"], "");
     assert_eq!(seen["enrol_error"], "", "{seen}");
     let enrolled_persons = enrolment_photos(&slides).len();

@@ -39,6 +39,8 @@ try {
   await page.fill("#password-form [name=new]", s.newPassword);
   await page.click("#password-form button");
   await page.locator("#live-page").waitFor({ state: "visible" });
+  await page.locator("#demo-banner[data-demo]").waitFor({ state: "attached" });
+  seen.demo_banner_visible = await page.locator("#demo-banner").isVisible();
   log("logged in");
 
   // A camera: the test's RTSP server.

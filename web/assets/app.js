@@ -73,10 +73,18 @@ function enter(session) {
   csrf = session.csrf_token || "";
   $("who").textContent = `${session.user} (${session.role})`;
   if (session.must_change_password) { showOnly("password"); return; }
+  showDemo().catch((err) => console.error(err));
   for (const a of $("nav").querySelectorAll("a")) {
     a.hidden = a.dataset.role !== undefined && RANK[session.role] < RANK[a.dataset.role];
   }
   route();
+}
+
+async function showDemo() {
+  const system = await api("GET", "/api/v1/system");
+  $("demo-banner").hidden = !system.demo;
+  $("demo-banner").dataset.demo = String(Boolean(system.demo));
+  document.title = system.demo ? "Vigil (demo)" : "Vigil";
 }
 
 function route() {

@@ -197,6 +197,10 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(bus);
+    if control.effective().demo {
+        tracing::warn!(data_dir = %data_dir.display(), "DEMO: the built-in demo (the test video as camera, a demo watchlist), not a configured appliance");
+        eprintln!("vigil: DEMO: this is the built-in demo: the test video is its camera and its people are in the `demo` watchlist; `./just run --config FILE` runs your own appliance");
+    }
     tracing::info!(data_dir = %data_dir.display(), cameras, "vigil running");
     eprintln!(
         "vigil: running with {cameras} camera(s), data in {}; stop with Ctrl-C",

@@ -85,6 +85,7 @@ impl WebAppliance {
             .count();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "demo": self.parts.control.effective().demo,
             "uptime_s": self.started.elapsed().as_secs(),
             "healthy": stats.write_state == WriteState::Ok,
             "cameras": { "configured": cameras.len(), "streaming": streaming },
