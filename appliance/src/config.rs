@@ -102,6 +102,8 @@ pub struct OnvifConfig {
     /// address is refused.
     pub notify_allow: Vec<String>,
     pub max_subscriptions: usize,
+    /// Connection limits of the ONVIF listeners (HTTP and HTTPS, each).
+    pub limits: ListenerLimits,
 }
 
 impl Default for OnvifConfig {
@@ -117,6 +119,7 @@ impl Default for OnvifConfig {
             location: "unset".into(),
             notify_allow: vec!["127.0.0.0/8".into()],
             max_subscriptions: 256,
+            limits: ListenerLimits::default(),
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct WebConfig {
     pub enabled: bool,
     /// Address of the HTTPS server (port 0: any free port).
     pub listen: String,
+    /// Connection limits of the web listener.
+    pub limits: ListenerLimits,
 }
 
 impl Default for WebConfig {
@@ -136,6 +141,59 @@ impl Default for WebConfig {
         Self {
             enabled: true,
             listen: "127.0.0.1:8443".into(),
+            limits: ListenerLimits::default(),
+        }
+    }
+}
+
+/// What one listener allows its clients, so that slow or piled-up connections cannot hold the
+/// daemon's file descriptors (shared with RocksDB) or memory: anyone on the LAN can connect.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerLimits {
+    /// Open connections at most; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one address at most, so one client cannot take them all.
+    pub max_connections_per_peer: usize,
+    /// A request's head (and a TLS handshake) must arrive within this; a kept-alive
+    /// connection waiting for its next request is closed after it too.
+    pub header_timeout_s: f64,
+    /// A request body that sends nothing for this long is abandoned (the connection closed).
+    pub body_idle_timeout_s: f64,
+}
+
+impl ListenerLimits {
+    /// `(key, why)` of the first bad value; `section` names the key's table.
+    fn validate(&self, section: &str) -> Result<(), (String, &'static str)> {
+        let key = |name: &str| format!("{section}.limits.{name}");
+        if !(1..=100_000).contains(&self.max_connections) {
+            return Err((key("max_connections"), "must be 1 to 100000"));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_peer) {
+            return Err((
+                key("max_connections_per_peer"),
+                "must be 1 to max_connections",
+            ));
+        }
+        for (name, seconds) in [
+            ("header_timeout_s", self.header_timeout_s),
+            ("body_idle_timeout_s", self.body_idle_timeout_s),
+        ] {
+            if !(1.0..=3600.0).contains(&seconds) {
+                return Err((key(name), "must be 1 to 3600 seconds"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_connections_per_peer: 64,
+            header_timeout_s: 10.0,
+            body_idle_timeout_s: 30.0,
         }
     }
 }
@@ -410,6 +468,11 @@ impl Config {
                 "web.listen".into(),
                 "must be an IP address and port, e.g. 127.0.0.1:8443",
             ));
+        }
+        for (section, limits) in [("onvif", &self.onvif.limits), ("web", &self.web.limits)] {
+            limits
+                .validate(section)
+                .map_err(|(key, message)| invalid(key, message))?;
         }
         let p = &self.privacy;
         for (key, days) in [

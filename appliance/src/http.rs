@@ -1,10 +1,20 @@
 //! The appliance's HTTP(S) servers: accept connections, with TLS where an acceptor is given,
 //! and route `/onvif/...` to the ONVIF device and everything else to the web side (over
 //! HTTPS; plain HTTP answers those with a redirect to HTTPS).
+//!
+//! Anyone on the LAN can connect, so every listener bounds what clients can hold
+//! ([`ListenerLimits`]): connections in all and per address (past either, a new connection is
+//! closed at once), the time a request head (or a TLS handshake, or the wait for a kept-alive
+//! connection's next request) may take, and how long a request body may stall.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future as _;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -13,18 +23,138 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::ListenerLimits;
 
 /// ONVIF request bodies above this are refused with 413 before they are read whole.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// A TLS handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
 
-type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// A request's body as handlers get it: abandoned when it stalls (see [`IdleTimeoutBody`]).
+pub type RequestBody = IdleTimeoutBody<Incoming>;
 
 /// The web side's request handler (see `web::handler`).
-pub type WebHandler = Arc<dyn Fn(Request<Incoming>) -> web::Answer + Send + Sync>;
+pub type WebHandler = Arc<dyn Fn(Request<RequestBody>) -> web::Answer + Send + Sync>;
+
+/// A listener's limits in force, shared by its connections.
+#[derive(Clone)]
+pub struct Limits(Arc<LimitsInner>);
+
+struct LimitsInner {
+    slots: Arc<Semaphore>,
+    per_peer: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+    max_per_peer: usize,
+    header_timeout: Duration,
+    body_idle_timeout: Duration,
+}
+
+/// An admitted connection's places in the counts, given back when it closes.
+struct Admission {
+    _slot: OwnedSemaphorePermit,
+    limits: Arc<LimitsInner>,
+    peer: IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut per_peer = self.limits.per_peer.lock();
+        if let Some(open) = per_peer.get_mut(&self.peer) {
+            *open -= 1;
+            if *open == 0 {
+                per_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl Limits {
+    pub fn new(config: &ListenerLimits) -> Self {
+        Self(Arc::new(LimitsInner {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            per_peer: parking_lot::Mutex::default(),
+            max_per_peer: config.max_connections_per_peer,
+            header_timeout: Duration::from_secs_f64(config.header_timeout_s),
+            body_idle_timeout: Duration::from_secs_f64(config.body_idle_timeout_s),
+        }))
+    }
+
+    /// A place for a new connection from `peer`, if there is one.
+    fn admit(&self, peer: IpAddr) -> Option<Admission> {
+        let slot = self.0.slots.clone().try_acquire_owned().ok()?;
+        let mut per_peer = self.0.per_peer.lock();
+        let open = per_peer.entry(peer).or_insert(0);
+        if *open >= self.0.max_per_peer {
+            return None;
+        }
+        *open += 1;
+        Some(Admission {
+            _slot: slot,
+            limits: self.0.clone(),
+            peer,
+        })
+    }
+}
+
+/// A request body that fails when no data arrives for its idle timeout, so a client that
+/// announces a body and then sends it byte by byte (or not at all) cannot hold a handler.
+pub struct IdleTimeoutBody<B> {
+    inner: Pin<Box<B>>,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleTimeoutBody<B> {
+    pub fn new(inner: B, idle: Duration) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+/// The error of a body that stalled.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {0:?}")]
+pub struct BodyStalled(Duration);
+
+impl<B> hyper::body::Body for IdleTimeoutBody<B>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(this.idle))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Where requests go.
 #[derive(Clone, Default)]
@@ -41,6 +171,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<crate::tls::SharedAcceptor>,
+    limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
     let router = Arc::new(router);
@@ -49,11 +180,17 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors, most likely: retrying at once would spin.
                     tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = stop.changed() => break,
+        };
+        let Some(admission) = limits.admit(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: the listener's connection limit is reached");
+            continue;
         };
         // Answers go out as written: with Nagle, a response's second segment (the body after
         // the head, or TLS records) waits for the client's delayed ACK, 40 ms a request.
@@ -62,9 +199,11 @@ pub async fn serve(
         }
         let router = router.clone();
         let tls = tls.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
+            let _admission = admission;
             match tls {
-                None => serve_connection(stream, peer, false, router).await,
+                None => serve_connection(stream, peer, false, router, &limits).await,
                 Some(acceptor) => {
                     // The acceptor of now: an installed certificate serves new connections.
                     let acceptor = acceptor.read().clone();
@@ -75,8 +214,8 @@ pub async fn serve(
                         return;
                     };
                     let handshake = std::pin::Pin::new(&mut stream).accept();
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(())) => serve_connection(stream, peer, true, router).await,
+                    match tokio::time::timeout(limits.0.header_timeout, handshake).await {
+                        Ok(Ok(())) => serve_connection(stream, peer, true, router, &limits).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -86,15 +225,26 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, https: bool, router: Arc<Router>)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    https: bool,
+    router: Arc<Router>,
+    limits: &Limits,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |request| {
+    let body_idle = limits.0.body_idle_timeout;
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let router = router.clone();
+        let request = request.map(|body| IdleTimeoutBody::new(body, body_idle));
         async move { Ok::<_, Infallible>(route(request, peer, https, &router).await) }
     });
+    // hyper's header timer also runs while a kept-alive connection waits for its next
+    // request: it is the idle timeout too.
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.0.header_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service);
     if let Err(e) = connection.await {
@@ -103,7 +253,7 @@ where
 }
 
 async fn route(
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
     peer: SocketAddr,
     https: bool,
     router: &Router,
@@ -142,7 +292,7 @@ fn boxed(body: Full<Bytes>) -> Body {
 }
 
 async fn onvif(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     peer: SocketAddr,
     https: bool,
     device: &Arc<onvif::Device>,

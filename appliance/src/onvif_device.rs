@@ -465,6 +465,7 @@ impl OnvifService {
             listener,
             router.clone(),
             None,
+            crate::http::Limits::new(&config.limits),
             stopped.clone(),
         ));
         let tls = https.as_ref().map(|(_, acceptor)| acceptor.clone());
@@ -473,6 +474,7 @@ impl OnvifService {
                 listener,
                 router,
                 Some(acceptor),
+                crate::http::Limits::new(&config.limits),
                 stopped.clone(),
             ));
         }

@@ -205,10 +205,20 @@ impl FileUsers {
     }
 
     /// Checks a password login against the stored hash; the user if it matches.
+    /// An unknown name costs the same work (a check against a dummy hash), so the answer's
+    /// time does not tell which names exist.
     pub fn verify(&self, name: &str, password: &str) -> Option<User> {
-        let user = self.users.get(name)?;
-        let hash = self.credentials.lock().get(name)?.password_hash.clone();
-        verify_password(&hash, password).then_some(user)
+        let known = self.users.get(name).and_then(|user| {
+            let hash = self.credentials.lock().get(name)?.password_hash.clone();
+            Some((user, hash))
+        });
+        match known {
+            Some((user, hash)) => verify_password(&hash, password).then_some(user),
+            None => {
+                verify_password(dummy_hash(), password);
+                None
+            }
+        }
     }
 
     /// Whether the user must choose a new password before anything else.
@@ -297,6 +307,19 @@ fn hash_password(password: &str) -> Result<String, openssl::error::ErrorStack> {
     ))
 }
 
+/// A hash no password is known to match, made once, for checks of unknown user names.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        let made = openssl::rand::rand_bytes(&mut secret).ok().and_then(|()| {
+            hash_password(&base64::engine::general_purpose::STANDARD.encode(secret)).ok()
+        });
+        // Without randomness no login works anyway; a malformed hash still fails every check.
+        made.unwrap_or_default()
+    })
+}
+
 fn verify_password(hash: &str, password: &str) -> bool {
     let parts: Vec<&str> = hash.split('$').collect();
     let [_, log_n, r, p, salt, key] = parts[..] else {
@@ -354,6 +377,17 @@ fn random_password() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_name_costs_a_full_password_check() {
+        // The dummy is a real hash of the stored parameters, so its check runs scrypt whole.
+        let prefix = format!("scrypt${SCRYPT_LOG_N}${SCRYPT_R}${SCRYPT_P}$");
+        assert!(dummy_hash().starts_with(&prefix), "{}", dummy_hash());
+        assert!(!verify_password(dummy_hash(), ""));
+        let dir = tempfile::tempdir().unwrap();
+        let (users, _) = FileUsers::open(dir.path()).unwrap();
+        assert!(users.verify("nobody", "anything").is_none());
+    }
 
     #[test]
     fn first_open_creates_an_admin_and_changes_persist() {

@@ -120,14 +120,23 @@ fn report_drift(resolved: &Path, drift: &Path) {
     }
 }
 
-/// Runs image-build/build.sh from `lock` into `out`; returns its SHA256SUMS and build-info.
-fn build(out: &Path, lock: &Path, epoch: &str) -> (String, String) {
+/// The vigil binary both builds take, copied once: a `cargo build` run while the test does
+/// (it takes minutes) must not give the second build another binary than the first.
+fn binary_copy(work: &Path) -> PathBuf {
+    let copy = work.join("vigil");
+    std::fs::copy(env!("CARGO_BIN_EXE_vigil"), &copy).expect("the vigil binary is copied");
+    copy
+}
+
+/// Runs image-build/build.sh from `lock` with `binary` into `out`; returns its SHA256SUMS and
+/// build-info.
+fn build(out: &Path, lock: &Path, binary: &Path, epoch: &str) -> (String, String) {
     let started = Instant::now();
     let o = Command::new(common::repo().join("image-build/build.sh"))
         .arg("--lock")
         .arg(lock)
         .arg(out)
-        .env("VIGIL_BIN", env!("CARGO_BIN_EXE_vigil"))
+        .env("VIGIL_BIN", binary)
         .env("SOURCE_DATE_EPOCH", epoch)
         .output()
         .expect("image-build/build.sh runs");
@@ -428,8 +437,9 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     let epoch = source_date_epoch();
     let lock = resolve(&work);
     report_drift(&lock, &drift);
-    let (sums_a, info) = build(&work.join("a"), &lock, &epoch);
-    let (sums_b, _) = build(&work.join("b"), &lock, &epoch);
+    let binary = binary_copy(&work);
+    let (sums_a, info) = build(&work.join("a"), &lock, &binary, &epoch);
+    let (sums_b, _) = build(&work.join("b"), &lock, &binary, &epoch);
     eprintln!("{sums_a}{info}");
     assert_eq!(sums_a, sums_b, "two builds of the same inputs differ");
     assert!(sums_a.contains("vigil.img") && sums_a.contains("vigil.qcow2"));

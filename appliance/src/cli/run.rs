@@ -190,6 +190,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             listener,
             router,
             Some(acceptor),
+            vigil::http::Limits::new(&web_config.limits),
             web_stopped,
         ));
         if let Some(address) = web_address {

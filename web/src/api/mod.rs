@@ -22,7 +22,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::port::{Account, Appliance, Caller, Failure, Role};
-use crate::sessions::{Session, Sessions};
+use crate::sessions::{LoginRefused, Session, Sessions};
 use crate::{Peer, MAX_JSON_BODY};
 
 const COOKIE: &str = "vigil_session";
@@ -209,6 +209,22 @@ fn session_cookie(token: &str, max_age: u32) -> HeaderValue {
         .expect("a token is header-safe")
 }
 
+/// User names and passwords are at most this long (the user store's rule).
+const MAX_CREDENTIAL_CHARS: usize = 64;
+
+fn login_refused(refused: LoginRefused) -> Rejection {
+    match refused {
+        LoginRefused::LockedOut => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins; try again in a minute",
+        ),
+        LoginRefused::Busy => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many logins at once; try again in a few seconds",
+        ),
+    }
+}
+
 pub fn routes(
     app: App,
     sessions: Arc<Sessions>,
@@ -224,13 +240,30 @@ pub fn routes(
         .and(with(sessions.clone()))
         .and_then(
             |login: Login, peer, app: App, sessions: Arc<Sessions>| async move {
-                if sessions.blocked(peer, &login.user) {
-                    return Err(refuse(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too many failed logins; try again in a minute",
-                    ));
+                let caller = Caller {
+                    user: login.user.chars().take(MAX_CREDENTIAL_CHARS).collect(),
+                    peer,
+                };
+                // No user has a longer name or password: refused without a password check,
+                // counted against the address only (so the lock-out keys stay short).
+                if login.user.is_empty()
+                    || login.user.chars().count() > MAX_CREDENTIAL_CHARS
+                    || login.password.chars().count() > MAX_CREDENTIAL_CHARS
+                {
+                    if let Ok(attempt) = sessions.begin_login(peer, "") {
+                        attempt.failed();
+                    }
+                    return Err(refuse(StatusCode::UNAUTHORIZED, "wrong user or password"));
                 }
-                // The KDF is deliberately slow: off the async workers.
+                let attempt = sessions
+                    .begin_login(peer, &login.user)
+                    .map_err(login_refused)?;
+                let turn = sessions
+                    .password_check_turn()
+                    .await
+                    .map_err(login_refused)?;
+                // The KDF is deliberately slow: off the async workers. An unknown user name
+                // costs the same check (the appliance compares against a dummy hash).
                 let (user, password) = (login.user.clone(), login.password);
                 let checker = app.clone();
                 let account =
@@ -239,21 +272,18 @@ pub fn routes(
                         .map_err(|_| {
                             refuse(StatusCode::INTERNAL_SERVER_ERROR, "login check failed")
                         })?;
-                let caller = Caller {
-                    user: login.user.clone(),
-                    peer,
-                };
+                drop(turn);
                 let Some(account) = account else {
-                    sessions.failed(peer, &login.user);
+                    attempt.failed();
                     app.audit(
                         &caller,
                         "session.login_failed",
-                        &login.user,
+                        &caller.user,
                         serde_json::Value::Null,
                     );
                     return Err(refuse(StatusCode::UNAUTHORIZED, "wrong user or password"));
                 };
-                sessions.succeeded(peer, &login.user);
+                attempt.succeeded();
                 let (token, csrf) = sessions.start(&account.name);
                 app.audit(
                     &caller,
@@ -326,18 +356,35 @@ pub fn routes(
                         "the new password must differ",
                     ));
                 }
+                // The current password is checked like a login: same lock-out, same bound.
+                let attempt = sessions
+                    .begin_login(ctx.caller.peer, &ctx.account.name)
+                    .map_err(login_refused)?;
+                let turn = sessions
+                    .password_check_turn()
+                    .await
+                    .map_err(login_refused)?;
                 let (user, current, new) = (ctx.account.name.clone(), change.current, change.new);
                 let worker = app.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    worker
-                        .verify_login(&user, &current)
-                        .ok_or_else(|| "the current password is wrong".to_string())?;
-                    worker.change_password(&user, &new)
+                    if worker.verify_login(&user, &current).is_none() {
+                        return Err(None);
+                    }
+                    worker.change_password(&user, &new).map_err(Some)
                 })
                 .await
                 .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "password change failed"))?;
-                if let Err(why) = result {
-                    return Err(refuse(StatusCode::BAD_REQUEST, &why));
+                drop(turn);
+                match result {
+                    Ok(()) => attempt.succeeded(),
+                    Err(None) => {
+                        attempt.failed();
+                        return Err(refuse(
+                            StatusCode::BAD_REQUEST,
+                            "the current password is wrong",
+                        ));
+                    }
+                    Err(Some(why)) => return Err(refuse(StatusCode::BAD_REQUEST, &why)),
                 }
                 sessions.end_others(&ctx.account.name, &ctx.token);
                 app.audit(
