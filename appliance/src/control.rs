@@ -160,7 +160,9 @@ impl Control {
     }
 
     /// Adds or replaces a camera defined through the API. A password left out of a
-    /// replacement keeps the stored one (the API never shows it).
+    /// replacement keeps the stored one (the API never shows it), but only for the same user
+    /// at the same address: otherwise whoever may edit cameras could point one at their own
+    /// server and receive the password from ffmpeg.
     pub fn put_camera(&self, mut camera: CameraConfig) -> Result<CameraSource, ControlError> {
         let mut state = self.state.lock();
         if state.file.cameras.iter().any(|c| c.id == camera.id) {
@@ -169,7 +171,17 @@ impl Control {
         let mut overlay = state.overlay.clone();
         match overlay.cameras.iter_mut().find(|c| c.id == camera.id) {
             Some(existing) => {
-                if camera.password.is_none() && camera.username == existing.username {
+                if camera.password.is_none() && existing.password.is_some() {
+                    if camera.username != existing.username
+                        || endpoint(&camera.url) != endpoint(&existing.url)
+                    {
+                        return Err(ControlError::Invalid {
+                            key: "password".into(),
+                            message:
+                                "the camera's address or user changed: give its password again"
+                                    .into(),
+                        });
+                    }
                     camera.password = existing.password.clone();
                 }
                 *existing = camera;
@@ -250,6 +262,15 @@ fn merge(file: &Config, overlay: &Overlay) -> Result<Config, ControlError> {
     Ok(config)
 }
 
+/// `scheme://host:port` of a camera URL, without credentials, path or letter case: where a
+/// stored password would be sent.
+fn endpoint(url: &str) -> String {
+    let url = crate::config::strip_credentials(url);
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url.as_str()));
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    format!("{scheme}://{authority}").to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +304,49 @@ mod tests {
         let (_, reloaded) = Control::load(None, Config::default(), tmp.path()).unwrap();
         assert_eq!(reloaded.cameras.len(), 1);
         assert_eq!(reloaded.cameras[0].id, "yard");
+    }
+
+    #[test]
+    fn a_stored_camera_password_goes_only_where_it_went() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (control, _) = Control::load(None, Config::default(), tmp.path()).unwrap();
+        let with = |url: &str, password: Option<&str>| {
+            let mut c = camera("door");
+            c.url = url.into();
+            c.username = Some("viewer".into());
+            c.password = password.map(str::to_string);
+            c
+        };
+        let saved = || {
+            let (_, config) = Control::load(None, Config::default(), tmp.path()).unwrap();
+            config.cameras[0].clone()
+        };
+        // Saved, then refused as stopped (no daemon here): the saved file is what counts.
+        let put = |c| control.put_camera(c);
+        assert!(matches!(
+            put(with("rtsp://10.0.0.20:554/a", Some("secret"))),
+            Err(ControlError::Stopped)
+        ));
+        // The same address: the stored password stays.
+        assert!(matches!(
+            put(with("rtsp://10.0.0.20:554/b", None)),
+            Err(ControlError::Stopped)
+        ));
+        assert_eq!(saved().password.as_deref(), Some("secret"));
+        // Another host, port or user without the password: refused, nothing saved.
+        for url in ["rtsp://10.9.9.9:554/a", "rtsp://10.0.0.20:8554/a"] {
+            let error = put(with(url, None)).unwrap_err().to_string();
+            assert!(error.contains("give its password again"), "{error}");
+        }
+        let mut other_user = with("rtsp://10.0.0.20:554/a", None);
+        other_user.username = Some("admin".into());
+        assert!(put(other_user).is_err());
+        assert_eq!(saved().url, "rtsp://10.0.0.20:554/b");
+        // With its password, the move is allowed.
+        assert!(matches!(
+            put(with("rtsp://10.9.9.9:554/a", Some("other"))),
+            Err(ControlError::Stopped)
+        ));
+        assert_eq!(saved().password.as_deref(), Some("other"));
     }
 }

@@ -225,6 +225,7 @@ impl Device {
             soap_request.header.as_ref(),
             request.authorization,
             request.method,
+            request.path,
             request.peer.ip(),
         ) {
             Ok(caller) => caller,
@@ -265,36 +266,37 @@ impl Device {
     }
 
     /// Snapshots and event pictures: HTTP Digest, media read access.
+    /// The caller is authenticated before any picture is looked up or encoded: an
+    /// unauthenticated request costs no work.
     fn get(self: &Arc<Self>, request: HttpRequest<'_>) -> HttpResponse {
-        let (operation, lookup) = if let Some(name) = request.path.strip_prefix(SNAPSHOT_PATH) {
-            let target = name.strip_suffix(".jpg");
-            (
-                "GetSnapshot",
-                target.map(|token| (token, self.product.snapshot(token).map(Arc::new))),
-            )
-        } else if let Some(name) = request.path.strip_prefix(IMAGES_PATH) {
-            let target = name.strip_suffix(".jpg");
-            (
-                "GetEventImage",
-                target.map(|id| (id, self.events.image(id))),
-            )
-        } else {
-            ("", None)
-        };
-        let Some((target, found)) = lookup else {
+        let (operation, target, snapshot) =
+            if let Some(name) = request.path.strip_prefix(SNAPSHOT_PATH) {
+                ("GetSnapshot", name.strip_suffix(".jpg"), true)
+            } else if let Some(name) = request.path.strip_prefix(IMAGES_PATH) {
+                ("GetEventImage", name.strip_suffix(".jpg"), false)
+            } else {
+                ("", None, false)
+            };
+        let Some(target) = target else {
             return HttpResponse::plain(404, "not found");
         };
-        let user =
-            match self
-                .auth
-                .http_caller(request.authorization, request.method, request.peer.ip())
-            {
-                Ok(Some(user)) if AccessClass::ReadMedia.allows(user.level) => user.name,
-                Ok(Some(_)) => return HttpResponse::plain(403, "user level too low"),
-                Ok(None) => return self.challenge(),
-                Err(AuthFailure::Stale) => return self.challenge_stale(),
-                Err(failure) => return self.refuse_http(failure),
-            };
+        let user = match self.auth.http_caller(
+            request.authorization,
+            request.method,
+            request.path,
+            request.peer.ip(),
+        ) {
+            Ok(Some(user)) if AccessClass::ReadMedia.allows(user.level) => user.name,
+            Ok(Some(_)) => return HttpResponse::plain(403, "user level too low"),
+            Ok(None) => return self.challenge(),
+            Err(AuthFailure::Stale) => return self.challenge_stale(),
+            Err(failure) => return self.refuse_http(failure),
+        };
+        let found = if snapshot {
+            self.product.snapshot(target).map(Arc::new)
+        } else {
+            self.events.image(target)
+        };
         match found {
             Some(jpeg) => {
                 self.product.audit(&Access {

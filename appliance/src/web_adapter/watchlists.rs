@@ -25,6 +25,10 @@ use crate::watchlist::{Person, StoreError, Watchlist, WatchlistStore, DEFAULT_TH
 const STORE_WAIT: Duration = Duration::from_secs(10);
 /// Finished jobs remembered for polling.
 const JOBS_KEPT: usize = 100;
+/// Enrolment jobs queued or running at once. Jobs run one after the other (the watchlist
+/// store's lock) and each holds its photos until it is done (up to 1 GiB unpacked): past
+/// this a new upload is refused, so uploads cannot pile up in memory.
+pub const MAX_PENDING_JOBS: usize = 2;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -373,6 +377,15 @@ impl WebAppliance {
         });
         {
             let mut jobs = self.jobs.jobs.lock();
+            let pending = jobs
+                .iter()
+                .filter(|j| matches!(j.report.lock().state, JobState::Queued | JobState::Running))
+                .count();
+            if pending >= MAX_PENDING_JOBS {
+                return Err(Failure::Unavailable(format!(
+                    "{pending} enrolments are waiting or running; upload again when one is done"
+                )));
+            }
             if jobs.len() >= JOBS_KEPT {
                 jobs.pop_front();
             }

@@ -93,11 +93,14 @@ impl DigestAuthenticator {
             .unwrap_or_default()
     }
 
-    /// Checks an `Authorization: Digest ...` header value for a request.
+    /// Checks an `Authorization: Digest ...` header value for a request of `method` on
+    /// `path`. The header's `uri` must name that path: a response computed for another
+    /// resource (seen on the wire) does not open this one.
     pub fn verify(
         &self,
         header: &str,
         method: &str,
+        path: &str,
         users: &dyn UserDirectory,
     ) -> Result<User, AuthFailure> {
         let fields = parse_fields(
@@ -121,6 +124,11 @@ impl DigestAuthenticator {
         else {
             return Err(AuthFailure::Malformed("incomplete Digest header"));
         };
+        if uri_path(uri) != path {
+            return Err(AuthFailure::Malformed(
+                "the Digest uri is not the request's",
+            ));
+        }
         if get("realm") != Some(self.realm.as_str()) {
             return Err(AuthFailure::WrongCredentials);
         }
@@ -176,6 +184,16 @@ impl DigestAuthenticator {
 }
 
 /// Compares in constant time; lengths are not secret.
+/// The path of a Digest `uri`: the request target without its query, and without scheme and
+/// authority where a client sent the absolute form.
+fn uri_path(uri: &str) -> &str {
+    let target = match uri.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+        None => uri,
+    };
+    target.split('?').next().unwrap_or(target)
+}
+
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)
 }
@@ -254,19 +272,33 @@ mod tests {
         let digest = DigestAuthenticator::new("vigil");
         // Both challenges of one 401 carry the same nonce, so counts go on rising across them.
         for (i, challenge) in digest.challenges(false).iter().enumerate() {
-            let nc = |n: usize| format!("{:08x}", 3 * i + n);
+            let nc = |n: usize| format!("{:08x}", 4 * i + n);
             let first = answer(challenge, "admin", "secret", &nc(1), "/snap.jpg");
-            assert_eq!(digest.verify(&first, "GET", &users).unwrap().name, "admin");
             assert_eq!(
-                digest.verify(&first, "GET", &users),
+                digest
+                    .verify(&first, "GET", "/snap.jpg", &users)
+                    .unwrap()
+                    .name,
+                "admin"
+            );
+            assert_eq!(
+                digest.verify(&first, "GET", "/snap.jpg", &users),
                 Err(AuthFailure::Replayed)
             );
             let second = answer(challenge, "admin", "secret", &nc(2), "/snap.jpg");
-            assert!(digest.verify(&second, "GET", &users).is_ok());
+            assert!(digest.verify(&second, "GET", "/snap.jpg", &users).is_ok());
             let wrong = answer(challenge, "admin", "guess", &nc(3), "/snap.jpg");
             assert_eq!(
-                digest.verify(&wrong, "GET", &users),
+                digest.verify(&wrong, "GET", "/snap.jpg", &users),
                 Err(AuthFailure::WrongCredentials)
+            );
+            // A right answer for one resource does not open another.
+            let elsewhere = answer(challenge, "admin", "secret", &nc(4), "/snap.jpg");
+            assert_eq!(
+                digest.verify(&elsewhere, "GET", "/other.jpg", &users),
+                Err(AuthFailure::Malformed(
+                    "the Digest uri is not the request's"
+                ))
             );
         }
         let forged = answer(
@@ -277,9 +309,23 @@ mod tests {
             "/",
         );
         assert_eq!(
-            digest.verify(&forged, "GET", &users),
+            digest.verify(&forged, "GET", "/", &users),
             Err(AuthFailure::WrongCredentials)
         );
+    }
+
+    #[test]
+    fn the_uri_is_compared_by_its_path() {
+        assert_eq!(uri_path("/onvif/snapshot/a.jpg"), "/onvif/snapshot/a.jpg");
+        assert_eq!(
+            uri_path("/onvif/snapshot/a.jpg?x=1"),
+            "/onvif/snapshot/a.jpg"
+        );
+        assert_eq!(
+            uri_path("http://10.0.0.5/onvif/device_service"),
+            "/onvif/device_service"
+        );
+        assert_eq!(uri_path("http://10.0.0.5"), "/");
     }
 
     #[test]

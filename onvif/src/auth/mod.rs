@@ -62,6 +62,7 @@ impl Authenticator {
         header: Option<&Element>,
         authorization: Option<&str>,
         method: &str,
+        path: &str,
         peer: IpAddr,
     ) -> Result<Option<User>, AuthFailure> {
         self.failures.check(peer)?;
@@ -73,7 +74,7 @@ impl Authenticator {
             Ok(None) => match authorization {
                 Some(value) => self
                     .digest
-                    .verify(value, method, self.users.as_ref())
+                    .verify(value, method, path, self.users.as_ref())
                     .map(Some),
                 None => Ok(None),
             },
@@ -88,13 +89,14 @@ impl Authenticator {
         &self,
         authorization: Option<&str>,
         method: &str,
+        path: &str,
         peer: IpAddr,
     ) -> Result<Option<User>, AuthFailure> {
         self.failures.check(peer)?;
         let result = match authorization {
             Some(value) => self
                 .digest
-                .verify(value, method, self.users.as_ref())
+                .verify(value, method, path, self.users.as_ref())
                 .map(Some),
             None => Ok(None),
         };

@@ -1,6 +1,11 @@
 //! WS-Security UsernameToken with PasswordDigest (OASIS UsernameToken Profile 1.0):
 //! Base64(SHA-1(nonce + created + password)). A nonce is accepted once, and a token whose
 //! Created time is outside the window is refused, so a captured request cannot be replayed.
+//!
+//! What clients can make the device remember is bounded: a nonce is at most
+//! [`MAX_NONCE_BYTES`] and is kept as its SHA-256, and each user has a quota of remembered
+//! nonces ([`MAX_REMEMBERED_PER_USER`]), so one user sending requests as fast as it can is
+//! answered "busy" alone while every other user goes on.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -65,19 +70,29 @@ impl UsernameToken {
     }
 }
 
-/// Checks tokens and remembers the nonces it has seen inside the window.
+/// Clients send 16 or 20 random bytes; anything longer is refused before it is looked at.
+pub const MAX_NONCE_BYTES: usize = 64;
+/// Nonces remembered per user (inside twice the window): 10,000 in 10 minutes is some 16
+/// requests a second, sustained, from one user.
+pub const MAX_REMEMBERED_PER_USER: usize = 10_000;
+
+/// Checks tokens and remembers the nonces it has seen inside the window, per user.
 pub struct TokenVerifier {
     window: Duration,
-    seen: Mutex<HashMap<Vec<u8>, Instant>>,
-    max_remembered: usize,
+    seen: Mutex<HashMap<String, HashMap<[u8; 32], Instant>>>,
+    max_per_user: usize,
 }
 
 impl TokenVerifier {
     pub fn new(window: Duration) -> Self {
+        Self::with_quota(window, MAX_REMEMBERED_PER_USER)
+    }
+
+    fn with_quota(window: Duration, max_per_user: usize) -> Self {
         Self {
             window,
             seen: Mutex::new(HashMap::new()),
-            max_remembered: 100_000,
+            max_per_user,
         }
     }
 
@@ -95,9 +110,15 @@ impl TokenVerifier {
             return Err(AuthFailure::Stale);
         }
         let engine = base64::engine::general_purpose::STANDARD;
+        if token.nonce.len() > MAX_NONCE_BYTES * 4 / 3 + 4 {
+            return Err(AuthFailure::Malformed("Nonce is too long"));
+        }
         let nonce = engine
             .decode(&token.nonce)
             .map_err(|_| AuthFailure::Malformed("Nonce is not Base64"))?;
+        if nonce.len() > MAX_NONCE_BYTES {
+            return Err(AuthFailure::Malformed("Nonce is too long"));
+        }
         let user = users
             .get(&token.username)
             .ok_or(AuthFailure::WrongCredentials)?;
@@ -109,23 +130,26 @@ impl TokenVerifier {
         if given.len() != expected.len() || !openssl::memcmp::eq(&given, &expected) {
             return Err(AuthFailure::WrongCredentials);
         }
-        self.remember(nonce)?;
+        self.remember(&user.name, &nonce)?;
         Ok(user)
     }
 
-    /// Records a nonce; refuses one seen before. Entries older than twice the window
-    /// can go: a token that old is refused as stale anyway.
-    fn remember(&self, nonce: Vec<u8>) -> Result<(), AuthFailure> {
+    /// Records a nonce of `user`; refuses one seen before. Entries older than twice the
+    /// window can go: a token that old is refused as stale anyway. A user whose quota is
+    /// full of live nonces is answered busy; other users are not affected.
+    fn remember(&self, user: &str, nonce: &[u8]) -> Result<(), AuthFailure> {
+        let key: [u8; 32] = openssl::sha::sha256(nonce);
         let now = Instant::now();
         let mut seen = self.seen.lock();
-        if seen.len() >= self.max_remembered {
+        let mine = seen.entry(user.to_string()).or_default();
+        if mine.len() >= self.max_per_user {
             let horizon = self.window * 2;
-            seen.retain(|_, at| now.duration_since(*at) < horizon);
-            if seen.len() >= self.max_remembered {
+            mine.retain(|_, at| now.duration_since(*at) < horizon);
+            if mine.len() >= self.max_per_user {
                 return Err(AuthFailure::Busy);
             }
         }
-        if seen.insert(nonce, now).is_some() {
+        if mine.insert(key, now).is_some() {
             return Err(AuthFailure::Replayed);
         }
         Ok(())
@@ -183,5 +207,39 @@ mod tests {
         // A wrong password does not burn the nonce of a later correct attempt.
         let right = token(b"nonce-3", "2026-11-28T12:00:00Z", "secret");
         assert!(verifier.verify(&right, &users, now).is_ok());
+        let long = token(
+            &[7u8; MAX_NONCE_BYTES + 1],
+            "2026-11-28T12:00:00Z",
+            "secret",
+        );
+        assert_eq!(
+            verifier.verify(&long, &users, now),
+            Err(AuthFailure::Malformed("Nonce is too long"))
+        );
+    }
+
+    #[test]
+    fn a_user_past_its_quota_is_busy_alone() {
+        let users = MemoryUsers::new(["admin", "vms"].map(|name| User {
+            name: name.into(),
+            password: "secret".into(),
+            level: UserLevel::Administrator,
+        }));
+        let verifier = TokenVerifier::with_quota(Duration::from_secs(300), 3);
+        let now: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        let as_user = |name: &str, nonce: &[u8]| UsernameToken {
+            username: name.into(),
+            ..token(nonce, "2026-11-28T12:00:00Z", "secret")
+        };
+        for i in 0..3u8 {
+            assert!(verifier
+                .verify(&as_user("admin", &[i]), &users, now)
+                .is_ok());
+        }
+        assert_eq!(
+            verifier.verify(&as_user("admin", &[9]), &users, now),
+            Err(AuthFailure::Busy)
+        );
+        assert!(verifier.verify(&as_user("vms", &[9]), &users, now).is_ok());
     }
 }

@@ -24,6 +24,9 @@ pub const MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
 pub const MAX_PHOTO: u64 = 20 * 1024 * 1024;
 /// Files in one upload, zips' entries included.
 const MAX_FILES: usize = 100_000;
+/// The photos of one upload together, zips unpacked: a zip of many highly compressed
+/// entries (a zip bomb) stops here, not when memory runs out.
+pub const MAX_UNPACKED: u64 = 1024 * 1024 * 1024;
 
 pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
     let v1 = warp::path("api").and(warp::path("v1"));
@@ -256,10 +259,18 @@ type Unpacked = (Vec<Upload>, Vec<(String, String)>);
 /// The photos of the files, zips expanded, each with its person: `person` when given, else
 /// the folder the file is in. Files that cannot be photos of anyone are rejected with why.
 fn unpack(person: Option<&str>, files: Vec<File>) -> Result<Unpacked, Rejection> {
+    unpack_within(person, files, MAX_UNPACKED)
+}
+
+fn unpack_within(
+    person: Option<&str>,
+    files: Vec<File>,
+    mut budget: u64,
+) -> Result<Unpacked, Rejection> {
     let mut out: Unpacked = (Vec::new(), Vec::new());
     for file in files {
         if !file.name.to_ascii_lowercase().ends_with(".zip") {
-            accept(person, file.name, file.bytes, &mut out)?;
+            accept(person, file.name, file.bytes, &mut budget, &mut out)?;
             continue;
         }
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(file.bytes)).map_err(|e| {
@@ -279,23 +290,26 @@ fn unpack(person: Option<&str>, files: Vec<File>) -> Result<Unpacked, Rejection>
                 continue;
             }
             let name = entry.name().to_string();
-            // The declared size can lie: read at most one byte past the limit.
+            // The declared size can lie: read at most one byte past the limits.
             let mut bytes = Vec::new();
-            if let Err(e) = (&mut entry).take(MAX_PHOTO + 1).read_to_end(&mut bytes) {
+            let limit = MAX_PHOTO.min(budget) + 1;
+            if let Err(e) = (&mut entry).take(limit).read_to_end(&mut bytes) {
                 out.1.push((name, format!("cannot be unpacked: {e}")));
                 continue;
             }
-            accept(person, name, Bytes::from(bytes), &mut out)?;
+            accept(person, name, Bytes::from(bytes), &mut budget, &mut out)?;
         }
     }
     Ok(out)
 }
 
-/// Adds one file as a photo of its person, or to the rejected with why.
+/// Adds one file as a photo of its person, or to the rejected with why; `budget` is what the
+/// upload's photos may still take.
 fn accept(
     person: Option<&str>,
     name: String,
     bytes: Bytes,
+    budget: &mut u64,
     (uploads, rejected): &mut Unpacked,
 ) -> Result<(), Rejection> {
     if uploads.len() + rejected.len() >= MAX_FILES {
@@ -311,6 +325,15 @@ fn accept(
         rejected.push((name, format!("larger than {} MiB", MAX_PHOTO >> 20)));
         return Ok(());
     }
+    *budget = budget.checked_sub(bytes.len() as u64).ok_or_else(|| {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the photos unpack to more than {} MiB; send them in smaller batches",
+                MAX_UNPACKED >> 20
+            ),
+        )
+    })?;
     match person.map(str::to_string).or_else(|| folder_of(&name)) {
         Some(person) => uploads.push(Upload {
             file: name,
@@ -399,5 +422,40 @@ mod tests {
             bytes: Bytes::from_static(b"not a zip"),
         }];
         assert!(unpack(None, garbage).is_err());
+    }
+
+    #[test]
+    fn a_zip_bomb_stops_at_the_upload_budget() {
+        use std::io::Write as _;
+        // Five entries of 300 KiB of zeros: a few KiB packed, 1.5 MiB unpacked.
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        {
+            let mut zip = zip::ZipWriter::new(&mut buffer);
+            for i in 0..5 {
+                zip.start_file(
+                    format!("Eve/{i}.jpg"),
+                    zip::write::SimpleFileOptions::default(),
+                )
+                .unwrap();
+                zip.write_all(&vec![0u8; 300 * 1024]).unwrap();
+            }
+            zip.finish().unwrap();
+        }
+        let packed = buffer.get_ref().len();
+        assert!(packed < 64 * 1024, "{packed}");
+        let files = || {
+            vec![File {
+                name: "bomb.zip".into(),
+                bytes: Bytes::from(buffer.get_ref().clone()),
+            }]
+        };
+        assert!(unpack_within(None, files(), 2 * 1024 * 1024).is_ok());
+        let Err(refused) = unpack_within(None, files(), 1024 * 1024) else {
+            panic!("the budget was not enforced");
+        };
+        assert!(
+            format!("{refused:?}").contains("smaller batches"),
+            "{refused:?}"
+        );
     }
 }
