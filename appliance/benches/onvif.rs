@@ -154,6 +154,8 @@ fn main() {
         let config = OnvifConfig {
             listen: "127.0.0.1:0".into(),
             discovery_interfaces: Vec::new(),
+            // 100 pull points below, all of one user.
+            max_subscriptions_per_user: 256,
             ..OnvifConfig::default()
         };
         let (users, password) = vigil::users::FileUsers::open(data.path()).expect("users");

@@ -102,6 +102,9 @@ pub struct OnvifConfig {
     /// address is refused.
     pub notify_allow: Vec<String>,
     pub max_subscriptions: usize,
+    /// Subscriptions of one ONVIF user at most (each push subscription is a consumer address
+    /// the device posts to).
+    pub max_subscriptions_per_user: usize,
     /// Connection limits of the ONVIF listeners (HTTP and HTTPS, each).
     pub limits: ListenerLimits,
 }
@@ -119,6 +122,7 @@ impl Default for OnvifConfig {
             location: "unset".into(),
             notify_allow: vec!["127.0.0.0/8".into()],
             max_subscriptions: 256,
+            max_subscriptions_per_user: 32,
             limits: ListenerLimits::default(),
         }
     }

@@ -446,6 +446,7 @@ impl OnvifService {
                 .map_err(OnvifStartError::AllowList)?,
             event_limits: onvif::events::EventLimits {
                 max_subscriptions: config.max_subscriptions,
+                max_subscriptions_per_user: config.max_subscriptions_per_user,
                 ..Default::default()
             },
             xml_limits: onvif::xml::Limits::default(),

@@ -18,5 +18,18 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(temporary, path)
+    std::fs::rename(temporary, path)?;
+    // The rename is durable only once the folder is: a power cut could otherwise bring
+    // back the old file after the caller went on.
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Syncs a folder's entries (names created, renamed or removed in it) to the disk.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -63,25 +63,68 @@ impl CertificateFiles {
     /// Creates a self-signed certificate for `names` (DNS names or IP addresses) unless
     /// both files exist. Returns whether it made one.
     pub fn ensure(&self, names: &[String]) -> Result<bool, TlsError> {
+        self.finish_pending()?;
         if self.certificate.exists() && self.key.exists() {
             return Ok(false);
         }
         let (certificate, key) = self_signed(names)?;
-        if let Some(dir) = self.key.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        crate::private_file::write(&self.key, &key).map_err(|source| TlsError::Write {
-            path: self.key.clone(),
-            source,
-        })?;
-        std::fs::write(&self.certificate, certificate).map_err(|source| TlsError::Write {
-            path: self.certificate.clone(),
-            source,
-        })?;
+        self.write_pair(&certificate, &key)?;
         Ok(true)
+    }
+
+    /// The folder of the files; a pair being installed waits in it as `pending/`.
+    fn dir(&self) -> PathBuf {
+        self.key
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
+    /// Replaces the pair so that a crash at any point leaves the old pair or the new one,
+    /// never a certificate with the other's key: both are written and synced into
+    /// `pending.tmp/`, whose rename to `pending/` commits them; then they are moved over the
+    /// live files ([`Self::finish_pending`], redone at the next start if cut short).
+    fn write_pair(&self, certificate: &[u8], key: &[u8]) -> Result<(), TlsError> {
+        let dir = self.dir();
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TlsError::Write { path, source }
+        };
+        let staging = dir.join("pending.tmp");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(failed(&staging))?;
+        crate::private_file::write(&staging.join("key.pem"), key).map_err(failed(&staging))?;
+        crate::private_file::write(&staging.join("certificate.pem"), certificate)
+            .map_err(failed(&staging))?;
+        let pending = dir.join("pending");
+        std::fs::rename(&staging, &pending).map_err(failed(&pending))?;
+        crate::private_file::sync_dir(&dir).map_err(failed(&dir))?;
+        self.finish_pending()
+    }
+
+    /// Completes an install that a crash cut short after its commit point; drops one cut
+    /// short before it.
+    fn finish_pending(&self) -> Result<(), TlsError> {
+        let dir = self.dir();
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TlsError::Write { path, source }
+        };
+        let _ = std::fs::remove_dir_all(dir.join("pending.tmp"));
+        let pending = dir.join("pending");
+        if !pending.is_dir() {
+            return Ok(());
+        }
+        for (name, target) in [
+            ("key.pem", &self.key),
+            ("certificate.pem", &self.certificate),
+        ] {
+            let from = pending.join(name);
+            if from.exists() {
+                std::fs::rename(&from, target).map_err(failed(target))?;
+            }
+        }
+        std::fs::remove_dir(&pending).map_err(failed(&pending))?;
+        crate::private_file::sync_dir(&dir).map_err(failed(&dir))
     }
 
     /// Checks an uploaded certificate chain and key (PEM) and, if they belong together and
@@ -135,21 +178,13 @@ impl CertificateFiles {
         for certificate in &chain {
             pem.extend(certificate.to_pem()?);
         }
-        crate::private_file::write(&self.key, &key.private_key_to_pem_pkcs8()?).map_err(
-            |source| TlsError::Write {
-                path: self.key.clone(),
-                source,
-            },
-        )?;
-        crate::private_file::write(&self.certificate, &pem).map_err(|source| TlsError::Write {
-            path: self.certificate.clone(),
-            source,
-        })?;
+        self.write_pair(&pem, &key.private_key_to_pem_pkcs8()?)?;
         Ok((builder.build(), info))
     }
 
     /// An acceptor for TLS 1.2 and 1.3 with Mozilla's intermediate cipher list.
     pub fn acceptor(&self) -> Result<SslAcceptor, TlsError> {
+        self.finish_pending()?;
         let mut builder = mozilla_intermediate()?;
         let failed = |path: &Path, e: openssl::error::ErrorStack| TlsError::Certificate {
             path: path.to_path_buf(),
@@ -283,5 +318,29 @@ mod tests {
             certificate
         );
         files.acceptor().unwrap();
+    }
+
+    #[test]
+    fn an_install_cut_short_leaves_a_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CertificateFiles::in_data_dir(dir.path());
+        files.ensure(&["127.0.0.1".into()]).unwrap();
+        let old = std::fs::read(&files.certificate).unwrap();
+        let (certificate, key) = self_signed(&["vigil.example".into()]).unwrap();
+        let tls = dir.path().join("tls");
+        // Cut before the commit point: the half-written staging is dropped, the old pair stays.
+        std::fs::create_dir(tls.join("pending.tmp")).unwrap();
+        std::fs::write(tls.join("pending.tmp/key.pem"), &key).unwrap();
+        files.acceptor().unwrap();
+        assert_eq!(std::fs::read(&files.certificate).unwrap(), old);
+        assert!(!tls.join("pending.tmp").exists());
+        // Cut after it, with the key already moved and the certificate not: completed at the
+        // next start.
+        std::fs::create_dir(tls.join("pending")).unwrap();
+        std::fs::write(tls.join("pending/certificate.pem"), &certificate).unwrap();
+        std::fs::write(&files.key, &key).unwrap();
+        files.acceptor().expect("the pair matches again");
+        assert_eq!(std::fs::read(&files.certificate).unwrap(), certificate);
+        assert!(!tls.join("pending").exists());
     }
 }

@@ -23,6 +23,9 @@ use crate::xml::{escape, Element};
 #[derive(Debug, Clone)]
 pub struct EventLimits {
     pub max_subscriptions: usize,
+    /// Subscriptions of one user: a user cannot take every subscription, nor make the device
+    /// post to many consumers of its choosing (each push subscription is a target).
+    pub max_subscriptions_per_user: usize,
     pub max_queued_per_subscription: usize,
     pub max_pull_timeout: Duration,
     pub max_messages_per_pull: usize,
@@ -35,6 +38,7 @@ impl Default for EventLimits {
     fn default() -> Self {
         Self {
             max_subscriptions: 256,
+            max_subscriptions_per_user: 32,
             max_queued_per_subscription: 1000,
             max_pull_timeout: Duration::from_secs(60),
             max_messages_per_pull: 1000,
@@ -307,6 +311,8 @@ impl PullQueue {
 }
 
 struct Subscription {
+    /// The user who made it.
+    owner: String,
     filter: TopicFilter,
     expires: Instant,
     delivery: Delivery,
@@ -387,9 +393,11 @@ impl EventBroker {
         }
     }
 
-    /// Creates a subscription and queues the current value of every property it covers.
+    /// Creates a subscription of user `owner` and queues the current value of every property
+    /// it covers.
     pub fn subscribe(
         &self,
+        owner: &str,
         filter: TopicFilter,
         lifetime: Duration,
         delivery: Delivery,
@@ -403,8 +411,23 @@ impl EventBroker {
                 format!("at most {} subscriptions", self.limits.max_subscriptions),
             ));
         }
+        let owned = state
+            .subscriptions
+            .values()
+            .filter(|s| s.owner == owner)
+            .count();
+        if owned >= self.limits.max_subscriptions_per_user {
+            return Err(Fault::receiver(
+                "ter:MaxNumberOfSubscriptions",
+                format!(
+                    "at most {} subscriptions per user",
+                    self.limits.max_subscriptions_per_user
+                ),
+            ));
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let subscription = Subscription {
+            owner: owner.to_string(),
             filter,
             expires: now + lifetime,
             delivery,
@@ -679,6 +702,7 @@ mod tests {
         let queue = EventBroker::new_pull_queue();
         let id = broker
             .subscribe(
+                "vms",
                 TopicFilter::all(),
                 Duration::from_secs(60),
                 Delivery::Pull(queue.clone()),
@@ -693,6 +717,7 @@ mod tests {
         let faces = EventBroker::new_pull_queue();
         broker
             .subscribe(
+                "vms",
                 TopicFilter::parse("tns1:RuleEngine/Recognition/Face").unwrap(),
                 Duration::from_secs(60),
                 Delivery::Pull(faces.clone()),
@@ -720,6 +745,7 @@ mod tests {
         let (sender, mut receiver) = mpsc::channel(1);
         broker
             .subscribe(
+                "vms",
                 TopicFilter::all(),
                 Duration::from_secs(5),
                 Delivery::Push(sender),
@@ -741,6 +767,7 @@ mod tests {
         for _ in 0..2 {
             broker
                 .subscribe(
+                    "vms",
                     TopicFilter::all(),
                     Duration::from_secs(60),
                     Delivery::Pull(EventBroker::new_pull_queue()),
@@ -748,10 +775,30 @@ mod tests {
                 .unwrap();
         }
         let refused = broker.subscribe(
+            "vms",
             TopicFilter::all(),
             Duration::from_secs(60),
             Delivery::Pull(EventBroker::new_pull_queue()),
         );
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn one_user_cannot_take_every_subscription() {
+        let broker = EventBroker::new(EventLimits {
+            max_subscriptions_per_user: 2,
+            ..EventLimits::default()
+        });
+        let subscribe = |owner: &str| {
+            broker.subscribe(
+                owner,
+                TopicFilter::all(),
+                Duration::from_secs(60),
+                Delivery::Pull(EventBroker::new_pull_queue()),
+            )
+        };
+        assert!(subscribe("eve").is_ok() && subscribe("eve").is_ok());
+        assert!(subscribe("eve").is_err());
+        assert!(subscribe("vms").is_ok());
     }
 }

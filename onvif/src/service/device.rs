@@ -54,6 +54,9 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
         }
         "SetScopes" => {
             let scopes = scope_items(operation, "Scopes")?;
+            if scopes.len() > 64 {
+                return Err(Fault::receiver("ter:TooManyScopes", "at most 64 configurable scopes"));
+            }
             device.change_settings(|s| {
                 s.configurable_scopes = scopes;
                 Ok(())

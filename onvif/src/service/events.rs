@@ -28,6 +28,7 @@ pub(super) async fn handle(call: &Call<'_>) -> Result<String, Fault> {
         "CreatePullPointSubscription" => {
             let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
             let id = broker.subscribe(
+                &owner(call),
                 filter,
                 lifetime,
                 Delivery::Pull(EventBroker::new_pull_queue()),
@@ -55,7 +56,7 @@ pub(super) async fn handle(call: &Call<'_>) -> Result<String, Fault> {
                 .map_err(|why| Fault::sender("wsnt:SubscribeCreationFailedFault", why))?;
             let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
             let (sender, receiver) = tokio::sync::mpsc::channel(256);
-            let id = broker.subscribe(filter, lifetime, Delivery::Push(sender))?;
+            let id = broker.subscribe(&owner(call), filter, lifetime, Delivery::Push(sender))?;
             let address = subscription_address(call, &id);
             tokio::spawn(push::deliver(target, address.clone(), receiver));
             tracing::info!(subscription = %id, consumer = %consumer, "push subscription created");
@@ -279,4 +280,11 @@ impl TopicTree {
             })
             .collect()
     }
+}
+
+/// Who a subscription counts against: the caller (every event operation needs one).
+fn owner(call: &Call<'_>) -> String {
+    call.caller
+        .as_ref()
+        .map_or_else(String::new, |u| u.name.clone())
 }
