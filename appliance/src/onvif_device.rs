@@ -179,20 +179,18 @@ impl Product for VigilProduct {
     }
 }
 
-/// A stable serial number for this appliance: the machine id, or a per-data-directory id.
+/// A stable serial number for this appliance, kept with its data (the device's endpoint id):
+/// not the machine id, which the image's read-only root makes anew at every boot. A factory
+/// reset gives a new one, as it gives a new identity.
 fn serial_number(data_dir: &Path) -> String {
-    std::fs::read_to_string("/etc/machine-id")
-        .ok()
-        .map(|id| id.trim().chars().take(16).collect::<String>())
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| {
-            uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_URL,
-                data_dir.to_string_lossy().as_bytes(),
-            )
-            .simple()
-            .to_string()
-        })
+    let id = endpoint_uuid(data_dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no stored device id; the serial number follows the data directory's path");
+        uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            data_dir.to_string_lossy().as_bytes(),
+        )
+    });
+    id.simple().to_string().chars().take(16).collect()
 }
 
 /// The device's stable endpoint reference, created once per data directory.
@@ -202,7 +200,7 @@ pub fn endpoint_uuid(data_dir: &Path) -> std::io::Result<uuid::Uuid> {
         Ok(text) => text.trim().parse().map_err(std::io::Error::other),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = uuid::Uuid::new_v4();
-            std::fs::write(&path, id.to_string())?;
+            crate::private_file::write(&path, id.to_string().as_bytes())?;
             Ok(id)
         }
         Err(e) => Err(e),
@@ -455,7 +453,7 @@ impl OnvifService {
         };
         let product = Arc::new(VigilProduct::new(live, data_dir, restart, audit));
         let device = Device::new(device_config, product, users)?;
-        device.events().set_image_base(&format!("http://{address}"));
+        device.events().set_image_base(&image_base(address));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let router = crate::http::Router {
             device: Some(device.clone()),
@@ -533,6 +531,19 @@ impl OnvifService {
     }
 }
 
+/// Where a VMS fetches event pictures: the listener's address, or where it listens on every
+/// address (the image's `0.0.0.0:80`), the machine's first non-loopback IPv4 address, since
+/// `http://0.0.0.0/...` leads nowhere.
+fn image_base(listening: std::net::SocketAddr) -> String {
+    if !listening.ip().is_unspecified() {
+        return format!("http://{listening}");
+    }
+    let host = discovery_addresses(&[crate::config::ALL_INTERFACES.to_string()])
+        .first()
+        .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
+    format!("http://{host}:{}", listening.port())
+}
+
 /// The configured discovery addresses, with [`crate::config::ALL_INTERFACES`] standing for
 /// every non-loopback IPv4 address the machine has now.
 fn discovery_addresses(configured: &[String]) -> Vec<std::net::Ipv4Addr> {
@@ -555,4 +566,29 @@ fn discovery_addresses(configured: &[String]) -> Vec<std::net::Ipv4Addr> {
     addresses.sort();
     addresses.dedup();
     addresses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serial_number_is_kept_with_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = serial_number(dir.path());
+        assert_eq!(first.len(), 16);
+        assert_eq!(serial_number(dir.path()), first, "the same after a restart");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(serial_number(other.path()), first);
+    }
+
+    #[test]
+    fn event_pictures_are_fetched_from_a_reachable_address() {
+        assert_eq!(
+            image_base("127.0.0.1:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
+        let any = image_base("0.0.0.0:80".parse().unwrap());
+        assert!(!any.contains("0.0.0.0") && any.ends_with(":80"), "{any}");
+    }
 }

@@ -85,19 +85,15 @@ impl CertificateFiles {
     /// live files ([`Self::finish_pending`], redone at the next start if cut short).
     fn write_pair(&self, certificate: &[u8], key: &[u8]) -> Result<(), TlsError> {
         let dir = self.dir();
-        let failed = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| TlsError::Write { path, source }
-        };
         let staging = dir.join("pending.tmp");
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(failed(&staging))?;
-        crate::private_file::write(&staging.join("key.pem"), key).map_err(failed(&staging))?;
+        std::fs::create_dir_all(&staging).map_err(write_error(&staging))?;
+        crate::private_file::write(&staging.join("key.pem"), key).map_err(write_error(&staging))?;
         crate::private_file::write(&staging.join("certificate.pem"), certificate)
-            .map_err(failed(&staging))?;
+            .map_err(write_error(&staging))?;
         let pending = dir.join("pending");
-        std::fs::rename(&staging, &pending).map_err(failed(&pending))?;
-        crate::private_file::sync_dir(&dir).map_err(failed(&dir))?;
+        std::fs::rename(&staging, &pending).map_err(write_error(&pending))?;
+        crate::private_file::sync_dir(&dir).map_err(write_error(&dir))?;
         self.finish_pending()
     }
 
@@ -105,10 +101,6 @@ impl CertificateFiles {
     /// short before it.
     fn finish_pending(&self) -> Result<(), TlsError> {
         let dir = self.dir();
-        let failed = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| TlsError::Write { path, source }
-        };
         let _ = std::fs::remove_dir_all(dir.join("pending.tmp"));
         let pending = dir.join("pending");
         if !pending.is_dir() {
@@ -120,11 +112,11 @@ impl CertificateFiles {
         ] {
             let from = pending.join(name);
             if from.exists() {
-                std::fs::rename(&from, target).map_err(failed(target))?;
+                std::fs::rename(&from, target).map_err(write_error(target))?;
             }
         }
-        std::fs::remove_dir(&pending).map_err(failed(&pending))?;
-        crate::private_file::sync_dir(&dir).map_err(failed(&dir))
+        std::fs::remove_dir(&pending).map_err(write_error(&pending))?;
+        crate::private_file::sync_dir(&dir).map_err(write_error(&dir))
     }
 
     /// Checks an uploaded certificate chain and key (PEM) and, if they belong together and
@@ -257,6 +249,12 @@ fn self_signed(names: &[String]) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
 
 /// The acceptor for a listener on `address`: the data directory's certificate, made
 /// self-signed (for the host name, `localhost` and the address) when there is none.
+/// Maps a failed write of `path` to the error that names it.
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError {
+    let path = path.to_path_buf();
+    move |source| TlsError::Write { path, source }
+}
+
 pub fn acceptor_for(
     data_dir: &Path,
     address: Option<std::net::SocketAddr>,

@@ -402,6 +402,8 @@ impl Namespace {
         inside("link add v0 type veth peer name v1");
         inside("addr add 10.231.0.1/24 dev v0");
         inside("addr add 10.231.0.2/24 dev v1");
+        // An address off the device's network, for a probe WS-Discovery must not answer.
+        inside("addr add 10.99.0.2/24 dev v1");
         inside("link set v0 up multicast on");
         inside("link set v1 up multicast on");
         namespace
@@ -445,6 +447,21 @@ fn found_by_ws_discovery_with_types_and_scopes_in_a_network_namespace() {
     let vigil = namespace.command(env!("CARGO_BIN_EXE_vigil"));
     let daemon = Daemon::start_with(vigil, data, &config);
     let found = client.next("probe results", START);
+    // Unicast probes: answered on the device's network, not from beyond it (reflection).
+    let o = python(
+        namespace.command("python3"),
+        "unicast_probe.py",
+        &["10.231.0.1", "10.231.0.2", "10.99.0.2"],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let answered: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        answered,
+        serde_json::json!({"10.231.0.2": true, "10.99.0.2": false}),
+        "unicast probes answered"
+    );
     let (exit, _) = daemon.terminate();
     assert!(exit.success());
     let byes = client.next("byes", Duration::from_secs(60));

@@ -69,6 +69,7 @@ pub async fn run(
     }
     tracing::info!(interfaces = ?config.interfaces, port = config.port, "WS-Discovery running");
     let mut buffer = vec![0u8; 65_536];
+    let mut answers = AnswerBudget::default();
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -98,6 +99,12 @@ pub async fn run(
                     }
                 };
                 if !device.discoverable() {
+                    continue;
+                }
+                // WS-Discovery is link-local: a probe from beyond the interfaces' networks is
+                // most likely spoofed, to make the device send its (larger) answer to a victim.
+                if !sockets.on_link(from) || !answers.take() {
+                    tracing::debug!(%from, "WS-Discovery probe not answered (off-link or over the rate)");
                     continue;
                 }
                 if let Some(answer) = announcer.answer(&buffer[..length]) {
@@ -182,6 +189,18 @@ impl Sockets {
         }
     }
 
+    /// Whether `from` is on the network of one of the interfaces discovery runs on.
+    fn on_link(&self, from: SocketAddr) -> bool {
+        let SocketAddr::V4(v4) = from else {
+            return false;
+        };
+        let peer = u32::from(*v4.ip());
+        self.interfaces
+            .iter()
+            .zip(&self.masks)
+            .any(|(i, mask)| u32::from(*i) & mask == peer & mask)
+    }
+
     async fn announce(&self, message: &str) {
         for (socket, interface) in self.unicast.iter().zip(&self.interfaces) {
             let target = SocketAddrV4::new(MULTICAST_GROUP, self.port);
@@ -189,6 +208,35 @@ impl Sockets {
                 tracing::warn!(%interface, error = %e, "WS-Discovery announcement not sent");
             }
         }
+    }
+}
+
+/// Answers per second at most, whoever asks: a flood of probes (spoofed or not) cannot turn
+/// the device into a traffic source. A real network's VMSs probe a few times a minute.
+const ANSWERS_PER_SECOND: u32 = 100;
+
+#[derive(Default)]
+struct AnswerBudget {
+    window: Option<std::time::Instant>,
+    used: u32,
+}
+
+impl AnswerBudget {
+    /// Takes one answer from this second's budget, if any is left.
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .window
+            .is_none_or(|start| now.duration_since(start) >= std::time::Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= ANSWERS_PER_SECOND {
+            return false;
+        }
+        self.used += 1;
+        true
     }
 }
 
@@ -486,6 +534,13 @@ mod tests {
         );
         let other = probe("<d:Resolve><w:EndpointReference><w:Address>urn:uuid:1</w:Address></w:EndpointReference></d:Resolve>");
         assert!(announcer.answer(&other).is_none());
+    }
+
+    #[test]
+    fn answers_are_rationed_per_second() {
+        let mut budget = AnswerBudget::default();
+        assert!((0..ANSWERS_PER_SECOND).all(|_| budget.take()));
+        assert!(!budget.take());
     }
 
     #[test]

@@ -1,0 +1,31 @@
+"""Sends one WS-Discovery Probe by unicast to DEVICE:3702 from each SOURCE address and says
+which got an answer within 3 s: {"SOURCE": true|false, ...}. The device answers only senders
+on its interfaces' networks (a probe from elsewhere is most likely spoofed, for reflection).
+Usage: unicast_probe.py DEVICE SOURCE..."""
+import json
+import socket
+import sys
+import uuid
+
+PROBE = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" '
+    'xmlns:w="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
+    'xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery"><e:Header>'
+    "<w:MessageID>urn:uuid:{id}</w:MessageID><w:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</w:To>"
+    "<w:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</w:Action>"
+    "</e:Header><e:Body><d:Probe/></e:Body></e:Envelope>"
+)
+device, sources = sys.argv[1], sys.argv[2:]
+answered = {}
+for source in sources:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        s.settimeout(3)
+        s.sendto(PROBE.format(id=uuid.uuid4()).encode(), (device, 3702))
+        try:
+            data, _ = s.recvfrom(65536)
+            answered[source] = b"ProbeMatches" in data
+        except socket.timeout:
+            answered[source] = False
+print(json.dumps(answered))
