@@ -87,7 +87,13 @@ pub struct FileUsers {
     users: MemoryUsers,
     keyring: Keyring,
     credentials: Mutex<HashMap<String, Credentials>>,
+    removal_hooks: Mutex<Vec<RemovalHook>>,
 }
+
+/// Told each user name a saved change removed, whichever door removed it (web, ONVIF's
+/// DeleteUsers, the CLI): what was granted to that name (web sessions, API tokens) ends
+/// here, in one place, and a new user of the same name inherits nothing.
+pub type RemovalHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl FileUsers {
     pub fn path_in(data_dir: &Path) -> PathBuf {
@@ -192,7 +198,13 @@ impl FileUsers {
             users: MemoryUsers::new(users),
             keyring,
             credentials: Mutex::new(credentials),
+            removal_hooks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Calls `hook` with every user removed from now on.
+    pub fn on_removal(&self, hook: RemovalHook) {
+        self.removal_hooks.lock().push(hook);
     }
 
     /// Re-seals every password with a new key, then forgets the old key.
@@ -355,11 +367,19 @@ impl UserDirectory for FileUsers {
         &self,
         change: &dyn Fn(&mut Users) -> Result<(), UserError>,
     ) -> Result<(), UserError> {
+        let before: Vec<String> = self.users.list().into_iter().map(|u| u.name).collect();
         self.users.change(&|draft| {
             change(draft)?;
             self.save(draft)
                 .map_err(|e| UserError::Storage(e.to_string()))
-        })
+        })?;
+        let hooks = self.removal_hooks.lock();
+        for name in before.iter().filter(|n| self.users.get(n).is_none()) {
+            for hook in hooks.iter() {
+                hook(name);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -377,6 +397,29 @@ fn random_password() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removals_are_told_whoever_makes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (users, _) = FileUsers::open(dir.path()).unwrap();
+        let removed = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+        users.on_removal({
+            let removed = removed.clone();
+            Box::new(move |name| removed.lock().push(name.to_string()))
+        });
+        users
+            .change(&|t| {
+                t.create(User {
+                    name: "ops".into(),
+                    password: "ops password".into(),
+                    level: UserLevel::Operator,
+                })
+            })
+            .unwrap();
+        assert!(removed.lock().is_empty(), "an addition removes no one");
+        users.change(&|t| t.delete("ops")).unwrap();
+        assert_eq!(*removed.lock(), ["ops"]);
+    }
 
     #[test]
     fn an_unknown_name_costs_a_full_password_check() {

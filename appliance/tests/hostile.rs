@@ -92,3 +92,49 @@ fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
         );
     }
 }
+
+#[test]
+fn a_user_deleted_over_onvif_loses_its_web_session_and_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let first = common::first_admin_password(data);
+    let (web_port, onvif_port) = (common::free_port(), common::free_port());
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[onvif]\nlisten = \"127.0.0.1:{onvif_port}\"\ndiscovery_interfaces = []\n\
+             [web]\nlisten = \"127.0.0.1:{web_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(data, &config);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/revocation_flow.py");
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([web_port.to_string(), onvif_port.to_string(), first])
+        .env("PYTHONPATH", common::repo().join(".deps/python"))
+        .output()
+        .unwrap();
+    let (status, _) = daemon.terminate();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(status.success());
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        seen["before"],
+        serde_json::json!({"session": 200, "token": 200}),
+        "{seen}"
+    );
+    assert_eq!(seen["delete_users"], 200, "{seen}");
+    assert_eq!(
+        seen["after_delete"],
+        serde_json::json!({"session": 401, "token": 401}),
+        "{seen}"
+    );
+    assert_eq!(seen["create_users"], 200, "{seen}");
+    assert_eq!(
+        seen["after_recreate"],
+        serde_json::json!({"session": 401, "token": 401}),
+        "a new user of the same name inherits nothing: {seen}"
+    );
+}

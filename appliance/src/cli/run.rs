@@ -21,7 +21,7 @@ use vigil::http::{Router, WebHandler};
 use vigil::onvif_device::OnvifService;
 use vigil::service_manager::{self, Watchdog};
 use vigil::sightings::{self, recorder::Recorder, retention::Retention};
-use vigil::users::FileUsers;
+use vigil::users::{FileUsers, RemovalHook};
 use vigil::web_adapter::{WebAppliance, WebParts};
 
 #[derive(Args)]
@@ -164,10 +164,13 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut acceptors = vec![acceptor.clone()];
         acceptors.extend(onvif.as_ref().and_then(|o| o.tls.clone()));
         let _entered = runtime.enter();
+        let tokens = Arc::new(ApiTokens::open(&data_dir)?);
+        let sessions = Arc::new(web::Sessions::default());
+        users.on_removal(revoke_grants(tokens.clone(), sessions.clone()));
         let app = Arc::new(WebAppliance::new(
             WebParts {
                 users: users.clone(),
-                tokens: Arc::new(ApiTokens::open(&data_dir)?),
+                tokens,
                 live: live.clone(),
                 control: control.clone(),
                 gallery: gallery.clone(),
@@ -180,7 +183,7 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             },
             &bus,
         ));
-        let handler: WebHandler = Arc::new(web::handler(app, Arc::new(web::Sessions::default())));
+        let handler: WebHandler = Arc::new(web::handler(app, sessions));
         let router = Router {
             device: onvif.as_ref().map(|o| o.device.clone()),
             web: Some(handler),
@@ -279,6 +282,17 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         restart_process();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a removed user was granted ends with it, whichever door removed it: web sessions
+/// and API tokens (so a new user of the same name inherits none of them).
+fn revoke_grants(tokens: Arc<ApiTokens>, sessions: Arc<web::Sessions>) -> RemovalHook {
+    Box::new(move |name| {
+        sessions.end_others(name, "");
+        if let Err(e) = tokens.revoke_all_of(name) {
+            tracing::error!(user = name, error = %e, "API tokens of a removed user not revoked");
+        }
+    })
 }
 
 /// Audits a daemon action; a failing audit log is reported, it does not stop the daemon.

@@ -248,7 +248,7 @@ impl WebAppliance {
             .users
             .change(&|table| table.delete(name))
             .map_err(user_failure)?;
-        self.parts.tokens.revoke_all_of(name).map_err(unavailable)?;
+        // The user store's removal hook (cli/run.rs) revokes the user's tokens and sessions.
         Ok(())
     }
 
