@@ -143,6 +143,7 @@ fn an_operator_runs_the_appliance_from_the_browser() {
     for action in [
         "session.login",
         "user.password_change",
+        "live.watch",
         "camera.put",
         "watchlist.create",
         "enrolment.start",

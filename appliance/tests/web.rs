@@ -161,6 +161,7 @@ fn first_login_password_change_and_the_live_api_over_https() {
             "sightings.search",
             "sightings.read",
             "audit.read",
+            "live.watch",
             "certificate.install"
         ]
     );

@@ -30,6 +30,8 @@ const MAX_TRACKED: usize = 10_000;
 pub const KDF_CONCURRENCY: usize = 2;
 /// How long a login waits for a password check's turn before it is answered 429.
 pub const KDF_WAIT: Duration = Duration::from_secs(3);
+/// Live event streams (Server-Sent Events) open at once, all users together.
+pub const MAX_LIVE_STREAMS: usize = 64;
 /// The failure table is swept of stale entries at most this often (not on every failure:
 /// that made each failure cost a pass over up to MAX_TRACKED entries).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -93,6 +95,7 @@ pub struct Sessions {
     failures: Mutex<FailureTable>,
     kdf: tokio::sync::Semaphore,
     kdf_wait: Duration,
+    live_streams: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for Sessions {
@@ -258,7 +261,14 @@ impl Sessions {
             failures: Mutex::default(),
             kdf: tokio::sync::Semaphore::new(concurrency),
             kdf_wait: wait,
+            live_streams: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS)),
         }
+    }
+
+    /// A place for one more live event stream, held until the stream closes; `None` when
+    /// [`MAX_LIVE_STREAMS`] are open.
+    pub fn live_stream(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.live_streams.clone().try_acquire_owned().ok()
     }
 
     /// A turn to check a password (scrypt: memory and time), waited for a bounded time.
@@ -386,6 +396,20 @@ mod tests {
         );
         drop(first);
         assert!(sessions.password_check_turn().await.is_ok());
+    }
+
+    #[test]
+    fn live_streams_are_capped() {
+        let sessions = Sessions::default();
+        let open: Vec<_> = (0..MAX_LIVE_STREAMS)
+            .map(|_| sessions.live_stream().expect("a place"))
+            .collect();
+        assert!(sessions.live_stream().is_none());
+        drop(open);
+        assert!(
+            sessions.live_stream().is_some(),
+            "closed streams give their places back"
+        );
     }
 
     #[test]

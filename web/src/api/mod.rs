@@ -411,22 +411,39 @@ pub fn routes(
         .and(warp::get())
         .and(caller(app.clone(), sessions.clone(), Role::Viewer, false))
         .and(with(app.clone()))
-        .map(|_ctx: Ctx, app: App| {
+        .and(with(sessions.clone()))
+        .and_then(|ctx: Ctx, app: App, sessions: Arc<Sessions>| async move {
+            // Each stream holds a place until it closes: clients cannot open them without end.
+            let place = sessions.live_stream().ok_or_else(|| {
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many live event streams open; close one",
+                )
+            })?;
+            // Identities and faces arrive on this stream: watching is audited like reading
+            // stored sightings.
+            app.audit(&ctx.caller, "live.watch", "", serde_json::Value::Null);
             let receiver = app.subscribe();
-            let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-                loop {
-                    match receiver.recv().await {
-                        Ok(value) => {
-                            let kind = value["type"].as_str().unwrap_or("event").to_string();
-                            let event = warp::sse::Event::default().event(kind).json_data(&*value);
-                            return Some((event, receiver));
+            let stream = futures_util::stream::unfold(
+                (receiver, place),
+                |(mut receiver, place)| async move {
+                    loop {
+                        match receiver.recv().await {
+                            Ok(value) => {
+                                let kind = value["type"].as_str().unwrap_or("event").to_string();
+                                let event =
+                                    warp::sse::Event::default().event(kind).json_data(&*value);
+                                return Some((event, (receiver, place)));
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
-                }
-            });
-            warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
+                },
+            );
+            Ok::<_, Rejection>(
+                warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response(),
+            )
         });
 
     let metrics = warp::path!("metrics")
