@@ -5,10 +5,14 @@
 //! web API: cameras added there, and the `[analysis]` and `[privacy]` sections once saved from
 //! the UI (they then replace the file's). Cameras of the file stay the file's: the API shows
 //! them but does not change them, so the two never disagree about who owns a camera.
+//!
+//! Camera passwords in `settings.json` are sealed (AES-256-GCM, `keys/settings.keys`, bound
+//! to the camera's id), as users' passwords are: a copy of the file gives no camera away.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +40,12 @@ pub enum ControlError {
     Daemon(#[from] DaemonError),
     #[error("the daemon is stopping")]
     Stopped,
+    #[error("camera passwords: {0}")]
+    Keyring(#[from] crate::keyring::KeyringError),
 }
+
+/// How a sealed camera password starts in `settings.json`; older files held them plain.
+const SEALED: &str = "sealed:";
 
 /// What the web API changed, kept across restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -58,6 +67,8 @@ pub enum CameraSource {
 pub struct Control {
     config_file: Option<PathBuf>,
     overlay_file: PathBuf,
+    /// Seals the overlay's camera passwords.
+    keyring: crate::keyring::Keyring,
     state: Mutex<State>,
     /// The privacy settings the recorder and retention read.
     policy: Arc<RwLock<PrivacyConfig>>,
@@ -78,7 +89,9 @@ impl Control {
         data_dir: &Path,
     ) -> Result<(Self, Config), ControlError> {
         let overlay_file = data_dir.join("settings.json");
-        let overlay = match std::fs::read(&overlay_file) {
+        let keyring =
+            crate::keyring::Keyring::open_or_create(&data_dir.join("keys/settings.keys"))?;
+        let mut overlay: Overlay = match std::fs::read(&overlay_file) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ControlError::Corrupt {
                 path: overlay_file.clone(),
                 message: e.to_string(),
@@ -91,11 +104,29 @@ impl Control {
                 })
             }
         };
+        let mut plain = false;
+        for camera in &mut overlay.cameras {
+            if let Some(stored) = camera.password.take() {
+                camera.password = Some(match stored.strip_prefix(SEALED) {
+                    Some(sealed) => unseal(&keyring, &camera.id, sealed).map_err(|message| {
+                        ControlError::Corrupt {
+                            path: overlay_file.clone(),
+                            message: format!("camera `{}`: {message}", camera.id),
+                        }
+                    })?,
+                    None => {
+                        plain = true;
+                        stored
+                    }
+                });
+            }
+        }
         let effective = merge(&file, &overlay)?;
         let policy = Arc::new(RwLock::new(effective.privacy.clone()));
         let control = Self {
             config_file,
             overlay_file,
+            keyring,
             state: Mutex::new(State {
                 file,
                 overlay,
@@ -103,7 +134,27 @@ impl Control {
             }),
             policy,
         };
+        if plain {
+            // A file of the older format: its plain passwords are sealed now.
+            let state = control.state.lock();
+            control.save(&state.overlay)?;
+        }
         Ok((control, effective))
+    }
+
+    /// Re-seals the camera passwords of `data_dir`'s settings with a new key, then destroys
+    /// the old one (`vigil key rotate`, daemon stopped); how many were re-sealed.
+    pub fn rotate_key(data_dir: &Path) -> Result<usize, ControlError> {
+        let (mut control, _) = Self::load(None, Config::default(), data_dir)?;
+        control.keyring.add_key()?;
+        let overlay = control.state.lock().overlay.clone();
+        control.save(&overlay)?;
+        control.keyring.drop_old_keys()?;
+        Ok(overlay
+            .cameras
+            .iter()
+            .filter(|c| c.password.is_some())
+            .count())
     }
 
     pub fn policy(&self) -> Arc<RwLock<PrivacyConfig>> {
@@ -223,15 +274,30 @@ impl Control {
     /// before the save.
     fn commit(&self, state: &mut State, overlay: Overlay) -> Result<(), ControlError> {
         let effective = merge(&state.file, &overlay)?;
-        let bytes = serde_json::to_vec_pretty(&overlay).expect("settings serialise");
+        self.save(&overlay)?;
+        state.overlay = overlay;
+        self.apply(state, effective)
+    }
+
+    /// Writes the overlay with its camera passwords sealed.
+    fn save(&self, overlay: &Overlay) -> Result<(), ControlError> {
+        let mut stored = overlay.clone();
+        for camera in &mut stored.cameras {
+            if let Some(password) = &camera.password {
+                let sealed = self
+                    .keyring
+                    .seal(password.as_bytes(), camera.id.as_bytes())?;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                camera.password = Some(format!("{SEALED}{}", b64.encode(sealed)));
+            }
+        }
+        let bytes = serde_json::to_vec_pretty(&stored).expect("settings serialise");
         crate::private_file::write(&self.overlay_file, &bytes).map_err(|source| {
             ControlError::Save {
                 path: self.overlay_file.clone(),
                 source,
             }
-        })?;
-        state.overlay = overlay;
-        self.apply(state, effective)
+        })
     }
 
     fn apply(&self, state: &mut State, effective: Config) -> Result<(), ControlError> {
@@ -260,6 +326,17 @@ fn merge(file: &Config, overlay: &Overlay) -> Result<Config, ControlError> {
             other => ControlError::Config(other),
         })?;
     Ok(config)
+}
+
+/// A camera password sealed for camera `id` (base64), opened.
+fn unseal(keyring: &crate::keyring::Keyring, id: &str, sealed: &str) -> Result<String, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .map_err(|e| format!("sealed password is not base64: {e}"))?;
+    let plain = keyring
+        .open(&bytes, id.as_bytes())
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(plain).map_err(|_| "sealed password is not UTF-8".into())
 }
 
 /// `scheme://host:port` of a camera URL, without credentials, path or letter case: where a
@@ -348,5 +425,60 @@ mod tests {
             Err(ControlError::Stopped)
         ));
         assert_eq!(saved().password.as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn camera_passwords_are_sealed_in_the_settings_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A file of the older format, with a plain password: sealed when opened.
+        std::fs::write(
+            tmp.path().join("settings.json"),
+            serde_json::json!({"cameras": [{"id": "door", "url": "rtsp://10.0.0.20/a",
+                "username": "viewer", "password": "plain secret"}]})
+            .to_string(),
+        )
+        .unwrap();
+        let (control, effective) = Control::load(None, Config::default(), tmp.path()).unwrap();
+        assert_eq!(
+            effective.cameras[0].password.as_deref(),
+            Some("plain secret")
+        );
+        let text = std::fs::read_to_string(tmp.path().join("settings.json")).unwrap();
+        assert!(
+            !text.contains("plain secret") && text.contains(SEALED),
+            "{text}"
+        );
+        let mut changed = camera("yard");
+        changed.username = Some("viewer".into());
+        changed.password = Some("yard secret".into());
+        let outcome = control.put_camera(changed);
+        assert!(matches!(outcome, Err(ControlError::Stopped)), "{outcome:?}");
+        let text = std::fs::read_to_string(tmp.path().join("settings.json")).unwrap();
+        assert!(!text.contains("yard secret"), "{text}");
+        let (_, reloaded) = Control::load(None, Config::default(), tmp.path()).unwrap();
+        let passwords: Vec<_> = reloaded
+            .cameras
+            .iter()
+            .map(|c| c.password.clone())
+            .collect();
+        assert_eq!(
+            passwords,
+            [
+                Some("plain secret".to_string()),
+                Some("yard secret".to_string())
+            ]
+        );
+        // Rotated: still opens, under a new key.
+        assert_eq!(Control::rotate_key(tmp.path()).unwrap(), 2);
+        let (_, rotated) = Control::load(None, Config::default(), tmp.path()).unwrap();
+        assert_eq!(rotated.cameras[1].password.as_deref(), Some("yard secret"));
+        let text = std::fs::read_to_string(tmp.path().join("settings.json")).unwrap();
+        // A sealed password moved to another camera's entry does not open.
+        let moved = text.replacen("\"door\"", "\"gate\"", 1);
+        std::fs::write(tmp.path().join("settings.json"), moved).unwrap();
+        assert!(matches!(
+            Control::load(None, Config::default(), tmp.path()),
+            Err(ControlError::Corrupt { .. })
+        ));
     }
 }

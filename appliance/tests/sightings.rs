@@ -239,6 +239,7 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
             "sightings.read",
             "key.rotate",
             "key.rotate",
+            "key.rotate",
             "sightings.read"
         ]
     );

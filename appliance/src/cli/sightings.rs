@@ -363,6 +363,9 @@ pub fn key(ctx: &Context, command: KeyCommand) -> anyhow::Result<ExitCode> {
             let n = users.rotate_key()?;
             ctx.audit("key.rotate", "users", json!({ "resealed": n }))?;
             println!("re-encrypted {n} user passwords with a new key; the old key is destroyed");
+            let n = vigil::control::Control::rotate_key(&ctx.data_dir)?;
+            ctx.audit("key.rotate", "camera passwords", json!({ "resealed": n }))?;
+            println!("re-encrypted {n} camera passwords with a new key; the old key is destroyed");
             drop(store);
         }
     }
