@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::live::Daemon;
@@ -28,8 +27,10 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// time, 32 MiB each).
 const PEAK_RSS_BOUND_MIB: f64 = 512.0;
 
-#[test]
-fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
+/// Starts a daemon on free loopback ports, runs `tests/web/SCRIPT WEB_PORT ONVIF_PORT
+/// FIRST_PASSWORD` against it and stops it (it must stop cleanly: it survived); the JSON the
+/// script printed, and the daemon's peak RSS in MiB.
+fn drive(script: &str) -> (Value, f64) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
     let first = common::first_admin_password(data);
@@ -44,18 +45,23 @@ fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
     )
     .unwrap();
     let daemon = Daemon::start(data, &config);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/hostile_load.py");
     let o = Command::new("/usr/bin/python3")
-        .arg(script)
+        .arg(common::repo().join("tests/web").join(script))
         .args([web_port.to_string(), onvif_port.to_string(), first])
+        .env("PYTHONPATH", common::repo().join(".deps/python"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
     let peak = peak_rss_mib(daemon.pid());
-    eprintln!("peak RSS {peak:.0} MiB; {seen:#}");
     let (status, _) = daemon.terminate();
+    assert!(o.status.success(), "{script}: {}", common::stderr(&o));
     assert!(status.success(), "the daemon survived and stopped cleanly");
+    (serde_json::from_slice(&o.stdout).unwrap(), peak)
+}
+
+#[test]
+fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
+    let (seen, peak) = drive("hostile_load.py");
+    eprintln!("peak RSS {peak:.0} MiB; {seen:#}");
 
     assert!(
         peak < PEAK_RSS_BOUND_MIB,
@@ -95,31 +101,7 @@ fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
 
 #[test]
 fn a_user_deleted_over_onvif_loses_its_web_session_and_tokens() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path();
-    let first = common::first_admin_password(data);
-    let (web_port, onvif_port) = (common::free_port(), common::free_port());
-    let config = data.join("vigil.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[onvif]\nlisten = \"127.0.0.1:{onvif_port}\"\ndiscovery_interfaces = []\n\
-             [web]\nlisten = \"127.0.0.1:{web_port}\"\n"
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start(data, &config);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/revocation_flow.py");
-    let o = Command::new("/usr/bin/python3")
-        .arg(script)
-        .args([web_port.to_string(), onvif_port.to_string(), first])
-        .env("PYTHONPATH", common::repo().join(".deps/python"))
-        .output()
-        .unwrap();
-    let (status, _) = daemon.terminate();
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    assert!(status.success());
-    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (seen, _) = drive("revocation_flow.py");
     assert_eq!(
         seen["before"],
         serde_json::json!({"session": 200, "token": 200}),
