@@ -448,6 +448,8 @@ impl OnvifService {
                 ..Default::default()
             },
             xml_limits: onvif::xml::Limits::default(),
+            // The web side's rule: one password policy whichever door sets it.
+            min_password_chars: 10,
             http_ports: vec![address.port()],
             https_ports: https_address.iter().map(|a| a.port()).collect(),
         };

@@ -32,6 +32,9 @@ pub struct DeviceConfig {
     pub consumer_allow: ConsumerAllowList,
     pub event_limits: EventLimits,
     pub xml_limits: Limits,
+    /// Passwords CreateUsers and SetUser set are at least this many characters (the
+    /// product's policy; shorter ones get `ter:PasswordTooWeak`).
+    pub min_password_chars: usize,
     /// Ports the device serves on, for GetNetworkProtocols.
     pub http_ports: Vec<u16>,
     pub https_ports: Vec<u16>,

@@ -99,6 +99,7 @@ pub fn device(settings_file: Option<std::path::PathBuf>) -> (Arc<Device>, Arc<Sa
         consumer_allow: ConsumerAllowList::parse(&["127.0.0.0/8".into()]).unwrap(),
         event_limits: EventLimits::default(),
         xml_limits: Limits::default(),
+        min_password_chars: 3,
         http_ports: vec![8080],
         https_ports: Vec::new(),
     };

@@ -153,6 +153,7 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
         }
         "CreateUsers" => {
             let users = users_of(operation, true)?;
+            strong_enough(&users, device.config.min_password_chars)?;
             let who = caller_name(call);
             device.auth.users().change(&|table| {
                 for user in &users {
@@ -169,6 +170,7 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
         }
         "SetUser" => {
             let users = users_of(operation, false)?;
+            strong_enough(&users, device.config.min_password_chars)?;
             let who = caller_name(call);
             device.auth.users().change(&|table| {
                 for user in &users {
@@ -453,6 +455,29 @@ fn users_of(operation: &Element, password_required: bool) -> Result<Vec<UserRequ
         return Err(Fault::invalid_arg("ter:UsernameMissing", "no User given"));
     }
     Ok(users)
+}
+
+/// Refuses passwords shorter than the device's policy allows.
+fn strong_enough(users: &[UserRequest], min_chars: usize) -> Result<(), Fault> {
+    for user in users {
+        if user
+            .password
+            .as_ref()
+            .is_some_and(|p| p.chars().count() < min_chars)
+        {
+            return Err(Fault {
+                subcodes: vec!["ter:OperationProhibited", "ter:PasswordTooWeak"],
+                ..Fault::sender(
+                    "",
+                    format!(
+                        "the password of {} needs at least {min_chars} characters",
+                        user.name
+                    ),
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 fn user_fault(error: UserError) -> Fault {

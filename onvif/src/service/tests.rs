@@ -109,6 +109,16 @@ async fn users_are_managed_by_administrators_only() {
     );
     let clash = call(&device, "/onvif/device_service", ADMIN, create).await;
     assert!(subcodes(&clash).contains("ter:UsernameClash"));
+    // Shorter than the device's policy (3 characters here): refused, whoever asks.
+    let weak = call(
+        &device,
+        "/onvif/device_service",
+        ADMIN,
+        "<tds:CreateUsers><tds:User><tt:Username>eve</tt:Username><tt:Password>x</tt:Password>\
+         <tt:UserLevel>User</tt:UserLevel></tds:User></tds:CreateUsers>",
+    )
+    .await;
+    assert!(subcodes(&weak).contains("ter:PasswordTooWeak"), "{weak:?}");
     let users = body(&call(&device, "/onvif/device_service", ADMIN, "<tds:GetUsers/>").await);
     let names: Vec<String> = users
         .children_named("User")
