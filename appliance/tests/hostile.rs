@@ -40,6 +40,7 @@ fn drive(script: &str) -> (Value, f64) {
         &config,
         format!(
             "[onvif]\nlisten = \"127.0.0.1:{onvif_port}\"\ndiscovery_interfaces = []\n\
+             [onvif.limits]\nbody_idle_timeout_s = 2\n\
              [web]\nlisten = \"127.0.0.1:{web_port}\"\n"
         ),
     )
@@ -77,6 +78,16 @@ fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
             "{phase}: a legitimate request failed"
         );
     }
+    // A body that stalls is given up on (the ONVIF side answers that it could not read it),
+    // not waited for without end.
+    assert!(
+        seen["stalled_body"]["answer"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP/1.1 400"),
+        "{}",
+        seen["stalled_body"]
+    );
     // The flood was answered, not left hanging: wrong (401) or too many at once (429).
     let flood = &seen["login_flood"]["statuses"];
     let answered = flood["401"].as_u64().unwrap_or(0) + flood["429"].as_u64().unwrap_or(0);

@@ -197,7 +197,22 @@ def slow_clients(port, tls):
             "closed_by_server": closed, "seconds": round(time.time() - started, 1)}
 
 
+def stalled_body():
+    """A request that announces a body and sends a part of it, from 127.0.0.3: the server
+    must give up on it once its body idle timeout passes (the test sets 2 s) and answer."""
+    started = time.time()
+    with socket.create_connection(("127.0.0.1", onvif_port), timeout=60, source_address=("127.0.0.3", 0)) as s:
+        s.sendall(b"POST /onvif/device_service HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/soap+xml\r\nContent-Length: 1000\r\n\r\n<s:Envelope")
+        try:
+            answer = s.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
+        except OSError as e:
+            answer = f"error: {e}"
+    return {"answer": answer, "seconds": round(time.time() - started, 1)}
+
+
 under_attack("login_flood", login_flood)
 under_attack("slow_web", lambda: slow_clients(web_port, True))
 under_attack("slow_onvif", lambda: slow_clients(onvif_port, False))
+seen["stalled_body"] = stalled_body()
 print(json.dumps(seen))
