@@ -40,17 +40,17 @@ pub struct VigilProduct {
 }
 
 impl VigilProduct {
-    /// `restart` is what SystemReboot does: restart the service. ONVIF changes and picture
-    /// fetches go to `audit`.
+    /// `endpoint` is the device's stored id ([`endpoint_uuid`]). `restart` is what
+    /// SystemReboot does: restart the service. ONVIF changes and picture fetches go to `audit`.
     pub fn new(
         live: LiveView,
-        data_dir: &Path,
+        endpoint: uuid::Uuid,
         restart: Box<dyn Fn() + Send + Sync>,
         audit: Option<Arc<AuditLog>>,
     ) -> Self {
         Self {
             live,
-            serial: serial_number(data_dir),
+            serial: serial_number(endpoint),
             restart,
             audit,
         }
@@ -179,18 +179,11 @@ impl Product for VigilProduct {
     }
 }
 
-/// A stable serial number for this appliance, kept with its data (the device's endpoint id):
-/// not the machine id, which the image's read-only root makes anew at every boot. A factory
-/// reset gives a new one, as it gives a new identity.
-fn serial_number(data_dir: &Path) -> String {
-    let id = endpoint_uuid(data_dir).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "no stored device id; the serial number follows the data directory's path");
-        uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_URL,
-            data_dir.to_string_lossy().as_bytes(),
-        )
-    });
-    id.simple().to_string().chars().take(16).collect()
+/// A stable serial number for this appliance, kept with its data (the device's endpoint id,
+/// stored in the data directory): not the machine id, which the image's read-only root makes
+/// anew at every boot. A factory reset gives a new one, as it gives a new identity.
+fn serial_number(endpoint: uuid::Uuid) -> String {
+    endpoint.simple().to_string().chars().take(16).collect()
 }
 
 /// The device's stable endpoint reference, created once per data directory.
@@ -432,8 +425,9 @@ impl OnvifService {
             Some((listener, crate::tls::shared(acceptor)))
         };
         let https_address = https.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        let endpoint = endpoint_uuid(data_dir).map_err(OnvifStartError::Endpoint)?;
         let device_config = onvif::DeviceConfig {
-            endpoint: endpoint_uuid(data_dir).map_err(OnvifStartError::Endpoint)?,
+            endpoint,
             name: config.name.clone(),
             location: config.location.clone(),
             hardware: "Vigil".into(),
@@ -453,7 +447,7 @@ impl OnvifService {
             http_ports: vec![address.port()],
             https_ports: https_address.iter().map(|a| a.port()).collect(),
         };
-        let product = Arc::new(VigilProduct::new(live, data_dir, restart, audit));
+        let product = Arc::new(VigilProduct::new(live, endpoint, restart, audit));
         let device = Device::new(device_config, product, users)?;
         device.events().set_image_base(&image_base(address));
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -577,11 +571,12 @@ mod tests {
     #[test]
     fn the_serial_number_is_kept_with_the_data() {
         let dir = tempfile::tempdir().unwrap();
-        let first = serial_number(dir.path());
+        let serial = |dir: &Path| serial_number(endpoint_uuid(dir).unwrap());
+        let first = serial(dir.path());
         assert_eq!(first.len(), 16);
-        assert_eq!(serial_number(dir.path()), first, "the same after a restart");
+        assert_eq!(serial(dir.path()), first, "the same after a restart");
         let other = tempfile::tempdir().unwrap();
-        assert_ne!(serial_number(other.path()), first);
+        assert_ne!(serial(other.path()), first);
     }
 
     #[test]

@@ -245,7 +245,8 @@ pub fn routes(
                     peer,
                 };
                 // No user has a longer name or password: refused without a password check,
-                // counted against the address only (so the lock-out keys stay short).
+                // counted against the address and the empty name (no user has it), so the
+                // lock-out keys stay short.
                 if login.user.is_empty()
                     || login.user.chars().count() > MAX_CREDENTIAL_CHARS
                     || login.password.chars().count() > MAX_CREDENTIAL_CHARS
