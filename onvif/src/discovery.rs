@@ -273,6 +273,20 @@ fn reusable_socket(address: SocketAddrV4) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// What discovery would answer to one datagram (`None`: silence), without sockets: the
+/// fuzz harness's way in. Not part of the API.
+#[doc(hidden)]
+pub fn answer_datagram(device: Arc<Device>, datagram: &[u8]) -> Option<String> {
+    Announcer {
+        device,
+        xaddrs: format!("http://127.0.0.1:8080{DEVICE_PATH}"),
+        instance: 1,
+        message_number: AtomicU64::new(1),
+        metadata_version: AtomicU64::new(1),
+    }
+    .answer(datagram)
+}
+
 struct Announcer {
     device: Arc<Device>,
     xaddrs: String,

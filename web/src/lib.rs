@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+#[doc(hidden)]
+pub use api::upload_answer;
 pub use port::{
     Account, Appliance, AuditQuery, Caller, Failure, Probe, Role, SightingQuery, Upload,
 };

@@ -11,6 +11,9 @@ mod cameras;
 mod sightings;
 mod watchlists;
 
+#[doc(hidden)]
+pub use watchlists::upload_answer;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 

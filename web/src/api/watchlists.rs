@@ -207,6 +207,32 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
         .boxed()
 }
 
+/// An enrolment upload as the enrolment route reads it (body length, multipart form, zips
+/// unpacked within `budget`), without sessions or an appliance: the fuzz harness's way in.
+/// Answers 200 with the counts of photos and rejected files, or the route's refusal. Not part
+/// of the API.
+#[doc(hidden)]
+pub async fn upload_answer<B>(request: warp::http::Request<B>, budget: u64) -> warp::reply::Response
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let filter = warp::body::content_length_limit(MAX_UPLOAD)
+        .and(warp::multipart::form().max_length(MAX_UPLOAD))
+        .and_then(move |form: warp::multipart::FormData| async move {
+            let (person, files) = read_form(form).await?;
+            let (uploads, rejected) = unpack_within(person.as_deref(), files, budget)?;
+            let counts = json!({ "photos": uploads.len(), "rejected": rejected.len() });
+            Ok::<_, Rejection>(json_reply(StatusCode::OK, &counts))
+        })
+        .recover(super::recover)
+        .unify();
+    match tower_service::Service::call(&mut warp::service(filter), request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
 /// An uploaded file before unpacking: its name (with the folder) and bytes.
 struct File {
     name: String,
