@@ -41,6 +41,10 @@ pub enum XmlError {
     TooManyElements(usize),
     #[error("more than {0} attributes on one element")]
     TooManyAttributes(usize),
+    /// Every element and attribute carries its namespace name: without a bound, a long
+    /// namespace used on many names would make a small document a huge tree.
+    #[error("namespace names of elements and attributes add up to more than {0} bytes")]
+    TooManyNamespaceBytes(usize),
     #[error("DTDs are not accepted")]
     Dtd,
     #[error("entity reference &{0}; is not accepted")]
@@ -134,6 +138,14 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
+    let mut namespace_bytes = 0usize;
+    let mut charge = |ns: String| {
+        namespace_bytes += ns.len();
+        if namespace_bytes > limits.max_bytes {
+            return Err(XmlError::TooManyNamespaceBytes(limits.max_bytes));
+        }
+        Ok(ns)
+    };
     loop {
         let (resolved, event) = reader
             .read_resolved_event()
@@ -150,7 +162,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                let ns = namespace_of(&resolved, start.name().as_ref())?;
+                let ns = charge(namespace_of(&resolved, start.name().as_ref())?)?;
                 let name = utf8(start.local_name().as_ref())?;
                 let mut attributes = Vec::new();
                 let mut namespaces = Vec::new();
@@ -176,7 +188,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Element, XmlError> {
                         other => XmlError::Syntax(other.to_string()),
                     })?;
                     attributes.push(Attribute {
-                        ns: namespace_of(&attr_ns, key.as_ref())?,
+                        ns: charge(namespace_of(&attr_ns, key.as_ref())?)?,
                         name: utf8(local.as_ref())?,
                         value: value.into_owned(),
                     });
@@ -330,6 +342,12 @@ mod tests {
         assert_eq!(
             parse(br#"<a x="1" y="2" z="3"/>"#, &limits),
             Err(XmlError::TooManyAttributes(2))
+        );
+        // A 40-byte namespace on three names: 120 bytes of copies from a 74-byte document.
+        let long = format!(r#"<p:a xmlns:p="{}"><p:b/><p:b/></p:a>"#, "u".repeat(40));
+        assert_eq!(
+            parse(long.as_bytes(), &limits),
+            Err(XmlError::TooManyNamespaceBytes(100))
         );
     }
 
