@@ -217,6 +217,8 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
             mode: CameraMode::Both,
             keyframes_only,
             enabled: true,
+            tls_ca: None,
+            tls_pin: None,
         })
         .collect();
     let mut config = Config {

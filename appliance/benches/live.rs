@@ -127,6 +127,8 @@ fn main() {
             mode: CameraMode::Watchlist,
             keyframes_only: false,
             enabled: true,
+            tls_ca: None,
+            tls_pin: None,
         }],
         ..Default::default()
     };

@@ -300,7 +300,8 @@ pub struct CameraConfig {
     pub id: String,
     #[serde(default)]
     pub name: String,
-    /// `rtsp://[user:password@]host[:port]/path`.
+    /// `rtsp://[user:password@]host[:port]/path`, or `rtsps://` (RTSP over TLS, always over
+    /// TCP; the certificate is verified: see [`crate::camera::tls_relay`]).
     pub url: String,
     #[serde(default)]
     pub username: Option<String>,
@@ -319,6 +320,14 @@ pub struct CameraConfig {
     pub keyframes_only: bool,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// `rtsps://` only: PEM file of the CA(s) the camera's certificate must chain to (its
+    /// host name checked); without it and `tls_pin`, the system's CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// `rtsps://` only: SHA-256 of the camera's certificate (`sha256:AB:CD:...` or hex), for
+    /// cameras with self-signed certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_pin: Option<String>,
 }
 
 fn default_fps() -> f64 {
@@ -341,6 +350,8 @@ impl std::fmt::Debug for CameraConfig {
             .field("mode", &self.mode)
             .field("keyframes_only", &self.keyframes_only)
             .field("enabled", &self.enabled)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_pin", &self.tls_pin)
             .finish()
     }
 }
@@ -369,6 +380,11 @@ impl CameraConfig {
     /// The URL as it may be shown: without credentials.
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
+    }
+
+    /// RTSP over TLS: Vigil makes and verifies the TLS connection, ffmpeg gets it relayed.
+    pub fn is_rtsps(&self) -> bool {
+        self.url.starts_with("rtsps://")
     }
 }
 
@@ -572,6 +588,29 @@ impl Config {
             if c.password.is_some() && c.username.is_none() {
                 return Err(invalid(key("password"), "is given without a username"));
             }
+            if c.is_rtsps() {
+                if let Err(why) = crate::camera::tls_relay::Target::parse(&c.url) {
+                    return Err(invalid(key("url"), &why));
+                }
+            }
+            use crate::camera::tls_relay::{load_ca, parse_pin};
+            for (field, given) in [
+                ("tls_pin", c.tls_pin.is_some()),
+                ("tls_ca", c.tls_ca.is_some()),
+            ] {
+                if given && !c.is_rtsps() {
+                    return Err(invalid(key(field), "is only for rtsps:// cameras"));
+                }
+            }
+            if c.tls_pin.is_some() && c.tls_ca.is_some() {
+                return Err(invalid(key("tls_ca"), "give tls_ca or tls_pin, not both"));
+            }
+            if let Some(Err(e)) = c.tls_pin.as_deref().map(parse_pin) {
+                return Err(invalid(key("tls_pin"), &e.to_string()));
+            }
+            if let Some(Err(e)) = c.tls_ca.as_deref().map(load_ca) {
+                return Err(invalid(key("tls_ca"), &e.to_string()));
+            }
         }
         Ok(())
     }
@@ -629,6 +668,33 @@ mod tests {
     }
 
     #[test]
+    fn rtsps_trust_settings_are_checked() {
+        let camera = |url: &str, extra: &str| {
+            parse(&format!(
+                "[[camera]]\nid = \"a\"\nurl = \"{url}\"\n{extra}\n"
+            ))
+        };
+        let pin = format!("tls_pin = \"sha256:{}\"", vec!["0A"; 32].join(":"));
+        assert!(camera("rtsps://h:8322/x", &pin).is_ok());
+        assert!(camera("rtsps://h/x", &format!("tls_pin = \"{}\"", "0a".repeat(32))).is_ok());
+        let err = |url: &str, extra: &str| camera(url, extra).unwrap_err().to_string();
+        assert!(err("rtsp://h/x", &pin).contains("`camera[0].tls_pin`: is only for rtsps://"));
+        assert!(err("rtsps://h/x", "tls_pin = \"sha256:0A\"").contains("`camera[0].tls_pin`"));
+        assert!(err("rtsps://h:0/x", "").contains("`camera[0].url`"));
+        let both = err(
+            "rtsps://h/x",
+            &format!("{pin}\ntls_ca = \"/etc/ssl/x.pem\""),
+        );
+        assert!(both.contains("not both"), "{both}");
+        let missing = err("rtsps://h/x", "tls_ca = \"/nonexistent/ca.pem\"");
+        assert!(
+            missing.contains("`camera[0].tls_ca`: cannot read"),
+            "{missing}"
+        );
+        assert!(err("rtsps://h/x", "tls_ca = \"ca.pem\"").contains("absolute"));
+    }
+
+    #[test]
     fn the_images_configuration_is_valid() {
         let c = parse(include_str!(
             "../../image-build/rootfs/etc/vigil/vigil.toml"
@@ -656,6 +722,8 @@ mod tests {
             mode: CameraMode::Both,
             keyframes_only: false,
             enabled: true,
+            tls_ca: None,
+            tls_pin: None,
         };
         assert_eq!(
             cam.url_with_credentials(),

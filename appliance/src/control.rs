@@ -223,14 +223,17 @@ impl Control {
         match overlay.cameras.iter_mut().find(|c| c.id == camera.id) {
             Some(existing) => {
                 if camera.password.is_none() && existing.password.is_some() {
+                    // A new pin or CA could let the password go to another TLS peer.
                     if camera.username != existing.username
                         || endpoint(&camera.url) != endpoint(&existing.url)
+                        || camera.tls_pin != existing.tls_pin
+                        || camera.tls_ca != existing.tls_ca
                     {
                         return Err(ControlError::Invalid {
                             key: "password".into(),
-                            message:
-                                "the camera's address or user changed: give its password again"
-                                    .into(),
+                            message: "the camera's address, user or TLS trust changed: \
+                                      give its password again"
+                                .into(),
                         });
                     }
                     camera.password = existing.password.clone();
@@ -425,6 +428,15 @@ mod tests {
             Err(ControlError::Stopped)
         ));
         assert_eq!(saved().password.as_deref(), Some("other"));
+        // Another TLS pin (or CA) may be another peer too.
+        assert!(matches!(
+            put(with("rtsps://10.0.0.20/a", Some("tls secret"))),
+            Err(ControlError::Stopped)
+        ));
+        let mut pinned = with("rtsps://10.0.0.20/a", None);
+        pinned.tls_pin = Some("ab".repeat(32));
+        let error = put(pinned).unwrap_err().to_string();
+        assert!(error.contains("TLS trust changed"), "{error}");
     }
 
     #[test]

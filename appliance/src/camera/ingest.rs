@@ -2,7 +2,8 @@
 //! decodes (H.264, H.265, whatever ffmpeg decodes), converts to RGB and hands frames sampled at
 //! the analysed rate to the camera's queue. Whatever goes wrong (refused, unauthorised, not
 //! found, stalled, corrupt, ended) is reported with its reason and retried with capped
-//! exponential backoff, until the camera is stopped.
+//! exponential backoff, until the camera is stopped. An `rtsps://` camera's TLS connection
+//! is made and verified by [`super::tls_relay`] first; ffmpeg gets it relayed over loopback.
 
 use std::ffi::CString;
 use std::ptr;
@@ -16,6 +17,7 @@ use ffmpeg_next::ffi;
 use image::RgbImage;
 
 use super::queue::DropOldestQueue;
+use super::tls_relay::{Relay, TlsRelayError};
 use crate::config::{CameraConfig, Transport};
 use crate::events::CameraState;
 
@@ -102,6 +104,9 @@ pub fn run(
     report: &dyn Fn(CameraState),
 ) {
     init_ffmpeg();
+    if camera.is_rtsps() && camera.transport == Transport::Udp {
+        tracing::warn!(camera = %camera.id, "rtsps:// carries its media over the TLS connection: transport udp ignored, tcp used");
+    }
     let mut backoff = timeouts.backoff_min;
     let mut connection = 0u64;
     while !stop.is_stopped() {
@@ -176,17 +181,27 @@ struct Input {
     _interrupt: Arc<Interrupt>,
 }
 
-fn open(camera: &CameraConfig, interrupt: &Arc<Interrupt>) -> Result<Input, ffmpeg::Error> {
-    let url =
-        CString::new(camera.url_with_credentials()).map_err(|_| ffmpeg::Error::InvalidData)?;
+/// Opens `url` (the camera's, or the TLS relay's for `rtsps://`: `relayed`).
+fn open(
+    url: &str,
+    transport: Transport,
+    relayed: bool,
+    interrupt: &Arc<Interrupt>,
+) -> Result<Input, ffmpeg::Error> {
+    let url = CString::new(url).map_err(|_| ffmpeg::Error::InvalidData)?;
     let mut options = ffmpeg::Dictionary::new();
     options.set(
         "rtsp_transport",
-        match camera.transport {
+        match transport {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
         },
     );
+    if relayed {
+        // The relay's loopback TCP only: a redirect the camera sends must not make ffmpeg
+        // open an unverified `tls` (or any other) connection of its own.
+        options.set("protocol_whitelist", "tcp");
+    }
     // Keep probing short: a camera's stream says what it is in its first packets.
     options.set("analyzeduration", "2000000");
     options.set("probesize", "2000000");
@@ -246,11 +261,35 @@ fn stream_once(
         base: Instant::now(),
         deadline_ms: AtomicU64::new(0),
     });
+    // Declared before `input`, so dropped after it: the relay never outlives ffmpeg's session
+    // (whose close still sends its TEARDOWN through it), and ends with it.
+    let relay = if camera.is_rtsps() {
+        match Relay::open(camera, timeouts.open, stop) {
+            Ok(relay) => Some(relay),
+            Err(TlsRelayError::Stopped) => return Ended::Stopped,
+            Err(e) => return Ended::Failed(e.to_string()),
+        }
+    } else {
+        None
+    };
+    // A failure with why the camera's TLS side ended, when it did.
+    let failed = |reason: String| match relay.as_ref().and_then(Relay::ended) {
+        Some(tls) => Ended::Failed(format!("{reason} ({tls})")),
+        None => Ended::Failed(reason),
+    };
+    let (url, transport) = match &relay {
+        // RTSP over TLS interleaves its media on the one connection.
+        Some(relay) => (
+            relay.ffmpeg_url(&camera.url_with_credentials()),
+            Transport::Tcp,
+        ),
+        None => (camera.url_with_credentials(), camera.transport),
+    };
     interrupt.arm(timeouts.open);
-    let mut input = match open(camera, &interrupt) {
+    let mut input = match open(&url, transport, relay.is_some(), &interrupt) {
         Ok(input) => input,
         Err(_) if stop.is_stopped() => return Ended::Stopped,
-        Err(e) => return Ended::Failed(reason(&e, &interrupt, "cannot open", timeouts.open)),
+        Err(e) => return failed(reason(&e, &interrupt, "cannot open", timeouts.open)),
     };
     let Some(stream) = input.context.streams().best(ffmpeg::media::Type::Video) else {
         return Ended::Failed("the stream has no video".into());
@@ -284,9 +323,9 @@ fn stream_once(
         let mut packet = ffmpeg::Packet::empty();
         match packet.read(&mut input.context) {
             Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => return Ended::Failed("the stream ended".into()),
+            Err(ffmpeg::Error::Eof) => return failed("the stream ended".into()),
             Err(_) if stop.is_stopped() => return Ended::Stopped,
-            Err(e) => return Ended::Failed(reason(&e, &interrupt, "stream broke", timeouts.stall)),
+            Err(e) => return failed(reason(&e, &interrupt, "stream broke", timeouts.stall)),
         }
         if packet.stream() != stream_index {
             continue;

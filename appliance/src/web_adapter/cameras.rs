@@ -33,6 +33,8 @@ impl WebAppliance {
                     "mode": c.mode,
                     "keyframes_only": c.keyframes_only,
                     "enabled": c.enabled,
+                    "tls_ca": c.tls_ca,
+                    "tls_pin": c.tls_pin,
                     "source": source,
                     "state": state["state"],
                     "reason": state["reason"],
