@@ -158,7 +158,13 @@ fn main() {
             max_subscriptions_per_user: 256,
             ..OnvifConfig::default()
         };
-        let (users, password) = vigil::users::FileUsers::open(data.path()).expect("users");
+        let (users, _first) = vigil::users::FileUsers::open(data.path()).expect("users");
+        // The first password must be changed before ONVIF accepts it, as an operator would.
+        let password = String::from("the bench's passphrase");
+        onvif::auth::UserDirectory::change(&users, &|u| {
+            u.set("admin", Some(password.clone()), onvif::auth::UserLevel::Administrator)
+        })
+        .expect("password set");
         let service = OnvifService::start(
             &config,
             data.path(),
@@ -175,7 +181,7 @@ fn main() {
             client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http(),
             base: format!("http://{}", service.address),
             user: "admin".into(),
-            password: password.expect("first start"),
+            password,
         });
         println!("ONVIF benchmarks on {} ({} cores)", service.address, std::thread::available_parallelism().map_or(0, |n| n.get()));
 

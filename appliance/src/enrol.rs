@@ -11,6 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::parallel;
+use crate::vision::image::ImageError;
 use crate::vision::{Face, FaceError, FacePipeline, LocatedFace};
 use crate::watchlist::{Enrolment, Person, StoreError, Watchlist, WatchlistStore};
 
@@ -53,12 +54,26 @@ impl EnrolReport {
     }
 }
 
-/// A photo to enrol: a file (the CLI) or bytes uploaded through the web API, never written
-/// to disk.
+/// A photo to enrol: a file (the CLI) or one uploaded through the web API (which keeps it
+/// sealed until it is read, see [`web::spool`]).
 #[derive(Clone, Debug)]
 pub enum Photo {
     File(PathBuf),
-    Upload { name: String, bytes: Arc<[u8]> },
+    Upload {
+        name: String,
+        bytes: Arc<dyn UploadedPhoto>,
+    },
+}
+
+/// An uploaded photo's bytes, read when its turn comes.
+pub trait UploadedPhoto: std::fmt::Debug + Send + Sync {
+    fn read(&self) -> std::io::Result<Vec<u8>>;
+}
+
+impl UploadedPhoto for web::spool::SpooledFile {
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        self.read_all()
+    }
 }
 
 impl Photo {
@@ -73,7 +88,10 @@ impl Photo {
     fn locate(&self, pipeline: &FacePipeline) -> Result<LocatedFace, FaceError> {
         match self {
             Self::File(path) => pipeline.locate_primary_in_file(path),
-            Self::Upload { bytes, .. } => pipeline.locate_primary_in_bytes(bytes),
+            Self::Upload { bytes, .. } => {
+                let bytes = bytes.read().map_err(ImageError::Io)?;
+                pipeline.locate_primary_in_bytes(&bytes)
+            }
         }
     }
 }

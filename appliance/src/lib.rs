@@ -13,6 +13,7 @@ pub mod events;
 pub mod http;
 pub mod int8;
 pub mod keyring;
+pub mod lockout;
 pub mod onvif_device;
 pub mod parallel;
 pub mod private_file;

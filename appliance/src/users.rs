@@ -88,6 +88,8 @@ pub struct FileUsers {
     keyring: Keyring,
     credentials: Mutex<HashMap<String, Credentials>>,
     removal_hooks: Mutex<Vec<RemovalHook>>,
+    /// One lock-out for every door a password is tried at.
+    lockout: crate::lockout::UserLockout,
 }
 
 /// Told each user name a saved change removed, whichever door removed it (web, ONVIF's
@@ -199,6 +201,7 @@ impl FileUsers {
             keyring,
             credentials: Mutex::new(credentials),
             removal_hooks: Mutex::new(Vec::new()),
+            lockout: Default::default(),
         }
     }
 
@@ -358,6 +361,23 @@ impl UserDirectory for FileUsers {
         self.users.get(name)
     }
 
+    fn sign_in_blocked(&self, name: &str, peer: std::net::IpAddr) -> bool {
+        self.lockout.blocked(name, peer)
+    }
+
+    /// Failures count for existing users only: made-up names pin no memory.
+    fn sign_in_result(&self, name: &str, peer: std::net::IpAddr, accepted: bool) {
+        match accepted {
+            true => self.lockout.succeeded(name, peer),
+            false if self.users.get(name).is_some() => self.lockout.failed(name),
+            false => {}
+        }
+    }
+
+    fn must_change_password(&self, name: &str) -> bool {
+        FileUsers::must_change_password(self, name)
+    }
+
     fn list(&self) -> Vec<User> {
         self.users.list()
     }
@@ -375,6 +395,7 @@ impl UserDirectory for FileUsers {
         })?;
         let hooks = self.removal_hooks.lock();
         for name in before.iter().filter(|n| self.users.get(n).is_none()) {
+            self.lockout.forget(name);
             for hook in hooks.iter() {
                 hook(name);
             }

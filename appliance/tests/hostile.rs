@@ -48,7 +48,12 @@ fn drive(script: &str) -> (Value, f64) {
     let daemon = Daemon::start(data, &config);
     let o = Command::new("/usr/bin/python3")
         .arg(common::repo().join("tests/web").join(script))
-        .args([web_port.to_string(), onvif_port.to_string(), first])
+        .args([
+            web_port.to_string(),
+            onvif_port.to_string(),
+            first,
+            daemon.pid().to_string(),
+        ])
         .env("PYTHONPATH", common::repo().join(".deps/python"))
         .output()
         .unwrap();
@@ -69,7 +74,14 @@ fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
         "peak RSS {peak:.0} MiB, bound {PEAK_RSS_BOUND_MIB} MiB"
     );
     // Every legitimate request, before and during each attack, was answered with 200.
-    for phase in ["quiet", "login_flood", "slow_web", "slow_onvif"] {
+    for phase in [
+        "quiet",
+        "login_flood",
+        "slow_web",
+        "slow_onvif",
+        "zip_bomb",
+        "oversized_nonces",
+    ] {
         let legit = &seen[phase]["legit"];
         assert!(legit["count"].as_u64().unwrap() > 0, "{phase}: {legit}");
         assert_eq!(
@@ -78,6 +90,34 @@ fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
             "{phase}: a legitimate request failed"
         );
     }
+    // A zip bomb stops at the upload's budget (413), its unpacked photos spooled to disk, not
+    // held in memory (the peak bound above covers it).
+    let bomb = &seen["zip_bomb"];
+    assert_eq!(bomb["status"], 413, "{bomb}");
+    assert!(
+        bomb["answer"].as_str().unwrap().contains("smaller batches"),
+        "{bomb}"
+    );
+    // Nonces past 64 bytes are refused before anything is remembered of them.
+    assert_eq!(
+        seen["oversized_nonces"]["statuses"],
+        serde_json::json!({"400": 500}),
+        "{}",
+        seen["oversized_nonces"]
+    );
+    // A camera pointed elsewhere without its password is refused, stays where it was, and
+    // nothing connects to the other address (ffmpeg would have sent the password there).
+    let moved = &seen["camera_moved"];
+    assert_eq!(moved["status"], 400, "{moved}");
+    assert!(
+        moved["answer"]
+            .as_str()
+            .unwrap()
+            .contains("give its password again"),
+        "{moved}"
+    );
+    assert_eq!(moved["url_now"], "rtsp://127.0.0.1:9/door", "{moved}");
+    assert_eq!(moved["trap_connected"], false, "{moved}");
     // A body that stalls is given up on (the ONVIF side answers that it could not read it),
     // not waited for without end.
     assert!(
@@ -111,8 +151,35 @@ fn floods_and_slow_clients_leave_the_daemon_serving_within_bounded_memory() {
 }
 
 #[test]
-fn a_user_deleted_over_onvif_loses_its_web_session_and_tokens() {
+fn one_password_policy_one_lock_out_and_one_revocation_for_both_doors() {
     let (seen, _) = drive("revocation_flow.py");
+    // The first-start password, shown once, opens no ONVIF door until it is changed.
+    let first = &seen["onvif_first_password"];
+    assert_ne!(first[0], 200, "{seen}");
+    assert!(
+        first[1].as_str().unwrap().contains("must be changed"),
+        "{seen}"
+    );
+    assert_eq!(seen["onvif_changed_password"], 200, "{seen}");
+    // Five wrong ONVIF passwords lock the user's web logins and ONVIF from anywhere else,
+    // even with the right password, but not where the user signed in before.
+    assert!(
+        seen["onvif_guesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s != 200),
+        "{seen}"
+    );
+    assert_eq!(seen["web_login_elsewhere"], 429, "{seen}");
+    assert!(
+        seen["onvif_elsewhere"][1]
+            .as_str()
+            .unwrap()
+            .contains("too many failed attempts"),
+        "{seen}"
+    );
+    assert_eq!(seen["web_login_where_it_signed_in"], 200, "{seen}");
     assert_eq!(
         seen["before"],
         serde_json::json!({"session": 200, "token": 200}),

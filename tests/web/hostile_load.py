@@ -5,8 +5,15 @@ what it saw, for appliance/tests/hostile.rs to judge:
   - a login flood: LOGINS concurrent wrong-password logins, each from its own address and for
     its own made-up user (so no lock-out stops them: only the bound on password checks does);
   - slow clients: SLOW connections on each listener from one address, each sending half a
-    request head, held until the server closes them (it must, by its header timeout).
-Usage: hostile_load.py WEB_PORT ONVIF_PORT FIRST_PASSWORD
+    request head, held until the server closes them (it must, by its header timeout);
+  - a zip bomb uploaded by an operator (entries of zeros unpacking past the upload budget);
+  - oversized WS-Security nonces: NONCES requests of a real ONVIF user, each with a 48 KiB nonce;
+  - (not with --bench) a stalled request body, and an operator pointing a camera at another
+    host without its password (the stored password must not follow it there).
+With DAEMON_PID, each attack also reports the daemon's peak resident memory during it (VmHWM,
+reset before each attack through /proc/PID/clear_refs). --bench runs the attacks only, so that
+the bench can run it against an older daemon too.
+Usage: hostile_load.py WEB_PORT ONVIF_PORT FIRST_PASSWORD [DAEMON_PID] [--bench]
 """
 import concurrent.futures
 import http.client
@@ -18,10 +25,17 @@ import statistics
 import sys
 import threading
 import time
+import zipfile
+import io
+import os
 
-web_port, onvif_port, first_password = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+bench = "--bench" in sys.argv
+args = [a for a in sys.argv[1:] if a != "--bench"]
+web_port, onvif_port, first_password = int(args[0]), int(args[1]), args[2]
+daemon_pid = int(args[3]) if len(args) > 3 else None
 LOGINS = 300
 SLOW = 1000
+NONCES = 500
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE  # the appliance's self-signed certificate
@@ -100,18 +114,36 @@ def measure(stop, out):
         stop.wait(0.1)
 
 
-def summary(samples):
+def latencies(samples):
     ms = sorted(s["ms"] for s in samples)
     return {
         "count": len(samples),
-        "not_ok": [s for s in samples if s["status"] != 200][:5],
+        "failed": sum(1 for s in samples if s["status"] != 200),
         "median_ms": round(statistics.median(ms), 1) if ms else None,
         "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1) if ms else None,
         "max_ms": round(ms[-1], 1) if ms else None,
     }
 
 
+def summary(samples):
+    out = latencies(samples)
+    out["not_ok"] = [s for s in samples if s["status"] != 200][:5]
+    for kind in ("web", "onvif"):
+        out[kind] = latencies([s for s in samples if s["kind"] == kind])
+    return out
+
+
+def peak_rss_mib():
+    with open(f"/proc/{daemon_pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+
+
 def under_attack(name, attack):
+    if daemon_pid:
+        with open(f"/proc/{daemon_pid}/clear_refs", "w") as f:
+            f.write("5")  # resets the peak resident set size
     stop, samples = threading.Event(), []
     legit = threading.Thread(target=measure, args=(stop, samples))
     legit.start()
@@ -121,6 +153,8 @@ def under_attack(name, attack):
         stop.set()
         legit.join()
     seen[name]["legit"] = summary(samples)
+    if daemon_pid:
+        seen[name]["peak_rss_mib"] = peak_rss_mib()
 
 
 # Before any attack.
@@ -211,8 +245,106 @@ def stalled_body():
     return {"answer": answer, "seconds": round(time.time() - started, 1)}
 
 
+def operator_call(method, path, body=None, content_type="application/json", timeout=120):
+    """A request of the logged-in operator (the legitimate session, CSRF token included)."""
+    c = http.client.HTTPSConnection("127.0.0.1", web_port, context=ctx, timeout=timeout)
+    try:
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body)
+        c.request(method, path, body=data, headers={"Cookie": session, "X-CSRF-Token": csrf,
+                                                    "Content-Type": content_type})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def zip_bomb():
+    """80 entries of 20 MiB of zeros each (1.6 GiB unpacked, 1.6 MB sent): each entry within
+    the per-photo limit, together past the upload's budget."""
+    archive = io.BytesIO()
+    zeros = bytes(20 * 1024 * 1024)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for i in range(80):
+            z.writestr(f"Mallory/{i}.jpg", zeros)
+    status, body = operator_call("POST", "/api/v1/watchlists", {"name": "bombed"})
+    assert status == 201, (status, body)
+    watchlist = json.loads(body)["id"]
+    boundary = "vigil-hostile-boundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"bomb.zip\"\r\n"
+            "Content-Type: application/zip\r\n\r\n").encode() + archive.getvalue() + f"\r\n--{boundary}--\r\n".encode()
+    started = time.time()
+    status, body = operator_call("POST", f"/api/v1/watchlists/{watchlist}/enrolments", form,
+                                 f"multipart/form-data; boundary={boundary}")
+    return {"sent_bytes": len(form), "status": status, "answer": body.decode(errors="replace")[:200],
+            "seconds": round(time.time() - started, 1)}
+
+
+def oversized_nonces():
+    """NONCES ONVIF requests of a real user (the operator's password), each with a fresh 48 KiB
+    nonce, on 8 connections: a device that remembered them all would hold 24 MB per 500."""
+    def one(_):
+        body = envelope("<tds:GetSystemDateAndTime/>", token("admin", new_password, nonce=os.urandom(48 * 1024)))
+        c = http.client.HTTPConnection("127.0.0.1", onvif_port, timeout=30, source_address=("127.0.0.4", 0))
+        try:
+            c.request("POST", "/onvif/device_service", body=body.encode(),
+                      headers={"Content-Type": "application/soap+xml"})
+            r = c.getresponse()
+            r.read()
+            return r.status
+        except OSError as e:
+            return f"error: {e}"
+        finally:
+            c.close()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(NONCES)))
+    counts = {}
+    for s in statuses:
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    return {"statuses": counts}
+
+
+def camera_moved_without_password():
+    """An operator adds a camera with its password, then points it at a server of theirs (another
+    port) giving the same user name and no password: refused, and the camera stays where it was."""
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.settimeout(0.2)
+    camera = {"name": "Door", "url": "rtsp://127.0.0.1:9/door", "username": "viewer",
+              "password": "camera secret", "enabled": False}
+    status, body = operator_call("PUT", "/api/v1/cameras/door", camera)
+    assert status in (200, 201), (status, body)
+    moved = dict(camera, url=f"rtsp://127.0.0.1:{trap.getsockname()[1]}/door", enabled=True)
+    del moved["password"]
+    status, body = operator_call("PUT", "/api/v1/cameras/door", moved)
+    _, cameras = operator_call("GET", "/api/v1/cameras")
+    door = [c for c in json.loads(cameras) if c["id"] == "door"]
+    # Had the move been accepted, the camera's thread would connect at once.
+    connected = False
+    deadline = time.time() + 3
+    while time.time() < deadline and not connected:
+        try:
+            trap.accept()[0].close()
+            connected = True
+        except socket.timeout:
+            pass
+    trap.close()
+    return {"status": status, "answer": body.decode(errors="replace")[:200],
+            "url_now": door[0]["url"] if door else None, "trap_connected": connected}
+
+
+status, body, cookie = https("POST", "/api/v1/session", {"user": "admin", "password": new_password})
+assert status == 200, (status, body)
+session, csrf = cookie.split(";", 1)[0], json.loads(body)["csrf_token"]
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "onvif"))
+from hostile import envelope, token  # noqa: E402  (the WS-Security helpers)
+
 under_attack("login_flood", login_flood)
 under_attack("slow_web", lambda: slow_clients(web_port, True))
 under_attack("slow_onvif", lambda: slow_clients(onvif_port, False))
-seen["stalled_body"] = stalled_body()
+under_attack("zip_bomb", zip_bomb)
+under_attack("oversized_nonces", oversized_nonces)
+if not bench:
+    seen["stalled_body"] = stalled_body()
+    seen["camera_moved"] = camera_moved_without_password()
 print(json.dumps(seen))

@@ -6,6 +6,7 @@
 mod api;
 mod port;
 mod sessions;
+pub mod spool;
 mod ui;
 
 use std::future::Future;

@@ -82,7 +82,8 @@ pub enum Failure {
 pub struct Upload {
     pub file: String,
     pub person: String,
-    pub bytes: bytes::Bytes,
+    /// Sealed on disk until read (see [`crate::spool`]).
+    pub photo: crate::spool::SpooledFile,
 }
 
 /// What a face search looks for.
@@ -97,6 +98,13 @@ pub enum Probe {
 pub trait Appliance: Send + Sync + 'static {
     /// The account if `password` is right (checked against the stored hash).
     fn verify_login(&self, user: &str, password: &str) -> Option<Account>;
+    /// Whether the appliance's own lock-out, which failures at its other doors (ONVIF)
+    /// count towards, refuses `user`'s sign-ins from `peer` now.
+    fn sign_in_blocked(&self, _user: &str, _peer: std::net::IpAddr) -> bool {
+        false
+    }
+    /// How a password check of `user` from `peer` ended, for that lock-out.
+    fn sign_in_result(&self, _user: &str, _peer: std::net::IpAddr, _accepted: bool) {}
     /// The account as it is now (role or password state may have changed since login).
     fn account(&self, user: &str) -> Option<Account>;
     /// Sets a user's own new password.
@@ -152,6 +160,11 @@ pub trait Appliance: Send + Sync + 'static {
         uploads: Vec<Upload>,
         rejected: Vec<(String, String)>,
     ) -> Result<serde_json::Value, Failure>;
+    /// Where enrolment uploads wait, sealed, for their job (emptied by the appliance at
+    /// start: what a crash left there cannot be opened anyway).
+    fn upload_spool_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join("vigil-uploads")
+    }
     /// An enrolment job's progress and, when done, its report.
     fn job(&self, id: &str) -> Option<serde_json::Value>;
 

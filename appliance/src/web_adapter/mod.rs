@@ -79,9 +79,20 @@ fn role_of(level: UserLevel) -> web::Role {
     }
 }
 
+/// Enrolment uploads wait here, sealed, for their job (`web::spool`): on the data partition,
+/// whose size bounds them, not in memory.
+const UPLOAD_SPOOL: &str = "uploads";
+
 impl WebAppliance {
     /// Must run inside a Tokio runtime: a task turns bus events into JSON for the browser.
     pub fn new(parts: WebParts, bus: &EventBus) -> Self {
+        // What a crash left in the upload spool is sealed under a key that died with it.
+        let spool = parts.data_dir.join(UPLOAD_SPOOL);
+        if let Err(e) = std::fs::remove_dir_all(&spool) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %spool.display(), error = %e, "upload spool not emptied");
+            }
+        }
         let (events, _) = broadcast::channel(256);
         let mut subscription = bus.subscribe();
         let sender = events.clone();
@@ -128,6 +139,14 @@ impl web::Appliance for WebAppliance {
             .users
             .verify(user, password)
             .map(|u| self.account_of(&u))
+    }
+
+    fn sign_in_blocked(&self, user: &str, peer: std::net::IpAddr) -> bool {
+        onvif::auth::UserDirectory::sign_in_blocked(self.parts.users.as_ref(), user, peer)
+    }
+
+    fn sign_in_result(&self, user: &str, peer: std::net::IpAddr, accepted: bool) {
+        onvif::auth::UserDirectory::sign_in_result(self.parts.users.as_ref(), user, peer, accepted)
     }
 
     fn account(&self, user: &str) -> Option<web::Account> {
@@ -230,6 +249,10 @@ impl web::Appliance for WebAppliance {
         rejected: Vec<(String, String)>,
     ) -> Result<Value, Failure> {
         self.enrolment_start(caller, watchlist, uploads, rejected)
+    }
+
+    fn upload_spool_dir(&self) -> std::path::PathBuf {
+        self.parts.data_dir.join(UPLOAD_SPOOL)
     }
 
     fn job(&self, id: &str) -> Option<Value> {

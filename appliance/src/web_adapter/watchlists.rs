@@ -341,7 +341,7 @@ impl WebAppliance {
                 .or_default()
                 .push(Photo::Upload {
                     name: upload.file,
-                    bytes: Arc::from(upload.bytes.as_ref()),
+                    bytes: Arc::new(upload.photo),
                 });
         }
         let enrol_jobs: Vec<EnrolJob> = by_person

@@ -93,6 +93,12 @@ impl DigestAuthenticator {
             .unwrap_or_default()
     }
 
+    /// The user name a Digest header claims, before any check (for the per-user lock-out).
+    pub fn claimed_user(header: &str) -> Option<String> {
+        let fields = parse_fields(header.strip_prefix("Digest ")?)?;
+        fields.get("username").cloned()
+    }
+
     /// Checks an `Authorization: Digest ...` header value for a request of `method` on
     /// `path`. The header's `uri` must name that path: a response computed for another
     /// resource (seen on the wire) does not open this one.

@@ -30,6 +30,8 @@ pub enum AuthFailure {
     RateLimited,
     #[error("too many recent requests to check for replays")]
     Busy,
+    #[error("this user's password must be changed first (log in to the web UI)")]
+    MustChangePassword,
     #[error("authentication failed inside the device")]
     Internal,
 }
@@ -68,14 +70,12 @@ impl Authenticator {
         self.failures.check(peer)?;
         let result = match wsse::UsernameToken::from_header(header) {
             Ok(Some(token)) => self
-                .tokens
-                .verify(&token, self.users.as_ref(), Utc::now())
+                .signing_in(&token.username, peer, || {
+                    self.tokens.verify(&token, self.users.as_ref(), Utc::now())
+                })
                 .map(Some),
             Ok(None) => match authorization {
-                Some(value) => self
-                    .digest
-                    .verify(value, method, path, self.users.as_ref())
-                    .map(Some),
+                Some(value) => self.digest_caller(value, method, path, peer).map(Some),
                 None => Ok(None),
             },
             Err(failure) => Err(failure),
@@ -94,13 +94,48 @@ impl Authenticator {
     ) -> Result<Option<User>, AuthFailure> {
         self.failures.check(peer)?;
         let result = match authorization {
-            Some(value) => self
-                .digest
-                .verify(value, method, path, self.users.as_ref())
-                .map(Some),
+            Some(value) => self.digest_caller(value, method, path, peer).map(Some),
             None => Ok(None),
         };
         self.record(peer, &result);
+        result
+    }
+
+    fn digest_caller(
+        &self,
+        header: &str,
+        method: &str,
+        path: &str,
+        peer: IpAddr,
+    ) -> Result<User, AuthFailure> {
+        let claimed = digest::DigestAuthenticator::claimed_user(header).unwrap_or_default();
+        self.signing_in(&claimed, peer, || {
+            self.digest
+                .verify(header, method, path, self.users.as_ref())
+        })
+    }
+
+    /// Runs one credential check of `name` under the product's per-user lock-out: refused
+    /// unchecked while the user is locked out (a right guess then proves nothing), a wrong
+    /// password counted, a user who must first change a shown password refused.
+    fn signing_in(
+        &self,
+        name: &str,
+        peer: IpAddr,
+        check: impl FnOnce() -> Result<User, AuthFailure>,
+    ) -> Result<User, AuthFailure> {
+        if self.users.sign_in_blocked(name, peer) {
+            return Err(AuthFailure::RateLimited);
+        }
+        let result = check();
+        match &result {
+            Err(AuthFailure::WrongCredentials) => self.users.sign_in_result(name, peer, false),
+            Ok(user) if self.users.must_change_password(&user.name) => {
+                return Err(AuthFailure::MustChangePassword)
+            }
+            Ok(user) => self.users.sign_in_result(&user.name, peer, true),
+            Err(_) => {}
+        }
         result
     }
 

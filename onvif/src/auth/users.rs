@@ -1,6 +1,7 @@
 //! ONVIF users and their levels, and which level may call which operation.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use parking_lot::RwLock;
 
@@ -90,6 +91,19 @@ pub trait UserDirectory: Send + Sync {
     /// Applies a change as one unit: all of it or nothing.
     fn change(&self, change: &dyn Fn(&mut Users) -> Result<(), UserError>)
         -> Result<(), UserError>;
+    /// Whether sign-ins of `name` from `peer` are refused for now: the product's one
+    /// lock-out, which failures at its other doors (a web login) count towards too.
+    fn sign_in_blocked(&self, _name: &str, _peer: IpAddr) -> bool {
+        false
+    }
+    /// Tells the lock-out how a sign-in of `name` from `peer` ended (a wrong password, or
+    /// accepted).
+    fn sign_in_result(&self, _name: &str, _peer: IpAddr, _accepted: bool) {}
+    /// A user whose password must be changed first (a first-start password, shown once) is
+    /// refused until it is.
+    fn must_change_password(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// The user table with its rules, independent of storage.

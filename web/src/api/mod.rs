@@ -262,6 +262,9 @@ pub fn routes(
                 let attempt = sessions
                     .begin_login(peer, &login.user)
                     .map_err(login_refused)?;
+                if app.sign_in_blocked(&login.user, peer) {
+                    return Err(login_refused(LoginRefused::LockedOut));
+                }
                 let turn = sessions
                     .password_check_turn()
                     .await
@@ -277,6 +280,7 @@ pub fn routes(
                             refuse(StatusCode::INTERNAL_SERVER_ERROR, "login check failed")
                         })?;
                 drop(turn);
+                app.sign_in_result(&login.user, peer, account.is_some());
                 let Some(account) = account else {
                     attempt.failed();
                     app.audit(
@@ -364,6 +368,9 @@ pub fn routes(
                 let attempt = sessions
                     .begin_login(ctx.caller.peer, &ctx.account.name)
                     .map_err(login_refused)?;
+                if app.sign_in_blocked(&ctx.account.name, ctx.caller.peer) {
+                    return Err(login_refused(LoginRefused::LockedOut));
+                }
                 let turn = sessions
                     .password_check_turn()
                     .await
@@ -379,6 +386,11 @@ pub fn routes(
                 .await
                 .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "password change failed"))?;
                 drop(turn);
+                app.sign_in_result(
+                    &ctx.account.name,
+                    ctx.caller.peer,
+                    !matches!(result, Err(None)),
+                );
                 match result {
                     Ok(()) => attempt.succeeded(),
                     Err(None) => {

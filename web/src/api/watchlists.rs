@@ -4,7 +4,7 @@
 //! picked folder) or as zip archives laid out the same way. A batch becomes a job whose
 //! progress and report of rejected photos are polled.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::sync::Arc;
 
 use bytes::{Buf as _, Bytes};
@@ -17,6 +17,7 @@ use super::{blocking, caller, changing, json_body, json_reply, refuse, with};
 use super::{App, Ctx, Routes};
 use crate::port::{Role, Upload};
 use crate::sessions::Sessions;
+use crate::spool::{Spool, SpoolWriter, SpooledFile};
 
 /// A whole enrolment upload (FacePRO's 10,000 photos of ~50 KB fit several times).
 pub const MAX_UPLOAD: u64 = 2 * 1024 * 1024 * 1024;
@@ -158,13 +159,14 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
         .and(with(app.clone()))
         .and_then(
             |id: String, ctx: Ctx, form: warp::multipart::FormData, app: App| async move {
-                let (person, files) = read_form(form).await?;
+                let spool = off_thread({
+                    let dir = app.upload_spool_dir();
+                    move || Spool::new(&dir).map_err(spool_failure)
+                })
+                .await?;
+                let (person, files) = read_form(form, &spool).await?;
                 let (uploads, rejected) =
-                    tokio::task::spawn_blocking(move || unpack(person.as_deref(), files))
-                        .await
-                        .map_err(|_| {
-                            refuse(StatusCode::INTERNAL_SERVER_ERROR, "upload failed")
-                        })??;
+                    off_thread(move || unpack(person.as_deref(), files, &spool)).await?;
                 if uploads.is_empty() && rejected.is_empty() {
                     return Err(refuse(StatusCode::BAD_REQUEST, "no photos in the upload"));
                 }
@@ -220,8 +222,10 @@ where
     let filter = warp::body::content_length_limit(MAX_UPLOAD)
         .and(warp::multipart::form().max_length(MAX_UPLOAD))
         .and_then(move |form: warp::multipart::FormData| async move {
-            let (person, files) = read_form(form).await?;
-            let (uploads, rejected) = unpack_within(person.as_deref(), files, budget)?;
+            let spool = Spool::new(&std::env::temp_dir().join("vigil-fuzz-uploads"))
+                .map_err(spool_failure)?;
+            let (person, files) = read_form(form, &spool).await?;
+            let (uploads, rejected) = unpack_within(person.as_deref(), files, budget, &spool)?;
             let counts = json!({ "photos": uploads.len(), "rejected": rejected.len() });
             Ok::<_, Rejection>(json_reply(StatusCode::OK, &counts))
         })
@@ -233,15 +237,22 @@ where
     }
 }
 
-/// An uploaded file before unpacking: its name (with the folder) and bytes.
+/// An uploaded file before unpacking: its name (with the folder) and its spooled bytes.
 struct File {
     name: String,
-    bytes: Bytes,
+    data: SpooledFile,
 }
 
-/// The form's `person` field and its files (any other part with a file name).
+/// Bytes of a part gathered before they are sealed and written off the async workers.
+const SPOOL_BATCH: usize = 1024 * 1024;
+/// The form's `person` field, in memory.
+const MAX_PERSON_FIELD: usize = 1024;
+
+/// The form's `person` field and its files (any other part with a file name), each file
+/// streamed into `spool` as it arrives: an upload's size costs disk, not memory.
 async fn read_form(
     form: warp::multipart::FormData,
+    spool: &Spool,
 ) -> Result<(Option<String>, Vec<File>), Rejection> {
     let bad = |e: warp::Error| refuse(StatusCode::BAD_REQUEST, &format!("bad upload: {e}"));
     let mut form = Box::pin(form);
@@ -251,18 +262,34 @@ async fn read_form(
     while let Some(part) = form.try_next().await.map_err(bad)? {
         let name = part.name().to_string();
         let file_name = part.filename().map(str::to_string);
-        let mut bytes = bytes::BytesMut::new();
         let mut stream = Box::pin(part.stream());
-        while let Some(chunk) = stream.try_next().await.map_err(bad)? {
-            bytes.extend_from_slice(chunk.chunk());
-        }
         match file_name {
-            Some(file) => files.push(File {
-                name: file,
-                bytes: bytes.freeze(),
-            }),
+            Some(file) => {
+                let mut writer = off_thread({
+                    let spool = spool.clone();
+                    move || spool.writer().map_err(spool_failure)
+                })
+                .await?;
+                let mut pending = bytes::BytesMut::new();
+                while let Some(chunk) = stream.try_next().await.map_err(bad)? {
+                    pending.extend_from_slice(chunk.chunk());
+                    if pending.len() >= SPOOL_BATCH {
+                        writer = spool_write(writer, pending.split().freeze()).await?;
+                    }
+                }
+                writer = spool_write(writer, pending.freeze()).await?;
+                let data = off_thread(move || writer.finish().map_err(spool_failure)).await?;
+                files.push(File { name: file, data });
+            }
             None if name == "person" => {
-                let text = String::from_utf8(bytes.to_vec())
+                let mut bytes = Vec::new();
+                while let Some(chunk) = stream.try_next().await.map_err(bad)? {
+                    bytes.extend_from_slice(chunk.chunk());
+                    if bytes.len() > MAX_PERSON_FIELD {
+                        return Err(refuse(StatusCode::BAD_REQUEST, "person is too long"));
+                    }
+                }
+                let text = String::from_utf8(bytes)
                     .map_err(|_| refuse(StatusCode::BAD_REQUEST, "person is not UTF-8"))?;
                 let text = text.trim().to_string();
                 if !text.is_empty() {
@@ -280,26 +307,54 @@ async fn read_form(
     Ok((person, files))
 }
 
+/// Runs blocking work (disk, sealing) off the async workers.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
+) -> Result<T, Rejection> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "upload failed"))?
+}
+
+async fn spool_write(mut writer: SpoolWriter, bytes: Bytes) -> Result<SpoolWriter, Rejection> {
+    off_thread(move || {
+        writer.write_all(&bytes).map_err(spool_failure)?;
+        Ok(writer)
+    })
+    .await
+}
+
+/// The disk under the spool failed (most likely full): the upload is refused, nothing kept.
+fn spool_failure(e: std::io::Error) -> Rejection {
+    tracing::error!(error = %e, "enrolment upload not spooled");
+    refuse(
+        StatusCode::INSUFFICIENT_STORAGE,
+        &format!("the upload could not be stored for enrolment: {e}"),
+    )
+}
+
 type Unpacked = (Vec<Upload>, Vec<(String, String)>);
 
 /// The photos of the files, zips expanded, each with its person: `person` when given, else
 /// the folder the file is in. Files that cannot be photos of anyone are rejected with why.
-fn unpack(person: Option<&str>, files: Vec<File>) -> Result<Unpacked, Rejection> {
-    unpack_within(person, files, MAX_UNPACKED)
+fn unpack(person: Option<&str>, files: Vec<File>, spool: &Spool) -> Result<Unpacked, Rejection> {
+    unpack_within(person, files, MAX_UNPACKED, spool)
 }
 
 fn unpack_within(
     person: Option<&str>,
     files: Vec<File>,
     mut budget: u64,
+    spool: &Spool,
 ) -> Result<Unpacked, Rejection> {
     let mut out: Unpacked = (Vec::new(), Vec::new());
     for file in files {
         if !file.name.to_ascii_lowercase().ends_with(".zip") {
-            accept(person, file.name, file.bytes, &mut budget, &mut out)?;
+            accept(person, file.name, file.data, &mut budget, &mut out)?;
             continue;
         }
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(file.bytes)).map_err(|e| {
+        let reader = file.data.reader().map_err(spool_failure)?;
+        let mut archive = zip::ZipArchive::new(reader).map_err(|e| {
             refuse(
                 StatusCode::BAD_REQUEST,
                 &format!("{}: not a readable zip archive: {e}", file.name),
@@ -317,13 +372,24 @@ fn unpack_within(
             }
             let name = entry.name().to_string();
             // The declared size can lie: read at most one byte past the limits.
-            let mut bytes = Vec::new();
             let limit = MAX_PHOTO.min(budget) + 1;
-            if let Err(e) = (&mut entry).take(limit).read_to_end(&mut bytes) {
+            let mut writer = spool.writer().map_err(spool_failure)?;
+            let mut chunk = vec![0; 64 * 1024];
+            let mut entry = (&mut entry).take(limit);
+            let unpacked = loop {
+                match entry.read(&mut chunk) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => writer.write_all(&chunk[..n]).map_err(spool_failure)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            if let Err(e) = unpacked {
                 out.1.push((name, format!("cannot be unpacked: {e}")));
                 continue;
             }
-            accept(person, name, Bytes::from(bytes), &mut budget, &mut out)?;
+            let data = writer.finish().map_err(spool_failure)?;
+            accept(person, name, data, &mut budget, &mut out)?;
         }
     }
     Ok(out)
@@ -334,7 +400,7 @@ fn unpack_within(
 fn accept(
     person: Option<&str>,
     name: String,
-    bytes: Bytes,
+    data: SpooledFile,
     budget: &mut u64,
     (uploads, rejected): &mut Unpacked,
 ) -> Result<(), Rejection> {
@@ -347,11 +413,11 @@ fn accept(
     if hidden(&name) {
         return Ok(());
     }
-    if bytes.len() as u64 > MAX_PHOTO {
+    if data.len() > MAX_PHOTO {
         rejected.push((name, format!("larger than {} MiB", MAX_PHOTO >> 20)));
         return Ok(());
     }
-    *budget = budget.checked_sub(bytes.len() as u64).ok_or_else(|| {
+    *budget = budget.checked_sub(data.len()).ok_or_else(|| {
         refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!(
@@ -364,7 +430,7 @@ fn accept(
         Some(person) => uploads.push(Upload {
             file: name,
             person,
-            bytes,
+            photo: data,
         }),
         None => rejected.push((
             name,
@@ -395,26 +461,37 @@ fn folder_of(name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn spool() -> Spool {
+        Spool::new(&std::env::temp_dir().join("vigil-upload-tests")).unwrap()
+    }
+
+    fn spooled(spool: &Spool, bytes: impl AsRef<[u8]>) -> SpooledFile {
+        let mut writer = spool.writer().unwrap();
+        writer.write_all(bytes.as_ref()).unwrap();
+        writer.finish().unwrap()
+    }
+
     #[test]
     fn persons_come_from_folders_or_the_form() {
+        let spool = spool();
         assert_eq!(folder_of("batch/Alice/1.jpg").as_deref(), Some("Alice"));
         assert_eq!(folder_of("Bob\\2.png").as_deref(), Some("Bob"));
         assert_eq!(folder_of("3.jpg"), None);
         let files = vec![
             File {
                 name: "x/Alice/1.jpg".into(),
-                bytes: Bytes::from_static(b"jpeg"),
+                data: spooled(&spool, b"jpeg"),
             },
             File {
                 name: "loose.jpg".into(),
-                bytes: Bytes::from_static(b"jpeg"),
+                data: spooled(&spool, b"jpeg"),
             },
             File {
                 name: "x/.DS_Store".into(),
-                bytes: Bytes::from_static(b"junk"),
+                data: spooled(&spool, b"junk"),
             },
         ];
-        let (uploads, rejected) = unpack(None, files).unwrap();
+        let (uploads, rejected) = unpack(None, files, &spool).unwrap();
         assert_eq!(uploads.len(), 1);
         assert_eq!(uploads[0].person, "Alice");
         assert_eq!(rejected.len(), 1);
@@ -423,6 +500,7 @@ mod tests {
 
     #[test]
     fn zips_are_unpacked_and_their_entries_bounded() {
+        let spool = spool();
         use std::io::Write as _;
         let mut buffer = std::io::Cursor::new(Vec::new());
         {
@@ -437,21 +515,22 @@ mod tests {
         }
         let files = vec![File {
             name: "batch.zip".into(),
-            bytes: Bytes::from(buffer.into_inner()),
+            data: spooled(&spool, buffer.into_inner()),
         }];
-        let (uploads, rejected) = unpack(None, files).unwrap();
+        let (uploads, rejected) = unpack(None, files, &spool).unwrap();
         assert_eq!(uploads.len(), 1);
         assert_eq!(uploads[0].person, "Carol");
         assert_eq!(rejected[0].0, "Carol/huge.jpg");
         let garbage = vec![File {
             name: "bad.zip".into(),
-            bytes: Bytes::from_static(b"not a zip"),
+            data: spooled(&spool, b"not a zip"),
         }];
-        assert!(unpack(None, garbage).is_err());
+        assert!(unpack(None, garbage, &spool).is_err());
     }
 
     #[test]
     fn a_zip_bomb_stops_at_the_upload_budget() {
+        let spool = spool();
         use std::io::Write as _;
         // Five entries of 300 KiB of zeros: a few KiB packed, 1.5 MiB unpacked.
         let mut buffer = std::io::Cursor::new(Vec::new());
@@ -472,11 +551,11 @@ mod tests {
         let files = || {
             vec![File {
                 name: "bomb.zip".into(),
-                bytes: Bytes::from(buffer.get_ref().clone()),
+                data: spooled(&spool, buffer.get_ref().clone()),
             }]
         };
-        assert!(unpack_within(None, files(), 2 * 1024 * 1024).is_ok());
-        let Err(refused) = unpack_within(None, files(), 1024 * 1024) else {
+        assert!(unpack_within(None, files(), 2 * 1024 * 1024, &spool).is_ok());
+        let Err(refused) = unpack_within(None, files(), 1024 * 1024, &spool) else {
             panic!("the budget was not enforced");
         };
         assert!(
