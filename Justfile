@@ -44,7 +44,7 @@ image: build
 image-relock: setup
     image-build/build.sh --relock
 
-# Boot target/image/vigil.qcow2 in QEMU: ONVIF on 127.0.0.1:8080, the web UI on https://127.0.0.1:8443.
+# Boot target/image/vigil.qcow2 in QEMU: the web UI and ONVIF on https://127.0.0.1:8443.
 image-run:
     image-build/run-qemu.sh target/image/vigil.qcow2
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots an image in QEMU for a look: UEFI (OVMF), the console on this terminal, a
 # copy-on-write overlay so the image stays pristine, user networking with no route out and
-# ONVIF on 127.0.0.1:8080, the web UI on https://127.0.0.1:8443. Ctrl-A X quits.
+# the web UI and ONVIF on https://127.0.0.1:8443 (port 80 on 127.0.0.1:8080). Ctrl-A X quits.
 #   image-build/run-qemu.sh IMAGE.qcow2 [DISK_SIZE, default 8G]
 set -euo pipefail
 image=$(realpath "$1"); size=${2:-8G}

@@ -132,7 +132,26 @@ impl AuditLog {
     }
 
     /// Appends one record, synced to disk before this returns.
+    /// Called on a Tokio worker (a web or ONVIF handler), the file lock, write and fsync run
+    /// with that worker handed off (`block_in_place`), so the runtime's other connections
+    /// are not stalled behind the disk.
     pub fn append(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<AuditRecord, AuditError> {
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(|| self.append_here(actor, action, target, detail))
+        } else {
+            self.append_here(actor, action, target, detail)
+        }
+    }
+
+    fn append_here(
         &self,
         actor: &Actor,
         action: &str,

@@ -107,6 +107,10 @@ pub struct OnvifConfig {
     pub max_subscriptions_per_user: usize,
     /// Connection limits of the ONVIF listeners (HTTP and HTTPS, each).
     pub limits: ListenerLimits,
+    /// Serve ONVIF over plain HTTP too. Off (the image's choice), plain HTTP answers 403
+    /// and discovery announces only HTTPS (the web listener's, or `https_listen`), until an
+    /// administrator allows it for an old VMS in the web UI's settings.
+    pub plain_http: bool,
 }
 
 impl Default for OnvifConfig {
@@ -117,6 +121,7 @@ impl Default for OnvifConfig {
             https_listen: String::new(),
             discovery: true,
             discovery_interfaces: vec!["127.0.0.1".into()],
+            plain_http: true,
             discovery_port: 3702,
             name: "Vigil".into(),
             location: "unset".into(),
@@ -164,6 +169,12 @@ pub struct ListenerLimits {
     pub header_timeout_s: f64,
     /// A request body that sends nothing for this long is abandoned (the connection closed).
     pub body_idle_timeout_s: f64,
+    /// Requests without credentials (no Authorization, no session cookie, no WS-Security
+    /// token) one address may make per second, sustained; past it they are answered 429
+    /// before any work.
+    pub unauthenticated_per_s: f64,
+    /// ... and in a burst.
+    pub unauthenticated_burst: u32,
 }
 
 impl ListenerLimits {
@@ -187,6 +198,12 @@ impl ListenerLimits {
                 return Err((key(name), "must be 1 to 3600 seconds"));
             }
         }
+        if !(0.1..=100_000.0).contains(&self.unauthenticated_per_s) {
+            return Err((key("unauthenticated_per_s"), "must be 0.1 to 100000"));
+        }
+        if !(1..=1_000_000).contains(&self.unauthenticated_burst) {
+            return Err((key("unauthenticated_burst"), "must be 1 to 1000000"));
+        }
         Ok(())
     }
 }
@@ -198,6 +215,8 @@ impl Default for ListenerLimits {
             max_connections_per_peer: 64,
             header_timeout_s: 10.0,
             body_idle_timeout_s: 30.0,
+            unauthenticated_per_s: 50.0,
+            unauthenticated_burst: 500,
         }
     }
 }
@@ -539,6 +558,12 @@ impl Config {
                     "must be an IPv4 address or \"all\"",
                 ));
             }
+        }
+        if o.enabled && !o.plain_http && o.https_listen.is_empty() && !self.web.enabled {
+            return Err(invalid(
+                "onvif.plain_http".into(),
+                "false leaves ONVIF no door: give onvif.https_listen or enable [web] (which serves ONVIF over HTTPS)",
+            ));
         }
         for (i, network) in o.notify_allow.iter().enumerate() {
             if let Err(message) =

@@ -5,7 +5,10 @@
 //! Anyone on the LAN can connect, so every listener bounds what clients can hold
 //! ([`ListenerLimits`]): connections in all and per address (past either, a new connection is
 //! closed at once), the time a request head (or a TLS handshake, or the wait for a kept-alive
-//! connection's next request) may take, and how long a request body may stall.
+//! connection's next request) may take, how long a request body may stall, and how many
+//! requests without credentials one address may make (a token bucket per address: past it,
+//! 429 before any work; a request with credentials is paid for by the authentication's own
+//! failure limits instead).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -49,6 +52,19 @@ struct LimitsInner {
     max_per_peer: usize,
     header_timeout: Duration,
     body_idle_timeout: Duration,
+    unauthenticated: parking_lot::Mutex<HashMap<IpAddr, Bucket>>,
+    unauthenticated_per_s: f64,
+    unauthenticated_burst: f64,
+}
+
+/// Addresses whose unauthenticated requests are counted at once; past it, full buckets go
+/// first, then the address is treated as out of tokens (bounded memory under spoofing).
+const MAX_COUNTED_PEERS: usize = 10_000;
+
+/// Tokens left and when they were counted.
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
 }
 
 /// An admitted connection's places in the counts, given back when it closes.
@@ -78,7 +94,38 @@ impl Limits {
             max_per_peer: config.max_connections_per_peer,
             header_timeout: Duration::from_secs_f64(config.header_timeout_s),
             body_idle_timeout: Duration::from_secs_f64(config.body_idle_timeout_s),
+            unauthenticated: parking_lot::Mutex::default(),
+            unauthenticated_per_s: config.unauthenticated_per_s,
+            unauthenticated_burst: f64::from(config.unauthenticated_burst),
         }))
+    }
+
+    /// Takes a token for a request without credentials from `peer`; false when it has none.
+    fn charge_unauthenticated(&self, peer: IpAddr) -> bool {
+        let limits = &self.0;
+        let now = std::time::Instant::now();
+        let refill = |b: &Bucket| {
+            (b.tokens + now.duration_since(b.at).as_secs_f64() * limits.unauthenticated_per_s)
+                .min(limits.unauthenticated_burst)
+        };
+        let mut buckets = limits.unauthenticated.lock();
+        if !buckets.contains_key(&peer) && buckets.len() >= MAX_COUNTED_PEERS {
+            buckets.retain(|_, b| refill(b) < limits.unauthenticated_burst);
+            if buckets.len() >= MAX_COUNTED_PEERS {
+                return false;
+            }
+        }
+        let bucket = buckets.entry(peer).or_insert(Bucket {
+            tokens: limits.unauthenticated_burst,
+            at: now,
+        });
+        bucket.tokens = refill(bucket);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return false;
+        }
+        bucket.tokens -= 1.0;
+        true
     }
 
     /// A place for a new connection from `peer`, if there is one.
@@ -203,7 +250,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _admission = admission;
             match tls {
-                None => serve_connection(stream, peer, false, router, &limits).await,
+                None => serve_connection(stream, peer, false, router, limits).await,
                 Some(acceptor) => {
                     // The acceptor of now: an installed certificate serves new connections.
                     let acceptor = acceptor.read().clone();
@@ -215,7 +262,7 @@ pub async fn serve(
                     };
                     let handshake = std::pin::Pin::new(&mut stream).accept();
                     match tokio::time::timeout(limits.0.header_timeout, handshake).await {
-                        Ok(Ok(())) => serve_connection(stream, peer, true, router, &limits).await,
+                        Ok(Ok(())) => serve_connection(stream, peer, true, router, limits).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -230,21 +277,22 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     https: bool,
     router: Arc<Router>,
-    limits: &Limits,
+    limits: Limits,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let body_idle = limits.0.body_idle_timeout;
+    let header_timeout = limits.0.header_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let router = router.clone();
+        let (router, limits) = (router.clone(), limits.clone());
         let request = request.map(|body| IdleTimeoutBody::new(body, body_idle));
-        async move { Ok::<_, Infallible>(route(request, peer, https, &router).await) }
+        async move { Ok::<_, Infallible>(route(request, peer, https, &router, &limits).await) }
     });
     // hyper's header timer also runs while a kept-alive connection waits for its next
     // request: it is the idle timeout too.
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.0.header_timeout)
+        .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service);
     if let Err(e) = connection.await {
@@ -257,13 +305,21 @@ async fn route(
     peer: SocketAddr,
     https: bool,
     router: &Router,
+    limits: &Limits,
 ) -> Response<Body> {
+    let headers = request.headers();
+    let credentials = headers.contains_key("authorization") || headers.contains_key("cookie");
     let path = request.uri().path();
     if path.starts_with("/onvif/") {
         return match &router.device {
-            Some(device) => onvif(request, peer, https, device).await.map(boxed),
+            Some(device) => onvif(request, peer, https, device, credentials, limits)
+                .await
+                .map(boxed),
             None => plain(StatusCode::NOT_FOUND, "not found"),
         };
+    }
+    if !credentials && !limits.charge_unauthenticated(peer.ip()) {
+        return too_many_unauthenticated();
     }
     match (&router.web, https, router.https_port) {
         (Some(web), true, _) => {
@@ -296,6 +352,8 @@ async fn onvif(
     peer: SocketAddr,
     https: bool,
     device: &Arc<onvif::Device>,
+    credentials: bool,
+    limits: &Limits,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     let method = request.method().as_str().to_string();
@@ -330,6 +388,14 @@ async fn onvif(
             return r;
         }
     };
+    // WS-Security travels in the body: a request naming a UsernameToken is paid for by the
+    // device's authentication failure limits, any other by this address's bucket.
+    let credentials = credentials || carries_username_token(&body);
+    if !credentials && !limits.charge_unauthenticated(peer.ip()) {
+        let mut r = Response::new(Full::new(Bytes::from_static(TOO_MANY_UNAUTHENTICATED)));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return r;
+    }
     let answer = device
         .handle(onvif::HttpRequest {
             method: &method,
@@ -350,6 +416,23 @@ async fn onvif(
         }
     }
     response
+}
+
+const TOO_MANY_UNAUTHENTICATED: &[u8] =
+    b"too many requests without credentials from this address; slow down or authenticate";
+
+fn too_many_unauthenticated() -> Response<Body> {
+    let mut response = Response::new(boxed(Full::new(Bytes::from_static(
+        TOO_MANY_UNAUTHENTICATED,
+    ))));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    response
+}
+
+/// Whether a SOAP body carries a WS-Security UsernameToken (a cheap look before parsing).
+fn carries_username_token(body: &[u8]) -> bool {
+    body.windows(b"UsernameToken".len())
+        .any(|w| w == b"UsernameToken")
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

@@ -436,6 +436,7 @@ impl OnvifService {
             discoverable: config.discovery,
             consumer_allow: onvif::events::ConsumerAllowList::parse(&config.notify_allow)
                 .map_err(OnvifStartError::AllowList)?,
+            plain_http: config.plain_http,
             event_limits: onvif::events::EventLimits {
                 max_subscriptions: config.max_subscriptions,
                 max_subscriptions_per_user: config.max_subscriptions_per_user,
@@ -449,7 +450,13 @@ impl OnvifService {
         };
         let product = Arc::new(VigilProduct::new(live, endpoint, restart, audit));
         let device = Device::new(device_config, product, users)?;
-        device.events().set_image_base(&image_base(address));
+        // Event pictures over HTTPS wherever there is HTTPS (the ONVIF listener's own, else the
+        // web listener's, which serves the ONVIF paths too); plain HTTP only if nothing else.
+        let https_port = https_address.map(|a| a.port()).or(web_https_port);
+        device.events().set_image_base(&match https_port {
+            Some(port) if !config.plain_http => image_base("https", address, port),
+            _ => image_base("http", address, address.port()),
+        });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let router = crate::http::Router {
             device: Some(device.clone()),
@@ -492,6 +499,7 @@ impl OnvifService {
                 interfaces: interfaces.clone(),
                 port: config.discovery_port,
                 http_port: address.port(),
+                https_port,
             };
             // Open the sockets now so that a port or address problem stops the start.
             let sockets = onvif::discovery::Sockets::open(&discovery_config)
@@ -530,14 +538,17 @@ impl OnvifService {
 /// Where a VMS fetches event pictures: the listener's address, or where it listens on every
 /// address (the image's `0.0.0.0:80`), the machine's first non-loopback IPv4 address, since
 /// `http://0.0.0.0/...` leads nowhere.
-fn image_base(listening: std::net::SocketAddr) -> String {
-    if !listening.ip().is_unspecified() {
-        return format!("http://{listening}");
-    }
-    let host = discovery_addresses(&[crate::config::ALL_INTERFACES.to_string()])
-        .first()
-        .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
-    format!("http://{host}:{}", listening.port())
+/// `scheme://host:port` for event pictures: the ONVIF listener's address, or the machine's
+/// first LAN address when it listens on all of them.
+fn image_base(scheme: &str, listening: std::net::SocketAddr, port: u16) -> String {
+    let host = if listening.ip().is_unspecified() {
+        discovery_addresses(&[crate::config::ALL_INTERFACES.to_string()])
+            .first()
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string())
+    } else {
+        listening.ip().to_string()
+    };
+    format!("{scheme}://{host}:{port}")
 }
 
 /// The configured discovery addresses, with [`crate::config::ALL_INTERFACES`] standing for
@@ -582,10 +593,13 @@ mod tests {
     #[test]
     fn event_pictures_are_fetched_from_a_reachable_address() {
         assert_eq!(
-            image_base("127.0.0.1:8080".parse().unwrap()),
+            image_base("http", "127.0.0.1:8080".parse().unwrap(), 8080),
             "http://127.0.0.1:8080"
         );
-        let any = image_base("0.0.0.0:80".parse().unwrap());
-        assert!(!any.contains("0.0.0.0") && any.ends_with(":80"), "{any}");
+        let any = image_base("https", "0.0.0.0:80".parse().unwrap(), 443);
+        assert!(
+            any.starts_with("https://") && !any.contains("0.0.0.0") && any.ends_with(":443"),
+            "{any}"
+        );
     }
 }

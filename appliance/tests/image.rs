@@ -470,6 +470,8 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     eprintln!("{seen}");
     assert_eq!(seen["onvif"]["type"], "NTP", "{seen}");
     assert!(seen["onvif"]["skew_s"].as_f64().unwrap() < 120.0, "{seen}");
+    // The image serves ONVIF over HTTPS only.
+    assert_eq!(seen["onvif_plain_status"], 403, "{seen}");
     assert_eq!(seen["web"]["page_status"], 200);
     assert_eq!(seen["web"]["login_form"], true);
     assert_eq!(

@@ -618,6 +618,93 @@ fn services_over_https_with_the_self_signed_certificate() {
 }
 
 #[test]
+fn an_https_only_device_until_the_administrator_allows_plain_http_and_names_its_vms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    set_user(data, "admin", "admin passphrase", "administrator");
+    let (port, web_port) = (free_port(), free_port());
+    let discovery_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // As the image is configured: ONVIF over HTTPS only, push events to no one yet.
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[onvif]\nlisten = \"127.0.0.1:{port}\"\nplain_http = false\nnotify_allow = []\n\
+             discovery_interfaces = [\"127.0.0.1\"]\ndiscovery_port = {discovery_port}\n\
+             [web]\nlisten = \"127.0.0.1:{web_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_as_configured(data, &config);
+    let ports = [port, web_port, discovery_port].map(|p| p.to_string());
+    let client = Client::script(
+        "https_only.py",
+        &[
+            "--onvif-port",
+            &ports[0],
+            "--web-port",
+            &ports[1],
+            "--discovery-port",
+            &ports[2],
+            "--user",
+            "admin",
+            "--password",
+            "admin passphrase",
+        ],
+    );
+    let seen = client.next("HTTPS-only results", START);
+    let before = &seen["before"];
+    assert_eq!(before["https"]["status"], 200, "{seen}");
+    assert_eq!(before["plain"]["status"], 403, "{seen}");
+    assert!(
+        before["plain"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("use HTTPS"),
+        "{seen}"
+    );
+    assert_eq!(
+        before["xaddrs"],
+        serde_json::json!([format!("https://127.0.0.1:{web_port}/onvif/device_service")]),
+        "{seen}"
+    );
+    assert_ne!(before["subscribe"]["status"], 200, "{seen}");
+    assert!(
+        before["subscribe"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("administrator names"),
+        "{seen}"
+    );
+    assert_eq!(seen["settings"]["status"], 200, "{seen}");
+    assert_eq!(
+        seen["settings"]["onvif"]["event_consumers"], "127.0.0.1/32, 10.9.8.0/24",
+        "{seen}"
+    );
+    assert_eq!(seen["bad_consumer"]["status"], 400, "{seen}");
+    let after = &seen["after"];
+    assert_eq!(after["plain"]["status"], 200, "{seen}");
+    assert_eq!(
+        after["xaddrs"],
+        serde_json::json!([
+            format!("http://127.0.0.1:{port}/onvif/device_service"),
+            format!("https://127.0.0.1:{web_port}/onvif/device_service"),
+        ]),
+        "{seen}"
+    );
+    assert_eq!(after["subscribe"]["status"], 200, "{seen}");
+    // Remembered by the device, not the configuration file.
+    let remembered = std::fs::read_to_string(data.join("onvif.json")).unwrap();
+    assert!(remembered.contains("\"plain_http\": true"), "{remembered}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}
+
+#[test]
 fn default_discovery_on_loopback_answers_multicast_and_unicast_probes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();

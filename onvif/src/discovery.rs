@@ -38,6 +38,8 @@ pub struct DiscoveryConfig {
     pub port: u16,
     /// The HTTP port the device service listens on, for XAddrs.
     pub http_port: u16,
+    /// The HTTPS port it listens on, if any: announced too, alone while plain HTTP is off.
+    pub https_port: Option<u16>,
 }
 
 /// Runs until `stop` turns true, then says Bye.
@@ -49,12 +51,8 @@ pub async fn run(
 ) -> io::Result<()> {
     let announcer = Announcer {
         device: device.clone(),
-        xaddrs: config
-            .interfaces
-            .iter()
-            .map(|ip| format!("http://{ip}:{}{DEVICE_PATH}", config.http_port))
-            .collect::<Vec<_>>()
-            .join(" "),
+        plain_xaddrs: xaddrs(&config.interfaces, "http", Some(config.http_port)),
+        secure_xaddrs: xaddrs(&config.interfaces, "https", config.https_port),
         instance: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -279,7 +277,8 @@ fn reusable_socket(address: SocketAddrV4) -> io::Result<Socket> {
 pub fn answer_datagram(device: Arc<Device>, datagram: &[u8]) -> Option<String> {
     Announcer {
         device,
-        xaddrs: format!("http://127.0.0.1:8080{DEVICE_PATH}"),
+        plain_xaddrs: format!("http://127.0.0.1:8080{DEVICE_PATH}"),
+        secure_xaddrs: String::new(),
         instance: 1,
         message_number: AtomicU64::new(1),
         metadata_version: AtomicU64::new(1),
@@ -287,9 +286,22 @@ pub fn answer_datagram(device: Arc<Device>, datagram: &[u8]) -> Option<String> {
     .answer(datagram)
 }
 
+/// The device service's addresses on `interfaces`, space-separated as XAddrs are.
+fn xaddrs(interfaces: &[Ipv4Addr], scheme: &str, port: Option<u16>) -> String {
+    let Some(port) = port else {
+        return String::new();
+    };
+    interfaces
+        .iter()
+        .map(|ip| format!("{scheme}://{ip}:{port}{DEVICE_PATH}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 struct Announcer {
     device: Arc<Device>,
-    xaddrs: String,
+    plain_xaddrs: String,
+    secure_xaddrs: String,
     instance: u64,
     message_number: AtomicU64,
     metadata_version: AtomicU64,
@@ -312,6 +324,15 @@ impl Announcer {
         )
     }
 
+    /// Where the device service answers now: HTTPS, and plain HTTP while it is allowed.
+    fn xaddrs(&self) -> String {
+        match (self.device.plain_http(), self.secure_xaddrs.is_empty()) {
+            (_, true) => self.plain_xaddrs.clone(),
+            (true, false) => format!("{} {}", self.plain_xaddrs, self.secure_xaddrs),
+            (false, false) => self.secure_xaddrs.clone(),
+        }
+    }
+
     /// EndpointReference, Types, Scopes, XAddrs and MetadataVersion: the body of Hello
     /// and of every match.
     fn description(&self) -> String {
@@ -323,7 +344,7 @@ impl Announcer {
              <d:XAddrs>{}</d:XAddrs><d:MetadataVersion>{}</d:MetadataVersion>",
             self.device.endpoint_reference(),
             escape(&scopes.join(" ")),
-            escape(&self.xaddrs),
+            escape(&self.xaddrs()),
             self.metadata_version.load(Ordering::Relaxed),
         )
     }
@@ -474,7 +495,8 @@ mod tests {
         let (device, _) = crate::testing::device(None);
         Announcer {
             device,
-            xaddrs: "http://192.0.2.1:8080/onvif/device_service".into(),
+            plain_xaddrs: "http://192.0.2.1:8080/onvif/device_service".into(),
+            secure_xaddrs: String::new(),
             instance: 7,
             message_number: AtomicU64::new(1),
             metadata_version: AtomicU64::new(1),

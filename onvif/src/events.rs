@@ -55,6 +55,18 @@ impl Default for EventLimits {
 pub struct ConsumerAllowList(Vec<(IpAddr, u8)>);
 
 impl ConsumerAllowList {
+    /// The entries as `address/prefix`.
+    pub fn entries(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(ip, prefix)| format!("{ip}/{prefix}"))
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parses entries like `127.0.0.0/8`, `10.1.2.3`, `::1`.
     pub fn parse(entries: &[String]) -> Result<Self, String> {
         entries

@@ -29,7 +29,13 @@ pub struct DeviceConfig {
     /// Where SetScopes and SetDiscoveryMode are remembered; `None` keeps them in memory.
     pub settings_file: Option<PathBuf>,
     pub discoverable: bool,
+    /// Networks push consumers (Base Notification Subscribe) may be in, until the
+    /// administrator names others ([`Device::set_consumer_allow`]).
     pub consumer_allow: ConsumerAllowList,
+    /// Serve ONVIF over plain HTTP too (digests on the wire can be cracked offline); off,
+    /// plain HTTP answers 403 naming the HTTPS address, until the administrator allows it
+    /// for an old VMS ([`Device::set_plain_http`]).
+    pub plain_http: bool,
     pub event_limits: EventLimits,
     pub xml_limits: Limits,
     /// Passwords CreateUsers and SetUser set are at least this many characters (the
@@ -129,6 +135,8 @@ impl Device {
                 ),
             ],
             discoverable: config.discoverable,
+            consumer_allow: None,
+            plain_http: None,
         };
         let settings = Settings::load(config.settings_file.as_ref(), defaults)?;
         let auth = Authenticator::new(users, &config.realm);
@@ -179,6 +187,43 @@ impl Device {
         .map_err(|fault| format!("{fault:?}"))
     }
 
+    /// Networks push consumers may be in: the administrator's, else the configured ones.
+    pub fn consumer_allow(&self) -> ConsumerAllowList {
+        let chosen = self.settings.lock().consumer_allow.clone();
+        chosen
+            .and_then(|entries| ConsumerAllowList::parse(&entries).ok())
+            .unwrap_or_else(|| self.config.consumer_allow.clone())
+    }
+
+    /// The administrator names the networks (or addresses) of the VMSs events are pushed
+    /// to; remembered. Every entry must parse.
+    pub fn set_consumer_allow(&self, entries: Vec<String>) -> Result<(), String> {
+        ConsumerAllowList::parse(&entries)?;
+        self.change_settings(|s| {
+            s.consumer_allow = Some(entries);
+            Ok(())
+        })
+        .map_err(|fault| fault.reason)
+    }
+
+    /// Whether ONVIF is served over plain HTTP.
+    pub fn plain_http(&self) -> bool {
+        self.settings
+            .lock()
+            .plain_http
+            .unwrap_or(self.config.plain_http)
+    }
+
+    /// Allows or stops ONVIF over plain HTTP (an old VMS that cannot do HTTPS); remembered,
+    /// and announced by discovery with the addresses it now serves.
+    pub fn set_plain_http(&self, allowed: bool) -> Result<(), String> {
+        self.change_settings(|s| {
+            s.plain_http = Some(allowed);
+            Ok(())
+        })
+        .map_err(|fault| fault.reason)
+    }
+
     /// Changes of scopes or discovery mode, for the discovery side.
     pub fn watch_settings(&self) -> watch::Receiver<u64> {
         self.settings_version.subscribe()
@@ -207,6 +252,13 @@ impl Device {
             if request.https { "https" } else { "http" },
             request.host.unwrap_or("127.0.0.1")
         );
+        if !request.https && !self.plain_http() {
+            return HttpResponse::plain(
+                403,
+                "ONVIF over plain HTTP is off on this device: use HTTPS (https://HOST/onvif/device_service), \
+                 or an administrator allows plain HTTP for an old VMS in the web UI's settings",
+            );
+        }
         if request.method == "GET" {
             return self.get(request);
         }

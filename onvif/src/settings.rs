@@ -1,5 +1,6 @@
-//! What clients may change and the device must remember: configurable scopes and the
-//! discovery mode. Kept as a small JSON file written atomically.
+//! What clients and the product's administrator may change and the device must remember:
+//! configurable scopes, the discovery mode, the networks push consumers may be in, and
+//! whether ONVIF is served over plain HTTP. Kept as a small JSON file written atomically.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,13 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     pub configurable_scopes: Vec<String>,
     pub discoverable: bool,
+    /// The administrator's choice of networks push consumers may be in; `None`: the
+    /// configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_allow: Option<Vec<String>>,
+    /// The administrator's choice to serve ONVIF over plain HTTP too; `None`: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_http: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -97,6 +97,7 @@ pub fn device(settings_file: Option<std::path::PathBuf>) -> (Arc<Device>, Arc<Sa
         settings_file,
         discoverable: true,
         consumer_allow: ConsumerAllowList::parse(&["127.0.0.0/8".into()]).unwrap(),
+        plain_http: true,
         event_limits: EventLimits::default(),
         xml_limits: Limits::default(),
         min_password_chars: 3,

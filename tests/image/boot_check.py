@@ -1,5 +1,7 @@
 """What a booted appliance image serves through QEMU's forwarded ports (127.0.0.1): the ONVIF
-device answers GetSystemDateAndTime to the client Home Assistant uses (onvif-zeep-async), and
+device answers GetSystemDateAndTime over HTTPS to the client Home Assistant uses
+(onvif-zeep-async; without credentials, as the first admin password opens no ONVIF door until it
+is changed), refuses ONVIF over plain HTTP (403, the image serves it over HTTPS only), and
 the web UI's login page answers over HTTPS with the certificate whose fingerprint the first
 boot showed on the console, and takes the first admin password. Prints one JSON object for
 the Rust test (appliance/tests/image.rs) to judge (with --old-password, also how a login
@@ -24,13 +26,13 @@ from onvif import ONVIFCamera
 
 async def onvif_time(port, user, password, deadline_s):
     wsdl = os.path.join(os.path.dirname(onvif.__file__), "wsdl")
-    camera = ONVIFCamera("127.0.0.1", port, user, password, wsdl, no_cache=True)
+    camera = ONVIFCamera("https://127.0.0.1", port, user, password, wsdl, no_cache=True)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
     while True:
         try:
             device = await camera.create_devicemgmt_service()
-            answer = await device.GetSystemDateAndTime()
+            answer = await device.authless_GetSystemDateAndTime()
             break
         except Exception as error:  # refused until the daemon (re)starts listening
             if loop.time() > deadline:
@@ -42,6 +44,19 @@ async def onvif_time(port, user, password, deadline_s):
     await camera.close()
     return {"type": answer.DateTimeType,
             "skew_s": abs((device_time - dt.datetime.now(dt.timezone.utc)).total_seconds())}
+
+
+def onvif_plain_status(port):
+    """The status plain HTTP answers an ONVIF request with (the image: 403)."""
+    body = (b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>'
+            b'<GetSystemDateAndTime xmlns="http://www.onvif.org/ver10/device/wsdl"/></s:Body></s:Envelope>')
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/onvif/device_service", method="POST",
+                                     data=body, headers={"Content-Type": "application/soap+xml"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def login(opener, port, password):
@@ -86,7 +101,8 @@ def main():
     parser.add_argument("--old-password", help="a password that must no longer work")
     parser.add_argument("--wait", type=float, default=300)
     args = parser.parse_args()
-    seen = {"onvif": asyncio.run(onvif_time(args.onvif_port, "admin", args.password, args.wait))}
+    seen = {"onvif": asyncio.run(onvif_time(args.https_port, "admin", args.password, args.wait)),
+            "onvif_plain_status": onvif_plain_status(args.onvif_port)}
     seen["web"] = web(args.https_port, args.password, args.old_password)
     print(json.dumps(seen))
 

@@ -4,10 +4,14 @@ addresses (127.0.0.2 and up) as LAN neighbours would use theirs. Prints one JSON
 what it saw, for appliance/tests/hostile.rs to judge:
   - a login flood: LOGINS concurrent wrong-password logins, each from its own address and for
     its own made-up user (so no lock-out stops them: only the bound on password checks does);
+  - a login flood on a real user: LOGINS concurrent wrong passwords for admin, each from its own
+    address (last: it leaves admin locked out for a minute, except where it signed in before);
   - slow clients: SLOW connections on each listener from one address, each sending half a
     request head, held until the server closes them (it must, by its header timeout);
   - a zip bomb uploaded by an operator (entries of zeros unpacking past the upload budget);
   - oversized WS-Security nonces: NONCES requests of a real ONVIF user, each with a 48 KiB nonce;
+  - requests without credentials as fast as 4 keep-alive connections go, FLOOD on each listener
+    from one address (ONVIF GetSystemDateAndTime, the web's login page);
   - (not with --bench) a stalled request body, and an operator pointing a camera at another
     host without its password (the stored password must not follow it there).
 With DAEMON_PID, each attack also reports the daemon's peak resident memory during it (VmHWM,
@@ -36,6 +40,7 @@ daemon_pid = int(args[3]) if len(args) > 3 else None
 LOGINS = 300
 SLOW = 1000
 NONCES = 500
+FLOOD = 2000
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE  # the appliance's self-signed certificate
@@ -167,11 +172,11 @@ t.join()
 seen["quiet"] = {"legit": summary(samples)}
 
 
-def login_flood():
+def login_flood(user=None):
     def one(i):
         source = f"127.0.{1 + i // 250}.{1 + i % 250}"
         try:
-            return https("POST", "/api/v1/session", {"user": f"intruder-{i}", "password": "wrong"},
+            return https("POST", "/api/v1/session", {"user": user or f"intruder-{i}", "password": "wrong"},
                          source=source, timeout=60)[0]
         except OSError as e:
             return f"error: {e}"
@@ -303,6 +308,43 @@ def oversized_nonces():
     return {"statuses": counts}
 
 
+def unauthenticated_flood():
+    """FLOOD requests without credentials on each listener from 127.0.0.5, on 4 keep-alive
+    connections each: how they were answered, and how long it took."""
+    def worker(connect, method, path, body, count):
+        statuses = {}
+        c = connect()
+        for _ in range(count):
+            try:
+                c.request(method, path, body=body, headers={"Content-Type": "application/soap+xml"})
+                r = c.getresponse()
+                r.read()
+                statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+            except OSError as e:
+                statuses[f"error: {type(e).__name__}"] = statuses.get(f"error: {type(e).__name__}", 0) + 1
+                c.close()
+                c = connect()
+        c.close()
+        return statuses
+
+    def flood(connect, method, path, body):
+        started = time.time()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            parts = list(pool.map(lambda _: worker(connect, method, path, body, FLOOD // 4), range(4)))
+        counts = {}
+        for part in parts:
+            for k, v in part.items():
+                counts[k] = counts.get(k, 0) + v
+        return {"statuses": counts, "seconds": round(time.time() - started, 2)}
+
+    onvif_connect = lambda: http.client.HTTPConnection("127.0.0.1", onvif_port, timeout=30,  # noqa: E731
+                                                       source_address=("127.0.0.5", 0))
+    web_connect = lambda: http.client.HTTPSConnection("127.0.0.1", web_port, context=ctx, timeout=30,  # noqa: E731
+                                                      source_address=("127.0.0.5", 0))
+    return {"onvif": flood(onvif_connect, "POST", "/onvif/device_service", ONVIF_BODY),
+            "web": flood(web_connect, "GET", "/", None)}
+
+
 def camera_moved_without_password():
     """An operator adds a camera with its password, then points it at a server of theirs (another
     port) giving the same user name and no password: refused, and the camera stays where it was."""
@@ -342,8 +384,10 @@ from hostile import envelope, token  # noqa: E402  (the WS-Security helpers)
 under_attack("login_flood", login_flood)
 under_attack("slow_web", lambda: slow_clients(web_port, True))
 under_attack("slow_onvif", lambda: slow_clients(onvif_port, False))
-under_attack("zip_bomb", zip_bomb)
 under_attack("oversized_nonces", oversized_nonces)
+under_attack("unauthenticated_flood", unauthenticated_flood)
+under_attack("zip_bomb", zip_bomb)
+under_attack("login_flood_admin", lambda: login_flood("admin"))
 if not bench:
     seen["stalled_body"] = stalled_body()
     seen["camera_moved"] = camera_moved_without_password()

@@ -190,6 +190,8 @@ function editCamera(c) {
   const f = $("camera-form");
   for (const k of ["id", "name", "url", "transport", "fps", "mode"]) f.elements[k].value = c[k] ?? "";
   f.elements.username.value = c.username || "";
+  f.elements.tls_pin.value = c.tls_pin || "";
+  f.elements.tls_ca.value = c.tls_ca || "";
   f.elements.password.value = "";
   f.elements.keyframes_only.checked = c.keyframes_only;
   f.elements.enabled.checked = c.enabled;
@@ -203,6 +205,8 @@ $("camera-form").addEventListener("submit", (e) => {
     mode: f.mode.value, keyframes_only: f.keyframes_only.checked, enabled: f.enabled.checked,
   };
   if (f.username.value) camera.username = f.username.value;
+  if (f.tls_pin.value.trim()) camera.tls_pin = f.tls_pin.value.trim();
+  if (f.tls_ca.value.trim()) camera.tls_ca = f.tls_ca.value.trim();
   if (f.password.value) camera.password = f.password.value;
   guarded("camera-error", async () => {
     await api("PUT", `/api/v1/cameras/${encodeURIComponent(f.id.value)}`, camera);
@@ -448,7 +452,7 @@ function drawScores(stats) {
 async function loadSettings() {
   const settings = await api("GET", "/api/v1/settings");
   const fields = [];
-  const titles = { privacy: "Storage and retention", analysis: "Analysis", discovery: "ONVIF discovery" };
+  const titles = { privacy: "Storage and retention", analysis: "Analysis", onvif: "ONVIF" };
   for (const section of Object.keys(titles)) {
     if (!settings[section]) continue;
     fields.push(el("h3", {}, titles[section]));
@@ -458,7 +462,9 @@ async function loadSettings() {
       const label = key.replaceAll("_", " ");
       fields.push(typeof value === "boolean"
         ? el("label", { class: "check" }, el("input", { type: "checkbox", name, checked: value }), label)
-        : el("label", {}, label, el("input", { type: "number", step: "any", name, value })));
+        : typeof value === "string"
+          ? el("label", {}, label, el("input", { type: "text", name, value }))
+          : el("label", {}, label, el("input", { type: "number", step: "any", name, value })));
     }
   }
   $("settings-fields").replaceChildren(...fields);
@@ -470,7 +476,8 @@ $("settings-form").addEventListener("submit", (e) => {
   for (const input of e.target.querySelectorAll("input[name]")) {
     const [section, key] = input.name.split(".");
     changes[section] = changes[section] || {};
-    changes[section][key] = input.type === "checkbox" ? input.checked : Number(input.value);
+    changes[section][key] = input.type === "checkbox" ? input.checked
+      : input.type === "text" ? input.value : Number(input.value);
   }
   guarded("settings-error", async () => {
     const now = await api("PUT", "/api/v1/settings", changes);

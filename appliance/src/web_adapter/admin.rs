@@ -25,14 +25,19 @@ struct UserSpec {
 struct SettingsChange {
     privacy: Option<Value>,
     analysis: Option<Value>,
-    discovery: Option<Discovery>,
+    onvif: Option<OnvifChange>,
 }
 
+/// The ONVIF device's own settings (remembered by the device, not in settings.json).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Discovery {
+struct OnvifChange {
     /// Answer WS-Discovery probes (ONVIF's discovery mode).
-    discoverable: bool,
+    discoverable: Option<bool>,
+    /// Serve ONVIF over plain HTTP too (an old VMS); otherwise HTTPS only.
+    plain_http: Option<bool>,
+    /// Addresses or networks of the VMSs events are pushed to, comma-separated; empty: none.
+    event_consumers: Option<String>,
 }
 
 fn level_of(role: Role) -> UserLevel {
@@ -155,7 +160,11 @@ impl WebAppliance {
             "analysis": config.analysis,
         });
         if let Some(device) = &self.parts.onvif {
-            settings["discovery"] = json!({ "discoverable": device.discoverable() });
+            settings["onvif"] = json!({
+                "discoverable": device.discoverable(),
+                "plain_http": device.plain_http(),
+                "event_consumers": device.consumer_allow().entries().join(", "),
+            });
         }
         settings
     }
@@ -167,19 +176,38 @@ impl WebAppliance {
         let analysis: AnalysisConfig = patched(&now.analysis, changes.analysis, "analysis")?;
         let privacy: PrivacyConfig = patched(&now.privacy, changes.privacy, "privacy")?;
         let restart_needed = analysis.min_face != now.analysis.min_face;
-        if changes.discovery.is_some() && self.parts.onvif.is_none() {
+        if changes.onvif.is_some() && self.parts.onvif.is_none() {
             return Err(Failure::Invalid(
-                "ONVIF is off: there is no discovery to change".into(),
+                "ONVIF is off: there are no ONVIF settings to change".into(),
             ));
+        }
+        let consumers: Option<Vec<String>> = changes.onvif.as_ref().and_then(|o| {
+            o.event_consumers.as_ref().map(|text| {
+                text.split([',', ' ', '\n'])
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+        });
+        if let Some(entries) = &consumers {
+            onvif::events::ConsumerAllowList::parse(entries)
+                .map_err(|why| Failure::Invalid(format!("`onvif.event_consumers`: {why}")))?;
         }
         self.parts
             .control
             .put_settings(analysis, privacy)
             .map_err(control_failure)?;
-        if let (Some(discovery), Some(device)) = (changes.discovery, &self.parts.onvif) {
-            device
-                .set_discoverable(discovery.discoverable)
-                .map_err(unavailable)?;
+        if let (Some(change), Some(device)) = (changes.onvif, &self.parts.onvif) {
+            if let Some(discoverable) = change.discoverable {
+                device.set_discoverable(discoverable).map_err(unavailable)?;
+            }
+            if let Some(plain_http) = change.plain_http {
+                device.set_plain_http(plain_http).map_err(unavailable)?;
+            }
+            if let Some(entries) = consumers {
+                device.set_consumer_allow(entries).map_err(unavailable)?;
+            }
         }
         let mut settings = self.settings_now();
         // The detector's smallest face is fixed when the models load.

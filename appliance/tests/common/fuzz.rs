@@ -897,6 +897,7 @@ fn sample_device() -> Arc<onvif::Device> {
         discoverable: true,
         consumer_allow: onvif::events::ConsumerAllowList::parse(&["127.0.0.0/8".into()])
             .expect("allow list"),
+        plain_http: true,
         event_limits: onvif::events::EventLimits::default(),
         xml_limits: Limits::default(),
         min_password_chars: 10,

@@ -52,7 +52,15 @@ pub(super) async fn handle(call: &Call<'_>) -> Result<String, Fault> {
                         "no ConsumerReference Address",
                     )
                 })?;
-            let target = push::Target::parse(&consumer, &device.config.consumer_allow)
+            let allowed = device.consumer_allow();
+            if allowed.is_empty() {
+                return Err(Fault::sender(
+                    "wsnt:SubscribeCreationFailedFault",
+                    "events are pushed to no address until an administrator names the VMS's \
+                     (web UI settings, ONVIF event consumers); pull points work meanwhile",
+                ));
+            }
+            let target = push::Target::parse(&consumer, &allowed)
                 .map_err(|why| Fault::sender("wsnt:SubscribeCreationFailedFault", why))?;
             let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
             let (sender, receiver) = tokio::sync::mpsc::channel(256);
