@@ -1,7 +1,7 @@
 //! `cargo bench -p vigil --bench hostile`: the daemon under each attack of the hostile suite
 //! (`tests/web/hostile_load.py --bench`: a login flood of 300 made-up users, 1,000 slow
 //! connections on each listener, 500 oversized WS-Security nonces, 2,000 requests without
-//! credentials on each listener from one address, a zip bomb, a login flood of 300 on admin),
+//! credentials on each listener from one address, a login flood of 300 on admin, a zip bomb),
 //! with a legitimate operator's web and
 //! ONVIF requests measured throughout. Prints, per attack, the daemon's peak resident memory
 //! during it and the legitimate requests' median and p95 latency and failures. Figures, not
@@ -24,8 +24,8 @@ const ATTACKS: [&str; 7] = [
     "slow_onvif",
     "oversized_nonces",
     "unauthenticated_flood",
-    "zip_bomb",
     "login_flood_admin",
+    "zip_bomb",
 ];
 
 fn repo() -> PathBuf {

@@ -21,6 +21,10 @@ pub enum TokenError {
     Unknown(String),
     #[error("a label is 1 to 100 characters")]
     BadLabel,
+    #[error("{0} has {MAX_PER_USER} API tokens: revoke one first")]
+    TooManyOfUser(String),
+    #[error("the appliance holds {MAX_TOKENS} API tokens: revoke some first")]
+    TooMany,
     #[error("random generator: {0}")]
     Random(#[from] openssl::error::ErrorStack),
 }
@@ -43,6 +47,10 @@ pub struct ApiTokens {
 
 /// Secrets start with this, so leaked ones are easy to recognise (and scan for).
 const PREFIX: &str = "vigil_";
+/// Tokens one user may hold (a script per machine, with room), and all users together:
+/// each is checked on every bearer request and kept in memory.
+pub const MAX_PER_USER: usize = 32;
+pub const MAX_TOKENS: usize = 1024;
 
 fn sha256_hex(secret: &str) -> String {
     openssl::sha::sha256(secret.as_bytes())
@@ -94,6 +102,12 @@ impl ApiTokens {
             sha256: sha256_hex(&secret),
         };
         let mut tokens = self.tokens.lock();
+        if tokens.iter().filter(|t| t.user == user).count() >= MAX_PER_USER {
+            return Err(TokenError::TooManyOfUser(user.into()));
+        }
+        if tokens.len() >= MAX_TOKENS {
+            return Err(TokenError::TooMany);
+        }
         let mut next = tokens.clone();
         next.push(info.clone());
         self.save(&next)?;
@@ -189,5 +203,19 @@ mod tests {
         reopened.revoke(&info.id, Some("ada")).unwrap();
         assert_eq!(reopened.user_of(&secret), None);
         assert!(ApiTokens::open(dir.path()).unwrap().list(None).is_empty());
+    }
+
+    #[test]
+    fn a_user_holds_a_bounded_number_of_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = ApiTokens::open(dir.path()).unwrap();
+        for i in 0..MAX_PER_USER {
+            tokens.create("ada", &format!("script {i}")).unwrap();
+        }
+        assert!(matches!(
+            tokens.create("ada", "one more"),
+            Err(TokenError::TooManyOfUser(_))
+        ));
+        tokens.create("bob", "his own").unwrap();
     }
 }

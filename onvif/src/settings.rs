@@ -64,7 +64,12 @@ impl Settings {
             let text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
             std::fs::write(&temporary, text)?;
             std::fs::File::open(&temporary)?.sync_all()?;
-            std::fs::rename(&temporary, path)
+            std::fs::rename(&temporary, path)?;
+            // The rename is durable only once the directory is.
+            match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                None => Ok(()),
+            }
         };
         write().map_err(|source| SettingsError::Write {
             path: path.clone(),

@@ -17,17 +17,9 @@ import uuid
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
+from discovery_messages import PROBE  # noqa: E402
 from hostile import envelope, token, wait_until_serving  # noqa: E402
 
-PROBE = (
-    '<?xml version="1.0" encoding="utf-8"?>'
-    '<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" '
-    'xmlns:w="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
-    'xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery"><e:Header>'
-    "<w:MessageID>urn:uuid:{id}</w:MessageID><w:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</w:To>"
-    "<w:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</w:Action>"
-    "</e:Header><e:Body><d:Probe/></e:Body></e:Envelope>"
-)
 SUBSCRIBE = (
     '<wsnt:Subscribe xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" '
     'xmlns:wsa="http://www.w3.org/2005/08/addressing">'

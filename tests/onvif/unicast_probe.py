@@ -3,19 +3,14 @@ which got an answer within 3 s: {"SOURCE": true|false, ...}. The device answers 
 on its interfaces' networks (a probe from elsewhere is most likely spoofed, for reflection).
 Usage: unicast_probe.py DEVICE SOURCE..."""
 import json
+import os
 import socket
 import sys
 import uuid
 
-PROBE = (
-    '<?xml version="1.0" encoding="utf-8"?>'
-    '<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" '
-    'xmlns:w="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
-    'xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery"><e:Header>'
-    "<w:MessageID>urn:uuid:{id}</w:MessageID><w:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</w:To>"
-    "<w:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</w:Action>"
-    "</e:Header><e:Body><d:Probe/></e:Body></e:Envelope>"
-)
+sys.path.insert(0, os.path.dirname(__file__))
+from discovery_messages import PROBE  # noqa: E402
+
 device, sources = sys.argv[1], sys.argv[2:]
 answered = {}
 for source in sources:

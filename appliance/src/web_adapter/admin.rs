@@ -283,6 +283,8 @@ impl WebAppliance {
     pub(super) fn token_create(&self, user: &str, label: &str) -> Result<Value, Failure> {
         let (info, secret) = self.parts.tokens.create(user, label).map_err(|e| match e {
             crate::api_tokens::TokenError::BadLabel => Failure::Invalid(e.to_string()),
+            crate::api_tokens::TokenError::TooManyOfUser(_)
+            | crate::api_tokens::TokenError::TooMany => Failure::Conflict(e.to_string()),
             other => unavailable(other),
         })?;
         Ok(json!({

@@ -158,7 +158,11 @@ struct FailureLimiter {
     window: Duration,
     penalty: Duration,
     peers: Mutex<HashMap<IpAddr, Failures>>,
+    last_sweep: Mutex<Instant>,
 }
+
+/// Addresses whose failures are counted at once.
+const MAX_TRACKED_PEERS: usize = 10_000;
 
 struct Failures {
     first: Instant,
@@ -173,6 +177,7 @@ impl FailureLimiter {
             window,
             penalty,
             peers: Mutex::new(HashMap::new()),
+            last_sweep: Mutex::new(Instant::now()),
         }
     }
 
@@ -184,14 +189,24 @@ impl FailureLimiter {
         }
     }
 
+    /// O(1) per failure: the table is swept of stale addresses at most once a second, and
+    /// while it is full of live ones a new address is not tracked (the per-user lock-out and
+    /// the per-address limit on requests without credentials still hold it back).
     fn fail(&self, peer: IpAddr) {
         let now = Instant::now();
         let mut peers = self.peers.lock();
-        if peers.len() > 10_000 {
-            peers.retain(|_, f| {
-                now.duration_since(f.first) < self.window
-                    || f.blocked_until.is_some_and(|u| u > now)
-            });
+        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
+            let mut last_sweep = self.last_sweep.lock();
+            if now.duration_since(*last_sweep) >= Duration::from_secs(1) {
+                *last_sweep = now;
+                peers.retain(|_, f| {
+                    now.duration_since(f.first) < self.window
+                        || f.blocked_until.is_some_and(|u| u > now)
+                });
+            }
+            if peers.len() >= MAX_TRACKED_PEERS {
+                return;
+            }
         }
         let failures = peers.entry(peer).or_insert(Failures {
             first: now,
