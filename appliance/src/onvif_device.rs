@@ -388,7 +388,8 @@ pub struct OnvifService {
 
 impl OnvifService {
     /// Starts serving on the configured address; must run inside a Tokio runtime. With
-    /// `web_https_port`, the plain-HTTP listener redirects everything but ONVIF there.
+    /// `web_https` (the web listener's address), the plain-HTTP listener redirects everything
+    /// but ONVIF there, and it serves the ONVIF paths over HTTPS too.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         config: &crate::config::OnvifConfig,
@@ -398,7 +399,7 @@ impl OnvifService {
         users: Arc<crate::users::FileUsers>,
         restart: Box<dyn Fn() + Send + Sync>,
         audit: Option<Arc<AuditLog>>,
-        web_https_port: Option<u16>,
+        web_https: Option<std::net::SocketAddr>,
     ) -> Result<Self, OnvifStartError> {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
@@ -452,16 +453,16 @@ impl OnvifService {
         let device = Device::new(device_config, product, users)?;
         // Event pictures over HTTPS wherever there is HTTPS (the ONVIF listener's own, else the
         // web listener's, which serves the ONVIF paths too); plain HTTP only if nothing else.
-        let https_port = https_address.map(|a| a.port()).or(web_https_port);
-        device.events().set_image_base(&match https_port {
-            Some(port) if !config.plain_http => image_base("https", address, port),
+        let serving_https = https_address.or(web_https);
+        device.events().set_image_base(&match serving_https {
+            Some(https) if !config.plain_http => image_base("https", https, https.port()),
             _ => image_base("http", address, address.port()),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let router = crate::http::Router {
             device: Some(device.clone()),
             web: None,
-            https_port: web_https_port,
+            https_port: web_https.map(|a| a.port()),
         };
         tokio::spawn(crate::http::serve(
             listener,
@@ -499,7 +500,7 @@ impl OnvifService {
                 interfaces: interfaces.clone(),
                 port: config.discovery_port,
                 http_port: address.port(),
-                https_port,
+                https: serving_https,
             };
             // Open the sockets now so that a port or address problem stops the start.
             let sockets = onvif::discovery::Sockets::open(&discovery_config)

@@ -8,7 +8,7 @@
 //! machine never reaches it. The built-in default is 127.0.0.1 alone.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -38,8 +38,9 @@ pub struct DiscoveryConfig {
     pub port: u16,
     /// The HTTP port the device service listens on, for XAddrs.
     pub http_port: u16,
-    /// The HTTPS port it listens on, if any: announced too, alone while plain HTTP is off.
-    pub https_port: Option<u16>,
+    /// The HTTPS address it listens on, if any: announced on the interfaces it serves, alone
+    /// while plain HTTP is off.
+    pub https: Option<SocketAddr>,
 }
 
 /// Runs until `stop` turns true, then says Bye.
@@ -51,8 +52,21 @@ pub async fn run(
 ) -> io::Result<()> {
     let announcer = Announcer {
         device: device.clone(),
-        plain_xaddrs: xaddrs(&config.interfaces, "http", Some(config.http_port)),
-        secure_xaddrs: xaddrs(&config.interfaces, "https", config.https_port),
+        plain_xaddrs: xaddrs(&config.interfaces, "http", config.http_port),
+        secure_xaddrs: match config.https {
+            // Only where it listens: a loopback-only web listener is not announced on the LAN.
+            Some(https) => xaddrs(
+                &config
+                    .interfaces
+                    .iter()
+                    .copied()
+                    .filter(|ip| https.ip().is_unspecified() || https.ip() == IpAddr::V4(*ip))
+                    .collect::<Vec<_>>(),
+                "https",
+                https.port(),
+            ),
+            None => String::new(),
+        },
         instance: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -287,10 +301,7 @@ pub fn answer_datagram(device: Arc<Device>, datagram: &[u8]) -> Option<String> {
 }
 
 /// The device service's addresses on `interfaces`, space-separated as XAddrs are.
-fn xaddrs(interfaces: &[Ipv4Addr], scheme: &str, port: Option<u16>) -> String {
-    let Some(port) = port else {
-        return String::new();
-    };
+fn xaddrs(interfaces: &[Ipv4Addr], scheme: &str, port: u16) -> String {
     interfaces
         .iter()
         .map(|ip| format!("{scheme}://{ip}:{port}{DEVICE_PATH}"))

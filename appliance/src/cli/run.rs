@@ -2,25 +2,26 @@
 //! configuration (cameras added, changed, removed) and the watchlists.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use parking_lot::RwLock;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use vigil::api_tokens::ApiTokens;
 use vigil::audit::{Actor, AuditLog};
-use vigil::config::Config;
+use vigil::config::{Config, OnvifConfig, PrivacyConfig, WebConfig};
 use vigil::control::Control;
-use vigil::daemon::Daemon;
+use vigil::daemon::{Daemon, SharedGallery};
 use vigil::events::{Event, EventBus};
 use vigil::http::{Router, WebHandler};
 use vigil::onvif_device::OnvifService;
 use vigil::service_manager::{self, Watchdog};
-use vigil::sightings::{self, recorder::Recorder, retention::Retention};
+use vigil::sightings::{self, recorder::Recorder, retention::Retention, SightingStore};
 use vigil::users::{FileUsers, RemovalHook};
 use vigil::web_adapter::{WebAppliance, WebParts};
 
@@ -50,203 +51,226 @@ fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let file_config = load(&args.config)?;
-    let data_dir = file_config
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| ctx.data_dir.clone());
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let (control, config) = Control::load(args.config.clone(), file_config, &data_dir)?;
-    let control = Arc::new(control);
     // Signals are caught before anything starts, so an early SIGTERM still stops cleanly.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot install signal handlers")?;
-    let bus = EventBus::new();
-    let printer = match args.events {
-        EventsOutput::Stdout => Some(spawn_printer(&bus, |e| {
-            serde_json::to_string(e).expect("events serialise")
-        })),
-        EventsOutput::Text => Some(spawn_printer(&bus, |e| e.to_string())),
-        EventsOutput::None => None,
-    };
-    let cameras = config.cameras.len();
-    let onvif_config = config.onvif.clone();
-    let web_config = config.web.clone();
-    let audit = Arc::new(AuditLog::open(&data_dir.join("audit"))?);
-    let (store, opened) = sightings::open_in(
-        &data_dir,
-        config.privacy.min_free_disk_mb * 1024 * 1024,
-        true,
-    )
-    .context("cannot open the sighting store")?;
-    let store = Arc::new(store);
-    tracing::info!(?opened, "sighting store open");
-    let policy = control.policy();
-    audit.append(
-        &Actor::system(),
-        "daemon.start",
-        "",
-        serde_json::json!({ "privacy": config.privacy, "cameras": cameras }),
-    )?;
-    // Recording starts before the cameras, so no track ends unheard.
-    let recorder = Recorder::start(store.clone(), policy.clone(), &bus)
-        .context("cannot start the sighting recorder")?;
-    let daemon = Daemon::start(config, &data_dir, bus.clone())?;
-    let (live, gallery, pipeline) = (daemon.live(), daemon.gallery(), daemon.pipeline());
-    control.attach(daemon);
-    let retention = {
-        let (gallery, dir) = (gallery.clone(), data_dir.clone());
-        Retention::start(
-            store.clone(),
-            data_dir.join("watchlists"),
-            audit.clone(),
-            policy.clone(),
-            Box::new(move || {
-                if let Err(e) = vigil::daemon::reload_gallery(&dir, &gallery) {
-                    tracing::error!(error = %e, "watchlists not reloaded after persons expired");
-                }
-            }),
-        )
-        .context("cannot start retention")?
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("vigil-net")
-        .enable_all()
-        .build()
-        .context("cannot start the network runtime")?;
-    let restart_requested = Arc::new(AtomicBool::new(false));
-    let (users, first_password) = FileUsers::open(&data_dir)?;
-    let users = Arc::new(users);
-    if let Some(password) = first_password {
-        eprintln!("vigil: first start: created user admin with password {password} (shown once; the web UI asks for a new one at the first login, or use `vigil user set admin --level administrator`)");
-    }
-    // The web listener is bound first, so ONVIF's plain HTTP can redirect browsers to it.
-    let web_listener = if web_config.enabled {
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(&web_config.listen))
-            .with_context(|| format!("cannot listen on {} (web.listen)", web_config.listen))?;
-        Some(listener)
-    } else {
-        None
-    };
-    let web_address = web_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let onvif = if onvif_config.enabled {
-        let restart = {
-            let flag = restart_requested.clone();
-            Box::new(move || {
-                flag.store(true, Ordering::SeqCst);
-                let _ = signal_hook::low_level::raise(SIGTERM);
-            })
-        };
-        let service = runtime.block_on(OnvifService::start(
-            &onvif_config,
-            &data_dir,
-            live.clone(),
-            &bus,
-            users.clone(),
-            restart,
-            Some(audit.clone()),
-            web_address.map(|a| a.port()),
-        ))?;
-        eprintln!(
-            "vigil: ONVIF device service at http://{}/onvif/device_service",
-            service.address
-        );
-        Some(service)
-    } else {
-        None
-    };
-    let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
-    if let Some(listener) = web_listener {
-        let acceptor = vigil::tls::shared(vigil::tls::acceptor_for(&data_dir, web_address)?);
-        let mut acceptors = vec![acceptor.clone()];
-        acceptors.extend(onvif.as_ref().and_then(|o| o.tls.clone()));
-        let _entered = runtime.enter();
-        let tokens = Arc::new(ApiTokens::open(&data_dir)?);
-        let sessions = Arc::new(web::Sessions::default());
-        users.on_removal(revoke_grants(tokens.clone(), sessions.clone()));
-        let app = Arc::new(WebAppliance::new(
-            WebParts {
-                users: users.clone(),
-                tokens,
-                live: live.clone(),
-                control: control.clone(),
-                gallery: gallery.clone(),
-                pipeline: pipeline.clone(),
-                store: store.clone(),
-                audit: audit.clone(),
-                data_dir: data_dir.clone(),
-                onvif: onvif.as_ref().map(|o| o.device.clone()),
-                acceptors,
-            },
-            &bus,
-        ));
-        let handler: WebHandler = Arc::new(web::handler(app, sessions));
-        let router = Router {
-            device: onvif.as_ref().map(|o| o.device.clone()),
-            web: Some(handler),
-            https_port: None,
-        };
-        runtime.spawn(vigil::http::serve(
-            listener,
-            router,
-            Some(acceptor),
-            vigil::http::Limits::new(&web_config.limits),
-            web_stopped,
-        ));
-        if let Some(address) = web_address {
-            eprintln!("vigil: web UI at https://{address}/");
-        }
-    }
-    drop(bus);
-    if control.effective().demo {
-        tracing::warn!(data_dir = %data_dir.display(), "DEMO: the built-in demo (the test video as camera, a demo watchlist), not a configured appliance");
-        eprintln!("vigil: DEMO: this is the built-in demo: the test video is its camera and its people are in the `demo` watchlist; `./just run --config FILE` runs your own appliance");
-    }
-    tracing::info!(data_dir = %data_dir.display(), cameras, "vigil running");
-    eprintln!(
-        "vigil: running with {cameras} camera(s), data in {}; stop with Ctrl-C",
-        data_dir.display()
-    );
-    service_manager::ready(&format!("running with {cameras} camera(s)"));
-    let watchdog = {
-        let (handle, control) = (runtime.handle().clone(), control.clone());
-        Watchdog::start(move || {
-            // The network runtime runs a task, and the daemon's state is not stuck.
-            let (answered, answer) = std::sync::mpsc::channel();
-            handle.spawn(async move {
-                let _ = answered.send(());
-            });
-            answer
-                .recv_timeout(std::time::Duration::from_secs(5))
-                .is_ok()
-                && control.with_daemon(|_| ()).is_some()
-        })
-    };
+    let appliance = RunningAppliance::start(ctx, &args)?;
     for signal in signals.forever() {
         if signal != SIGHUP {
             break;
         }
+        appliance.reload();
+    }
+    appliance.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything `vigil run` starts, held until it stops. Parts start in the order they depend
+/// on each other and stop in the reverse: recording before the cameras (no track ends
+/// unheard), the web listener bound before ONVIF's (whose plain HTTP redirects browsers to
+/// it), the bus closed last so the recorder writes what is left.
+struct RunningAppliance {
+    data_dir: PathBuf,
+    control: Arc<Control>,
+    audit: Arc<AuditLog>,
+    store: Arc<SightingStore>,
+    policy: Arc<RwLock<PrivacyConfig>>,
+    gallery: SharedGallery,
+    recorder: Recorder,
+    retention: Retention,
+    runtime: tokio::runtime::Runtime,
+    onvif: Option<OnvifService>,
+    web_stop: tokio::sync::watch::Sender<bool>,
+    /// The `[onvif]` and `[web]` sections the listeners started with: a reload cannot move
+    /// them.
+    listening: (OnvifConfig, WebConfig),
+    watchdog: Option<Watchdog>,
+    printer: Option<std::thread::JoinHandle<()>>,
+    /// Set by ONVIF's SystemReboot: the process replaces itself once stopped.
+    restart_requested: Arc<AtomicBool>,
+}
+
+impl RunningAppliance {
+    fn start(ctx: &super::Context, args: &RunArgs) -> anyhow::Result<Self> {
+        let file_config = load(&args.config)?;
+        let data_dir = file_config
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| ctx.data_dir.clone());
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let (control, config) = Control::load(args.config.clone(), file_config, &data_dir)?;
+        let control = Arc::new(control);
+        let bus = EventBus::new();
+        let printer = match args.events {
+            EventsOutput::Stdout => Some(spawn_printer(&bus, |e| {
+                serde_json::to_string(e).expect("events serialise")
+            })),
+            EventsOutput::Text => Some(spawn_printer(&bus, |e| e.to_string())),
+            EventsOutput::None => None,
+        };
+        let cameras = config.cameras.len();
+        let listening = (config.onvif.clone(), config.web.clone());
+        let audit = Arc::new(AuditLog::open(&data_dir.join("audit"))?);
+        let (store, opened) = sightings::open_in(
+            &data_dir,
+            config.privacy.min_free_disk_mb * 1024 * 1024,
+            true,
+        )
+        .context("cannot open the sighting store")?;
+        let store = Arc::new(store);
+        tracing::info!(?opened, "sighting store open");
+        let policy = control.policy();
+        audit.append(
+            &Actor::system(),
+            "daemon.start",
+            "",
+            serde_json::json!({ "privacy": config.privacy, "cameras": cameras }),
+        )?;
+        // Recording starts before the cameras, so no track ends unheard.
+        let recorder = Recorder::start(store.clone(), policy.clone(), &bus)
+            .context("cannot start the sighting recorder")?;
+        let daemon = Daemon::start(config, &data_dir, bus.clone())?;
+        let (live, gallery, pipeline) = (daemon.live(), daemon.gallery(), daemon.pipeline());
+        control.attach(daemon);
+        let retention = start_retention(&data_dir, &store, &audit, &policy, &gallery)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vigil-net")
+            .enable_all()
+            .build()
+            .context("cannot start the network runtime")?;
+        let restart_requested = Arc::new(AtomicBool::new(false));
+        let (users, first_password) = FileUsers::open(&data_dir)?;
+        let users = Arc::new(users);
+        if let Some(password) = first_password {
+            eprintln!("vigil: first start: created user admin with password {password} (shown once; the web UI asks for a new one at the first login, or use `vigil user set admin --level administrator`)");
+        }
+        let (onvif_config, web_config) = &listening;
+        // The web listener is bound first, so ONVIF's plain HTTP can redirect browsers to it.
+        let web_listener = if web_config.enabled {
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(&web_config.listen))
+                .with_context(|| format!("cannot listen on {} (web.listen)", web_config.listen))?;
+            Some(listener)
+        } else {
+            None
+        };
+        let web_address = web_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let onvif = if onvif_config.enabled {
+            let service = runtime.block_on(OnvifService::start(
+                onvif_config,
+                &data_dir,
+                live.clone(),
+                &bus,
+                users.clone(),
+                restart_on_request(&restart_requested),
+                Some(audit.clone()),
+                web_address,
+            ))?;
+            eprintln!(
+                "vigil: ONVIF device service at http://{}/onvif/device_service",
+                service.address
+            );
+            Some(service)
+        } else {
+            None
+        };
+        let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
+        if let Some(listener) = web_listener {
+            let acceptor = vigil::tls::shared(vigil::tls::acceptor_for(&data_dir, web_address)?);
+            let mut acceptors = vec![acceptor.clone()];
+            acceptors.extend(onvif.as_ref().and_then(|o| o.tls.clone()));
+            let _entered = runtime.enter();
+            let tokens = Arc::new(ApiTokens::open(&data_dir)?);
+            let sessions = Arc::new(web::Sessions::default());
+            users.on_removal(revoke_grants(tokens.clone(), sessions.clone()));
+            let app = Arc::new(WebAppliance::new(
+                WebParts {
+                    users: users.clone(),
+                    tokens,
+                    live: live.clone(),
+                    control: control.clone(),
+                    gallery: gallery.clone(),
+                    pipeline: pipeline.clone(),
+                    store: store.clone(),
+                    audit: audit.clone(),
+                    data_dir: data_dir.clone(),
+                    onvif: onvif.as_ref().map(|o| o.device.clone()),
+                    acceptors,
+                },
+                &bus,
+            ));
+            let handler: WebHandler = Arc::new(web::handler(app, sessions));
+            let router = Router {
+                device: onvif.as_ref().map(|o| o.device.clone()),
+                web: Some(handler),
+                https_port: None,
+            };
+            runtime.spawn(vigil::http::serve(
+                listener,
+                router,
+                Some(acceptor),
+                vigil::http::Limits::new(&web_config.limits),
+                web_stopped,
+            ));
+            if let Some(address) = web_address {
+                eprintln!("vigil: web UI at https://{address}/");
+            }
+        }
+        // From here only the daemon's parts hold the bus: when they stop, it closes.
+        drop(bus);
+        if control.effective().demo {
+            tracing::warn!(data_dir = %data_dir.display(), "DEMO: the built-in demo (the test video as camera, a demo watchlist), not a configured appliance");
+            eprintln!("vigil: DEMO: this is the built-in demo: the test video is its camera and its people are in the `demo` watchlist; `./just run --config FILE` runs your own appliance");
+        }
+        tracing::info!(data_dir = %data_dir.display(), cameras, "vigil running");
+        eprintln!(
+            "vigil: running with {cameras} camera(s), data in {}; stop with Ctrl-C",
+            data_dir.display()
+        );
+        service_manager::ready(&format!("running with {cameras} camera(s)"));
+        let watchdog = start_watchdog(runtime.handle().clone(), control.clone());
+        Ok(Self {
+            data_dir,
+            control,
+            audit,
+            store,
+            policy,
+            gallery,
+            recorder,
+            retention,
+            runtime,
+            onvif,
+            web_stop,
+            listening,
+            watchdog,
+            printer,
+            restart_requested,
+        })
+    }
+
+    /// SIGHUP: re-reads the configuration file (cameras, analysis, privacy) and the
+    /// watchlists; the listeners keep the addresses they started with.
+    fn reload(&self) {
         service_manager::reloading();
-        let before = policy.read().clone();
-        match control.reload_file() {
+        let before = self.policy.read().clone();
+        match self.control.reload_file() {
             Ok(config) => {
                 tracing::info!("configuration reloaded");
                 if config.privacy != before {
                     audit_or_log(
-                        &audit,
+                        &self.audit,
                         "settings.change",
                         serde_json::json!({ "privacy": config.privacy }),
                     );
                 }
-                if config.onvif != onvif_config || config.web != web_config {
+                if (&config.onvif, &config.web) != (&self.listening.0, &self.listening.1) {
                     tracing::warn!(
                         "the [onvif] or [web] section changed; it takes effect at the next start"
                     );
                 }
-                if let Err(e) = vigil::daemon::reload_gallery(&data_dir, &gallery) {
+                if let Err(e) = vigil::daemon::reload_gallery(&self.data_dir, &self.gallery) {
                     tracing::error!(error = %e, "watchlists not reloaded");
                 }
             }
@@ -256,32 +280,84 @@ pub fn run(ctx: &super::Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         service_manager::ready("configuration reloaded");
     }
-    tracing::info!("stopping");
-    service_manager::stopping();
-    if let Some(watchdog) = watchdog {
-        watchdog.stop();
+
+    /// SIGTERM or SIGINT: stops every part, the listeners first, and replaces the process
+    /// when ONVIF's SystemReboot asked for it.
+    fn shutdown(self) {
+        tracing::info!("stopping");
+        service_manager::stopping();
+        if let Some(watchdog) = self.watchdog {
+            watchdog.stop();
+        }
+        let _ = self.web_stop.send(true);
+        if let Some(daemon) = self.control.detach() {
+            daemon.shutdown();
+        }
+        if let Some(onvif) = self.onvif {
+            self.runtime.block_on(onvif.stop());
+        }
+        // The forwarder holds a bus subscription; the runtime's end drops it.
+        self.runtime
+            .shutdown_timeout(std::time::Duration::from_secs(2));
+        // The bus is closed now: the recorder writes what is left and ends.
+        self.recorder.join();
+        self.retention.stop();
+        audit_or_log(&self.audit, "daemon.stop", serde_json::Value::Null);
+        drop(self.store);
+        if let Some(printer) = self.printer {
+            let _ = printer.join();
+        }
+        if self.restart_requested.load(Ordering::SeqCst) {
+            restart_process();
+        }
     }
-    let _ = web_stop.send(true);
-    if let Some(daemon) = control.detach() {
-        daemon.shutdown();
-    }
-    if let Some(onvif) = onvif {
-        runtime.block_on(onvif.stop());
-    }
-    // The forwarder holds a bus subscription; the runtime's end drops it.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    // The bus is closed now: the recorder writes what is left and ends.
-    recorder.join();
-    retention.stop();
-    audit_or_log(&audit, "daemon.stop", serde_json::Value::Null);
-    drop(store);
-    if let Some(printer) = printer {
-        let _ = printer.join();
-    }
-    if restart_requested.load(Ordering::SeqCst) {
-        restart_process();
-    }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Retention sweeps, which reload the watchlists when persons expire.
+fn start_retention(
+    data_dir: &Path,
+    store: &Arc<SightingStore>,
+    audit: &Arc<AuditLog>,
+    policy: &Arc<RwLock<PrivacyConfig>>,
+    gallery: &SharedGallery,
+) -> anyhow::Result<Retention> {
+    let (gallery, dir) = (gallery.clone(), data_dir.to_path_buf());
+    Retention::start(
+        store.clone(),
+        data_dir.join("watchlists"),
+        audit.clone(),
+        policy.clone(),
+        Box::new(move || {
+            if let Err(e) = vigil::daemon::reload_gallery(&dir, &gallery) {
+                tracing::error!(error = %e, "watchlists not reloaded after persons expired");
+            }
+        }),
+    )
+    .context("cannot start retention")
+}
+
+/// What ONVIF's SystemReboot calls: stop (as SIGTERM would), then start again.
+fn restart_on_request(flag: &Arc<AtomicBool>) -> Box<dyn Fn() + Send + Sync> {
+    let flag = flag.clone();
+    Box::new(move || {
+        flag.store(true, Ordering::SeqCst);
+        let _ = signal_hook::low_level::raise(SIGTERM);
+    })
+}
+
+/// The systemd watchdog's health check: the network runtime runs a task, and the daemon's
+/// state is not stuck.
+fn start_watchdog(handle: tokio::runtime::Handle, control: Arc<Control>) -> Option<Watchdog> {
+    Watchdog::start(move || {
+        let (answered, answer) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let _ = answered.send(());
+        });
+        answer
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_ok()
+            && control.with_daemon(|_| ()).is_some()
+    })
 }
 
 /// What a removed user was granted ends with it, whichever door removed it: web sessions

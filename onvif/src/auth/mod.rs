@@ -26,7 +26,7 @@ pub enum AuthFailure {
     Replayed,
     #[error("the credentials are too old or from the future")]
     Stale,
-    #[error("too many failed attempts from this address")]
+    #[error("too many failed attempts from this address or for this user; try again later")]
     RateLimited,
     #[error("too many recent requests to check for replays")]
     Busy,
