@@ -225,7 +225,7 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
         cameras,
         ..Default::default()
     };
-    config.analysis.min_face = min_face;
+    config.analysis.min_face = f64::from(min_face);
     let daemon = Daemon::start(config, dir.path(), EventBus::new()).expect("daemon");
     let deadline = Instant::now() + Duration::from_secs(60);
     let streaming = |d: &Daemon| {

@@ -46,7 +46,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct AnalysisConfig {
     /// Smallest face searched for in camera frames, in pixels.
-    pub min_face: f32,
+    // f64, not the detector's f32: settings are shown as entered (0.05, not 0.05000000074505806).
+    pub min_face: f64,
     /// An unmatched track still in view raises an unregistered-face alert after this long.
     pub unmatched_alert_after_s: f64,
     /// A track ends when its face has not been seen for this long.
@@ -54,7 +55,7 @@ pub struct AnalysisConfig {
     /// Best shots kept per track (by quality).
     pub best_shots: usize,
     /// A matched track's alert is upgraded when a later shot scores this much higher.
-    pub upgrade_margin: f32,
+    pub upgrade_margin: f64,
     /// Frames waiting for analysis per camera; past this the oldest is dropped (and counted).
     pub queue_frames: usize,
 }
@@ -644,6 +645,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_read_back_as_entered() {
+        // What the web's Settings page shows: no f32 noise (0.05000000074505806).
+        let shown = serde_json::to_value(AnalysisConfig::default()).unwrap();
+        assert_eq!(shown["upgrade_margin"], serde_json::json!(0.05));
+        let entered: AnalysisConfig =
+            serde_json::from_value(serde_json::json!({"min_face": 33.3})).unwrap();
+        assert_eq!(serde_json::to_value(entered).unwrap()["min_face"], 33.3);
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))

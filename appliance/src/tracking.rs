@@ -65,7 +65,7 @@ impl TrackerSettings {
             unmatched_alert_after_s: analysis.unmatched_alert_after_s,
             track_timeout_s: analysis.track_timeout_s,
             best_shots: analysis.best_shots,
-            upgrade_margin: analysis.upgrade_margin,
+            upgrade_margin: analysis.upgrade_margin as f32,
         }
     }
 }

@@ -150,7 +150,7 @@ impl Daemon {
         })?;
         let runtime = Arc::new(Runtime::from_environment()?);
         let mut pipeline_config = PipelineConfig::default();
-        pipeline_config.detector.min_face = config.analysis.min_face;
+        pipeline_config.detector.min_face = config.analysis.min_face as f32;
         let pipeline = Arc::new(FacePipeline::new(&runtime, pipeline_config)?);
         pipeline.detector().warm_up()?;
         let gallery: SharedGallery = Arc::new(RwLock::new(Arc::new(Gallery::default())));
