@@ -54,8 +54,8 @@ impl EnrolReport {
     }
 }
 
-/// A photo to enrol: a file (the CLI) or one uploaded through the web API (which keeps it
-/// sealed until it is read, see [`web::spool`]).
+/// A photo to enrol: a file (the CLI) or one uploaded (the web adapter's, kept sealed until
+/// it is read).
 #[derive(Clone, Debug)]
 pub enum Photo {
     File(PathBuf),
@@ -68,12 +68,6 @@ pub enum Photo {
 /// An uploaded photo's bytes, read when its turn comes.
 pub trait UploadedPhoto: std::fmt::Debug + Send + Sync {
     fn read(&self) -> std::io::Result<Vec<u8>>;
-}
-
-impl UploadedPhoto for web::spool::SpooledFile {
-    fn read(&self) -> std::io::Result<Vec<u8>> {
-        self.read_all()
-    }
 }
 
 impl Photo {

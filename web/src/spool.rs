@@ -98,15 +98,6 @@ pub struct SpoolWriter {
 }
 
 impl SpoolWriter {
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     fn seal(&mut self, last: bool) -> io::Result<()> {
         let mut tag = [0; TAG];
         let sealed = encrypt_aead(

@@ -18,8 +18,15 @@ use uuid::Uuid;
 use web::{Failure, Upload};
 
 use super::{unavailable, WebAppliance};
-use crate::enrol::{enrol_batch, EnrolJob, PersonSpec, Photo};
+use crate::enrol::{enrol_batch, EnrolJob, PersonSpec, Photo, UploadedPhoto};
 use crate::watchlist::{Person, StoreError, Watchlist, WatchlistStore, DEFAULT_THRESHOLD};
+
+/// A web upload as enrolment reads it: sealed on disk until its turn (`web::spool`).
+impl UploadedPhoto for web::spool::SpooledFile {
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        self.read_all()
+    }
+}
 
 /// How long a request waits for the watchlist store before it says it is busy.
 const STORE_WAIT: Duration = Duration::from_secs(10);
