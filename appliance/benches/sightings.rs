@@ -11,10 +11,12 @@
 //! `cargo bench -p vigil --bench sightings`; `VIGIL_BENCH_FACES=N` searches N faces instead
 //! of 5,000,000, `VIGIL_BENCH_WRITES=N` writes N sightings instead of 100,000.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone as _, Utc};
-use vigil::sightings::synthetic::Generator;
+use vigil::sightings::synthetic::{FaceModel, Generator, SimilarityReport};
 use vigil::sightings::vector_index::{Entry, VectorIndex};
 use vigil::sightings::{self, Filter, Page, SightingId};
 
@@ -54,6 +56,10 @@ fn main() {
     let span = chrono::Duration::days(30);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("machine: {cores} cores");
+    if std::env::var_os("VIGIL_BENCH_MODEL_ONLY").is_some() {
+        check_face_model();
+        return;
+    }
 
     // --- writes -----------------------------------------------------------------------------
     let writes = env_count("VIGIL_BENCH_WRITES", 100_000);
@@ -216,4 +222,56 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Real MobileFaceNet similarities on the test photos (every pair of `faces/`) beside the
+/// face-shaped model's, so a reader sees the synthetic faces are shaped like real ones.
+fn check_face_model() -> FaceModel {
+    let faces = common::testdata().join("faces");
+    let labelled = embed_labelled(&faces);
+    let real = SimilarityReport::of(&labelled);
+    println!(
+        "real faces ({} photos of {} people, MobileFaceNet):",
+        labelled.len(),
+        labelled.last().map_or(0, |l| l.0 + 1)
+    );
+    println!("  same person:      {}", real.same);
+    println!("  different people: {}", real.different);
+    let shaped = FaceModel::face_shaped(1).simulate(400, 5);
+    println!("synthetic faces (the bench's model, 400 people x 5 shots):");
+    println!("  same person:      {}", shaped.same);
+    println!("  different people: {}", shaped.different);
+    println!("  fitted from the real figures: {:?}", real.statistics());
+    FaceModel::face_shaped(12)
+}
+
+fn embed_labelled(faces: &std::path::Path) -> Vec<(usize, Vec<f32>)> {
+    let runtime = vigil::vision::Runtime::from_environment()
+        .map(std::sync::Arc::new)
+        .expect("OpenVINO runtime (./just setup)");
+    let pipeline =
+        vigil::vision::FacePipeline::new(&runtime, vigil::vision::PipelineConfig::default())
+            .expect("models");
+    let mut people: Vec<_> = std::fs::read_dir(faces)
+        .expect("testdata faces")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    people.sort();
+    let mut out = Vec::new();
+    for (label, dir) in people.iter().enumerate() {
+        let mut photos: Vec<_> = std::fs::read_dir(dir)
+            .expect("person folder")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        photos.sort();
+        for photo in photos {
+            if let Ok(face) = pipeline.primary_face_of_file(&photo) {
+                out.push((label, face.embedding));
+            }
+        }
+    }
+    out
 }

@@ -53,61 +53,87 @@ unsafe fn in_avx2<R>(scan: impl FnOnce() -> R) -> R {
     scan()
 }
 
-/// Keeps the `n` highest (score, item) pairs.
+/// Keeps the `n` highest (score, item) pairs: a min-heap on the score, so a better item
+/// costs `log n` to take in, and a worse one a single comparison.
 pub struct TopN<T> {
     n: usize,
-    items: Vec<(f32, T)>,
-    floor: f32,
+    heap: Vec<(f32, T)>,
 }
 
 impl<T: Copy> TopN<T> {
     pub fn new(n: usize) -> Self {
         Self {
             n,
-            items: Vec::with_capacity(n + 1),
-            floor: f32::NEG_INFINITY,
+            heap: Vec::with_capacity(n),
         }
+    }
+
+    /// How many items it keeps.
+    pub fn capacity(&self) -> usize {
+        self.n
     }
 
     /// The score an item must beat to be kept.
     #[inline]
     pub fn floor(&self) -> f32 {
-        self.floor
+        if self.heap.len() < self.n {
+            f32::NEG_INFINITY
+        } else {
+            self.heap.first().map_or(f32::INFINITY, |i| i.0)
+        }
     }
 
     #[inline]
     pub fn offer(&mut self, score: f32, item: T) {
-        if self.n == 0 {
-            return;
+        if self.heap.len() < self.n {
+            self.heap.push((score, item));
+            self.sift_up(self.heap.len() - 1);
+        } else if self.n > 0 && score > self.heap[0].0 {
+            self.heap[0] = (score, item);
+            self.sift_down(0);
         }
-        if self.items.len() < self.n {
-            self.items.push((score, item));
-            if self.items.len() == self.n {
-                self.floor = self.items.iter().fold(f32::INFINITY, |m, i| m.min(i.0));
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[i].0 >= self.heap[parent].0 {
+                break;
             }
-        } else if score > self.floor {
-            let weakest = self
-                .items
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            self.items[weakest] = (score, item);
-            self.floor = self.items.iter().fold(f32::INFINITY, |m, i| m.min(i.0));
+            self.heap.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let len = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < len && self.heap[l].0 < self.heap[least].0 {
+                least = l;
+            }
+            if r < len && self.heap[r].0 < self.heap[least].0 {
+                least = r;
+            }
+            if least == i {
+                break;
+            }
+            self.heap.swap(i, least);
+            i = least;
         }
     }
 
     pub fn merge(&mut self, other: TopN<T>) {
-        for (score, item) in other.items {
+        for (score, item) in other.heap {
             self.offer(score, item);
         }
     }
 
     /// Best first.
     pub fn into_sorted(mut self) -> Vec<(f32, T)> {
-        self.items.sort_by(|a, b| b.0.total_cmp(&a.0));
-        self.items
+        self.heap.sort_by(|a, b| b.0.total_cmp(&a.0));
+        self.heap
     }
 }
 

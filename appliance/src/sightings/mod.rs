@@ -6,6 +6,7 @@
 //! searchable metadata and is rebuilt from RocksDB whenever the two disagree, and an
 //! in-memory int8 [`vector_index`] answers face searches. See `DESIGN.md` beside this file.
 
+pub mod ivf;
 mod keys;
 mod metadata_index;
 pub mod recorder;

@@ -2,7 +2,7 @@
 //!
 //! RocksDB column families: `records` (the sighting as JSON), `embeddings` (192 f32, for
 //! exact re-ranking), `codes` (the face index's [`Entry`]), `thumbnails` (AES-256-GCM) and
-//! `meta` (the id sequence). Every write batch is synced to the WAL before it is
+//! `meta` (the id sequence, and the face index's trained quantiser). Every write batch is synced to the WAL before it is
 //! acknowledged, so an acknowledged sighting survives `kill -9` and a power cut. The Tantivy
 //! mirror is committed about once a second by the recorder and repaired from RocksDB at start
 //! when its commit says it is behind. Deletions are scrubbed: memtables flushed (so the WAL
@@ -18,6 +18,7 @@ use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, DB};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::ivf::CoarseQuantizer;
 use super::keys::{self, MATCHED, UNREGISTERED};
 use super::metadata_index::MetadataIndex;
 use super::vector_index::{Entry, VectorIndex};
@@ -35,6 +36,8 @@ const CF_META: &str = "meta";
 const DATA_CFS: [&str; 4] = [CF_RECORDS, CF_EMBEDDINGS, CF_CODES, CF_THUMBNAILS];
 const ALL_CFS: [&str; 5] = [CF_RECORDS, CF_EMBEDDINGS, CF_CODES, CF_THUMBNAILS, CF_META];
 const META_SEQ: &[u8] = b"seq";
+/// The face index's coarse quantiser: the lists its faces are cut into.
+const META_FACE_LISTS: &[u8] = b"face-lists";
 /// Face search re-ranks this many times the requested rows with the exact embeddings.
 const RERANK_FACTOR: usize = 3;
 
@@ -201,23 +204,74 @@ impl SightingStore {
             .expect("column family created at open")
     }
 
+    /// Loads every face into the in-memory index, cut into the stored quantiser's lists (a
+    /// crash cannot leave them inconsistent: the lists are recomputed from the codes). An
+    /// unreadable quantiser is retrained; a writable store trains one when due.
     fn load_faces(&self) -> Result<usize, StoreError> {
-        let mut vectors = VectorIndex::default();
+        let quantizer = match self.db.get_cf(self.cf(CF_META), META_FACE_LISTS)? {
+            Some(bytes) => match CoarseQuantizer::decode(&bytes) {
+                Ok(q) => Some(std::sync::Arc::new(q)),
+                Err(e) => {
+                    tracing::error!(error = %e, "face index lists are retrained");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut vectors = VectorIndex::with_quantizer(quantizer);
+        let mut entries = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_CODES), IteratorMode::Start) {
             let (key, value) = item?;
             let Some(id) = keys::id_of(&key) else {
                 continue;
             };
             match Entry::decode(id, &value) {
-                Some(entry) => vectors.insert(&entry),
+                Some(entry) => entries.push(entry),
                 None => {
                     tracing::error!(%id, "corrupt face index entry; the face is not searchable")
                 }
             }
+            if entries.len() >= 65_536 {
+                vectors.extend_unsorted(entries.drain(..));
+            }
         }
+        vectors.extend_unsorted(entries);
+        vectors.finish_bulk();
         let n = vectors.len();
         *self.vectors.write() = vectors;
+        if self.options.writable {
+            self.train_faces_if_due()?;
+        }
         Ok(n)
+    }
+
+    /// Retrains the face index's lists when [`VectorIndex::wants_training`] says so, and
+    /// keeps the quantiser. Searches wait meanwhile (seconds at millions of faces).
+    fn train_faces_if_due(&self) -> Result<(), StoreError> {
+        if !self.vectors.read().wants_training() {
+            return Ok(());
+        }
+        self.train_faces()
+    }
+
+    fn train_faces(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut vectors = self.vectors.write();
+        let quantizer = vectors.train();
+        self.db.put_cf_opt(
+            self.cf(CF_META),
+            META_FACE_LISTS,
+            quantizer.encode(),
+            &synced(),
+        )?;
+        tracing::info!(
+            faces = vectors.len(),
+            lists = quantizer.lists(),
+            generation = quantizer.generation,
+            took_ms = started.elapsed().as_millis() as u64,
+            "face index lists trained"
+        );
+        Ok(())
     }
 
     /// Compares the Tantivy mirror with RocksDB when its last commit is not the latest
@@ -248,6 +302,23 @@ impl SightingStore {
         self.metadata.delete(&extra)?;
         self.metadata.commit(latest)?;
         Ok((added, extra.len()))
+    }
+
+    /// After faces were erased: retrains the lists without them (or drops the quantiser when
+    /// too few faces are left to train one). Whether there was a quantiser to replace.
+    fn forget_face_lists(&self) -> Result<bool, StoreError> {
+        let trained = self.vectors.read().quantizer().is_some();
+        if !trained {
+            return Ok(false);
+        }
+        if self.vectors.read().len() >= super::vector_index::TRAIN_AT {
+            self.train_faces()?;
+        } else {
+            self.vectors.write().untrain();
+            self.db
+                .delete_cf_opt(self.cf(CF_META), META_FACE_LISTS, &synced())?;
+        }
+        Ok(true)
     }
 
     /// Rebuilds the Tantivy index from RocksDB; returns the sightings indexed.
@@ -393,6 +464,7 @@ impl SightingStore {
             self.metadata.add(record)?;
         }
         self.index_dirty.store(true, Ordering::SeqCst);
+        self.train_faces_if_due()?;
         Ok(records.into_iter().map(|r| r.id).collect())
     }
 
@@ -563,8 +635,11 @@ impl SightingStore {
         self.metadata.delete(&existing)?;
         self.metadata.commit(self.db.latest_sequence_number())?;
         self.metadata.merge_all()?;
+        // The lists' centroids are means of stored faces, the erased ones among them: they
+        // are retrained without them, and the old ones scrubbed with the rest.
+        let relisted = faces > 0 && self.forget_face_lists()?;
         drop(guard);
-        let ranges: Vec<(Vec<u8>, Vec<u8>)> = existing
+        let mut ranges: Vec<(Vec<u8>, Vec<u8>)> = existing
             .iter()
             .map(|&id| {
                 let k = keys::key(id);
@@ -573,6 +648,11 @@ impl SightingStore {
                 (k.to_vec(), end)
             })
             .collect();
+        if relisted {
+            let mut end = META_FACE_LISTS.to_vec();
+            end.push(0);
+            ranges.push((META_FACE_LISTS.to_vec(), end));
+        }
         self.scrub(&ranges)?;
         Ok(DeletionReport {
             sightings: existing.len(),
@@ -633,6 +713,7 @@ impl SightingStore {
             }
         });
         self.metadata.commit(self.db.latest_sequence_number())?;
+        self.train_faces_if_due()?;
         drop(guard);
         self.scrub(&ranges)?;
         Ok(removed)

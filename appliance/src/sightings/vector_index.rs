@@ -1,18 +1,56 @@
 //! The in-memory face index: every stored face as int8 codes plus the few fields filters
-//! need, partitioned by day and sorted by id (so by start time) within a day.
+//! need, in an inverted-file layout. A trained [`CoarseQuantizer`] cuts the faces into lists
+//! of similar faces; within a list, rows are sorted by id, so by start time.
 //!
-//! A search first narrows to the days and id ranges of its time filter, then checks each
-//! row's camera, person, watchlist, outcome and score before any vector work, and keeps the
-//! best approximate scores; the store re-ranks those with the exact f32 embeddings. About
-//! 216 bytes a face: 192 of codes, 24 of id, scale, filter fields and score.
+//! A search
+//! 1. turns its filter into the index's numbers and estimates how many faces it accepts
+//!    (from per-day, per-camera counts);
+//! 2. when that is few (or the index is not trained yet), scans every accepted row exactly;
+//! 3. otherwise ranks the lists by their centroid's similarity to the probe and reads the
+//!    nearest ones, each narrowed to the filter's time range by binary search, until it has
+//!    read enough accepted rows (a share of all accepted, and never fewer than a floor);
+//! 4. checks camera, person, watchlist, outcome and score per row before any vector work,
+//!    and keeps the best approximate scores for the store to re-rank exactly.
+//!
+//! About 216 bytes a face: 192 of codes, 24 of id, scale, filter fields and score.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::ivf::{CoarseQuantizer, SAMPLES_PER_LIST};
 use super::{Filter, OutcomeKind, SightingId};
 use crate::int8::{self, Codes, TopN};
 use crate::vision::EMBEDDING_DIM;
+
+/// Until this many faces, a search scans them all (about 1 ms) and nothing is trained.
+pub const TRAIN_AT: usize = 50_000;
+
+/// When a search scans and how much of the lists it reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// A search accepting at most this many faces scans them all, exactly.
+    pub exact_rows: usize,
+    /// A search through the lists reads at least this many accepted rows ...
+    pub min_probe_rows: usize,
+    /// ... and at least this share of all the rows its filter accepts.
+    pub probe_share: f64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            exact_rows: 150_000,
+            min_probe_rows: 40_000,
+            probe_share: 0.02,
+        }
+    }
+}
+/// Retrain when the index has grown this many times since training (lists would grow).
+const GROWTH_TO_RETRAIN: usize = 4;
+/// Retrain when new faces fit their lists this much worse than the training sample did.
+const DRIFT_TO_RETRAIN: f32 = 0.05;
 
 const DAY_MS: i64 = 86_400_000;
 /// Below this many rows one thread scans faster than several start.
@@ -113,9 +151,9 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
     }
 }
 
-/// One day of faces, columns sorted by id.
+/// One list of faces, columns sorted by id.
 #[derive(Default)]
-struct Segment {
+struct List {
     ids: Vec<u64>,
     scales: Vec<f32>,
     codes: Vec<i8>,
@@ -125,7 +163,19 @@ struct Segment {
     scores: Vec<f32>,
 }
 
-impl Segment {
+/// One row's values, moved between lists.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    id: u64,
+    scale: f32,
+    codes: &'a Codes,
+    camera: u16,
+    watchlist: u16,
+    person: u32,
+    score: f32,
+}
+
+impl List {
     fn len(&self) -> usize {
         self.ids.len()
     }
@@ -136,13 +186,25 @@ impl Segment {
             .expect("row slice")
     }
 
-    /// Grows the columns by an eighth when full, not by doubling: a day of a busy site is
-    /// hundreds of thousands of rows, and doubling would leave up to half of it unused.
+    fn row(&self, row: usize) -> Row<'_> {
+        Row {
+            id: self.ids[row],
+            scale: self.scales[row],
+            codes: self.row_codes(row),
+            camera: self.cameras[row],
+            watchlist: self.watchlists[row],
+            person: self.persons[row],
+            score: self.scores[row],
+        }
+    }
+
+    /// Grows the columns by an eighth when full, not by doubling: lists of millions of
+    /// faces would leave up to half their memory unused.
     fn reserve_for_one(&mut self) {
         if self.ids.len() < self.ids.capacity() {
             return;
         }
-        let more = (self.ids.len() / 8).max(1024);
+        let more = (self.ids.len() / 8).max(16);
         self.ids.reserve_exact(more);
         self.scales.reserve_exact(more);
         self.codes.reserve_exact(more * EMBEDDING_DIM);
@@ -150,6 +212,74 @@ impl Segment {
         self.watchlists.reserve_exact(more);
         self.persons.reserve_exact(more);
         self.scores.reserve_exact(more);
+    }
+
+    /// Puts `row` at its place by id (new faces are the newest: usually the end).
+    fn insert(&mut self, row: Row<'_>) -> bool {
+        let at = self.ids.partition_point(|&x| x < row.id);
+        if self.ids.get(at) == Some(&row.id) {
+            return false;
+        }
+        self.reserve_for_one();
+        self.ids.insert(at, row.id);
+        self.scales.insert(at, row.scale);
+        self.codes.splice(
+            at * EMBEDDING_DIM..at * EMBEDDING_DIM,
+            row.codes.iter().copied(),
+        );
+        self.cameras.insert(at, row.camera);
+        self.watchlists.insert(at, row.watchlist);
+        self.persons.insert(at, row.person);
+        self.scores.insert(at, row.score);
+        true
+    }
+
+    /// Appends without keeping the order: bulk loads call [`List::sort`] at the end.
+    fn push(&mut self, row: Row<'_>) {
+        self.reserve_for_one();
+        self.ids.push(row.id);
+        self.scales.push(row.scale);
+        self.codes.extend_from_slice(row.codes);
+        self.cameras.push(row.camera);
+        self.watchlists.push(row.watchlist);
+        self.persons.push(row.person);
+        self.scores.push(row.score);
+    }
+
+    /// Sorts the rows by id and drops repeated ids; frees unused capacity.
+    fn sort(&mut self) {
+        if !self.ids.is_sorted_by(|a, b| a < b) {
+            let mut order: Vec<usize> = (0..self.len()).collect();
+            order.sort_by_key(|&r| self.ids[r]);
+            order.dedup_by_key(|r| self.ids[*r]);
+            let mut sorted = List::default();
+            sorted.reserve_exact(order.len());
+            for r in order {
+                sorted.push(self.row(r));
+            }
+            *self = sorted;
+        }
+        self.shrink();
+    }
+
+    fn reserve_exact(&mut self, n: usize) {
+        self.ids.reserve_exact(n);
+        self.scales.reserve_exact(n);
+        self.codes.reserve_exact(n * EMBEDDING_DIM);
+        self.cameras.reserve_exact(n);
+        self.watchlists.reserve_exact(n);
+        self.persons.reserve_exact(n);
+        self.scores.reserve_exact(n);
+    }
+
+    fn shrink(&mut self) {
+        self.ids.shrink_to_fit();
+        self.scales.shrink_to_fit();
+        self.codes.shrink_to_fit();
+        self.cameras.shrink_to_fit();
+        self.watchlists.shrink_to_fit();
+        self.persons.shrink_to_fit();
+        self.scores.shrink_to_fit();
     }
 
     fn memory_bytes(&self) -> usize {
@@ -193,6 +323,14 @@ impl Segment {
         self.scores.truncate(kept);
         removed
     }
+
+    /// The rows whose ids fall in `[lo, hi)`.
+    fn id_range(&self, lo: u64, hi: u64) -> (usize, usize) {
+        (
+            self.ids.partition_point(|&x| x < lo),
+            self.ids.partition_point(|&x| x < hi),
+        )
+    }
 }
 
 /// A filter turned into the index's numbers.
@@ -214,7 +352,7 @@ impl RowFilter {
     }
 
     #[inline(always)]
-    fn accepts(&self, s: &Segment, row: usize) -> bool {
+    fn accepts(&self, s: &List, row: usize) -> bool {
         if let Some(cams) = &self.cameras {
             if !cams
                 .get(usize::from(s.cameras[row]))
@@ -244,133 +382,440 @@ impl RowFilter {
     }
 }
 
+/// How many faces each camera has per day: what a search's filter accepts, estimated
+/// before it reads any list.
+#[derive(Default)]
+struct DayCounts(BTreeMap<i64, Vec<u32>>);
+
+impl DayCounts {
+    fn add(&mut self, id: SightingId, camera: u16, n: i64) {
+        let day = self.0.entry(id.start_ms().div_euclid(DAY_MS)).or_default();
+        if day.len() <= usize::from(camera) {
+            day.resize(usize::from(camera) + 1, 0);
+        }
+        day[usize::from(camera)] = (i64::from(day[usize::from(camera)]) + n).max(0) as u32;
+    }
+
+    /// Faces in `[lo, hi)` on the cameras `cameras` accepts (all when `None`); the first
+    /// and last day counted in proportion to the part of them inside the range.
+    fn estimate(&self, lo: u64, hi: u64, cameras: Option<&[bool]>) -> usize {
+        let (lo_ms, hi_ms) = (SightingId(lo).start_ms(), SightingId(hi).start_ms());
+        let mut total = 0.0;
+        for (&day, counts) in self
+            .0
+            .range(lo_ms.div_euclid(DAY_MS)..=hi_ms.div_euclid(DAY_MS))
+        {
+            let accepted: u32 = counts
+                .iter()
+                .enumerate()
+                .filter(|(c, _)| cameras.is_none_or(|set| set.get(*c).copied().unwrap_or(false)))
+                .map(|(_, n)| n)
+                .sum();
+            let (start, end) = (day * DAY_MS, (day + 1) * DAY_MS);
+            let inside = (end.min(hi_ms) - start.max(lo_ms)).clamp(0, DAY_MS) as f64;
+            total += f64::from(accepted) * inside / DAY_MS as f64;
+        }
+        total.ceil() as usize
+    }
+}
+
+/// Quality of the lists' fit to new faces, to notice when the data drifted from training.
+#[derive(Default)]
+struct Fit {
+    /// Mean similarity of the training sample to its lists.
+    trained: f32,
+    /// Of the faces inserted since: their count and summed similarity to their list.
+    count: usize,
+    sum: f64,
+}
+
 #[derive(Default)]
 pub struct VectorIndex {
-    segments: BTreeMap<i64, Segment>,
+    quantizer: Option<Arc<CoarseQuantizer>>,
+    /// One list until trained, then one per leaf of the quantiser.
+    lists: Vec<List>,
+    len: usize,
+    days: DayCounts,
     cameras: Interner<String>,
     watchlists: Interner<Uuid>,
     persons: Interner<Uuid>,
+    /// Faces removed since training: the quantiser was trained on faces that may be gone.
+    removed_since_training: usize,
+    fit: Fit,
+    pub tuning: Tuning,
 }
 
+/// One stretch of a list to scan.
+type Stretch<'a> = (&'a List, usize, usize);
+
 impl VectorIndex {
+    /// An index whose lists follow `quantizer` (as stored beside the faces).
+    pub fn with_quantizer(quantizer: Option<Arc<CoarseQuantizer>>) -> Self {
+        let lists = quantizer.as_ref().map_or(1, |q| q.lists());
+        Self {
+            lists: (0..lists).map(|_| List::default()).collect(),
+            quantizer,
+            ..Self::default()
+        }
+    }
+
+    pub fn quantizer(&self) -> Option<&Arc<CoarseQuantizer>> {
+        self.quantizer.as_ref()
+    }
+
     pub fn len(&self) -> usize {
-        self.segments.values().map(Segment::len).sum()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
+        self.len == 0
     }
 
-    /// Bytes held by the rows (the interning tables are a few bytes per camera or person).
+    /// Lists the faces are cut into (1 until trained).
+    pub fn list_count(&self) -> usize {
+        self.lists.len().max(1)
+    }
+
+    /// Bytes held by the rows and the quantiser (the interning tables are a few bytes per
+    /// camera or person).
     pub fn memory_bytes(&self) -> usize {
-        self.segments.values().map(Segment::memory_bytes).sum()
+        self.lists.iter().map(List::memory_bytes).sum::<usize>()
+            + self.quantizer.as_ref().map_or(0, |q| q.encode().len())
+    }
+
+    fn list_of(&mut self, codes: &Codes, scale: f32) -> usize {
+        let Some(q) = &self.quantizer else {
+            return 0;
+        };
+        let (list, similarity) = q.assign_scored(codes, scale);
+        self.fit.count += 1;
+        self.fit.sum += f64::from(similarity);
+        list
+    }
+
+    fn row_of<'a>(&mut self, entry: &'a Entry) -> Row<'a> {
+        Row {
+            id: entry.id.0,
+            scale: entry.scale,
+            codes: entry
+                .codes
+                .as_slice()
+                .try_into()
+                .expect("EMBEDDING_DIM codes"),
+            camera: self.cameras.number(&entry.camera) as u16,
+            watchlist: entry
+                .watchlist
+                .map_or(0, |w| self.watchlists.number(&w) as u16),
+            person: entry.person.map_or(0, |p| self.persons.number(&p)),
+            score: entry.score.unwrap_or(f32::NAN),
+        }
     }
 
     pub fn insert(&mut self, entry: &Entry) {
         debug_assert_eq!(entry.codes.len(), EMBEDDING_DIM);
-        let camera = self.cameras.number(&entry.camera) as u16;
-        let watchlist = entry
-            .watchlist
-            .map_or(0, |w| self.watchlists.number(&w) as u16);
-        let person = entry.person.map_or(0, |p| self.persons.number(&p));
-        let segment = self
-            .segments
-            .entry(entry.id.start_ms().div_euclid(DAY_MS))
-            .or_default();
-        let id = entry.id.0;
-        let row = segment.ids.partition_point(|&x| x < id);
-        if segment.ids.get(row) == Some(&id) {
-            return;
+        if self.lists.is_empty() {
+            self.lists.push(List::default());
         }
-        segment.reserve_for_one();
-        segment.ids.insert(row, id);
-        segment.scales.insert(row, entry.scale);
-        segment.codes.splice(
-            row * EMBEDDING_DIM..row * EMBEDDING_DIM,
-            entry.codes.iter().copied(),
-        );
-        segment.cameras.insert(row, camera);
-        segment.watchlists.insert(row, watchlist);
-        segment.persons.insert(row, person);
-        segment.scores.insert(row, entry.score.unwrap_or(f32::NAN));
+        let row = self.row_of(entry);
+        let list = self.list_of(row.codes, row.scale);
+        if self.lists[list].insert(row) {
+            self.len += 1;
+            self.days.add(entry.id, row.camera, 1);
+        }
+    }
+
+    /// Loads many faces at once (at open): appended, then each list sorted once.
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        self.extend_unsorted(entries);
+        self.finish_bulk();
+    }
+
+    /// Appends faces without ordering the lists: searches are wrong until
+    /// [`Self::finish_bulk`].
+    pub fn extend_unsorted(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        if self.lists.is_empty() {
+            self.lists.push(List::default());
+        }
+        for entry in entries {
+            let row = self.row_of(&entry);
+            let list = self.list_of(row.codes, row.scale);
+            self.lists[list].push(row);
+        }
+    }
+
+    /// Sorts every list and recounts after [`Self::extend_unsorted`].
+    pub fn finish_bulk(&mut self) {
+        for list in &mut self.lists {
+            list.sort();
+        }
+        self.len = self.lists.iter().map(List::len).sum();
+        self.days = DayCounts::default();
+        for list in &self.lists {
+            for row in 0..list.len() {
+                self.days
+                    .add(SightingId(list.ids[row]), list.cameras[row], 1);
+            }
+        }
     }
 
     /// Drops the faces `keep` says no to; returns how many went.
     pub fn retain(&mut self, mut keep: impl FnMut(SightingId) -> bool) -> usize {
         let mut removed = 0;
-        for segment in self.segments.values_mut() {
-            removed += segment.retain(|id| keep(SightingId(id)));
+        let days = &mut self.days;
+        for list in &mut self.lists {
+            let cameras = list.cameras.clone();
+            let ids = list.ids.clone();
+            let before = list.len();
+            let mut gone = Vec::new();
+            list.retain(|id| {
+                let k = keep(SightingId(id));
+                if !k {
+                    gone.push(id);
+                }
+                k
+            });
+            if before != list.len() {
+                for id in gone {
+                    if let Ok(row) = ids.binary_search(&id) {
+                        days.add(SightingId(id), cameras[row], -1);
+                    }
+                }
+                removed += before - list.len();
+            }
         }
-        self.segments.retain(|_, s| s.len() > 0);
+        self.len -= removed;
+        self.removed_since_training += removed;
         removed
     }
 
-    /// The ids, oldest first.
+    /// The ids, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = SightingId> + '_ {
-        self.segments
-            .values()
+        self.lists
+            .iter()
             .flat_map(|s| s.ids.iter().map(|&id| SightingId(id)))
+    }
+
+    /// Whether the lists should be (re)trained: enough faces and no quantiser, or the index
+    /// grew [`GROWTH_TO_RETRAIN`] times, or half the faces trained on are gone, or new faces
+    /// fit their lists [`DRIFT_TO_RETRAIN`] worse than the training sample did.
+    pub fn wants_training(&self) -> bool {
+        if self.len < TRAIN_AT {
+            return false;
+        }
+        let Some(q) = &self.quantizer else {
+            return true;
+        };
+        let trained_on = q.trained_on as usize;
+        let drifted = self.fit.count >= trained_on / 4
+            && self.fit.count > 0
+            && ((self.fit.sum / self.fit.count as f64) as f32)
+                < self.fit.trained - DRIFT_TO_RETRAIN;
+        self.len >= GROWTH_TO_RETRAIN * trained_on
+            || self.removed_since_training * 2 >= trained_on
+            || drifted
+    }
+
+    /// Trains a new quantiser on a sample of the faces and moves every face to its new
+    /// list; returns the quantiser for the store to keep.
+    pub fn train(&mut self) -> Arc<CoarseQuantizer> {
+        let fan = CoarseQuantizer::fan_for(self.len);
+        let sample = self.sample(fan * fan * SAMPLES_PER_LIST);
+        let generation = self.quantizer.as_ref().map_or(1, |q| q.generation + 1);
+        let quantizer = Arc::new(CoarseQuantizer::train(
+            &sample,
+            fan,
+            generation,
+            self.len as u64,
+        ));
+        self.fit = Fit {
+            trained: quantizer.fit(&sample),
+            ..Fit::default()
+        };
+        self.removed_since_training = 0;
+        self.relist(quantizer.clone());
+        quantizer
+    }
+
+    /// Back to one list and no quantiser (too few faces left to train one).
+    pub fn untrain(&mut self) {
+        let mut one = List::default();
+        for list in std::mem::take(&mut self.lists) {
+            for row in 0..list.len() {
+                one.push(list.row(row));
+            }
+        }
+        self.lists = vec![one];
+        self.quantizer = None;
+        self.fit = Fit::default();
+        self.removed_since_training = 0;
+        self.finish_bulk();
+    }
+
+    /// Up to `n` faces spread evenly over the index, as unit vectors (from their codes).
+    fn sample(&self, n: usize) -> Vec<Vec<f32>> {
+        let step = (self.len / n.max(1)).max(1);
+        let mut out = Vec::with_capacity(n.min(self.len));
+        let mut i = 0usize;
+        for list in &self.lists {
+            for row in 0..list.len() {
+                if i % step == 0 && out.len() < n {
+                    let v: Vec<f32> = list.row_codes(row).iter().map(|&c| f32::from(c)).collect();
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    out.push(v.into_iter().map(|x| x / norm).collect());
+                }
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Moves every face to its list under `quantizer`, one old list at a time so the faces
+    /// are held once plus one list. Assignment runs on every core.
+    fn relist(&mut self, quantizer: Arc<CoarseQuantizer>) {
+        let mut lists: Vec<List> = (0..quantizer.lists()).map(|_| List::default()).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        for old in std::mem::take(&mut self.lists) {
+            let chunk = old.len().div_ceil(threads).max(1);
+            let targets: Vec<usize> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..old.len())
+                    .step_by(chunk)
+                    .map(|start| {
+                        let (old, q) = (&old, &quantizer);
+                        scope.spawn(move || {
+                            (start..(start + chunk).min(old.len()))
+                                .map(|r| q.assign(old.row_codes(r)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("assignment thread does not panic"))
+                    .collect()
+            });
+            for (row, list) in targets.into_iter().enumerate() {
+                lists[list].push(old.row(row));
+            }
+        }
+        self.lists = lists;
+        self.quantizer = Some(quantizer);
+        self.finish_bulk();
     }
 
     /// The `n` rows of highest approximate similarity to `probe` among those `filter`
     /// accepts, best first.
     pub fn candidates(&self, probe: &[f32], filter: &Filter, n: usize) -> Vec<(f32, SightingId)> {
+        self.search(probe, filter, n).0
+    }
+
+    /// [`Self::candidates`] and the number of rows it read.
+    pub fn search(
+        &self,
+        probe: &[f32],
+        filter: &Filter,
+        n: usize,
+    ) -> (Vec<(f32, SightingId)>, usize) {
+        self.search_tuned(probe, filter, n, &self.tuning)
+    }
+
+    fn search_tuned(
+        &self,
+        probe: &[f32],
+        filter: &Filter,
+        n: usize,
+        tuning: &Tuning,
+    ) -> (Vec<(f32, SightingId)>, usize) {
         let Some(row_filter) = self.row_filter(filter) else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         let (q, _) = int8::quantize(probe);
-        let probe: &Codes = q
+        let codes: &Codes = q
             .as_slice()
             .try_into()
             .expect("probe has EMBEDDING_DIM values");
         let (lo, hi) = filter.id_range();
-        let (lo_day, hi_day) = (
-            SightingId(lo).start_ms().div_euclid(DAY_MS),
-            SightingId(hi).start_ms().div_euclid(DAY_MS),
-        );
-        // The row ranges the time filter leaves, then split into even shares per thread.
-        let ranges: Vec<(&Segment, usize, usize)> = self
-            .segments
-            .range(lo_day..=hi_day)
-            .map(|(_, s)| {
-                let start = s.ids.partition_point(|&x| x < lo);
-                let end = s.ids.partition_point(|&x| x < hi);
-                (s, start, end)
-            })
-            .filter(|(_, a, b)| a < b)
-            .collect();
-        let rows: usize = ranges.iter().map(|(_, a, b)| b - a).sum();
-        let threads = if rows >= PARALLEL_ROWS {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(8)
-        } else {
-            1
-        };
-        let shares = split_ranges(&ranges, rows.div_ceil(threads.max(1)));
-        let mut top = TopN::new(n);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = shares
-                .iter()
-                .map(|share| {
-                    let row_filter = &row_filter;
-                    scope.spawn(move || {
-                        let mut top = TopN::new(n);
-                        for &(s, start, end) in share {
-                            scan(s, start, end, probe, row_filter, &mut top);
-                        }
-                        top
+        let accepted = self.days.estimate(lo, hi, row_filter.cameras.as_deref());
+        let quantizer = match &self.quantizer {
+            // A person's sightings are few, and a data-subject request must find them all.
+            Some(q) if accepted > tuning.exact_rows && row_filter.persons.is_none() => q,
+            _ => {
+                let all: Vec<Stretch<'_>> = self
+                    .lists
+                    .iter()
+                    .map(|l| {
+                        let (a, b) = l.id_range(lo, hi);
+                        (l, a, b)
                     })
-                })
-                .collect();
-            for h in handles {
-                top.merge(h.join().expect("scan thread does not panic"));
+                    .filter(|(_, a, b)| a < b)
+                    .collect();
+                let (top, read, _) = scan_all(&all, codes, &row_filter, TopN::new(n));
+                return (ids_of(top), read);
             }
-        });
-        top.into_sorted()
-            .into_iter()
-            .map(|(score, id)| (score, SightingId(id)))
-            .collect()
+        };
+        // Read the nearest lists until enough accepted rows were read; the first round is
+        // sized by the estimate, further rounds (other filters accept fewer) by the share
+        // of rows the filter accepted so far.
+        let wanted = tuning
+            .min_probe_rows
+            .max((accepted as f64 * tuning.probe_share) as usize);
+        let in_range = self.days.estimate(lo, hi, None);
+        let mut round = wanted.saturating_mul(in_range) / accepted.max(1);
+        let mut ranked = quantizer.rank(probe).into_iter();
+        let (mut top, mut read, mut found) = (TopN::new(n), 0, 0);
+        while found < wanted {
+            let stretches = self.next_stretches(&mut ranked, lo, hi, round.max(1));
+            if stretches.is_empty() {
+                break;
+            }
+            let (t, r, f) = scan_all(&stretches, codes, &row_filter, top);
+            (top, read, found) = (t, read + r, found + f);
+            round = if found == 0 {
+                round.saturating_mul(2)
+            } else {
+                (wanted.saturating_sub(found) * read).div_ceil(found) * 11 / 10
+            };
+        }
+        (ids_of(top), read)
+    }
+
+    /// Stretches of the next lists in `ranked` within `[lo, hi)`, until they hold `rows`.
+    fn next_stretches(
+        &self,
+        ranked: &mut impl Iterator<Item = (f32, u32)>,
+        lo: u64,
+        hi: u64,
+        rows: usize,
+    ) -> Vec<Stretch<'_>> {
+        let mut out = Vec::new();
+        let mut taken = 0;
+        for (_, list) in ranked.by_ref() {
+            let list = &self.lists[list as usize];
+            let (a, b) = list.id_range(lo, hi);
+            if a < b {
+                out.push((list, a, b));
+                taken += b - a;
+            }
+            if taken >= rows {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The exact answer [`Self::candidates`] approximates: every accepted row scored.
+    pub fn exact_candidates(
+        &self,
+        probe: &[f32],
+        filter: &Filter,
+        n: usize,
+    ) -> Vec<(f32, SightingId)> {
+        let exact = Tuning {
+            exact_rows: usize::MAX,
+            ..self.tuning
+        };
+        self.search_tuned(probe, filter, n, &exact).0
     }
 
     /// Every face whose approximate similarity to `probe` is at least `min`.
@@ -381,7 +826,7 @@ impl VectorIndex {
             .try_into()
             .expect("probe has EMBEDDING_DIM values");
         let mut found = Vec::new();
-        for s in self.segments.values() {
+        for s in &self.lists {
             int8::with_best_simd(|| {
                 for row in 0..s.len() {
                     let score =
@@ -432,23 +877,70 @@ impl VectorIndex {
     }
 }
 
-/// Cuts the row ranges into consecutive shares of about `per_share` rows.
-fn split_ranges<'a>(
-    ranges: &[(&'a Segment, usize, usize)],
-    per_share: usize,
-) -> Vec<Vec<(&'a Segment, usize, usize)>> {
+fn ids_of(top: TopN<u64>) -> Vec<(f32, SightingId)> {
+    top.into_sorted()
+        .into_iter()
+        .map(|(score, id)| (score, SightingId(id)))
+        .collect()
+}
+
+/// Scans `stretches` on every core (one when they are short), adding to `top`; returns it,
+/// the rows read and the rows the filter accepted.
+fn scan_all(
+    stretches: &[Stretch<'_>],
+    probe: &Codes,
+    filter: &RowFilter,
+    mut top: TopN<u64>,
+) -> (TopN<u64>, usize, usize) {
+    let rows: usize = stretches.iter().map(|(_, a, b)| b - a).sum();
+    let threads = if rows >= PARALLEL_ROWS {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    } else {
+        1
+    };
+    let shares = split_ranges(stretches, rows.div_ceil(threads.max(1)));
+    let n = top.capacity();
+    let mut accepted = 0;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    let mut top = TopN::new(n);
+                    let mut accepted = 0;
+                    for &(s, start, end) in share {
+                        accepted += scan(s, start, end, probe, filter, &mut top);
+                    }
+                    (top, accepted)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (t, a) = h.join().expect("scan thread does not panic");
+            top.merge(t);
+            accepted += a;
+        }
+    });
+    (top, rows, accepted)
+}
+
+/// Cuts the stretches into consecutive shares of about `per_share` rows.
+fn split_ranges<'a>(stretches: &[Stretch<'a>], per_share: usize) -> Vec<Vec<Stretch<'a>>> {
+    let per_share = per_share.max(1);
     let mut shares = vec![Vec::new()];
     let mut filled = 0;
-    for &(s, mut start, end) in ranges {
+    for &(s, mut start, end) in stretches {
         while start < end {
-            let take = (end - start).min(per_share.max(1) - filled);
+            let take = (end - start).min(per_share - filled);
             shares
                 .last_mut()
                 .expect("one share")
                 .push((s, start, start + take));
             start += take;
             filled += take;
-            if filled == per_share.max(1) {
+            if filled == per_share {
                 shares.push(Vec::new());
                 filled = 0;
             }
@@ -458,14 +950,16 @@ fn split_ranges<'a>(
     shares
 }
 
+/// Offers the rows `start..end` of `s` that `filter` accepts to `top`; returns how many
+/// it accepted.
 fn scan(
-    s: &Segment,
+    s: &List,
     start: usize,
     end: usize,
     probe: &Codes,
     filter: &RowFilter,
     top: &mut TopN<u64>,
-) {
+) -> usize {
     if filter.is_empty() {
         int8::with_best_simd(|| {
             for row in start..end {
@@ -474,17 +968,21 @@ fn scan(
                     s.ids[row],
                 );
             }
-        })
+        });
+        end - start
     } else {
         int8::with_best_simd(|| {
+            let mut accepted = 0;
             for row in start..end {
                 if filter.accepts(s, row) {
+                    accepted += 1;
                     top.offer(
                         int8::dot(s.row_codes(row), probe) as f32 * s.scales[row],
                         s.ids[row],
                     );
                 }
             }
+            accepted
         })
     }
 }
@@ -580,6 +1078,7 @@ mod tests {
         assert!(index.candidates(&target, &nowhere, 5).is_empty());
 
         let removed = index.retain(|id| id.start_ms() != at(1000));
+        assert_eq!(index.len(), 2999);
         assert_eq!(removed, 1);
         assert_eq!(
             index.candidates(&target, &Filter::default(), 1)[0]
@@ -587,5 +1086,80 @@ mod tests {
                 .start_ms(),
             at(2001)
         );
+    }
+
+    #[test]
+    fn trained_lists_find_what_the_exact_scan_finds_within_filters() {
+        use crate::sightings::synthetic::{FaceModel, Generator};
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let mut g = Generator::with_model(
+            FaceModel::face_shaped(5),
+            5,
+            600,
+            4,
+            t0,
+            chrono::Duration::days(3),
+        );
+        let mut index = VectorIndex::default();
+        let faces = TRAIN_AT + 10_000;
+        for i in 0..faces {
+            let p = i % 600;
+            let id = SightingId::new(
+                t0 + chrono::Duration::seconds(i as i64 * 4),
+                i as u64,
+                false,
+            );
+            let camera = format!("cam{}", i % 4);
+            index.insert(&Entry::new(id, &g.face_of(p), &camera, None, None, None));
+        }
+        assert!(index.wants_training());
+        let q = index.train();
+        assert!(!index.wants_training());
+        assert!(q.lists() >= 64, "{} lists", q.lists());
+        assert_eq!(index.len(), faces);
+        assert_eq!(index.list_count(), q.lists());
+        // Search through the lists, not the exact scan, even at this size.
+        index.tuning = Tuning {
+            exact_rows: 0,
+            min_probe_rows: 6_000,
+            probe_share: 0.0,
+        };
+        let day_two = Filter {
+            from: Some(t0 + chrono::Duration::days(1)),
+            to: Some(t0 + chrono::Duration::days(2)),
+            ..Default::default()
+        };
+        let one_camera = Filter {
+            cameras: vec!["cam2".into()],
+            ..Default::default()
+        };
+        for filter in [Filter::default(), day_two, one_camera] {
+            let (mut hits, mut total, mut read) = (0, 0, 0);
+            for p in 0..20 {
+                let probe = g.face_of(p * 7);
+                let (found, rows) = index.search(&probe, &filter, 50);
+                let exact = index.exact_candidates(&probe, &filter, 50);
+                assert_eq!(found.len(), 50);
+                let exact: std::collections::HashSet<_> = exact.iter().map(|(_, id)| *id).collect();
+                hits += found.iter().filter(|(_, id)| exact.contains(id)).count();
+                total += exact.len();
+                read += rows;
+                for (_, id) in &found {
+                    assert!(filter.id_range().0 <= id.0 && id.0 < filter.id_range().1);
+                }
+            }
+            let recall = hits as f64 / total as f64;
+            assert!(recall >= 0.9, "recall {recall} for {filter:?}");
+            assert!(
+                read < 20 * faces / 2,
+                "read {read} rows for {filter:?}: not fewer than a scan"
+            );
+        }
+        // Gone faces are gone from the lists too; too few left: back to one list.
+        let removed = index.retain(|id| (id.0 >> 1) % 2 == 0);
+        assert!(removed > 0 && index.len() == faces - removed);
+        index.untrain();
+        assert_eq!(index.list_count(), 1);
+        assert!(index.ids().all(|id| (id.0 >> 1) % 2 == 0));
     }
 }
