@@ -1,15 +1,19 @@
 //! The sighting store at scale (figures, not assertions):
 //! - sustained write rate: synthetic sightings (4 KiB thumbnails) through `SightingStore::insert`
 //!   in synced batches, as the recorder writes them; disk per stored face;
-//! - face search over 5,000,000 faces in the in-memory index: top-100 candidates for a
-//!   photo's embedding over the whole 30 days and over one day, and with a camera filter;
-//!   bytes of RAM per face (the index's own count, and the process's resident growth);
 //! - the rest of a search on the written store: re-ranking with the f32 embeddings from
 //!   RocksDB and fetching the records (independent of the number of stored faces), and a
-//!   Tantivy metadata query.
+//!   Tantivy metadata query;
+//! - whether the synthetic faces are shaped like real ones: MobileFaceNet's same- and
+//!   different-person similarities on `../shared/testdata/faces` beside the model's;
+//! - the in-memory face index at 5,000,000 and 20,000,000 face-shaped faces (250 sightings a
+//!   person): build and insert throughput, training times, RAM per face, and for whole-range,
+//!   one-day and camera-filtered top-100 searches the latency (median, p95) through the lists
+//!   and by the exact scan, and the recall@100 of the lists against the exact scan.
 //!
-//! `cargo bench -p vigil --bench sightings`; `VIGIL_BENCH_FACES=N` searches N faces instead
-//! of 5,000,000, `VIGIL_BENCH_WRITES=N` writes N sightings instead of 100,000.
+//! `cargo bench -p vigil --bench sightings`; `VIGIL_BENCH_FACES=N[,M...]` indexes those sizes
+//! instead, `VIGIL_BENCH_WRITES=N` writes N sightings instead of 100,000,
+//! `VIGIL_BENCH_MODEL_ONLY=1` only compares real and synthetic faces.
 
 mod common;
 
@@ -145,13 +149,33 @@ fn main() {
     drop(tmp);
 
     // --- search over millions ----------------------------------------------------------------
-    let faces = env_count("VIGIL_BENCH_FACES", 5_000_000);
+    let model = check_face_model();
+    let sizes: Vec<usize> = std::env::var("VIGIL_BENCH_FACES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![5_000_000, 20_000_000]);
+    for faces in sizes {
+        search_at_scale(faces, model.clone(), start, span);
+    }
+}
+
+/// Builds the in-memory face index over `faces` synthetic faces (250 sightings a person,
+/// 20 cameras, 30 days, in time order as a store receives them, trained when due as the
+/// store does), then measures searches through the lists against the exact scan.
+fn search_at_scale(
+    faces: usize,
+    model: FaceModel,
+    start: chrono::DateTime<Utc>,
+    span: chrono::Duration,
+) {
+    println!("--- {faces} faces ---");
+    let rss_before = rss_bytes();
     let mut index = VectorIndex::default();
-    let mut generator = Generator::new(12, 20_000, 20, start, span);
+    let persons = (faces / 250).max(10);
+    let mut generator = Generator::with_model(model, 12, persons, 20, start, span);
     let step = span.num_milliseconds() / faces as i64;
-    let began = Instant::now();
-    for i in 0..faces {
-        let p = i % generator.persons.len();
+    let entry = |generator: &mut Generator, i: usize| {
+        let p = (i.wrapping_mul(2_654_435_761)) % generator.persons.len();
         let embedding = generator.face_of(p);
         let person = &generator.persons[p];
         let id = SightingId::new(
@@ -164,22 +188,52 @@ fn main() {
         } else {
             (None, None)
         };
-        index.insert(&Entry::new(
+        Entry::new(
             id,
             &embedding,
             &format!("cam{}", i % 20),
             person_id,
             watchlist,
             Some(0.6),
-        ));
+        )
+    };
+    let (mut generating, mut inserting, mut trainings) =
+        (Duration::ZERO, Duration::ZERO, Vec::new());
+    for i in 0..faces {
+        let t = Instant::now();
+        let e = entry(&mut generator, i);
+        generating += t.elapsed();
+        let t = Instant::now();
+        index.insert(&e);
+        inserting += t.elapsed();
+        if index.wants_training() {
+            let t = Instant::now();
+            let q = index.train();
+            trainings.push((index.len(), q.lists(), t.elapsed()));
+        }
+    }
+    let training: Duration = trainings.iter().map(|t| t.2).sum();
+    println!(
+        "build: {faces} faces inserted one by one in {:.1} s = {:.0} faces/s, plus {} trainings in {:.1} s (synthetic faces generated in another {:.0} s, not counted)",
+        inserting.as_secs_f64(),
+        faces as f64 / inserting.as_secs_f64(),
+        trainings.len(),
+        training.as_secs_f64(),
+        generating.as_secs_f64(),
+    );
+    for (n, lists, took) in &trainings {
+        println!(
+            "  training at {n} faces: {lists} lists, {:.2} s (searches and inserts wait meanwhile)",
+            took.as_secs_f64()
+        );
     }
     println!(
-        "face index: {faces} faces built in {:.0} s; {:.0} bytes of RAM per face (its columns' allocated capacity); process resident {} MiB",
-        began.elapsed().as_secs_f64(),
+        "face index: {} lists; {:.0} bytes of RAM per face (columns' allocated capacity and the quantiser); process resident grew {} MiB",
+        index.list_count(),
         index.memory_bytes() as f64 / faces as f64,
-        rss_bytes() >> 20
+        rss_bytes().saturating_sub(rss_before) >> 20
     );
-    let probes: Vec<Vec<f32>> = (0..30).map(|i| generator.face_of(i * 7)).collect();
+    let probes: Vec<Vec<f32>> = (0..40).map(|i| generator.face_of(i * 7)).collect();
     let cases = [
         ("whole 30 days", Filter::default()),
         (
@@ -198,16 +252,50 @@ fn main() {
             },
         ),
     ];
+    let wanted = 100 * 3 + 32;
     for (label, filter) in cases {
-        let mut samples = Vec::new();
+        let (mut fast, mut exact, mut hits, mut read) = (Vec::new(), Vec::new(), 0, 0);
         for probe in &probes {
             let t = Instant::now();
-            let found = index.candidates(probe, &filter, 100 * 3 + 32);
-            samples.push(t.elapsed());
-            assert!(!found.is_empty());
+            let (found, rows) = index.search(probe, &filter, wanted);
+            fast.push(t.elapsed());
+            read += rows;
+            let t = Instant::now();
+            let truth = index.exact_candidates(probe, &filter, 100);
+            exact.push(t.elapsed());
+            let truth: std::collections::HashSet<_> = truth.iter().map(|(_, id)| *id).collect();
+            hits += found
+                .iter()
+                .take(100)
+                .filter(|(_, id)| truth.contains(id))
+                .count();
         }
-        report(&format!("face index scan over {faces} faces, {label}, top-100 (x3 candidates for re-ranking)"), samples);
+        let n = probes.len();
+        report(
+            &format!("{label}: index search, top-{wanted} candidates for a top-100"),
+            fast,
+        );
+        report(&format!("{label}: exact scan, same filter"), exact);
+        println!(
+            "{label}: recall@100 {:.3} against the exact scan; {:.0} rows read a search ({:.1}% of the faces)",
+            hits as f64 / (100 * n) as f64,
+            read as f64 / n as f64,
+            100.0 * read as f64 / (n * faces) as f64
+        );
     }
+    // Inserts into the trained index of this size.
+    let extra = 100_000;
+    let entries: Vec<Entry> = (faces..faces + extra)
+        .map(|i| entry(&mut generator, i))
+        .collect();
+    let t = Instant::now();
+    for e in &entries {
+        index.insert(e);
+    }
+    println!(
+        "insert into the trained {faces}-face index: {:.0} faces/s ({extra} faces)",
+        extra as f64 / t.elapsed().as_secs_f64()
+    );
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
@@ -228,6 +316,10 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 /// face-shaped model's, so a reader sees the synthetic faces are shaped like real ones.
 fn check_face_model() -> FaceModel {
     let faces = common::testdata().join("faces");
+    if !faces.is_dir() {
+        println!("no {} here: the face-shaped model keeps its stored fit (synthetic::MOBILEFACENET_ON_TESTDATA)", faces.display());
+        return FaceModel::face_shaped(12);
+    }
     let labelled = embed_labelled(&faces);
     let real = SimilarityReport::of(&labelled);
     println!(

@@ -16,6 +16,8 @@ const FORMAT: u8 = 1;
 /// Training points per leaf: enough for stable centroids, few enough to train in a second.
 pub const SAMPLES_PER_LIST: usize = 48;
 const ITERATIONS: usize = 12;
+/// A face is assigned to the best leaf under this many of its best parents.
+const PARENTS_SEARCHED: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 #[error("stored face-index quantiser is unreadable: {0}")]
@@ -100,29 +102,38 @@ impl CoarseQuantizer {
     }
 
     /// [`Self::assign`] and the face's similarity to the list's centroid (`scale`: the
-    /// face's codes' scale).
+    /// face's codes' scale). Looks under the [`PARENTS_SEARCHED`] best parents: a face near
+    /// a parents' border otherwise lands in a list a search ranks lower than its best.
     pub fn assign_scored(&self, codes: &Codes, scale: f32) -> (usize, f32) {
-        let best_in = |codes_col: &[i8], scales: &[f32], range: std::ops::Range<usize>| {
-            let mut best = (range.start, f32::NEG_INFINITY);
-            for row in range {
-                let c: &Codes = codes_col[row * EMBEDDING_DIM..(row + 1) * EMBEDDING_DIM]
-                    .try_into()
-                    .expect("row slice");
-                let s = int8::dot(c, codes) as f32 * scales[row];
-                if s > best.1 {
-                    best = (row, s);
+        let score = |codes_col: &[i8], scales: &[f32], row: usize| {
+            let c: &Codes = codes_col[row * EMBEDDING_DIM..(row + 1) * EMBEDDING_DIM]
+                .try_into()
+                .expect("row slice");
+            int8::dot(c, codes) as f32 * scales[row]
+        };
+        let (leaf, similarity) = int8::with_best_simd(|| {
+            let mut parents = [(f32::NEG_INFINITY, 0usize); PARENTS_SEARCHED];
+            for p in 0..self.children.len() {
+                let s = score(&self.parent_codes, &self.parent_scales, p);
+                if s > parents[PARENTS_SEARCHED - 1].0 {
+                    parents[PARENTS_SEARCHED - 1] = (s, p);
+                    parents.sort_by(|a, b| b.0.total_cmp(&a.0));
+                }
+            }
+            let mut best = (0, f32::NEG_INFINITY);
+            for &(s, p) in &parents {
+                if s == f32::NEG_INFINITY {
+                    continue;
+                }
+                let (a, b) = self.children[p];
+                for leaf in a as usize..b as usize {
+                    let s = score(&self.leaf_codes, &self.leaf_scales, leaf);
+                    if s > best.1 {
+                        best = (leaf, s);
+                    }
                 }
             }
             best
-        };
-        let (leaf, similarity) = int8::with_best_simd(|| {
-            let (parent, _) = best_in(
-                &self.parent_codes,
-                &self.parent_scales,
-                0..self.children.len(),
-            );
-            let (a, b) = self.children[parent];
-            best_in(&self.leaf_codes, &self.leaf_scales, a as usize..b as usize)
         });
         (leaf, similarity * scale)
     }

@@ -151,9 +151,9 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
     }
 }
 
-/// One list of faces, columns sorted by id.
+/// The faces of one camera in one list, columns sorted by id.
 #[derive(Default)]
-struct List {
+struct Rows {
     ids: Vec<u64>,
     scales: Vec<f32>,
     codes: Vec<i8>,
@@ -161,6 +161,13 @@ struct List {
     watchlists: Vec<u16>,
     persons: Vec<u32>,
     scores: Vec<f32>,
+    /// The first row of each day present: a time bound is found in a few cache lines
+    /// instead of a binary search over every id (thousands of small stretches a search).
+    days: Vec<(i64, u32)>,
+}
+
+fn day_of(id: u64) -> i64 {
+    SightingId(id).start_ms().div_euclid(DAY_MS)
 }
 
 /// One row's values, moved between lists.
@@ -175,7 +182,7 @@ struct Row<'a> {
     score: f32,
 }
 
-impl List {
+impl Rows {
     fn len(&self) -> usize {
         self.ids.len()
     }
@@ -231,10 +238,29 @@ impl List {
         self.watchlists.insert(at, row.watchlist);
         self.persons.insert(at, row.person);
         self.scores.insert(at, row.score);
+        let day = day_of(row.id);
+        let i = self.days.partition_point(|e| e.0 < day);
+        if self.days.get(i).is_none_or(|e| e.0 != day) {
+            self.days.insert(i, (day, at as u32));
+        }
+        for later in &mut self.days[i + 1..] {
+            later.1 += 1;
+        }
         true
     }
 
-    /// Appends without keeping the order: bulk loads call [`List::sort`] at the end.
+    fn index_days(&mut self) {
+        self.days.clear();
+        for (row, &id) in self.ids.iter().enumerate() {
+            let day = day_of(id);
+            if self.days.last().is_none_or(|e| e.0 != day) {
+                self.days.push((day, row as u32));
+            }
+        }
+        self.days.shrink_to_fit();
+    }
+
+    /// Appends without keeping the order: bulk loads call [`Rows::sort`] at the end.
     fn push(&mut self, row: Row<'_>) {
         self.reserve_for_one();
         self.ids.push(row.id);
@@ -252,13 +278,14 @@ impl List {
             let mut order: Vec<usize> = (0..self.len()).collect();
             order.sort_by_key(|&r| self.ids[r]);
             order.dedup_by_key(|r| self.ids[*r]);
-            let mut sorted = List::default();
+            let mut sorted = Rows::default();
             sorted.reserve_exact(order.len());
             for r in order {
                 sorted.push(self.row(r));
             }
             *self = sorted;
         }
+        self.index_days();
         self.shrink();
     }
 
@@ -290,6 +317,7 @@ impl List {
             + self.watchlists.capacity() * 2
             + self.persons.capacity() * 4
             + self.scores.capacity() * 4
+            + self.days.capacity() * 16
     }
 
     /// Keeps the rows `keep` says yes to; returns how many went.
@@ -321,15 +349,78 @@ impl List {
         self.watchlists.truncate(kept);
         self.persons.truncate(kept);
         self.scores.truncate(kept);
+        if removed > 0 {
+            self.index_days();
+        }
         removed
     }
 
     /// The rows whose ids fall in `[lo, hi)`.
     fn id_range(&self, lo: u64, hi: u64) -> (usize, usize) {
-        (
-            self.ids.partition_point(|&x| x < lo),
-            self.ids.partition_point(|&x| x < hi),
-        )
+        (self.first_at_or_after(lo), self.first_at_or_after(hi))
+    }
+
+    /// The first row whose id is at least `id`: its day from the directory, then a search
+    /// within that day.
+    fn first_at_or_after(&self, id: u64) -> usize {
+        let day = day_of(id);
+        let i = self.days.partition_point(|e| e.0 < day);
+        let Some(&(found, start)) = self.days.get(i) else {
+            return self.len();
+        };
+        let start = start as usize;
+        if found != day {
+            return start;
+        }
+        let end = self.days.get(i + 1).map_or(self.len(), |e| e.1 as usize);
+        start + self.ids[start..end].partition_point(|&x| x < id)
+    }
+}
+
+/// One list of the quantiser, cut by camera (`by_camera[c]`: camera number `c`), so a
+/// camera filter skips the other cameras' faces without reading them.
+#[derive(Default)]
+struct List {
+    by_camera: Vec<Rows>,
+}
+
+impl List {
+    fn rows_mut(&mut self, camera: u16) -> &mut Rows {
+        let c = usize::from(camera);
+        if self.by_camera.len() <= c {
+            self.by_camera.resize_with(c + 1, Rows::default);
+        }
+        &mut self.by_camera[c]
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &Rows> {
+        self.by_camera.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.rows().map(Rows::len).sum()
+    }
+
+    /// Stretches of the cameras `filter` reads within `[lo, hi)`.
+    fn stretches<'a>(
+        &'a self,
+        filter: &RowFilter,
+        lo: u64,
+        hi: u64,
+        out: &mut Vec<Stretch<'a>>,
+    ) -> usize {
+        let mut taken = 0;
+        for (c, rows) in self.by_camera.iter().enumerate() {
+            if rows.len() == 0 || !filter.reads_camera(c) {
+                continue;
+            }
+            let (a, b) = rows.id_range(lo, hi);
+            if a < b {
+                out.push((rows, a, b));
+                taken += b - a;
+            }
+        }
+        taken
     }
 }
 
@@ -343,25 +434,24 @@ struct RowFilter {
 }
 
 impl RowFilter {
+    /// Whether every row of the cameras it reads passes.
     fn is_empty(&self) -> bool {
-        self.cameras.is_none()
-            && self.watchlists.is_none()
+        self.watchlists.is_none()
             && self.persons.is_none()
             && self.outcome.is_none()
             && self.min_score.is_none()
     }
 
+    /// Whether camera `c`'s rows are read at all.
+    fn reads_camera(&self, c: usize) -> bool {
+        self.cameras
+            .as_ref()
+            .is_none_or(|set| set.get(c).copied().unwrap_or(false))
+    }
+
+    /// Every row of a camera the filter reads: cameras are chosen before rows are read.
     #[inline(always)]
-    fn accepts(&self, s: &List, row: usize) -> bool {
-        if let Some(cams) = &self.cameras {
-            if !cams
-                .get(usize::from(s.cameras[row]))
-                .copied()
-                .unwrap_or(false)
-            {
-                return false;
-            }
-        }
+    fn accepts(&self, s: &Rows, row: usize) -> bool {
         if let Some(lists) = &self.watchlists {
             if !lists.contains(&s.watchlists[row]) {
                 return false;
@@ -446,7 +536,7 @@ pub struct VectorIndex {
 }
 
 /// One stretch of a list to scan.
-type Stretch<'a> = (&'a List, usize, usize);
+type Stretch<'a> = (&'a Rows, usize, usize);
 
 impl VectorIndex {
     /// An index whose lists follow `quantizer` (as stored beside the faces).
@@ -479,7 +569,7 @@ impl VectorIndex {
     /// Bytes held by the rows and the quantiser (the interning tables are a few bytes per
     /// camera or person).
     pub fn memory_bytes(&self) -> usize {
-        self.lists.iter().map(List::memory_bytes).sum::<usize>()
+        self.all_rows().map(Rows::memory_bytes).sum::<usize>()
             + self.quantizer.as_ref().map_or(0, |q| q.encode().len())
     }
 
@@ -518,7 +608,7 @@ impl VectorIndex {
         }
         let row = self.row_of(entry);
         let list = self.list_of(row.codes, row.scale);
-        if self.lists[list].insert(row) {
+        if self.lists[list].rows_mut(row.camera).insert(row) {
             self.len += 1;
             self.days.add(entry.id, row.camera, 1);
         }
@@ -539,30 +629,30 @@ impl VectorIndex {
         for entry in entries {
             let row = self.row_of(&entry);
             let list = self.list_of(row.codes, row.scale);
-            self.lists[list].push(row);
+            self.lists[list].rows_mut(row.camera).push(row);
         }
     }
 
     /// Sorts every list and recounts after [`Self::extend_unsorted`].
     pub fn finish_bulk(&mut self) {
-        for list in &mut self.lists {
-            list.sort();
+        for rows in self.lists.iter_mut().flat_map(|l| l.by_camera.iter_mut()) {
+            rows.sort();
         }
         self.len = self.lists.iter().map(List::len).sum();
-        self.days = DayCounts::default();
-        for list in &self.lists {
-            for row in 0..list.len() {
-                self.days
-                    .add(SightingId(list.ids[row]), list.cameras[row], 1);
+        let mut days = DayCounts::default();
+        for rows in self.all_rows() {
+            for row in 0..rows.len() {
+                days.add(SightingId(rows.ids[row]), rows.cameras[row], 1);
             }
         }
+        self.days = days;
     }
 
     /// Drops the faces `keep` says no to; returns how many went.
     pub fn retain(&mut self, mut keep: impl FnMut(SightingId) -> bool) -> usize {
         let mut removed = 0;
         let days = &mut self.days;
-        for list in &mut self.lists {
+        for list in self.lists.iter_mut().flat_map(|l| l.by_camera.iter_mut()) {
             let cameras = list.cameras.clone();
             let ids = list.ids.clone();
             let before = list.len();
@@ -590,9 +680,12 @@ impl VectorIndex {
 
     /// The ids, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = SightingId> + '_ {
-        self.lists
-            .iter()
+        self.all_rows()
             .flat_map(|s| s.ids.iter().map(|&id| SightingId(id)))
+    }
+
+    fn all_rows(&self) -> impl Iterator<Item = &Rows> {
+        self.lists.iter().flat_map(List::rows)
     }
 
     /// Whether the lists should be (re)trained: enough faces and no quantiser, or the index
@@ -619,16 +712,24 @@ impl VectorIndex {
     /// list; returns the quantiser for the store to keep.
     pub fn train(&mut self) -> Arc<CoarseQuantizer> {
         let fan = CoarseQuantizer::fan_for(self.len);
-        let sample = self.sample(fan * fan * SAMPLES_PER_LIST);
+        // Every other sampled face trains; the rest measures how well the lists fit faces
+        // they were not trained on, which is what new faces are.
+        let (train, held_out): (Vec<_>, Vec<_>) = self
+            .sample(2 * fan * fan * SAMPLES_PER_LIST)
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        let train: Vec<Vec<f32>> = train.into_iter().map(|(_, v)| v).collect();
+        let held_out: Vec<Vec<f32>> = held_out.into_iter().map(|(_, v)| v).collect();
         let generation = self.quantizer.as_ref().map_or(1, |q| q.generation + 1);
         let quantizer = Arc::new(CoarseQuantizer::train(
-            &sample,
+            &train,
             fan,
             generation,
             self.len as u64,
         ));
         self.fit = Fit {
-            trained: quantizer.fit(&sample),
+            trained: quantizer.fit(&held_out),
             ..Fit::default()
         };
         self.removed_since_training = 0;
@@ -639,9 +740,9 @@ impl VectorIndex {
     /// Back to one list and no quantiser (too few faces left to train one).
     pub fn untrain(&mut self) {
         let mut one = List::default();
-        for list in std::mem::take(&mut self.lists) {
-            for row in 0..list.len() {
-                one.push(list.row(row));
+        for rows in std::mem::take(&mut self.lists).iter().flat_map(List::rows) {
+            for row in 0..rows.len() {
+                one.rows_mut(rows.cameras[row]).push(rows.row(row));
             }
         }
         self.lists = vec![one];
@@ -656,10 +757,10 @@ impl VectorIndex {
         let step = (self.len / n.max(1)).max(1);
         let mut out = Vec::with_capacity(n.min(self.len));
         let mut i = 0usize;
-        for list in &self.lists {
-            for row in 0..list.len() {
+        for rows in self.all_rows() {
+            for row in 0..rows.len() {
                 if i % step == 0 && out.len() < n {
-                    let v: Vec<f32> = list.row_codes(row).iter().map(|&c| f32::from(c)).collect();
+                    let v: Vec<f32> = rows.row_codes(row).iter().map(|&c| f32::from(c)).collect();
                     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
                     out.push(v.into_iter().map(|x| x / norm).collect());
                 }
@@ -676,13 +777,14 @@ impl VectorIndex {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
-        for old in std::mem::take(&mut self.lists) {
+        let old_lists = std::mem::take(&mut self.lists);
+        for old in old_lists.iter().flat_map(List::rows) {
             let chunk = old.len().div_ceil(threads).max(1);
             let targets: Vec<usize> = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..old.len())
                     .step_by(chunk)
                     .map(|start| {
-                        let (old, q) = (&old, &quantizer);
+                        let q = &quantizer;
                         scope.spawn(move || {
                             (start..(start + chunk).min(old.len()))
                                 .map(|r| q.assign(old.row_codes(r)))
@@ -696,7 +798,7 @@ impl VectorIndex {
                     .collect()
             });
             for (row, list) in targets.into_iter().enumerate() {
-                lists[list].push(old.row(row));
+                lists[list].rows_mut(old.cameras[row]).push(old.row(row));
             }
         }
         self.lists = lists;
@@ -741,31 +843,25 @@ impl VectorIndex {
             // A person's sightings are few, and a data-subject request must find them all.
             Some(q) if accepted > tuning.exact_rows && row_filter.persons.is_none() => q,
             _ => {
-                let all: Vec<Stretch<'_>> = self
-                    .lists
-                    .iter()
-                    .map(|l| {
-                        let (a, b) = l.id_range(lo, hi);
-                        (l, a, b)
-                    })
-                    .filter(|(_, a, b)| a < b)
-                    .collect();
+                let mut all = Vec::new();
+                for list in &self.lists {
+                    list.stretches(&row_filter, lo, hi, &mut all);
+                }
                 let (top, read, _) = scan_all(&all, codes, &row_filter, TopN::new(n));
                 return (ids_of(top), read);
             }
         };
-        // Read the nearest lists until enough accepted rows were read; the first round is
-        // sized by the estimate, further rounds (other filters accept fewer) by the share
-        // of rows the filter accepted so far.
+        // Read the nearest lists until enough accepted rows were read. Time and cameras are
+        // chosen before reading, so the first round reads what is wanted; further rounds
+        // (the other filters accept fewer) follow the share of rows accepted so far.
         let wanted = tuning
             .min_probe_rows
             .max((accepted as f64 * tuning.probe_share) as usize);
-        let in_range = self.days.estimate(lo, hi, None);
-        let mut round = wanted.saturating_mul(in_range) / accepted.max(1);
+        let mut round = wanted;
         let mut ranked = quantizer.rank(probe).into_iter();
         let (mut top, mut read, mut found) = (TopN::new(n), 0, 0);
         while found < wanted {
-            let stretches = self.next_stretches(&mut ranked, lo, hi, round.max(1));
+            let stretches = self.next_stretches(&mut ranked, &row_filter, lo, hi, round.max(1));
             if stretches.is_empty() {
                 break;
             }
@@ -780,10 +876,12 @@ impl VectorIndex {
         (ids_of(top), read)
     }
 
-    /// Stretches of the next lists in `ranked` within `[lo, hi)`, until they hold `rows`.
+    /// Stretches of the next lists in `ranked` within `[lo, hi)` on the cameras `filter`
+    /// reads, until they hold `rows`.
     fn next_stretches(
         &self,
         ranked: &mut impl Iterator<Item = (f32, u32)>,
+        filter: &RowFilter,
         lo: u64,
         hi: u64,
         rows: usize,
@@ -791,12 +889,7 @@ impl VectorIndex {
         let mut out = Vec::new();
         let mut taken = 0;
         for (_, list) in ranked.by_ref() {
-            let list = &self.lists[list as usize];
-            let (a, b) = list.id_range(lo, hi);
-            if a < b {
-                out.push((list, a, b));
-                taken += b - a;
-            }
+            taken += self.lists[list as usize].stretches(filter, lo, hi, &mut out);
             if taken >= rows {
                 break;
             }
@@ -826,7 +919,7 @@ impl VectorIndex {
             .try_into()
             .expect("probe has EMBEDDING_DIM values");
         let mut found = Vec::new();
-        for s in &self.lists {
+        for s in self.all_rows() {
             int8::with_best_simd(|| {
                 for row in 0..s.len() {
                     let score =
@@ -953,7 +1046,7 @@ fn split_ranges<'a>(stretches: &[Stretch<'a>], per_share: usize) -> Vec<Vec<Stre
 /// Offers the rows `start..end` of `s` that `filter` accepts to `top`; returns how many
 /// it accepted.
 fn scan(
-    s: &List,
+    s: &Rows,
     start: usize,
     end: usize,
     probe: &Codes,
@@ -1161,5 +1254,50 @@ mod tests {
         index.untrain();
         assert_eq!(index.list_count(), 1);
         assert!(index.ids().all(|id| (id.0 >> 1) % 2 == 0));
+    }
+
+    #[test]
+    fn the_day_directory_finds_time_bounds_as_a_search_over_every_id_would() {
+        let codes = [0i8; EMBEDDING_DIM];
+        let row = |id: u64| Row {
+            id,
+            scale: 1.0,
+            codes: &codes,
+            camera: 1,
+            watchlist: 0,
+            person: 0,
+            score: f32::NAN,
+        };
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let id_at = |minutes: i64, seq: u64| {
+            SightingId::new(t0 + chrono::Duration::minutes(minutes), seq, false).0
+        };
+        let mut rows = Rows::default();
+        // Out of order, days with gaps, then inserted one by one after the bulk sort.
+        for (i, m) in [3000, 10, 20, 1500, 7000, 4400, 30, 1441]
+            .into_iter()
+            .enumerate()
+        {
+            rows.push(row(id_at(m, i as u64)));
+        }
+        rows.sort();
+        for (i, m) in [5000, 1, 2900, 9000].into_iter().enumerate() {
+            assert!(rows.insert(row(id_at(m, 100 + i as u64))));
+        }
+        rows.retain(|id| id != id_at(1500, 3));
+        let check = |rows: &Rows| {
+            for m in (-100..10_000).step_by(37) {
+                let id = id_at(m, 50);
+                assert_eq!(
+                    rows.first_at_or_after(id),
+                    rows.ids.partition_point(|&x| x < id),
+                    "at minute {m}"
+                );
+            }
+            assert_eq!(rows.first_at_or_after(0), 0);
+            assert_eq!(rows.first_at_or_after(u64::MAX), rows.len());
+        };
+        check(&rows);
+        assert_eq!(rows.len(), 11);
     }
 }
