@@ -232,7 +232,7 @@ impl SightingStore {
                 }
             }
             if entries.len() >= 65_536 {
-                vectors.extend_unsorted(entries.drain(..));
+                vectors.extend_unsorted(std::mem::take(&mut entries));
             }
         }
         vectors.extend_unsorted(entries);

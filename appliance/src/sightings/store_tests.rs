@@ -466,3 +466,81 @@ fn key_rotation_reseals_every_thumbnail_and_forgets_the_old_key() {
     assert_eq!(new_key.lines().count(), 1);
     assert_ne!(new_key, old_key);
 }
+
+#[test]
+fn face_lists_are_trained_kept_across_a_restart_and_retrained_without_erased_faces() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = crate::sightings::vector_index::TRAIN_AT + 2_000;
+    let (store, mut generator, _) = filled_with(dir.path(), n, 64);
+    let quantizer = store.vectors.read().quantizer().cloned().expect("trained");
+    assert!(quantizer.lists() > 1);
+    let probe = generator.face_of(4);
+    let before = store
+        .search_face(&probe, &Filter::default(), all_pages_of(50))
+        .unwrap();
+    assert_eq!(before.len(), 50);
+    let old_bytes = quantizer.encode();
+    let needle = &old_bytes[old_bytes.len() / 2..old_bytes.len() / 2 + 64];
+    drop(store);
+
+    // Reopened: the same lists, the same answers, nothing retrained.
+    let store = open(dir.path(), 0);
+    assert_eq!(
+        store.vectors.read().quantizer().map(|q| q.generation),
+        Some(quantizer.generation)
+    );
+    let after = store
+        .search_face(&probe, &Filter::default(), all_pages_of(50))
+        .unwrap();
+    let ids = |hits: &[FaceHit]| hits.iter().map(|h| h.sighting.id).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before));
+    assert!(on_disk(store.dir(), needle));
+
+    // A data subject's erasure retrains the lists without their faces and scrubs the old
+    // centroids, which were partly means of those faces.
+    let person = generator.persons[4].id;
+    let report = store.delete_person(person).unwrap();
+    assert!(report.faces > 0);
+    let retrained = store
+        .vectors
+        .read()
+        .quantizer()
+        .cloned()
+        .expect("still trained");
+    assert_eq!(retrained.generation, quantizer.generation + 1);
+    assert!(!on_disk(store.dir(), needle), "old centroids still on disk");
+    drop(store);
+    let store = open(dir.path(), 0);
+    assert_eq!(
+        store.vectors.read().quantizer().map(|q| q.generation),
+        Some(retrained.generation)
+    );
+    assert_eq!(store.stats().faces, n - report.faces);
+}
+
+/// [`filled`] with thumbnails of `thumbnail_bytes`, for stores of tens of thousands.
+fn filled_with(
+    dir: &Path,
+    n: usize,
+    thumbnail_bytes: usize,
+) -> (SightingStore, Generator, HashMap<SightingId, usize>) {
+    let store = open(dir, 0);
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let mut generator = Generator::new(8, 400, 3, start, Duration::days(10));
+    generator.thumbnail_bytes = thumbnail_bytes;
+    let mut owners = HashMap::new();
+    for first in (0..n).step_by(2000) {
+        let (persons, batch): (Vec<usize>, Vec<NewSighting>) = (first..n.min(first + 2000))
+            .map(|_| generator.sighting())
+            .unzip();
+        for (id, p) in store.insert(batch).unwrap().into_iter().zip(persons) {
+            owners.insert(id, p);
+        }
+    }
+    store.commit_index().unwrap();
+    (store, generator, owners)
+}
+
+fn all_pages_of(limit: usize) -> Page {
+    Page { offset: 0, limit }
+}

@@ -42,8 +42,8 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             exact_rows: 150_000,
-            min_probe_rows: 40_000,
-            probe_share: 0.02,
+            min_probe_rows: 60_000,
+            probe_share: 0.03,
         }
     }
 }
@@ -615,20 +615,26 @@ impl VectorIndex {
     }
 
     /// Loads many faces at once (at open): appended, then each list sorted once.
-    pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {
+    pub fn extend(&mut self, entries: Vec<Entry>) {
         self.extend_unsorted(entries);
         self.finish_bulk();
     }
 
     /// Appends faces without ordering the lists: searches are wrong until
     /// [`Self::finish_bulk`].
-    pub fn extend_unsorted(&mut self, entries: impl IntoIterator<Item = Entry>) {
+    /// Lists are assigned on every core; loaded faces do not count towards drift.
+    pub fn extend_unsorted(&mut self, entries: Vec<Entry>) {
         if self.lists.is_empty() {
             self.lists.push(List::default());
         }
-        for entry in entries {
-            let row = self.row_of(&entry);
-            let list = self.list_of(row.codes, row.scale);
+        let targets = match &self.quantizer {
+            Some(q) => assign_all(q, &entries, |e: &Entry| {
+                e.codes.as_slice().try_into().expect("EMBEDDING_DIM codes")
+            }),
+            None => vec![0; entries.len()],
+        };
+        for (entry, list) in entries.iter().zip(targets) {
+            let row = self.row_of(entry);
             self.lists[list].rows_mut(row.camera).push(row);
         }
     }
@@ -770,37 +776,36 @@ impl VectorIndex {
         out
     }
 
-    /// Moves every face to its list under `quantizer`, one old list at a time so the faces
-    /// are held once plus one list. Assignment runs on every core.
+    /// Moves every face to its list under `quantizer`, a batch of old lists at a time so
+    /// the faces are held about once. Assignment runs on every core.
     fn relist(&mut self, quantizer: Arc<CoarseQuantizer>) {
+        const BATCH_ROWS: usize = 65_536;
         let mut lists: Vec<List> = (0..quantizer.lists()).map(|_| List::default()).collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
-        let old_lists = std::mem::take(&mut self.lists);
-        for old in old_lists.iter().flat_map(List::rows) {
-            let chunk = old.len().div_ceil(threads).max(1);
-            let targets: Vec<usize> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..old.len())
-                    .step_by(chunk)
-                    .map(|start| {
-                        let q = &quantizer;
-                        scope.spawn(move || {
-                            (start..(start + chunk).min(old.len()))
-                                .map(|r| q.assign(old.row_codes(r)))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("assignment thread does not panic"))
-                    .collect()
-            });
-            for (row, list) in targets.into_iter().enumerate() {
-                lists[list].rows_mut(old.cameras[row]).push(old.row(row));
+        let mut move_batch = |batch: &mut Vec<Rows>| {
+            let rows: Vec<(&Rows, usize)> = batch
+                .iter()
+                .flat_map(|cell| (0..cell.len()).map(move |r| (cell, r)))
+                .collect();
+            let targets = assign_all(&quantizer, &rows, |(cell, r)| cell.row_codes(*r));
+            for (&(cell, r), list) in rows.iter().zip(targets) {
+                lists[list].rows_mut(cell.cameras[r]).push(cell.row(r));
+            }
+            batch.clear();
+        };
+        let mut batch = Vec::new();
+        let mut batch_rows = 0;
+        for cell in std::mem::take(&mut self.lists)
+            .into_iter()
+            .flat_map(|l| l.by_camera)
+        {
+            batch_rows += cell.len();
+            batch.push(cell);
+            if batch_rows >= BATCH_ROWS {
+                move_batch(&mut batch);
+                batch_rows = 0;
             }
         }
+        move_batch(&mut batch);
         self.lists = lists;
         self.quantizer = Some(quantizer);
         self.finish_bulk();
@@ -968,6 +973,39 @@ impl VectorIndex {
             min_score: filter.min_score,
         })
     }
+}
+
+/// The list of each item's codes under `quantizer`, on every core for many items.
+fn assign_all<'a, T: Sync>(
+    quantizer: &CoarseQuantizer,
+    items: &'a [T],
+    codes: impl Fn(&'a T) -> &'a Codes + Sync,
+) -> Vec<usize> {
+    let threads = if items.len() >= 4096 {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    } else {
+        1
+    };
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let codes = &codes;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|i| quantizer.assign(codes(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("assignment thread does not panic"))
+            .collect()
+    })
 }
 
 fn ids_of(top: TopN<u64>) -> Vec<(f32, SightingId)> {
