@@ -254,10 +254,13 @@ impl SightingStore {
         self.train_faces()
     }
 
+    /// Trains while searches go on (every change of the index holds `mutate`, as the
+    /// callers do), then moves the faces under the write lock (about a second at millions).
     fn train_faces(&self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
+        let plan = self.vectors.read().plan_training();
         let mut vectors = self.vectors.write();
-        let quantizer = vectors.train();
+        let quantizer = vectors.apply_training(plan);
         self.db.put_cf_opt(
             self.cf(CF_META),
             META_FACE_LISTS,

@@ -535,6 +535,15 @@ pub struct VectorIndex {
     pub tuning: Tuning,
 }
 
+/// A training's result before it is applied: see [`VectorIndex::plan_training`].
+pub struct TrainingPlan {
+    quantizer: Arc<CoarseQuantizer>,
+    fit: f32,
+    /// Each face's new list, in the order [`VectorIndex::all_rows`] walks them.
+    targets: Vec<u32>,
+    len: usize,
+}
+
 /// One stretch of a list to scan.
 type Stretch<'a> = (&'a Rows, usize, usize);
 
@@ -717,6 +726,13 @@ impl VectorIndex {
     /// Trains a new quantiser on a sample of the faces and moves every face to its new
     /// list; returns the quantiser for the store to keep.
     pub fn train(&mut self) -> Arc<CoarseQuantizer> {
+        let plan = self.plan_training();
+        self.apply_training(plan)
+    }
+
+    /// The slow part of training, on a shared index (searches go on): sampling, k-means and
+    /// every face's new list. The index must not change until [`Self::apply_training`].
+    pub fn plan_training(&self) -> TrainingPlan {
         let fan = CoarseQuantizer::fan_for(self.len);
         // Every other sampled face trains; the rest measures how well the lists fit faces
         // they were not trained on, which is what new faces are.
@@ -734,12 +750,65 @@ impl VectorIndex {
             generation,
             self.len as u64,
         ));
+        let rows: Vec<(&Rows, usize)> = self
+            .all_rows()
+            .flat_map(|cell| (0..cell.len()).map(move |r| (cell, r)))
+            .collect();
+        let targets = assign_all(&quantizer, &rows, |(cell, r)| cell.row_codes(*r))
+            .into_iter()
+            .map(|t| t as u32)
+            .collect();
+        TrainingPlan {
+            fit: quantizer.fit(&held_out),
+            quantizer,
+            targets,
+            len: self.len,
+        }
+    }
+
+    /// Moves every face to the list `plan` chose (a batch of old lists at a time, so the
+    /// faces are held about once); returns the new quantiser.
+    pub fn apply_training(&mut self, plan: TrainingPlan) -> Arc<CoarseQuantizer> {
+        let TrainingPlan {
+            quantizer,
+            fit,
+            targets,
+            len,
+        } = plan;
+        if len != self.len || targets.len() != self.len {
+            // Changed since the plan (callers should not let it): assign afresh.
+            let rows: Vec<(&Rows, usize)> = self
+                .all_rows()
+                .flat_map(|cell| (0..cell.len()).map(move |r| (cell, r)))
+                .collect();
+            let fresh = assign_all(&quantizer, &rows, |(cell, r)| cell.row_codes(*r));
+            return self.apply_training(TrainingPlan {
+                targets: fresh.into_iter().map(|t| t as u32).collect(),
+                len: self.len,
+                quantizer,
+                fit,
+            });
+        }
+        let mut lists: Vec<List> = (0..quantizer.lists()).map(|_| List::default()).collect();
+        let mut targets = targets.into_iter();
+        for cell in std::mem::take(&mut self.lists)
+            .into_iter()
+            .flat_map(|l| l.by_camera)
+        {
+            for (r, list) in (0..cell.len()).zip(targets.by_ref()) {
+                lists[list as usize]
+                    .rows_mut(cell.cameras[r])
+                    .push(cell.row(r));
+            }
+        }
+        self.lists = lists;
+        self.quantizer = Some(quantizer.clone());
         self.fit = Fit {
-            trained: quantizer.fit(&held_out),
+            trained: fit,
             ..Fit::default()
         };
         self.removed_since_training = 0;
-        self.relist(quantizer.clone());
+        self.finish_bulk();
         quantizer
     }
 
@@ -774,41 +843,6 @@ impl VectorIndex {
             }
         }
         out
-    }
-
-    /// Moves every face to its list under `quantizer`, a batch of old lists at a time so
-    /// the faces are held about once. Assignment runs on every core.
-    fn relist(&mut self, quantizer: Arc<CoarseQuantizer>) {
-        const BATCH_ROWS: usize = 65_536;
-        let mut lists: Vec<List> = (0..quantizer.lists()).map(|_| List::default()).collect();
-        let mut move_batch = |batch: &mut Vec<Rows>| {
-            let rows: Vec<(&Rows, usize)> = batch
-                .iter()
-                .flat_map(|cell| (0..cell.len()).map(move |r| (cell, r)))
-                .collect();
-            let targets = assign_all(&quantizer, &rows, |(cell, r)| cell.row_codes(*r));
-            for (&(cell, r), list) in rows.iter().zip(targets) {
-                lists[list].rows_mut(cell.cameras[r]).push(cell.row(r));
-            }
-            batch.clear();
-        };
-        let mut batch = Vec::new();
-        let mut batch_rows = 0;
-        for cell in std::mem::take(&mut self.lists)
-            .into_iter()
-            .flat_map(|l| l.by_camera)
-        {
-            batch_rows += cell.len();
-            batch.push(cell);
-            if batch_rows >= BATCH_ROWS {
-                move_batch(&mut batch);
-                batch_rows = 0;
-            }
-        }
-        move_batch(&mut batch);
-        self.lists = lists;
-        self.quantizer = Some(quantizer);
-        self.finish_bulk();
     }
 
     /// The `n` rows of highest approximate similarity to `probe` among those `filter`
