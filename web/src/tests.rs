@@ -303,7 +303,7 @@ impl Client {
 async fn every_documented_route_exists_and_refuses_without_a_session() {
     let client = Client::new(SampleAppliance::new());
     let routes = documented();
-    assert_eq!(routes.len(), 36, "{routes:?}");
+    assert_eq!(routes.len(), 39, "{routes:?}");
     for (method, path) in routes {
         let r = client.send(&method, &path, None, None, None).await;
         let public =

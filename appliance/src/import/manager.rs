@@ -22,7 +22,7 @@ pub const MAX_QUEUED: usize = 8;
 
 pub struct Manager {
     shared: Arc<Shared>,
-    worker: Option<JoinHandle<()>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -67,7 +67,7 @@ impl Manager {
         };
         Ok(Self {
             shared,
-            worker: Some(worker),
+            worker: Mutex::new(Some(worker)),
         })
     }
 
@@ -123,13 +123,14 @@ impl Manager {
     }
 
     /// Stops the worker; the running job stays resumable from its last checkpoint.
-    pub fn shutdown(mut self) {
+    pub fn stop(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         if let Some(running) = self.shared.running.lock().as_ref() {
             running.stop.store(true, Ordering::SeqCst);
         }
         self.shared.wake.notify_all();
-        if let Some(worker) = self.worker.take() {
+        let worker = self.worker.lock().take();
+        if let Some(worker) = worker {
             if worker.join().is_err() {
                 tracing::error!("the import worker panicked");
             }
