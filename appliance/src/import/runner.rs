@@ -4,15 +4,15 @@
 //! published on the event bus: a past video raises no live alert.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ffmpeg_next as ffmpeg;
 use parking_lot::RwLock;
 
 use super::job::{Checkpoint, Committing, Job, Status};
-use super::source::Clip;
+use super::source::{self, Message, Sampled};
 use super::ImportError;
 use crate::camera::ingest::Sampler;
 use crate::config::PrivacyConfig;
@@ -21,7 +21,7 @@ use crate::events::Event;
 use crate::sightings::recorder::sighting_from;
 use crate::sightings::{Filter, NewSighting, Page, SightingStore};
 use crate::tracking::{FrameTime, Observation, Tracker, TrackerSettings};
-use crate::vision::FacePipeline;
+use crate::vision::{FacePipeline, LocatedFace};
 
 /// A checkpoint is written at the first quiet frame (no open track) after this long.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
@@ -31,6 +31,10 @@ const REPORT_EVERY: Duration = Duration::from_millis(500);
 const TRUNCATION_SLACK_S: f64 = 2.0;
 /// While live cameras have frames waiting, a frame of the import waits at most this long.
 const MAX_YIELD: Duration = Duration::from_secs(1);
+/// Converted frames the reader may have ready ahead of analysis.
+const READ_AHEAD: usize = 4;
+/// Frames analysed together: one per core on the appliance's two.
+const BATCH_FRAMES: usize = 2;
 
 /// How many live frames wait for analysis; the import yields to them.
 pub type Backlog = Arc<dyn Fn() -> usize + Send + Sync>;
@@ -76,6 +80,10 @@ impl Progress {
 /// Runs `job` from its checkpoint to the end of the clip (status `Done`), or until `stop`
 /// (`ImportError::Stopped`, the job left at its last checkpoint). A clip that breaks off
 /// ends the job `Failed`; what was found before the break is stored.
+///
+/// Both cores work: one thread decodes and converts while this one analyses, and frames
+/// are analysed in pairs (their faces found in parallel, embedded together: the model takes
+/// two faces per inference), then tracked in order.
 pub fn run(
     job: &mut Job,
     ctx: &Context,
@@ -83,22 +91,59 @@ pub fn run(
     report: &mut dyn FnMut(&Job, &Progress),
 ) -> Result<(), ImportError> {
     settle_commit(job, ctx)?;
-    let mut clip = Clip::open(&job.input)?;
-    job.duration_s = clip.duration_s();
     let resumed_from = job.checkpoint.position_s;
-    if let Some(position) = resumed_from {
-        clip.seek_before(position)?;
+    let sampler = Sampler::resume(job.fps, job.checkpoint.sampler_next_s);
+    let input = job.input.clone();
+    let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("vigil-import-read".into())
+            .spawn_scoped(scope, move || {
+                source::read_sampled(&input, resumed_from, sampler, &tx)
+            })
+            .map_err(|e| ImportError::Invalid(format!("cannot start a thread: {e}")))?;
+        // The receiver goes with `drive`, so a reader blocked on a full channel returns.
+        let result = drive(job, ctx, resumed_from, rx, stop, report);
+        if reader.join().is_err() {
+            tracing::error!("the clip reader panicked");
+        }
+        result
+    })
+}
+
+/// Analyses what the reader sends.
+fn drive(
+    job: &mut Job,
+    ctx: &Context,
+    resumed_from: Option<f64>,
+    rx: Receiver<Result<Message, ImportError>>,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(&Job, &Progress),
+) -> Result<(), ImportError> {
+    let duration_s = match rx.recv() {
+        Ok(Ok(Message::Opened { duration_s })) => duration_s,
+        Ok(Err(e)) => return Err(e),
+        _ => return Err(reader_gone(job)),
+    };
+    job.duration_s = duration_s;
+    if resumed_from.is_some() {
         job.resumed += 1;
     }
     job.status = Status::Running;
     job.error = None;
     job.save(&ctx.dir)?;
     let mut run = Run::new(job, ctx, resumed_from);
-    let result = run.frames(&mut clip, stop, report);
-    match result {
+    match run.frames(&rx, stop, report) {
         Ok(()) => run.finish(None, report),
         Err(e @ ImportError::Video { .. }) => run.finish(Some(e), report),
         Err(e) => Err(e),
+    }
+}
+
+fn reader_gone(job: &Job) -> ImportError {
+    ImportError::Video {
+        path: job.input.clone(),
+        message: "the clip reader stopped unexpectedly".into(),
     }
 }
 
@@ -136,7 +181,8 @@ struct Run<'a> {
     job: &'a mut Job,
     ctx: &'a Context,
     tracker: Tracker,
-    sampler: Sampler,
+    /// The sampler's next pick after the last tracked frame, for the checkpoint.
+    sampler_next: Option<f64>,
     /// Sightings of tracks ended since the last checkpoint, stored at the next one.
     pending: Vec<NewSighting>,
     progress: Progress,
@@ -149,7 +195,7 @@ impl<'a> Run<'a> {
     fn new(job: &'a mut Job, ctx: &'a Context, resumed_from: Option<f64>) -> Self {
         let mut tracker = Tracker::new(job.camera.clone(), ctx.tracker.clone());
         tracker.number_from(job.checkpoint.next_track);
-        let sampler = Sampler::resume(job.fps, job.checkpoint.sampler_next_s);
+        let sampler_next = job.checkpoint.sampler_next_s;
         let progress = Progress {
             position_s: resumed_from.unwrap_or(0.0),
             duration_s: job.duration_s,
@@ -163,7 +209,7 @@ impl<'a> Run<'a> {
             job,
             ctx,
             tracker,
-            sampler,
+            sampler_next,
             pending: Vec::new(),
             progress,
             started: now,
@@ -172,42 +218,44 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Takes the reader's frames two at a time until its end.
     fn frames(
         &mut self,
-        clip: &mut Clip,
+        rx: &Receiver<Result<Message, ImportError>>,
         stop: &AtomicBool,
         report: &mut dyn FnMut(&Job, &Progress),
     ) -> Result<(), ImportError> {
-        let skip_to = self.job.checkpoint.position_s;
-        let mut frame = ffmpeg::frame::Video::empty();
-        let mut last = skip_to.unwrap_or(0.0);
-        while let Some(t) = clip.next_frame(&mut frame)? {
+        loop {
             if stop.load(Ordering::SeqCst) {
                 return Err(ImportError::Stopped);
             }
-            self.progress.frames_decoded += 1;
-            last = last.max(t);
-            // Frames up to the checkpoint were analysed before (the seek lands on the
-            // keyframe before it).
-            if skip_to.is_some_and(|p| t <= p + 1e-6) || !self.sampler.take(t) {
-                continue;
+            let mut batch = Vec::with_capacity(BATCH_FRAMES);
+            let mut after = None;
+            while batch.len() < BATCH_FRAMES && after.is_none() {
+                match rx.recv() {
+                    Ok(Ok(Message::Frame(frame))) => batch.push(frame),
+                    Ok(Ok(Message::End { last_s, decoded })) => {
+                        self.progress.frames_decoded = decoded;
+                        after = Some(self.ended(last_s));
+                    }
+                    Ok(Ok(Message::Opened { .. })) => {}
+                    Ok(Err(e)) => after = Some(Err(e)),
+                    Err(_) => after = Some(Err(reader_gone(self.job))),
+                }
             }
-            let image = clip.to_rgb(&frame)?;
-            self.yield_to_live(stop);
-            self.analyse(t, &image)?;
-            if self.tracker.active_tracks() == 0
-                && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
-            {
-                self.checkpoint(t)?;
-                self.report(report, true);
-            } else if self.last_report.elapsed() >= REPORT_EVERY {
-                self.report(report, false);
+            self.analyse(batch, stop, report)?;
+            if let Some(result) = after {
+                return result;
             }
         }
+    }
+
+    /// The clip's end: an error if it came well before the stated duration.
+    fn ended(&self, last_s: f64) -> Result<(), ImportError> {
         match self.job.duration_s {
-            Some(d) if last + TRUNCATION_SLACK_S < d => Err(ImportError::Video {
+            Some(d) if last_s + TRUNCATION_SLACK_S < d => Err(ImportError::Video {
                 path: self.job.input.clone(),
-                message: format!("the video ends at {last:.1} s of its {d:.1} s: truncated?"),
+                message: format!("the video ends at {last_s:.1} s of its {d:.1} s: truncated?"),
             }),
             _ => Ok(()),
         }
@@ -224,28 +272,76 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn analyse(&mut self, t: f64, image: &image::RgbImage) -> Result<(), ImportError> {
-        let located = self.ctx.pipeline.locate(image)?;
-        let faces = self.ctx.pipeline.embed(located)?;
+    /// Finds the faces of the frames in parallel, embeds them together, then tracks each
+    /// frame in order, checkpointing where no track is open.
+    fn analyse(
+        &mut self,
+        frames: Vec<Sampled>,
+        stop: &AtomicBool,
+        report: &mut dyn FnMut(&Job, &Progress),
+    ) -> Result<(), ImportError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.yield_to_live(stop);
+        let located = self.locate_all(&frames)?;
+        let counts: Vec<usize> = located.iter().map(Vec::len).collect();
+        let mut faces = self
+            .ctx
+            .pipeline
+            .embed(located.into_iter().flatten().collect())?
+            .into_iter();
         let gallery = self.ctx.gallery.read().clone();
-        let observations = faces
-            .into_iter()
-            .map(|face| Observation {
-                bbox: face.detection.bbox,
-                quality: face.quality.score,
-                candidate: gallery.closest(&face.embedding),
-                embedding: face.embedding,
-            })
-            .collect();
-        let at = FrameTime {
-            time: self.wall_time(t),
-            stream_time_s: t,
-        };
-        let events = self.tracker.observe(at, image, observations);
-        self.collect(events);
-        self.progress.position_s = t;
-        self.progress.frames_analysed += 1;
+        for (frame, count) in frames.into_iter().zip(counts) {
+            let observations = faces
+                .by_ref()
+                .take(count)
+                .map(|face| Observation {
+                    bbox: face.detection.bbox,
+                    quality: face.quality.score,
+                    candidate: gallery.closest(&face.embedding),
+                    embedding: face.embedding,
+                })
+                .collect();
+            let at = FrameTime {
+                time: self.wall_time(frame.t),
+                stream_time_s: frame.t,
+            };
+            let events = self.tracker.observe(at, &frame.image, observations);
+            self.collect(events);
+            self.progress.position_s = frame.t;
+            self.progress.frames_analysed += 1;
+            self.progress.frames_decoded = frame.decoded;
+            self.sampler_next = frame.sampler_next;
+            if self.tracker.active_tracks() == 0
+                && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+            {
+                self.checkpoint(frame.t)?;
+                self.report(report, true);
+            } else if self.last_report.elapsed() >= REPORT_EVERY {
+                self.report(report, false);
+            }
+        }
         Ok(())
+    }
+
+    /// The faces of every frame, the first frame's on this thread, the others' beside it.
+    fn locate_all(&self, frames: &[Sampled]) -> Result<Vec<Vec<LocatedFace>>, ImportError> {
+        let pipeline = &self.ctx.pipeline;
+        std::thread::scope(|scope| {
+            let others: Vec<_> = frames[1..]
+                .iter()
+                .map(|f| scope.spawn(move || pipeline.locate(&f.image)))
+                .collect();
+            let mut located = vec![pipeline.locate(&frames[0].image)?];
+            for other in others {
+                let faces = other
+                    .join()
+                    .map_err(|_| ImportError::Invalid("face detection panicked".into()))??;
+                located.push(faces);
+            }
+            Ok(located)
+        })
     }
 
     fn wall_time(&self, t: f64) -> DateTime<Utc> {
@@ -267,7 +363,7 @@ impl<'a> Run<'a> {
     fn checkpoint(&mut self, t: f64) -> Result<(), ImportError> {
         let checkpoint = Checkpoint {
             position_s: Some(t),
-            sampler_next_s: self.sampler.next(),
+            sampler_next_s: self.sampler_next,
             next_track: self.tracker.next_track(),
             frames_analysed: self.progress.frames_analysed,
             sightings: self.job.checkpoint.sightings + self.pending.len() as u64,

@@ -160,3 +160,77 @@ impl Clip {
         })
     }
 }
+
+/// A frame chosen for analysis, converted, with what a checkpoint after it records.
+pub struct Sampled {
+    /// Seconds from the clip's first frame.
+    pub t: f64,
+    pub image: RgbImage,
+    /// The sampler's next pick once this frame was taken.
+    pub sampler_next: Option<f64>,
+    /// Frames decoded so far in this run.
+    pub decoded: u64,
+}
+
+/// What the reading thread sends, in order: `Opened`, frames, then `End` (or an error).
+pub enum Message {
+    Opened { duration_s: Option<f64> },
+    Frame(Sampled),
+    End { last_s: f64, decoded: u64 },
+}
+
+/// Reads the clip at `path` (on the calling thread, so no ffmpeg state crosses threads),
+/// skips the frames up to `skip_to` (analysed before a checkpoint), and sends the frames
+/// `sampler` picks, until the end, an error, or the receiver is gone.
+pub fn read_sampled(
+    path: &Path,
+    skip_to: Option<f64>,
+    mut sampler: crate::camera::ingest::Sampler,
+    tx: &std::sync::mpsc::SyncSender<Result<Message, ImportError>>,
+) {
+    let opened = Clip::open(path).and_then(|mut clip| {
+        if let Some(position) = skip_to {
+            clip.seek_before(position)?;
+        }
+        Ok(clip)
+    });
+    let mut clip = match opened {
+        Ok(clip) => clip,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let duration_s = clip.duration_s();
+    if tx.send(Ok(Message::Opened { duration_s })).is_err() {
+        return;
+    }
+    let mut frame = ffmpeg::frame::Video::empty();
+    let (mut last_s, mut decoded) = (skip_to.unwrap_or(0.0), 0);
+    loop {
+        let message = match clip.next_frame(&mut frame) {
+            Ok(Some(t)) => {
+                decoded += 1;
+                last_s = last_s.max(t);
+                // The seek lands on the keyframe before the checkpoint.
+                if skip_to.is_some_and(|p| t <= p + 1e-6) || !sampler.take(t) {
+                    continue;
+                }
+                clip.to_rgb(&frame).map(|image| {
+                    Message::Frame(Sampled {
+                        t,
+                        image,
+                        sampler_next: sampler.next(),
+                        decoded,
+                    })
+                })
+            }
+            Ok(None) => Ok(Message::End { last_s, decoded }),
+            Err(e) => Err(e),
+        };
+        let over = !matches!(message, Ok(Message::Frame(_)));
+        if tx.send(message).is_err() || over {
+            return;
+        }
+    }
+}
