@@ -396,6 +396,31 @@ impl WebClient {
         }
     }
 
+    /// Polls the import jobs until job `id` satisfies `pred` (with a deadline).
+    fn wait_for_job(
+        &self,
+        id: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        loop {
+            let (status, jobs) = self.curl(&[&format!("{}/api/v1/imports", self.base)]);
+            assert_eq!(status, 200, "{jobs}");
+            let job = jobs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["id"] == id)
+                .cloned()
+                .unwrap_or_else(|| panic!("job {id} not listed: {jobs}"));
+            if pred(&job) {
+                return job;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id}: {job}");
+            std::thread::sleep(std::time::Duration::from_millis(200)); // polling progress
+        }
+    }
+
     fn upload(&self, clip: &Path, camera: &str) -> (u16, serde_json::Value) {
         self.curl(&[
             "-F",
@@ -453,25 +478,30 @@ fn an_administrator_imports_a_clip_through_the_web_api_and_search_finds_it() {
     // The same clip, camera and start again: refused, not imported twice.
     let (status, body) = boss.upload(&video(), "gate");
     assert_eq!(status, 409, "{body}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    let done = loop {
-        let (status, jobs) = boss.curl(&[&format!("{base}/api/v1/imports")]);
-        assert_eq!(status, 200, "{jobs}");
-        let job = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["id"] == id.as_str())
-            .cloned()
-            .unwrap_or_else(|| panic!("job {id} not listed: {jobs}"));
-        match job["status"].as_str().unwrap() {
-            "done" => break job,
-            "queued" | "running" => {}
-            other => panic!("the import ended {other}: {job}"),
-        }
-        assert!(std::time::Instant::now() < deadline, "not done: {job}");
-        std::thread::sleep(std::time::Duration::from_secs(1)); // polling progress
-    };
+    // Stopped after its first checkpoint, the daemon resumes the job when it starts again.
+    let job = boss.wait_for_job(&id, |j| {
+        j["status"] == "running" && j["checkpoint_s"].as_f64().is_some_and(|c| c > 0.0)
+    });
+    let checkpoint = job["checkpoint_s"].as_f64().unwrap();
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+    let saved: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("imports").join(format!("{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["status"], "interrupted", "{saved}");
+    assert!(saved["checkpoint"]["position_s"].as_f64().unwrap() >= checkpoint);
+    let daemon = common::live::Daemon::start(data, &config);
+    let boss = WebClient::login(&base, data, "boss", "boss-password-1");
+    let watcher = WebClient::login(&base, data, "watcher", "watcher-password-1");
+    let done = boss.wait_for_job(&id, |j| {
+        assert!(
+            ["queued", "running", "done"].contains(&j["status"].as_str().unwrap()),
+            "{j}"
+        );
+        j["status"] == "done"
+    });
+    assert_eq!(done["resumed"], 1, "{done}");
     assert_eq!(done["percent"], 100.0, "{done}");
     assert!(done["sightings"].as_u64().unwrap() >= 20, "{done}");
 
@@ -480,6 +510,12 @@ fn an_administrator_imports_a_clip_through_the_web_api_and_search_finds_it() {
     assert_eq!(status, 200, "{found}");
     let found = found["sightings"].as_array().unwrap();
     assert_eq!(found.len() as u64, done["sightings"].as_u64().unwrap());
+    let tracks: BTreeSet<u64> = found.iter().map(|s| s["track"].as_u64().unwrap()).collect();
+    assert_eq!(
+        tracks.len(),
+        found.len(),
+        "a sighting stored twice: {found:#?}"
+    );
     for slide in slides.iter().filter(|s| s.identities.len() == 1) {
         let person = &slide.identities[0];
         if KEPT_OUT.contains(&person.as_str()) {

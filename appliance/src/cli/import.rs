@@ -59,7 +59,7 @@ pub fn run(ctx: &super::Context, args: ImportArgs) -> anyhow::Result<ExitCode> {
         args.start,
         args.again,
     )? {
-        Found::AlreadyDone(job) => {
+        Found::Finished(job) if job.status == import::Status::Done => {
             println!(
                 "already imported (job {}, {} sightings, finished {}); --again imports it once more",
                 job.id,
@@ -68,6 +68,13 @@ pub fn run(ctx: &super::Context, args: ImportArgs) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
+        Found::Finished(job) => anyhow::bail!(
+            "this clip failed before (job {}: {}); {} sightings found before the failure are \
+             kept; --again imports it once more",
+            job.id,
+            job.error.as_deref().unwrap_or("no reason recorded"),
+            job.checkpoint.sightings
+        ),
         Found::Run(job) => job,
     };
     if job.checkpoint.position_s.is_none() {
@@ -213,16 +220,27 @@ fn summarise(
             Ok(ExitCode::from(130))
         }
         Err(e) => {
-            if job.status.resumable() {
-                job.status = import::Status::Failed;
-                job.error = Some(e.to_string());
-                job.save(dir)?;
-            }
-            Err(anyhow::anyhow!("{e}")).context(format!(
-                "import failed; {} sightings stored up to {:.2} s are kept",
-                job.checkpoint.sightings,
-                job.checkpoint.position_s.unwrap_or(0.0)
-            ))
+            // A bad clip fails the job; a store or disk failure leaves it to resume.
+            job.status = if e.is_final() {
+                import::Status::Failed
+            } else {
+                import::Status::Interrupted
+            };
+            job.error = Some(e.to_string());
+            job.save(dir)?;
+            let kept = match job.checkpoint.position_s {
+                Some(p) => format!(
+                    "; {} sightings found up to {p:.2} s are kept",
+                    job.checkpoint.sightings
+                ),
+                None => String::new(),
+            };
+            let again = if e.is_final() {
+                ""
+            } else {
+                "; run the same command again to resume"
+            };
+            Err(anyhow::anyhow!("{e}")).context(format!("import failed{kept}{again}"))
         }
     }
 }

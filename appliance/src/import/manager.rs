@@ -201,7 +201,12 @@ impl Shared {
             }
             Err(e) => {
                 tracing::warn!(job = %job.id, error = %e, "video import failed");
-                job.status = Status::Failed;
+                // A store or disk failure leaves the job to resume at the next start.
+                job.status = if e.is_final() {
+                    Status::Failed
+                } else {
+                    Status::Interrupted
+                };
                 job.error = Some(e.to_string());
             }
         }
@@ -250,6 +255,8 @@ impl Shared {
             "frames_analysed": frames,
             "speed": speed,
             "resumed": job.resumed,
+            // Where a resume would go on from (the job file's last checkpoint).
+            "checkpoint_s": job.checkpoint.position_s,
             "user": job.user,
             "created": job.created,
             "updated": job.updated,

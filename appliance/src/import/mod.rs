@@ -54,17 +54,30 @@ pub enum ImportError {
     Stopped,
 }
 
+impl ImportError {
+    /// Whether running the job again cannot help (the clip itself is bad, or the request):
+    /// the job ends `failed`. Other errors (the store, the disk) leave it resumable.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Self::Video { .. } | Self::Invalid(_) | Self::CorruptJob { .. }
+        )
+    }
+}
+
 /// What [`find_or_create`] found.
 pub enum Found {
     /// A new job, or an unfinished one to resume.
     Run(Job),
-    /// The same clip, camera and start time were imported before.
-    AlreadyDone(Job),
+    /// The same clip, camera and start time were imported before (done, or failed on a bad
+    /// clip): running it again would store its sightings twice.
+    Finished(Job),
 }
 
 /// The job of importing `input` under `camera` from `start`: the unfinished one of the same
 /// clip (by content), camera and start time if there is one, so re-running a command after
-/// a kill resumes; a finished one is reported, unless `again` asks for a fresh run.
+/// a kill resumes; a finished (or failed) one is reported, unless `again` asks for a fresh
+/// run.
 pub fn find_or_create(
     dir: &Path,
     input: &Path,
@@ -76,7 +89,9 @@ pub fn find_or_create(
     let sha256 = job::sha256_file(input)?;
     let fresh = Job::new(input.to_path_buf(), sha256, camera.to_string(), start);
     match Job::load(dir, &fresh.id)? {
-        Some(job) if job.status == Status::Done && !again => Ok(Found::AlreadyDone(job)),
+        Some(job) if matches!(job.status, Status::Done | Status::Failed) && !again => {
+            Ok(Found::Finished(job))
+        }
         Some(mut job) if job.status.resumable() && !again => {
             // The same content may have moved: read it where it is now.
             job.input = input.to_path_buf();
