@@ -534,13 +534,46 @@ fn an_administrator_imports_a_clip_through_the_web_api_and_search_finds_it() {
             "{person} not found"
         );
     }
-    // The uploaded clip is gone with its finished job.
+    // Cancelled: a running job, and one queued behind it; only administrators may.
+    let hamilton = common::testdata().join("video/short_hamilton_clip.mp4");
+    let (status, running) = boss.upload(&video(), "gate2");
+    assert_eq!(status, 202, "{running}");
+    let (status, queued) = boss.upload(&hamilton, "gate2");
+    assert_eq!(status, 202, "{queued}");
+    let delete = |client: &WebClient, job: &serde_json::Value| {
+        client.curl(&[
+            "-X",
+            "DELETE",
+            &format!("{base}/api/v1/imports/{}", job["id"].as_str().unwrap()),
+        ])
+    };
+    assert_eq!(delete(&watcher, &queued).0, 403);
+    let (status, answer) = delete(&boss, &queued);
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &"cancelled".into()),
+        "{answer}"
+    );
+    let (status, answer) = delete(&boss, &running);
+    assert_eq!(status, 200, "{answer}");
+    for job in [&running, &queued] {
+        let id = job["id"].as_str().unwrap();
+        let ended = boss.wait_for_job(id, |j| {
+            !["queued", "running"].contains(&j["status"].as_str().unwrap())
+        });
+        assert_eq!(ended["status"], "cancelled", "{ended}");
+    }
+    // The uploaded clips are gone with their jobs, finished or cancelled.
     let left: Vec<_> = std::fs::read_dir(data.join("imports"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".json"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    // The command line refuses while the daemon holds the store, and says what to do.
+    let o = import(data, &video(), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("web UI"), "{}", stderr(&o));
     let (status, _) = daemon.terminate();
     assert!(status.success());
     let o = vigil(data, &["audit", "list", "--user", "boss"]);
