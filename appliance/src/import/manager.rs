@@ -102,18 +102,23 @@ impl Manager {
     /// Cancels a queued or running job: it stops at once, keeps the sightings stored up to
     /// its last checkpoint, and its uploaded clip is removed.
     pub fn cancel(&self, id: &str) -> Result<Option<Value>, ImportError> {
-        if let Some(running) = self.shared.running.lock().as_mut() {
-            if running.id == id {
-                running.cancelled = true;
-                running.stop.store(true, Ordering::SeqCst);
-                return Ok(Some(json!({ "id": id, "status": "cancelling" })));
+        {
+            // Queue, then running: the worker takes a job off the queue and marks it
+            // running under the queue's lock, so a job is always in one or the other.
+            let mut queue = self.shared.queue.lock();
+            queue.retain(|queued| queued != id);
+            if let Some(running) = self.shared.running.lock().as_mut() {
+                if running.id == id {
+                    running.cancelled = true;
+                    running.stop.store(true, Ordering::SeqCst);
+                    return Ok(Some(json!({ "id": id, "status": "cancelling" })));
+                }
             }
         }
         let dir = &self.shared.ctx.dir;
         let Some(mut job) = Job::load(dir, id)? else {
             return Ok(None);
         };
-        self.shared.queue.lock().retain(|queued| queued != id);
         if job.status.resumable() {
             job.status = Status::Cancelled;
             job.save(dir)?;
@@ -154,28 +159,33 @@ impl Shared {
                 return None;
             }
             if let Some(id) = queue.pop_front() {
+                *self.running.lock() = Some(Running {
+                    id: id.clone(),
+                    progress: Progress::default(),
+                    stop: Arc::new(AtomicBool::new(false)),
+                    cancelled: false,
+                });
                 return Some(id);
             }
             self.wake.wait(&mut queue);
         }
     }
 
+    /// Runs the job `next` marked running.
     fn run_one(&self, id: &str) {
         let mut job = match Job::load(&self.ctx.dir, id) {
             Ok(Some(job)) if job.status.resumable() => job,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(job = id, error = %e, "import job unreadable");
+            other => {
+                if let Err(e) = other {
+                    tracing::error!(job = id, error = %e, "import job unreadable");
+                }
+                *self.running.lock() = None;
                 return;
             }
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        *self.running.lock() = Some(Running {
-            id: id.to_string(),
-            progress: Progress::default(),
-            stop: stop.clone(),
-            cancelled: false,
-        });
+        let Some(stop) = self.running.lock().as_ref().map(|r| r.stop.clone()) else {
+            return;
+        };
         tracing::info!(job = id, camera = %job.camera, "video import started");
         let result = runner::run(&mut job, &self.ctx, &stop, &mut |_, progress| {
             if let Some(running) = self.running.lock().as_mut() {
