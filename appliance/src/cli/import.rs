@@ -86,14 +86,7 @@ pub fn run(ctx: &super::Context, args: ImportArgs) -> anyhow::Result<ExitCode> {
         Some(p) => println!("resuming job {} from {p:.2} s", job.id),
         None => println!("importing {} as job {}", args.video.display(), job.id),
     }
-    let import_ctx = context(
-        ctx,
-        &config,
-        control.policy(),
-        store,
-        &args.camera,
-        dir.clone(),
-    )?;
+    let import_ctx = context(ctx, &config, control.policy(), store, dir.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())
@@ -146,7 +139,6 @@ fn context(
     config: &Config,
     policy: Arc<RwLock<vigil::config::PrivacyConfig>>,
     store: Arc<sightings::SightingStore>,
-    camera: &str,
     dir: PathBuf,
 ) -> anyhow::Result<import::Context> {
     let runtime = Arc::new(Runtime::from_environment()?);
@@ -155,17 +147,14 @@ fn context(
     let pipeline = Arc::new(FacePipeline::new(&runtime, pipeline_config)?);
     let gallery = vigil::daemon::SharedGallery::default();
     vigil::daemon::reload_gallery(&ctx.data_dir, &gallery)?;
-    let mode = config
-        .cameras
-        .iter()
-        .find(|c| c.id == camera)
-        .map_or(CameraMode::Both, |c| c.mode);
     Ok(import::Context {
         pipeline,
         gallery,
         store,
         policy,
-        tracker: TrackerSettings::new(&config.analysis, mode),
+        // Every match is recorded, as in the daemon's imports: a camera's mode chooses its
+        // live alerts, and an import raises none.
+        tracker: TrackerSettings::new(&config.analysis, CameraMode::Both),
         dir,
         backlog: None,
     })
