@@ -144,6 +144,8 @@ pub struct WebConfig {
     pub listen: String,
     /// Connection limits of the web listener.
     pub limits: ListenerLimits,
+    /// The largest recorded clip an administrator may upload for import, in MiB.
+    pub max_import_mb: u64,
 }
 
 impl Default for WebConfig {
@@ -152,6 +154,7 @@ impl Default for WebConfig {
             enabled: true,
             listen: "127.0.0.1:8443".into(),
             limits: ListenerLimits::default(),
+            max_import_mb: 4096,
         }
     }
 }
@@ -507,6 +510,12 @@ impl Config {
             return Err(invalid(
                 "web.listen".into(),
                 "must be an IP address and port, e.g. 127.0.0.1:8443",
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.web.max_import_mb) {
+            return Err(invalid(
+                "web.max_import_mb".into(),
+                "must be 1 to 1048576 (1 TiB)",
             ));
         }
         for (section, limits) in [("onvif", &self.onvif.limits), ("web", &self.web.limits)] {

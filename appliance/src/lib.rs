@@ -11,6 +11,7 @@ pub mod enrol;
 pub mod eval;
 pub mod events;
 pub mod http;
+pub mod import;
 pub mod int8;
 pub mod keyring;
 pub mod lockout;

@@ -120,6 +120,17 @@ impl Tracker {
         self.settings = settings;
     }
 
+    /// The number the next track will get.
+    pub fn next_track(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Numbers tracks from `next` on: a resumed import goes on where it stopped, so its
+    /// sightings are numbered as in one uninterrupted run.
+    pub fn number_from(&mut self, next: u64) {
+        self.next_id = next.max(1);
+    }
+
     pub fn active_tracks(&self) -> usize {
         self.tracks.len()
     }

@@ -8,7 +8,7 @@ let csrf = "";
 let events = null;
 let snapshotTimer = null;
 const $ = (id) => document.getElementById(id);
-const PAGES = ["live", "cameras", "watchlists", "search", "settings", "audit", "users"];
+const PAGES = ["live", "cameras", "watchlists", "search", "imports", "settings", "audit", "users"];
 const RANK = { viewer: 1, operator: 2, admin: 3 };
 
 // --- plumbing --------------------------------------------------------------------------
@@ -556,8 +556,54 @@ $("token-form").addEventListener("submit", (e) => {
   });
 });
 
+// --- recorded video ---------------------------------------------------------------------
+
+let importTimer = null;
+
+async function loadImports() {
+  clearTimeout(importTimer);
+  const jobs = await api("GET", "/api/v1/imports");
+  $("import-rows").replaceChildren(...jobs.map((j) => {
+    const active = ["queued", "running", "interrupted"].includes(j.status);
+    const cancel = active
+      ? el("button", { onclick: () => guarded("import-error", async () => {
+        await api("DELETE", `/api/v1/imports/${j.id}`);
+        await loadImports();
+      }) }, "Cancel")
+      : "";
+    return row(j.name, j.camera, when(j.start), j.error ? `${j.status}: ${j.error}` : j.status,
+      j.percent == null ? "" : `${j.percent.toFixed(1)} %`, String(j.sightings),
+      j.speed == null ? "" : `${j.speed.toFixed(1)}× real time`, cancel);
+  }));
+  // Progress while a job is under way and this page is shown.
+  if (jobs.some((j) => j.status === "queued" || j.status === "running") && !$("imports-page").hidden) {
+    importTimer = setTimeout(() => loadImports().catch((err) => console.error(err)), 2000);
+  }
+}
+
+$("import-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const f = e.target.elements;
+  const form = new FormData();
+  form.append("camera", f.camera.value.trim());
+  form.append("start", localToIso(f.start.value));
+  const clip = f.clip.files[0];
+  const progress = $("import-progress");
+  guarded("import-error", async () => {
+    if (!clip) throw new Error("pick a clip");
+    form.append("clip", clip, clip.name);
+    progress.hidden = false;
+    progress.value = 0;
+    $("import-status").textContent = `Uploading ${clip.name}…`;
+    await upload("/api/v1/imports", form, (p) => { progress.value = p; });
+    $("import-status").textContent = `${clip.name} uploaded; it is imported in the background.`;
+    e.target.reset();
+    await loadImports();
+  }).finally(() => { progress.hidden = true; });
+});
+
 const LOADERS = {
-  live: loadLive, cameras: loadCameras, watchlists: loadWatchlists, search: loadSearch,
+  live: loadLive, cameras: loadCameras, watchlists: loadWatchlists, search: loadSearch, imports: loadImports,
   settings: loadSettings, audit: loadAudit, users: loadUsers,
 };
 

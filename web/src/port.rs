@@ -86,6 +86,17 @@ pub struct Upload {
     pub photo: crate::spool::SpooledFile,
 }
 
+/// A recorded clip uploaded for import, with the camera and start time it is stored under.
+#[derive(Clone, Debug)]
+pub struct ClipUpload {
+    pub file: String,
+    pub camera: String,
+    /// RFC 3339: the wall-clock time of the clip's first frame.
+    pub start: String,
+    /// Sealed on disk until the appliance takes it (see [`crate::spool`]).
+    pub clip: crate::spool::SpooledFile,
+}
+
 /// What a face search looks for.
 #[derive(Clone, Debug)]
 pub enum Probe {
@@ -181,6 +192,30 @@ pub trait Appliance: Send + Sync + 'static {
     fn sighting_stats(&self, query: &SightingQuery) -> Result<serde_json::Value, Failure>;
     /// A sighting's decrypted best-shot JPEG, if one is kept.
     fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, Failure>;
+
+    // --- recorded video (administrators) ---
+    /// The largest clip accepted for import, in bytes.
+    fn import_max_bytes(&self) -> u64 {
+        0
+    }
+    /// Queues the import of an uploaded clip, run in the background: the job as JSON.
+    fn start_import(
+        &self,
+        _caller: &Caller,
+        _upload: ClipUpload,
+    ) -> Result<serde_json::Value, Failure> {
+        Err(Failure::Unavailable(
+            "video import is not available here".into(),
+        ))
+    }
+    /// The import jobs with their progress, newest first.
+    fn imports(&self) -> serde_json::Value {
+        serde_json::Value::Array(Vec::new())
+    }
+    /// Stops an import job (what it stored so far is kept).
+    fn cancel_import(&self, _id: &str) -> Result<serde_json::Value, Failure> {
+        Err(Failure::NotFound("no such import".into()))
+    }
 
     // --- administration ---
     /// Retention, storage opt-in and analysis thresholds.

@@ -194,6 +194,23 @@ impl Appliance for SampleAppliance {
     fn install_certificate(&self, _certificate: &str, _key: &str) -> Result<Value, Failure> {
         Err(Failure::Invalid("not a PEM certificate".into()))
     }
+    fn import_max_bytes(&self) -> u64 {
+        4096
+    }
+    fn start_import(
+        &self,
+        _caller: &crate::Caller,
+        upload: crate::ClipUpload,
+    ) -> Result<Value, Failure> {
+        let clip = upload
+            .clip
+            .read_all()
+            .map_err(|e| Failure::Invalid(e.to_string()))?;
+        Ok(
+            json!({"id": "00000000000000a1", "file": upload.file, "camera": upload.camera,
+            "start": upload.start, "bytes": clip.len()}),
+        )
+    }
     fn audit_records(&self, _query: &crate::AuditQuery) -> Result<Vec<Value>, Failure> {
         Ok(vec![
             json!({"seq": 1, "time": "2026-11-28T00:00:00Z", "user": "admin", "origin": "10.0.0.1",
@@ -303,7 +320,7 @@ impl Client {
 async fn every_documented_route_exists_and_refuses_without_a_session() {
     let client = Client::new(SampleAppliance::new());
     let routes = documented();
-    assert_eq!(routes.len(), 36, "{routes:?}");
+    assert_eq!(routes.len(), 39, "{routes:?}");
     for (method, path) in routes {
         let r = client.send(&method, &path, None, None, None).await;
         let public =
@@ -763,4 +780,66 @@ async fn uploads_name_their_persons_and_oversized_ones_are_refused() {
         .reply(&client.filter)
         .await;
     assert_eq!(r.status(), 413);
+}
+
+#[tokio::test]
+async fn clips_for_import_are_for_administrators_and_bounded() {
+    let app = SampleAppliance::new();
+    let client = Client::new(app.clone());
+    let post =
+        |token: String, csrf: String, parts: Vec<(&'static str, Option<&'static str>, Vec<u8>)>| {
+            let filter = client.filter.clone();
+            async move {
+                let refs: Vec<(&str, Option<&str>, &[u8])> = parts
+                    .iter()
+                    .map(|(n, f, b)| (*n, *f, b.as_slice()))
+                    .collect();
+                let (content_type, body) = multipart(&refs);
+                warp::test::request()
+                    .method("POST")
+                    .path("/api/v1/imports")
+                    .header("cookie", format!("vigil_session={token}"))
+                    .header("x-csrf-token", csrf)
+                    .header("content-type", content_type)
+                    .body(body)
+                    .reply(&filter)
+                    .await
+            }
+        };
+    let clip = |n: usize| -> Vec<(&'static str, Option<&'static str>, Vec<u8>)> {
+        vec![
+            ("camera", None, b"gate".to_vec()),
+            ("start", None, b"2026-11-28T08:00:00Z".to_vec()),
+            ("clip", Some("door.mp4"), vec![7u8; n]),
+        ]
+    };
+    let (admin, admin_csrf) = ready_session(&client, "admin", "first-password").await;
+    let r = post(admin.clone(), admin_csrf.clone(), clip(1000)).await;
+    assert_eq!(r.status(), 202, "{:?}", r.body());
+    let job: Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(
+        (&job["camera"], &job["start"], &job["file"], &job["bytes"]),
+        (
+            &json!("gate"),
+            &json!("2026-11-28T08:00:00Z"),
+            &json!("door.mp4"),
+            &json!(1000)
+        )
+    );
+    assert!(app
+        .audits
+        .lock()
+        .contains(&"admin video.import_start 00000000000000a1".to_string()));
+    // Over the appliance's limit: refused before it is kept.
+    let r = post(admin.clone(), admin_csrf.clone(), clip(5000)).await;
+    assert_eq!(r.status(), 413, "{:?}", r.body());
+    // No camera: refused.
+    let mut parts = clip(10);
+    parts.remove(0);
+    let r = post(admin, admin_csrf, parts).await;
+    assert_eq!(r.status(), 400, "{:?}", r.body());
+    // Operators may not.
+    let (olga, olga_csrf) = ready_session(&client, "olga", "operator-pass").await;
+    let r = post(olga, olga_csrf, clip(10)).await;
+    assert_eq!(r.status(), 403, "{:?}", r.body());
 }

@@ -53,7 +53,7 @@ impl Default for IngestTimeouts {
 }
 
 /// Refuse frames larger than this (8K): a hostile or broken stream must not exhaust memory.
-const MAX_FRAME_PIXELS: u64 = 7680 * 4320;
+pub const MAX_FRAME_PIXELS: u64 = 7680 * 4320;
 /// Consecutive packets the decoder refuses before the stream counts as corrupt.
 const MAX_CONSECUTIVE_DECODE_ERRORS: u32 = 200;
 
@@ -135,7 +135,8 @@ pub fn run(
     report(CameraState::Stopped);
 }
 
-fn init_ffmpeg() {
+/// Initialises ffmpeg once per process, its own logging silenced.
+pub fn init_ffmpeg() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let _ = ffmpeg::init();
@@ -391,21 +392,32 @@ fn stream_once(
     }
 }
 
-/// Picks frames at the analysed rate from stream time.
-struct Sampler {
+/// Picks frames at the analysed rate from stream time (live cameras and imported clips).
+#[derive(Clone, Debug)]
+pub struct Sampler {
     interval: f64,
     next: Option<f64>,
 }
 
 impl Sampler {
-    fn new(fps: f64) -> Self {
+    pub fn new(fps: f64) -> Self {
+        Self::resume(fps, None)
+    }
+
+    /// A sampler that goes on where one whose [`Sampler::next`] was `next` stopped.
+    pub fn resume(fps: f64, next: Option<f64>) -> Self {
         Self {
             interval: 1.0 / fps,
-            next: None,
+            next,
         }
     }
 
-    fn take(&mut self, t: f64) -> bool {
+    /// The stream time from which the next frame is taken.
+    pub fn next(&self) -> Option<f64> {
+        self.next
+    }
+
+    pub fn take(&mut self, t: f64) -> bool {
         match self.next {
             Some(next) if t + 1e-3 < next => false,
             Some(next) => {

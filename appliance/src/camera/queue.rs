@@ -128,6 +128,15 @@ impl<T> DropOldestQueue<T> {
         self.ready.notify_all();
     }
 
+    /// Items waiting now.
+    pub fn len(&self) -> usize {
+        self.state.lock().items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Items dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -3,6 +3,7 @@
 mod demo;
 mod enroll;
 mod identify;
+mod import;
 mod init;
 mod pairs;
 mod registry;
@@ -62,6 +63,10 @@ enum Command {
     User(user::UserCommand),
     /// Search stored sightings: by a photo's face, a sighting's face, or metadata alone.
     Search(sightings::SearchArgs),
+    /// Import a recorded clip: its faces analysed as fast as the CPU allows and stored as
+    /// sightings of CAMERA from START; resumable (run the same command again after a stop).
+    /// Stop the daemon first (or upload the clip in the web UI).
+    Import(import::ImportArgs),
     /// Look at stored sightings.
     #[command(subcommand)]
     Sightings(sightings::SightingsCommand),
@@ -132,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => init::run(&ctx),
         Command::User(c) => user::run(&ctx, c),
         Command::Search(a) => sightings::search(&ctx, a),
+        Command::Import(a) => import::run(&ctx, a),
         Command::Sightings(c) => sightings::sightings_command(&ctx, c),
         Command::Forget(a) => sightings::forget(&ctx, a),
         Command::Index(c) => sightings::index(&ctx, c),

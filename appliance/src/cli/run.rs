@@ -14,14 +14,16 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use vigil::api_tokens::ApiTokens;
 use vigil::audit::{Actor, AuditLog};
-use vigil::config::{Config, OnvifConfig, PrivacyConfig, WebConfig};
+use vigil::config::{CameraMode, Config, OnvifConfig, PrivacyConfig, WebConfig};
 use vigil::control::Control;
 use vigil::daemon::{Daemon, SharedGallery};
 use vigil::events::{Event, EventBus};
 use vigil::http::{Router, WebHandler};
+use vigil::import::manager::Manager as ImportManager;
 use vigil::onvif_device::OnvifService;
 use vigil::service_manager::{self, Watchdog};
 use vigil::sightings::{self, recorder::Recorder, retention::Retention, SightingStore};
+use vigil::tracking::TrackerSettings;
 use vigil::users::{FileUsers, RemovalHook};
 use vigil::web_adapter::{WebAppliance, WebParts};
 
@@ -88,6 +90,8 @@ struct RunningAppliance {
     printer: Option<std::thread::JoinHandle<()>>,
     /// Set by ONVIF's SystemReboot: the process replaces itself once stopped.
     restart_requested: Arc<AtomicBool>,
+    /// Background imports of uploaded clips.
+    imports: Arc<ImportManager>,
 }
 
 impl RunningAppliance {
@@ -141,6 +145,14 @@ impl RunningAppliance {
             .build()
             .context("cannot start the network runtime")?;
         let restart_requested = Arc::new(AtomicBool::new(false));
+        let imports = start_imports(
+            &data_dir,
+            &store,
+            &policy,
+            &gallery,
+            pipeline.clone(),
+            &control,
+        )?;
         let (users, first_password) = FileUsers::open(&data_dir)?;
         let users = Arc::new(users);
         if let Some(password) = first_password {
@@ -198,6 +210,8 @@ impl RunningAppliance {
                     data_dir: data_dir.clone(),
                     onvif: onvif.as_ref().map(|o| o.device.clone()),
                     acceptors,
+                    imports: Some(imports.clone()),
+                    import_max_bytes: web_config.max_import_mb << 20,
                 },
                 &bus,
             ));
@@ -247,6 +261,7 @@ impl RunningAppliance {
             watchdog,
             printer,
             restart_requested,
+            imports,
         })
     }
 
@@ -290,6 +305,9 @@ impl RunningAppliance {
             watchdog.stop();
         }
         let _ = self.web_stop.send(true);
+        // The running import stops at its next frame and stays resumable; the web side
+        // (which holds the other handle) is gone with the runtime below.
+        self.imports.stop();
         if let Some(daemon) = self.control.detach() {
             daemon.shutdown();
         }
@@ -311,6 +329,36 @@ impl RunningAppliance {
             restart_process();
         }
     }
+}
+
+/// The background import of uploaded clips: the daemon's models, gallery, store and
+/// privacy policy; each frame waits while the live cameras have frames queued.
+fn start_imports(
+    data_dir: &Path,
+    store: &Arc<SightingStore>,
+    policy: &Arc<RwLock<PrivacyConfig>>,
+    gallery: &SharedGallery,
+    pipeline: Arc<vigil::vision::FacePipeline>,
+    control: &Arc<Control>,
+) -> anyhow::Result<Arc<ImportManager>> {
+    let analysis = control.effective().analysis;
+    let live = control.clone();
+    let ctx = vigil::import::Context {
+        pipeline,
+        gallery: gallery.clone(),
+        store: store.clone(),
+        policy: policy.clone(),
+        // Every match is recorded: a camera's mode chooses live alerts, and an import
+        // raises none.
+        tracker: TrackerSettings::new(&analysis, CameraMode::Both),
+        dir: vigil::import::imports_dir(data_dir),
+        backlog: Some(Arc::new(move || {
+            live.with_daemon(|d| d.analysis_backlog()).unwrap_or(0)
+        })),
+    };
+    Ok(Arc::new(
+        ImportManager::start(ctx).context("cannot start the video import worker")?,
+    ))
 }
 
 /// Retention sweeps, which reload the watchlists when persons expire.

@@ -214,6 +214,12 @@ impl Daemon {
         statuses
     }
 
+    /// Frames of live cameras waiting for analysis now: background work (video imports)
+    /// waits while there are any, so live cameras go first.
+    pub fn analysis_backlog(&self) -> usize {
+        self.cameras.values().map(|c| c.slot.queue.len()).sum()
+    }
+
     /// Re-reads the watchlists. The store is opened only for the read, so the CLI can enrol
     /// while the daemon runs (then SIGHUP, or the web API later, reloads).
     pub fn reload_gallery(&self) -> Result<(), DaemonError> {

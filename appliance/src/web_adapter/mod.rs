@@ -4,6 +4,7 @@
 
 mod admin;
 mod cameras;
+mod imports;
 mod search;
 mod watchlists;
 
@@ -40,6 +41,10 @@ pub struct WebParts {
     pub onvif: Option<Arc<onvif::Device>>,
     /// The HTTPS listeners' certificates (web, and ONVIF's own HTTPS listener if any).
     pub acceptors: Vec<SharedAcceptor>,
+    /// Background imports of uploaded clips, when they run.
+    pub imports: Option<Arc<crate::import::manager::Manager>>,
+    /// The largest clip accepted for import, in bytes (`web.max_import_mb`).
+    pub import_max_bytes: u64,
 }
 
 pub struct WebAppliance {
@@ -273,6 +278,26 @@ impl web::Appliance for WebAppliance {
 
     fn thumbnail(&self, sighting: &str) -> Result<Option<Vec<u8>>, Failure> {
         self.thumbnail_of(sighting)
+    }
+
+    fn import_max_bytes(&self) -> u64 {
+        self.parts.import_max_bytes
+    }
+
+    fn start_import(
+        &self,
+        caller: &web::Caller,
+        upload: web::ClipUpload,
+    ) -> Result<Value, Failure> {
+        self.import_start(caller, upload)
+    }
+
+    fn imports(&self) -> Value {
+        self.import_list()
+    }
+
+    fn cancel_import(&self, id: &str) -> Result<Value, Failure> {
+        self.import_cancel(id)
     }
 
     fn settings(&self) -> Value {

@@ -8,6 +8,7 @@
 
 mod admin;
 mod cameras;
+mod imports;
 mod sightings;
 mod watchlists;
 
@@ -507,6 +508,8 @@ pub fn routes(
         .or(watchlists::routes(app.clone(), sessions.clone()))
         .unify()
         .or(sightings::routes(app.clone(), sessions.clone()))
+        .unify()
+        .or(imports::routes(app.clone(), sessions.clone()))
         .unify()
         .or(admin::routes(app, sessions))
         .unify()

@@ -244,7 +244,7 @@ struct File {
 }
 
 /// Bytes of a part gathered before they are sealed and written off the async workers.
-const SPOOL_BATCH: usize = 1024 * 1024;
+pub(super) const SPOOL_BATCH: usize = 1024 * 1024;
 /// The form's `person` field, in memory.
 const MAX_PERSON_FIELD: usize = 1024;
 
@@ -308,7 +308,7 @@ async fn read_form(
 }
 
 /// Runs blocking work (disk, sealing) off the async workers.
-async fn off_thread<T: Send + 'static>(
+pub(super) async fn off_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
 ) -> Result<T, Rejection> {
     tokio::task::spawn_blocking(work)
@@ -316,7 +316,10 @@ async fn off_thread<T: Send + 'static>(
         .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "upload failed"))?
 }
 
-async fn spool_write(mut writer: SpoolWriter, bytes: Bytes) -> Result<SpoolWriter, Rejection> {
+pub(super) async fn spool_write(
+    mut writer: SpoolWriter,
+    bytes: Bytes,
+) -> Result<SpoolWriter, Rejection> {
     off_thread(move || {
         writer.write_all(&bytes).map_err(spool_failure)?;
         Ok(writer)
@@ -325,7 +328,7 @@ async fn spool_write(mut writer: SpoolWriter, bytes: Bytes) -> Result<SpoolWrite
 }
 
 /// The disk under the spool failed (most likely full): the upload is refused, nothing kept.
-fn spool_failure(e: std::io::Error) -> Rejection {
+pub(super) fn spool_failure(e: std::io::Error) -> Rejection {
     tracing::error!(error = %e, "enrolment upload not spooled");
     refuse(
         StatusCode::INSUFFICIENT_STORAGE,
