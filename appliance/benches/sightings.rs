@@ -261,13 +261,11 @@ fn search_at_scale(
     let tunings = [
         default,
         Tuning {
-            min_probe_rows: default.min_probe_rows / 2,
-            probe_share: default.probe_share / 2.0,
+            base_lists: default.base_lists / 2.0,
             ..default
         },
         Tuning {
-            min_probe_rows: default.min_probe_rows * 2,
-            probe_share: default.probe_share * 2.0,
+            base_lists: default.base_lists * 2.0,
             ..default
         },
     ];
@@ -300,10 +298,10 @@ fn search_at_scale(
             let n = probes.len();
             report(
                 &format!(
-                    "{label}: {} lists (reading at least {} rows and {:.0}% of those accepted), top-{wanted} for a top-100",
+                    "{label}: {} lists ({} unfiltered, times share accepted^-{}), top-{wanted} for a top-100",
                     if i == 0 { "default" } else { "other tuning:" },
-                    tuning.min_probe_rows,
-                    tuning.probe_share * 100.0
+                    tuning.base_lists,
+                    tuning.spread
                 ),
                 fast,
             );
