@@ -579,3 +579,71 @@ fn an_administrator_imports_a_clip_through_the_web_api_and_search_finds_it() {
     let o = vigil(data, &["audit", "list", "--user", "boss"]);
     assert!(stdout(&o).contains("video.import_start"), "{}", stdout(&o));
 }
+
+/// The test clip re-encoded as H.265 in Matroska with GStreamer (installed by the set-up for
+/// the RTSP test server): openh264 decodes, x265 encodes, one keyframe every 2 s.
+fn h265_matroska_copy(dir: &Path) -> PathBuf {
+    let out = dir.join("faces_720p_h265.mkv");
+    let script = r#"
+import sys, gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+p = Gst.parse_launch(
+    "filesrc location=\"%s\" ! qtdemux ! h264parse ! openh264dec ! videoconvert ! "
+    "x265enc speed-preset=ultrafast key-int-max=50 ! h265parse ! matroskamux ! "
+    "filesink location=\"%s\"" % (sys.argv[1], sys.argv[2]))
+p.set_state(Gst.State.PLAYING)
+msg = p.get_bus().timed_pop_filtered(600 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+p.set_state(Gst.State.NULL)
+if msg is None or msg.type != Gst.MessageType.EOS:
+    sys.exit("transcoding failed: %s" % (msg.parse_error() if msg else "timeout"))
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(video())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+#[test]
+fn an_h265_clip_in_matroska_imports_like_the_h264_mp4() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = h265_matroska_copy(tmp.path());
+    let header = std::fs::read(&clip).unwrap();
+    assert_eq!(&header[..4], &[0x1a, 0x45, 0xdf, 0xa3], "not Matroska");
+    assert!(
+        header.windows(15).any(|w| w == b"V_MPEGH/ISO/HEV"),
+        "not H.265"
+    );
+    let data = tmp.path().join("data");
+    let slides = slides();
+    enrol_video_people(&data, &slides);
+    let o = import(&data, &clip, &[]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let all = stored(&data);
+    let mut checked = 0;
+    for slide in &slides {
+        for person in slide
+            .identities
+            .iter()
+            .filter(|p| !KEPT_OUT.contains(&p.as_str()))
+        {
+            let (from, to) = (
+                start() + Duration::milliseconds((slide.start * 1000.0) as i64),
+                start() + Duration::milliseconds((slide.end * 1000.0) as i64),
+            );
+            assert!(
+                all.iter().any(|s| person_of(s) == Some(person.as_str())
+                    && s.best_shot_time >= from
+                    && s.best_shot_time <= to),
+                "no sighting of {person} in {from}..{to} from the H.265 clip: {all:#?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} persons checked");
+}

@@ -759,7 +759,7 @@ impl VectorIndex {
             .sample(2 * fan * fan * SAMPLES_PER_LIST)
             .into_iter()
             .enumerate()
-            .partition(|(i, _)| i % 2 == 0);
+            .partition(|(i, _)| i.is_multiple_of(2));
         let train: Vec<Vec<f32>> = train.into_iter().map(|(_, v)| v).collect();
         let held_out: Vec<Vec<f32>> = held_out.into_iter().map(|(_, v)| v).collect();
         let generation = self.quantizer.as_ref().map_or(1, |q| q.generation + 1);
@@ -853,7 +853,7 @@ impl VectorIndex {
         let mut i = 0usize;
         for rows in self.all_rows() {
             for row in 0..rows.len() {
-                if i % step == 0 && out.len() < n {
+                if i.is_multiple_of(step) && out.len() < n {
                     let v: Vec<f32> = rows.row_codes(row).iter().map(|&c| f32::from(c)).collect();
                     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
                     out.push(v.into_iter().map(|x| x / norm).collect());
@@ -1338,11 +1338,11 @@ mod tests {
             );
         }
         // Gone faces are gone from the lists too; too few left: back to one list.
-        let removed = index.retain(|id| (id.0 >> 1) % 2 == 0);
+        let removed = index.retain(|id| (id.0 >> 1).is_multiple_of(2));
         assert!(removed > 0 && index.len() == faces - removed);
         index.untrain();
         assert_eq!(index.list_count(), 1);
-        assert!(index.ids().all(|id| (id.0 >> 1) % 2 == 0));
+        assert!(index.ids().all(|id| (id.0 >> 1).is_multiple_of(2)));
     }
 
     #[test]
