@@ -74,6 +74,7 @@ fn an_operator_runs_the_appliance_from_the_browser() {
         "rtsp": server.url("/stream"),
         "enrolDir": enrol,
         "probe": probe,
+        "clip": common::live::video(),
         "person": PERSON,
         "screenshots": screenshots,
     });
@@ -133,6 +134,14 @@ fn an_operator_runs_the_appliance_from_the_browser() {
     for caption in seen["after_delete"].as_array().unwrap() {
         assert!(!caption.as_str().unwrap().contains(PERSON), "{caption}");
     }
+    // The clip imported through the page: one job, done, with the sightings it stored.
+    let rows = seen["import_rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{seen}");
+    assert_eq!(seen["import_error"], "", "{seen}");
+    assert_eq!(rows[0][1], "archive", "{seen}");
+    assert_eq!(rows[0][3], "done", "{seen}");
+    let stored: u64 = rows[0][5].as_str().unwrap().parse().unwrap();
+    assert!(stored >= 1, "{seen}");
     assert_eq!(seen["settings_error"], "");
     let actions: Vec<&str> = seen["audit_actions"]
         .as_array()
@@ -154,13 +163,14 @@ fn an_operator_runs_the_appliance_from_the_browser() {
         "person.delete",
         "settings.change",
         "user.put",
+        "video.import_start",
     ] {
         assert!(
             actions.contains(&action),
             "{action} not in the audit log: {actions:?}"
         );
     }
-    for page in ["01-login", "05-live", "06-search", "10-audit"] {
+    for page in ["01-login", "05-live", "06-search", "07b-import", "10-audit"] {
         assert!(
             screenshots
                 .join(format!("{page}.png"))

@@ -136,6 +136,19 @@ try {
   seen.after_delete = await page.$$eval("#results figcaption", (c) => c.map((e) => e.textContent));
   log("deleted:", seen.deleted);
 
+  // A recorded clip imported through its page: the job runs to its end in the background.
+  await nav("imports");
+  await page.setInputFiles("#import-form [name=clip]", s.clip);
+  await page.fill("#import-form [name=camera]", "archive");
+  await page.fill("#import-form [name=start]", "2026-11-28T08:00");
+  await page.click("#import-form button");
+  await page.waitForFunction(() => [...document.querySelectorAll("#import-rows tr")]
+    .some((r) => /^(done|failed|cancelled)/.test(r.cells[3].textContent)), null, { timeout: 300_000 });
+  seen.import_rows = await page.$$eval("#import-rows tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  seen.import_error = await page.textContent("#import-error");
+  await shot("07b-import");
+  log("imported:", JSON.stringify(seen.import_rows));
+
   // Settings, users, then the audit log of all of it.
   await nav("settings");
   await page.fill("#settings-form [name='privacy.sighting_retention_days']", "20");
