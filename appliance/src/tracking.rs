@@ -49,6 +49,18 @@ pub struct Observation {
     pub candidate: Option<Candidate>,
 }
 
+impl Observation {
+    /// An embedded face, matched against `gallery`.
+    pub fn of(face: crate::vision::Face, gallery: &crate::watchlist::Gallery) -> Self {
+        Self {
+            bbox: face.detection.bbox,
+            quality: face.quality.score,
+            candidate: gallery.closest(&face.embedding),
+            embedding: face.embedding,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct TrackerSettings {
     pub mode: CameraMode,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Duration, Utc};
-use common::live::{enrol_video_people, enrolment_photos, slides, video, KEPT_OUT};
+use common::live::{enrol_video_people, enrolment_photos, slides, video, Slide, KEPT_OUT};
 use common::{stderr, stdout, vigil};
 use vigil::sightings::{self, Filter, Outcome, Page, Sighting};
 
@@ -56,6 +56,21 @@ fn stored(data: &Path) -> Vec<Sighting> {
     all
 }
 
+/// Each enrolled person shown in the clip, with their slide's time once imported.
+fn enrolled_in_slides(slides: &[Slide]) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+    let at = |s: f64| start() + Duration::milliseconds((s * 1000.0) as i64);
+    slides
+        .iter()
+        .flat_map(|slide| {
+            slide
+                .identities
+                .iter()
+                .filter(|p| !KEPT_OUT.contains(&p.as_str()))
+                .map(|p| (p.clone(), at(slide.start), at(slide.end)))
+        })
+        .collect()
+}
+
 fn person_of(s: &Sighting) -> Option<&str> {
     match &s.outcome {
         Outcome::Matched { person, .. } => Some(person),
@@ -81,74 +96,64 @@ fn imported_sightings_are_at_the_right_time_and_found_by_person_and_by_face() {
             .unwrap();
     let photos = enrolment_photos(&slides);
     let mut checked = 0;
-    for slide in &slides {
-        for person in slide
-            .identities
+    for (person, from, to) in enrolled_in_slides(&slides) {
+        let found = all
             .iter()
-            .filter(|p| !KEPT_OUT.contains(&p.as_str()))
-        {
-            let (from, to) = (
-                start() + Duration::milliseconds((slide.start * 1000.0) as i64),
-                start() + Duration::milliseconds((slide.end * 1000.0) as i64),
-            );
-            let found = all
-                .iter()
-                .find(|s| {
-                    person_of(s) == Some(person.as_str())
-                        && s.best_shot_time >= from
-                        && s.best_shot_time <= to
-                })
-                .unwrap_or_else(|| {
-                    panic!("no sighting of {person} with its best shot in {from}..{to}: {all:#?}")
-                });
-            assert_eq!(found.camera, CAMERA);
-            // By person: the metadata search.
-            let Outcome::Matched { person_id, .. } = &found.outcome else {
-                unreachable!()
-            };
-            let by_person = store
-                .query(
-                    &Filter {
-                        persons: vec![*person_id],
-                        cameras: vec![CAMERA.into()],
-                        ..Default::default()
-                    },
-                    Page {
-                        offset: 0,
-                        limit: 10,
-                    },
-                )
-                .unwrap();
-            assert!(
-                by_person.sightings.iter().any(|s| s.id == found.id),
-                "{person} not found by person"
-            );
-            // By face: an enrolment photo (not the one the video shows) finds it first.
-            let probe = pipeline
-                .primary_face_of_file(&photos[person][0])
-                .unwrap()
-                .embedding;
-            let hits = store
-                .search_face(
-                    &probe,
-                    &Filter {
-                        from: Some(start()),
-                        to: Some(start() + Duration::seconds(60)),
-                        ..Default::default()
-                    },
-                    Page {
-                        offset: 0,
-                        limit: 1,
-                    },
-                )
-                .unwrap();
-            assert_eq!(
-                hits.first().and_then(|h| person_of(&h.sighting)),
-                Some(person.as_str()),
-                "the face search for {person} found {hits:?}"
-            );
-            checked += 1;
-        }
+            .find(|s| {
+                person_of(s) == Some(person.as_str())
+                    && s.best_shot_time >= from
+                    && s.best_shot_time <= to
+            })
+            .unwrap_or_else(|| {
+                panic!("no sighting of {person} with its best shot in {from}..{to}: {all:#?}")
+            });
+        assert_eq!(found.camera, CAMERA);
+        // By person: the metadata search.
+        let Outcome::Matched { person_id, .. } = &found.outcome else {
+            unreachable!()
+        };
+        let by_person = store
+            .query(
+                &Filter {
+                    persons: vec![*person_id],
+                    cameras: vec![CAMERA.into()],
+                    ..Default::default()
+                },
+                Page {
+                    offset: 0,
+                    limit: 10,
+                },
+            )
+            .unwrap();
+        assert!(
+            by_person.sightings.iter().any(|s| s.id == found.id),
+            "{person} not found by person"
+        );
+        // By face: an enrolment photo (not the one the video shows) finds it first.
+        let probe = pipeline
+            .primary_face_of_file(&photos[&person][0])
+            .unwrap()
+            .embedding;
+        let hits = store
+            .search_face(
+                &probe,
+                &Filter {
+                    from: Some(start()),
+                    to: Some(start() + Duration::seconds(60)),
+                    ..Default::default()
+                },
+                Page {
+                    offset: 0,
+                    limit: 1,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            hits.first().and_then(|h| person_of(&h.sighting)),
+            Some(person.as_str()),
+            "the face search for {person} found {hits:?}"
+        );
+        checked += 1;
     }
     assert!(checked >= 20, "only {checked} persons checked");
     // No sighting outside the clip's time, none of a kept-out person.
@@ -626,24 +631,14 @@ fn an_h265_clip_in_matroska_imports_like_the_h264_mp4() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let all = stored(&data);
     let mut checked = 0;
-    for slide in &slides {
-        for person in slide
-            .identities
-            .iter()
-            .filter(|p| !KEPT_OUT.contains(&p.as_str()))
-        {
-            let (from, to) = (
-                start() + Duration::milliseconds((slide.start * 1000.0) as i64),
-                start() + Duration::milliseconds((slide.end * 1000.0) as i64),
-            );
-            assert!(
-                all.iter().any(|s| person_of(s) == Some(person.as_str())
-                    && s.best_shot_time >= from
-                    && s.best_shot_time <= to),
-                "no sighting of {person} in {from}..{to} from the H.265 clip: {all:#?}"
-            );
-            checked += 1;
-        }
+    for (person, from, to) in enrolled_in_slides(&slides) {
+        assert!(
+            all.iter().any(|s| person_of(s) == Some(person.as_str())
+                && s.best_shot_time >= from
+                && s.best_shot_time <= to),
+            "no sighting of {person} in {from}..{to} from the H.265 clip: {all:#?}"
+        );
+        checked += 1;
     }
     assert!(checked >= 20, "only {checked} persons checked");
 }

@@ -241,12 +241,7 @@ impl Shared {
             let observations: Vec<Observation> = faces
                 .by_ref()
                 .take(count)
-                .map(|face| Observation {
-                    bbox: face.detection.bbox,
-                    quality: face.quality.score,
-                    candidate: gallery.closest(&face.embedding),
-                    embedding: face.embedding,
-                })
+                .map(|face| Observation::of(face, &gallery))
                 .collect();
             let events = {
                 let mut state = slot.state.lock();

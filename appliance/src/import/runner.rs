@@ -296,12 +296,7 @@ impl<'a> Run<'a> {
             let observations = faces
                 .by_ref()
                 .take(count)
-                .map(|face| Observation {
-                    bbox: face.detection.bbox,
-                    quality: face.quality.score,
-                    candidate: gallery.closest(&face.embedding),
-                    embedding: face.embedding,
-                })
+                .map(|face| Observation::of(face, &gallery))
                 .collect();
             let at = FrameTime {
                 time: self.wall_time(frame.t),

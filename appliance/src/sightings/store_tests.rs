@@ -23,16 +23,26 @@ fn open(dir: &Path, min_free_bytes: u64) -> SightingStore {
 
 /// A store with `n` synthetic sightings: the generator, and each id's person.
 fn filled(dir: &Path, n: usize) -> (SightingStore, Generator, HashMap<SightingId, usize>) {
-    let store = open(dir, 0);
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let mut generator = Generator::new(7, 40, 3, start, Duration::days(10));
     generator.thumbnail_bytes = 512;
+    fill(dir, generator, n, 500)
+}
+
+/// `n` sightings of `generator` into a new store in `dir`, in batches of `batch`.
+fn fill(
+    dir: &Path,
+    mut generator: Generator,
+    n: usize,
+    batch: usize,
+) -> (SightingStore, Generator, HashMap<SightingId, usize>) {
+    let store = open(dir, 0);
     let mut owners = HashMap::new();
-    for first in (0..n).step_by(500) {
-        let (persons, batch): (Vec<usize>, Vec<NewSighting>) = (first..n.min(first + 500))
+    for first in (0..n).step_by(batch) {
+        let (persons, sightings): (Vec<usize>, Vec<NewSighting>) = (first..n.min(first + batch))
             .map(|_| generator.sighting())
             .unzip();
-        for (id, p) in store.insert(batch).unwrap().into_iter().zip(persons) {
+        for (id, p) in store.insert(sightings).unwrap().into_iter().zip(persons) {
             owners.insert(id, p);
         }
     }
@@ -518,27 +528,16 @@ fn face_lists_are_trained_kept_across_a_restart_and_retrained_without_erased_fac
     assert_eq!(store.stats().faces, n - report.faces);
 }
 
-/// [`filled`] with thumbnails of `thumbnail_bytes`, for stores of tens of thousands.
+/// A store of tens of thousands of sightings with small thumbnails.
 fn filled_with(
     dir: &Path,
     n: usize,
     thumbnail_bytes: usize,
 ) -> (SightingStore, Generator, HashMap<SightingId, usize>) {
-    let store = open(dir, 0);
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let mut generator = Generator::new(8, 400, 3, start, Duration::days(10));
     generator.thumbnail_bytes = thumbnail_bytes;
-    let mut owners = HashMap::new();
-    for first in (0..n).step_by(2000) {
-        let (persons, batch): (Vec<usize>, Vec<NewSighting>) = (first..n.min(first + 2000))
-            .map(|_| generator.sighting())
-            .unzip();
-        for (id, p) in store.insert(batch).unwrap().into_iter().zip(persons) {
-            owners.insert(id, p);
-        }
-    }
-    store.commit_index().unwrap();
-    (store, generator, owners)
+    fill(dir, generator, n, 2000)
 }
 
 fn all_pages_of(limit: usize) -> Page {

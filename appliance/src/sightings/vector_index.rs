@@ -642,12 +642,6 @@ impl VectorIndex {
         }
     }
 
-    /// Loads many faces at once (at open): appended, then each list sorted once.
-    pub fn extend(&mut self, entries: Vec<Entry>) {
-        self.extend_unsorted(entries);
-        self.finish_bulk();
-    }
-
     /// Appends faces without ordering the lists: searches are wrong until
     /// [`Self::finish_bulk`].
     /// Lists are assigned on every core; loaded faces do not count towards drift.

@@ -12,7 +12,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply as _};
 
-use super::watchlists::{off_thread, spool_failure, spool_write, SPOOL_BATCH};
+use super::watchlists::{off_thread, spool_failure, spool_part};
 use super::{blocking, caller, changing, json_reply, refuse, with};
 use super::{App, Ctx, Routes};
 use crate::port::{ClipUpload, Role};
@@ -101,20 +101,7 @@ async fn read_form(
             if clip.is_some() {
                 return Err(refuse(StatusCode::BAD_REQUEST, "one clip per upload"));
             }
-            let mut writer = off_thread({
-                let spool = spool.clone();
-                move || spool.writer().map_err(spool_failure)
-            })
-            .await?;
-            let mut pending = bytes::BytesMut::new();
-            while let Some(chunk) = stream.try_next().await.map_err(bad)? {
-                pending.extend_from_slice(chunk.chunk());
-                if pending.len() >= SPOOL_BATCH {
-                    writer = spool_write(writer, pending.split().freeze()).await?;
-                }
-            }
-            writer = spool_write(writer, pending.freeze()).await?;
-            let data = off_thread(move || writer.finish().map_err(spool_failure)).await?;
+            let data = spool_part(spool, &mut stream).await?;
             clip = Some((file, data));
             continue;
         }

@@ -244,7 +244,7 @@ struct File {
 }
 
 /// Bytes of a part gathered before they are sealed and written off the async workers.
-pub(super) const SPOOL_BATCH: usize = 1024 * 1024;
+const SPOOL_BATCH: usize = 1024 * 1024;
 /// The form's `person` field, in memory.
 const MAX_PERSON_FIELD: usize = 1024;
 
@@ -265,20 +265,7 @@ async fn read_form(
         let mut stream = Box::pin(part.stream());
         match file_name {
             Some(file) => {
-                let mut writer = off_thread({
-                    let spool = spool.clone();
-                    move || spool.writer().map_err(spool_failure)
-                })
-                .await?;
-                let mut pending = bytes::BytesMut::new();
-                while let Some(chunk) = stream.try_next().await.map_err(bad)? {
-                    pending.extend_from_slice(chunk.chunk());
-                    if pending.len() >= SPOOL_BATCH {
-                        writer = spool_write(writer, pending.split().freeze()).await?;
-                    }
-                }
-                writer = spool_write(writer, pending.freeze()).await?;
-                let data = off_thread(move || writer.finish().map_err(spool_failure)).await?;
+                let data = spool_part(spool, &mut stream).await?;
                 files.push(File { name: file, data });
             }
             None if name == "person" => {
@@ -307,6 +294,32 @@ async fn read_form(
     Ok((person, files))
 }
 
+/// Streams one file part into `spool`, sealed in batches written off the async workers.
+pub(super) async fn spool_part<S, B>(
+    spool: &Spool,
+    stream: &mut S,
+) -> Result<SpooledFile, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: bytes::Buf,
+{
+    let bad = |e: warp::Error| refuse(StatusCode::BAD_REQUEST, &format!("bad upload: {e}"));
+    let mut writer = off_thread({
+        let spool = spool.clone();
+        move || spool.writer().map_err(spool_failure)
+    })
+    .await?;
+    let mut pending = bytes::BytesMut::new();
+    while let Some(chunk) = stream.try_next().await.map_err(bad)? {
+        pending.extend_from_slice(chunk.chunk());
+        if pending.len() >= SPOOL_BATCH {
+            writer = spool_write(writer, pending.split().freeze()).await?;
+        }
+    }
+    writer = spool_write(writer, pending.freeze()).await?;
+    off_thread(move || writer.finish().map_err(spool_failure)).await
+}
+
 /// Runs blocking work (disk, sealing) off the async workers.
 pub(super) async fn off_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
@@ -316,10 +329,7 @@ pub(super) async fn off_thread<T: Send + 'static>(
         .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "upload failed"))?
 }
 
-pub(super) async fn spool_write(
-    mut writer: SpoolWriter,
-    bytes: Bytes,
-) -> Result<SpoolWriter, Rejection> {
+async fn spool_write(mut writer: SpoolWriter, bytes: Bytes) -> Result<SpoolWriter, Rejection> {
     off_thread(move || {
         writer.write_all(&bytes).map_err(spool_failure)?;
         Ok(writer)
