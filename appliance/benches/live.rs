@@ -94,6 +94,8 @@ fn main() {
                 quality: 1.0,
                 created: Utc::now(),
                 embedding: v,
+                face_kept: false,
+                face_jpeg: None,
             };
             store.enrol(&person, &[enrolment]).unwrap();
         }

@@ -176,6 +176,7 @@ fn synthetic_gallery(size: usize) -> (Gallery, Vec<Vec<f32>>) {
         name: "bench".into(),
         threshold: 0.5,
         active: true,
+        kind: Default::default(),
         created: chrono::Utc::now(),
     });
     for i in 0..size {

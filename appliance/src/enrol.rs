@@ -155,9 +155,18 @@ pub fn enrol_batch(
         rest = later;
         let all_files: Vec<&Photo> = round.iter().flat_map(|j| &j.files).collect();
         let located = parallel::map(&all_files, workers, done, |photo| photo.locate(pipeline));
+        let mut pictures: std::vec::IntoIter<Option<Vec<u8>>> = located
+            .iter()
+            .map(|face| face.as_ref().ok().and_then(|f| aligned_jpeg(&f.aligned)))
+            .collect::<Vec<_>>()
+            .into_iter();
         let mut faces = pipeline.embed_all(located, workers).into_iter();
         for job in round {
-            let job_faces: Vec<_> = faces.by_ref().take(job.files.len()).collect();
+            let job_faces: Vec<_> = faces
+                .by_ref()
+                .zip(pictures.by_ref())
+                .take(job.files.len())
+                .collect();
             let existing = by_name.get(&job.spec.name).map_or(&[][..], Vec::as_slice);
             if existing.len() > 1 {
                 let reason = StoreError::AmbiguousPerson(job.spec.name.clone(), list.name.clone())
@@ -201,11 +210,11 @@ fn person_for(list: &Watchlist, spec: &PersonSpec, existing: Option<&Person>) ->
 fn collect_enrolments(
     person: &Person,
     files: &[Photo],
-    faces: Vec<Result<Face, FaceError>>,
+    faces: Vec<(Result<Face, FaceError>, Option<Vec<u8>>)>,
     report: &mut EnrolReport,
 ) -> Vec<Enrolment> {
     let mut enrolments = Vec::new();
-    for (photo, face) in files.iter().zip(faces) {
+    for (photo, (face, picture)) in files.iter().zip(faces) {
         let file = &photo.label();
         match face {
             Ok(face) if face.quality.eye_distance < MIN_ENROL_EYE_DISTANCE => report.skipped.push(Skipped {
@@ -224,12 +233,30 @@ fn collect_enrolments(
                     quality: face.quality.score,
                     created: Utc::now(),
                     embedding: face.embedding,
+                    face_kept: false,
+                    face_jpeg: picture,
                 });
             }
             Err(e) => report.skipped.push(Skipped { file: file.clone(), reason: e.to_string() }),
         }
     }
     enrolments
+}
+
+/// The aligned face (what was embedded) as a JPEG: the reference face an operator compares a
+/// match with.
+fn aligned_jpeg(aligned: &[u8]) -> Option<Vec<u8>> {
+    let side = crate::vision::embed::FACE_SIZE;
+    let image = image::RgbImage::from_raw(side, side, aligned.to_vec())?;
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+    match image.write_with_encoder(encoder) {
+        Ok(()) => Some(out),
+        Err(e) => {
+            tracing::warn!(error = %e, "enrolled face not encoded");
+            None
+        }
+    }
 }
 
 /// The photos of one person, from a folder named after them.

@@ -17,7 +17,8 @@ use std::sync::Arc;
 #[doc(hidden)]
 pub use api::upload_answer;
 pub use port::{
-    Account, Appliance, AuditQuery, Caller, ClipUpload, Failure, Probe, Role, SightingQuery, Upload,
+    Account, Appliance, AuditQuery, Caller, ClipUpload, Failure, PersonQuery, Probe, Role,
+    SightingQuery, Upload,
 };
 pub use sessions::Sessions;
 use warp::Filter;

@@ -48,6 +48,16 @@ pub struct SightingQuery {
     pub limit: Option<usize>,
 }
 
+/// A page of a watchlist's persons, from the API's query string.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersonQuery {
+    /// Persons whose name contains this (case-insensitive).
+    pub q: Option<String>,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+}
+
 /// An audit query from the API's query string.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -65,6 +75,10 @@ pub enum Failure {
     /// 400: the request is wrong; the text says how.
     #[error("{0}")]
     Invalid(String),
+    /// 400: one field of the request is wrong (`section.key` as the API names it), so a
+    /// form can show why beside it.
+    #[error("`{field}`: {message}")]
+    InvalidField { field: String, message: String },
     /// 404
     #[error("{0}")]
     NotFound(String),
@@ -153,7 +167,16 @@ pub trait Appliance: Send + Sync + 'static {
     ) -> Result<serde_json::Value, Failure>;
     /// Deletes the watchlist, its persons and their sightings; what was removed.
     fn delete_watchlist(&self, id: &str) -> Result<serde_json::Value, Failure>;
-    fn persons(&self, watchlist: &str) -> Result<serde_json::Value, Failure>;
+    /// A watchlist with what deleting it would remove: `{..., persons, enrolments, sightings}`.
+    fn watchlist(&self, id: &str) -> Result<serde_json::Value, Failure>;
+    /// A page of a watchlist's persons by name: `{total, persons}`, each with its best
+    /// enrolled face's path if one is kept.
+    fn persons(&self, watchlist: &str, query: &PersonQuery) -> Result<serde_json::Value, Failure>;
+    /// A person with their enrolments (each with its face's path if kept) and the count of
+    /// their stored sightings.
+    fn person(&self, id: &str) -> Result<serde_json::Value, Failure>;
+    /// The face of one of a person's enrolments (JPEG), if it is kept.
+    fn person_face(&self, person: &str, enrolment: &str) -> Result<Option<Vec<u8>>, Failure>;
     /// Changes a person's `{name?, attributes?, valid_until?}` (RFC 3339, or null for none).
     fn update_person(
         &self,
@@ -217,9 +240,19 @@ pub trait Appliance: Send + Sync + 'static {
         Err(Failure::NotFound("no such import".into()))
     }
 
+    // --- alerts ---
+    /// The latest alerts (FaceMatched, UnregisteredFace), newest first, each with its
+    /// acknowledgement if any.
+    fn alerts(&self) -> serde_json::Value;
+    /// Marks an alert as seen and dealt with by `caller`; the alert as it is now. Clients of
+    /// the live events learn it as an `AlertAcknowledged` event.
+    fn acknowledge_alert(&self, caller: &Caller, id: &str) -> Result<serde_json::Value, Failure>;
+
     // --- administration ---
     /// Retention, storage opt-in and analysis thresholds.
     fn settings(&self) -> serde_json::Value;
+    /// How each setting is shown: `[{field, label, unit, help, min, max, step, restart}]`.
+    fn settings_fields(&self) -> serde_json::Value;
     /// Replaces the settings given (sections `privacy`, `analysis`); the settings now.
     fn put_settings(&self, changes: serde_json::Value) -> Result<serde_json::Value, Failure>;
     fn users(&self) -> serde_json::Value;

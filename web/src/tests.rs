@@ -117,8 +117,17 @@ impl Appliance for SampleAppliance {
     fn delete_watchlist(&self, _id: &str) -> Result<Value, Failure> {
         Ok(json!({"persons": 0}))
     }
-    fn persons(&self, _watchlist: &str) -> Result<Value, Failure> {
-        Ok(json!([]))
+    fn watchlist(&self, id: &str) -> Result<Value, Failure> {
+        Ok(json!({"id": id, "persons": 0, "enrolments": 0, "sightings": 0}))
+    }
+    fn persons(&self, _watchlist: &str, _query: &crate::PersonQuery) -> Result<Value, Failure> {
+        Ok(json!({"total": 0, "persons": []}))
+    }
+    fn person(&self, id: &str) -> Result<Value, Failure> {
+        Ok(json!({"id": id, "enrolments": []}))
+    }
+    fn person_face(&self, _person: &str, enrolment: &str) -> Result<Option<Vec<u8>>, Failure> {
+        Ok((enrolment == "00000000000000a1").then(|| vec![0xff, 0xd8, 0xff, 0xd9]))
     }
     fn update_person(&self, id: &str, _changes: Value) -> Result<Value, Failure> {
         Ok(json!({"id": id}))
@@ -169,6 +178,15 @@ impl Appliance for SampleAppliance {
     }
     fn settings(&self) -> Value {
         json!({"privacy": {}})
+    }
+    fn settings_fields(&self) -> Value {
+        json!([])
+    }
+    fn alerts(&self) -> Value {
+        json!([])
+    }
+    fn acknowledge_alert(&self, caller: &Caller, id: &str) -> Result<Value, Failure> {
+        Ok(json!({"alert": id, "acknowledged": {"by": caller.user}}))
     }
     fn put_settings(&self, changes: Value) -> Result<Value, Failure> {
         Ok(changes)

@@ -164,11 +164,12 @@ pub struct Context {
 
 impl Context {
     fn store(&self) -> anyhow::Result<WatchlistStore> {
-        let dir = self.data_dir.join("watchlists");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        WatchlistStore::open(&dir)
-            .with_context(|| format!("cannot open the watchlist store in {}", dir.display()))
+        WatchlistStore::open_in(&self.data_dir).with_context(|| {
+            format!(
+                "cannot open the watchlist store in {}",
+                self.data_dir.join("watchlists").display()
+            )
+        })
     }
 
     fn pipeline(&self) -> anyhow::Result<FacePipeline> {

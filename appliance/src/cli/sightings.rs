@@ -366,6 +366,9 @@ pub fn key(ctx: &Context, command: KeyCommand) -> anyhow::Result<ExitCode> {
             let n = vigil::control::Control::rotate_key(&ctx.data_dir)?;
             ctx.audit("key.rotate", "camera passwords", json!({ "resealed": n }))?;
             println!("re-encrypted {n} camera passwords with a new key; the old key is destroyed");
+            let n = vigil::watchlist::WatchlistStore::open_in(&ctx.data_dir)?.rotate_face_key()?;
+            ctx.audit("key.rotate", "enrolled faces", json!({ "resealed": n }))?;
+            println!("re-encrypted {n} enrolled faces with a new key; the old key is destroyed");
             drop(store);
         }
     }

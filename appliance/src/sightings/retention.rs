@@ -191,6 +191,8 @@ mod tests {
                 quality: 0.9,
                 created: now,
                 embedding: generator.face_of(0),
+                face_kept: false,
+                face_jpeg: None,
             };
             watchlists.enrol(p, &[face]).unwrap();
         }

@@ -76,6 +76,11 @@ impl Gallery {
         Ok(gallery)
     }
 
+    /// The kind of a loaded watchlist.
+    pub fn watchlist_kind(&self, id: Uuid) -> Option<super::WatchlistKind> {
+        self.watchlists.iter().find(|w| w.id == id).map(|w| w.kind)
+    }
+
     pub fn add_watchlist(&mut self, list: Watchlist) -> usize {
         self.watchlists.push(list);
         self.watchlists.len() - 1
@@ -242,6 +247,7 @@ mod tests {
             name: name.into(),
             threshold,
             active: true,
+            kind: Default::default(),
             created: Utc::now(),
         }
     }

@@ -30,7 +30,24 @@ pub struct Watchlist {
     pub threshold: f32,
     /// An inactive list is kept but not matched against.
     pub active: bool,
+    /// What a match means; the live page sounds and highlights deny-list matches.
+    #[serde(default)]
+    pub kind: WatchlistKind,
     pub created: DateTime<Utc>,
+}
+
+/// What a watchlist's persons are to the site (ONVIF's recognition labels: Blacklisted,
+/// Whitelisted, or neither).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchlistKind {
+    /// Persons to keep out (banned, wanted): a match needs action now.
+    Deny,
+    /// Persons allowed in (staff, VIPs).
+    Allow,
+    /// Persons of interest, neither allowed nor denied.
+    #[default]
+    Watch,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -62,4 +79,10 @@ pub struct Enrolment {
     pub created: DateTime<Utc>,
     #[serde(skip)]
     pub embedding: Vec<f32>,
+    /// Whether the store keeps this enrolment's face (set by the store when it does).
+    #[serde(default)]
+    pub face_kept: bool,
+    /// The aligned face as a JPEG, kept (sealed) with the enrolment when the store keeps faces.
+    #[serde(skip)]
+    pub face_jpeg: Option<Vec<u8>>,
 }

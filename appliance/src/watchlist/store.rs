@@ -1,17 +1,21 @@
 //! RocksDB persistence of watchlists, persons and enrolments.
 //!
 //! Column families: `meta` (schema and embedding scheme), `watchlists` (id), `persons`
-//! (watchlist id ++ person id) and `enrolments` (watchlist id ++ person id ++ enrolment id).
-//! Keys lead with their owners' ids, so deleting a watchlist or a person is one range delete.
+//! (watchlist id ++ person id), `enrolments` (watchlist id ++ person id ++ enrolment id) and
+//! `faces` (same key as the enrolment: its aligned face as a JPEG, sealed with AES-256-GCM
+//! under `keys/faces.keys`, so an operator can judge a match by eye). Keys lead with their
+//! owners' ids, so deleting a watchlist or a person is one range delete, faces included.
 //! Every write is synced: an acknowledged enrolment survives a power cut.
 
 use std::path::Path;
 
 use chrono::Utc;
+use parking_lot::RwLock;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
 use uuid::Uuid;
 
 use super::{Enrolment, Person, Watchlist};
+use crate::keyring::{Keyring, KeyringError};
 use crate::rocks::synced;
 use crate::vision::{EMBEDDING_DIM, EMBEDDING_SCHEME};
 
@@ -19,6 +23,11 @@ const CF_META: &str = "meta";
 const CF_WATCHLISTS: &str = "watchlists";
 const CF_PERSONS: &str = "persons";
 const CF_ENROLMENTS: &str = "enrolments";
+const CF_FACES: &str = "faces";
+const ALL_CFS: [&str; 5] = [CF_META, CF_WATCHLISTS, CF_PERSONS, CF_ENROLMENTS, CF_FACES];
+/// Where, under the data directory, the store and the key of its faces live.
+const STORE_DIR: &str = "watchlists";
+const FACE_KEY_FILE: &str = "keys/faces.keys";
 const META_SCHEME: &[u8] = b"embedding_scheme";
 const ENROLMENT_FORMAT: u8 = 1;
 
@@ -45,10 +54,27 @@ pub enum StoreError {
     InvalidThreshold(f32),
     #[error("embedding has {0} values, expected {EMBEDDING_DIM}")]
     BadEmbedding(usize),
+    #[error("enrolled faces' key: {0}")]
+    Keyring(#[from] KeyringError),
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub struct WatchlistStore {
     db: DB,
+    /// Seals the enrolled faces; without it (tests, benches) they are not kept.
+    faces: Option<RwLock<Keyring>>,
+}
+
+/// A person's enrolments at a glance.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EnrolmentSummary {
+    pub photos: usize,
+    /// The best-quality enrolment whose face is kept.
+    pub face: Option<Uuid>,
 }
 
 /// What a deletion removed.
@@ -60,16 +86,31 @@ pub struct Removed {
 }
 
 impl WatchlistStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, without a key for faces: enrolled
+    /// faces are not kept (tests and benches; the appliance uses [`Self::open_in`]).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let cfs = [CF_META, CF_WATCHLISTS, CF_PERSONS, CF_ENROLMENTS]
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs = ALL_CFS.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, dir, cfs)?;
-        let store = Self { db };
+        let store = Self { db, faces: None };
         store.check_scheme()?;
+        Ok(store)
+    }
+
+    /// Opens (creating if needed) the appliance's store in `data_dir/watchlists`, keeping
+    /// enrolled faces sealed under `data_dir/keys/faces.keys`.
+    pub fn open_in(data_dir: &Path) -> Result<Self, StoreError> {
+        let dir = data_dir.join(STORE_DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Create {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut store = Self::open(&dir)?;
+        store.faces = Some(RwLock::new(Keyring::open_or_create(
+            &data_dir.join(FACE_KEY_FILE),
+        )?));
         Ok(store)
     }
 
@@ -109,6 +150,7 @@ impl WatchlistStore {
             name: name.into(),
             threshold,
             active: true,
+            kind: Default::default(),
             created: Utc::now(),
         };
         self.put_watchlist(&list)?;
@@ -156,6 +198,7 @@ impl WatchlistStore {
         let end = prefix_end(&prefix);
         batch.delete_range_cf(self.cf(CF_PERSONS), &prefix, &end);
         batch.delete_range_cf(self.cf(CF_ENROLMENTS), &prefix, &end);
+        batch.delete_range_cf(self.cf(CF_FACES), &prefix, &end);
         batch.delete_cf(self.cf(CF_WATCHLISTS), list.id.as_bytes());
         self.db.write_opt(batch, &synced())?;
         self.scrub(vec![(prefix, end)])?;
@@ -224,6 +267,7 @@ impl WatchlistStore {
         };
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(CF_ENROLMENTS), &prefix, &prefix_end(&prefix));
+        batch.delete_range_cf(self.cf(CF_FACES), &prefix, &prefix_end(&prefix));
         batch.delete_cf(self.cf(CF_PERSONS), &prefix);
         self.db.write_opt(batch, &synced())?;
         let end = prefix_end(&prefix);
@@ -236,17 +280,18 @@ impl WatchlistStore {
         // Watchlist and person keys are the prefixes of their ranges: the ranges cover them.
         Ok(crate::rocks::scrub(
             &self.db,
-            &[CF_WATCHLISTS, CF_PERSONS, CF_ENROLMENTS],
+            &[CF_WATCHLISTS, CF_PERSONS, CF_ENROLMENTS, CF_FACES],
             &ranges,
         )?)
     }
 
     // --- enrolments ------------------------------------------------------------------------
 
-    /// Stores enrolments of one person, together with the person record (created or updated),
-    /// in one atomic, synced write.
+    /// Stores enrolments of one person, together with the person record (created or updated)
+    /// and, if this store keeps faces, the enrolments' faces, in one atomic, synced write.
     pub fn enrol(&self, person: &Person, enrolments: &[Enrolment]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        let cipher = self.faces.as_ref().map(|k| k.read());
         batch.put_cf(
             self.cf(CF_PERSONS),
             person_key(person.watchlist, person.id),
@@ -256,11 +301,105 @@ impl WatchlistStore {
             if e.embedding.len() != EMBEDDING_DIM {
                 return Err(StoreError::BadEmbedding(e.embedding.len()));
             }
-            let mut key = person_key(person.watchlist, person.id);
-            key.extend_from_slice(e.id.as_bytes());
-            batch.put_cf(self.cf(CF_ENROLMENTS), key, encode_enrolment(e));
+            let key = enrolment_key(person, e.id);
+            let kept = match (&cipher, &e.face_jpeg) {
+                (Some(cipher), Some(jpeg)) => {
+                    batch.put_cf(self.cf(CF_FACES), &key, cipher.seal(jpeg, &key)?);
+                    true
+                }
+                _ => false,
+            };
+            let record = if kept == e.face_kept {
+                encode_enrolment(e)
+            } else {
+                encode_enrolment(&Enrolment {
+                    face_kept: kept,
+                    ..e.clone()
+                })
+            };
+            batch.put_cf(self.cf(CF_ENROLMENTS), key, record);
         }
         Ok(self.db.write_opt(batch, &synced())?)
+    }
+
+    /// The enrolments of one person (without their faces), best quality first.
+    pub fn enrolments_of(&self, person: &Person) -> Result<Vec<Enrolment>, StoreError> {
+        let prefix = person_key(person.watchlist, person.id);
+        let mut enrolments = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_ENROLMENTS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            enrolments.push(decode_enrolment(&value)?);
+        }
+        enrolments.sort_by(|a, b| b.quality.total_cmp(&a.quality));
+        Ok(enrolments)
+    }
+
+    /// Per person of a watchlist: how many photos are enrolled, and the best enrolment whose
+    /// face is kept (one pass over the list's enrolments).
+    pub fn enrolment_summary(
+        &self,
+        watchlist: Uuid,
+    ) -> Result<std::collections::HashMap<Uuid, EnrolmentSummary>, StoreError> {
+        let mut summary: std::collections::HashMap<Uuid, (EnrolmentSummary, f32)> =
+            Default::default();
+        self.for_each_enrolment(watchlist, |e| {
+            let (entry, best) = summary.entry(e.person).or_default();
+            entry.photos += 1;
+            if e.face_kept && (entry.face.is_none() || e.quality > *best) {
+                *entry = EnrolmentSummary {
+                    photos: entry.photos,
+                    face: Some(e.id),
+                };
+                *best = e.quality;
+            }
+        })?;
+        Ok(summary.into_iter().map(|(p, (s, _))| (p, s)).collect())
+    }
+
+    /// An enrolment's face (JPEG), if kept.
+    pub fn face(&self, person: &Person, enrolment: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(cipher) = &self.faces else {
+            return Ok(None);
+        };
+        let key = enrolment_key(person, enrolment);
+        match self.db.get_cf(self.cf(CF_FACES), &key)? {
+            Some(sealed) => Ok(Some(cipher.read().open(&sealed, &key)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Re-seals every enrolled face with a new key, then forgets the old ones; returns how
+    /// many faces were re-sealed (0 for a store that keeps none).
+    pub fn rotate_face_key(&self) -> Result<usize, StoreError> {
+        let Some(cipher) = &self.faces else {
+            return Ok(0);
+        };
+        let mut cipher = cipher.write();
+        cipher.add_key()?;
+        let mut resealed = 0;
+        let mut write = WriteBatch::default();
+        for item in self.db.iterator_cf(self.cf(CF_FACES), IteratorMode::Start) {
+            let (key, sealed) = item?;
+            if cipher.is_current(&sealed) {
+                continue;
+            }
+            let plain = cipher.open(&sealed, &key)?;
+            write.put_cf(self.cf(CF_FACES), &key, cipher.seal(&plain, &key)?);
+            resealed += 1;
+            if write.len() >= 1000 {
+                self.db.write_opt(std::mem::take(&mut write), &synced())?;
+            }
+        }
+        self.db.write_opt(write, &synced())?;
+        crate::rocks::scrub(&self.db, &[CF_FACES], &[(Vec::new(), vec![0xff; 49])])?;
+        cipher.drop_old_keys()?;
+        Ok(resealed)
     }
 
     /// Calls `f` with every enrolment of a watchlist, in key order (grouped by person).
@@ -297,6 +436,12 @@ impl WatchlistStore {
         }
         Ok(n)
     }
+}
+
+fn enrolment_key(person: &Person, enrolment: Uuid) -> Vec<u8> {
+    let mut key = person_key(person.watchlist, person.id);
+    key.extend_from_slice(enrolment.as_bytes());
+    key
 }
 
 fn person_key(watchlist: Uuid, person: Uuid) -> Vec<u8> {
@@ -385,6 +530,8 @@ mod tests {
             embedding: (0..EMBEDDING_DIM)
                 .map(|i| (i as f32 * seed).sin())
                 .collect(),
+            face_kept: false,
+            face_jpeg: None,
         }
     }
 

@@ -71,6 +71,17 @@ fn patched<T: serde::Serialize + serde::de::DeserializeOwned>(
         for (key, v) in changes {
             object.insert(key.clone(), v.clone());
         }
+        // A wrong value (a word for a number, an unknown key) is named, for the form.
+        for (key, v) in changes {
+            let mut alone = serde_json::to_value(base).map_err(unavailable)?;
+            alone[key.as_str()] = v.clone();
+            if let Err(e) = serde_json::from_value::<T>(alone) {
+                return Err(Failure::InvalidField {
+                    field: format!("{section}.{key}"),
+                    message: e.to_string(),
+                });
+            }
+        }
     }
     serde_json::from_value(value).map_err(|e| Failure::Invalid(format!("{section}: {e}")))
 }

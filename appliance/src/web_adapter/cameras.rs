@@ -81,7 +81,10 @@ impl WebAppliance {
 
 pub(super) fn control_failure(e: ControlError) -> Failure {
     match e {
-        ControlError::Invalid { .. } => Failure::Invalid(e.to_string()),
+        ControlError::Invalid { key, message } => Failure::InvalidField {
+            field: key,
+            message,
+        },
         ControlError::FileCamera(_) => Failure::Conflict(e.to_string()),
         ControlError::NoCamera(_) => Failure::NotFound(e.to_string()),
         other => unavailable(other),

@@ -3,9 +3,11 @@
 //! log. One file per part of the API; this one holds the wiring and the trait.
 
 mod admin;
+mod alerts;
 mod cameras;
 mod imports;
 mod search;
+mod settings_fields;
 mod watchlists;
 
 use std::path::PathBuf;
@@ -50,6 +52,7 @@ pub struct WebParts {
 pub struct WebAppliance {
     parts: WebParts,
     events: broadcast::Sender<Arc<Value>>,
+    alerts: Arc<alerts::AlertBoard>,
     jobs: watchlists::Jobs,
     started: std::time::Instant,
 }
@@ -101,11 +104,15 @@ impl WebAppliance {
         let (events, _) = broadcast::channel(256);
         let mut subscription = bus.subscribe();
         let sender = events.clone();
+        let alerts = Arc::new(alerts::AlertBoard::default());
+        let (board, gallery) = (alerts.clone(), parts.gallery.clone());
         tokio::spawn(async move {
             loop {
                 match subscription.recv().await {
                     Ok(event) => {
-                        if let Ok(value) = serde_json::to_value(&*event) {
+                        if let Ok(mut value) = serde_json::to_value(&*event) {
+                            alerts::complete(&mut value, &gallery);
+                            board.record(&value);
                             let _ = sender.send(Arc::new(value));
                         }
                     }
@@ -117,6 +124,7 @@ impl WebAppliance {
         Self {
             parts,
             events,
+            alerts,
             jobs: watchlists::Jobs::default(),
             started: std::time::Instant::now(),
         }
@@ -234,8 +242,20 @@ impl web::Appliance for WebAppliance {
         self.watchlist_delete(id)
     }
 
-    fn persons(&self, watchlist: &str) -> Result<Value, Failure> {
-        self.person_list(watchlist)
+    fn watchlist(&self, id: &str) -> Result<Value, Failure> {
+        self.watchlist_detail(id)
+    }
+
+    fn persons(&self, watchlist: &str, query: &web::PersonQuery) -> Result<Value, Failure> {
+        self.person_list(watchlist, query)
+    }
+
+    fn person(&self, id: &str) -> Result<Value, Failure> {
+        self.person_detail(id)
+    }
+
+    fn person_face(&self, person: &str, enrolment: &str) -> Result<Option<Vec<u8>>, Failure> {
+        self.person_face_jpeg(person, enrolment)
     }
 
     fn update_person(&self, id: &str, changes: Value) -> Result<Value, Failure> {
@@ -302,6 +322,24 @@ impl web::Appliance for WebAppliance {
 
     fn settings(&self) -> Value {
         self.settings_now()
+    }
+
+    fn settings_fields(&self) -> Value {
+        settings_fields::as_json()
+    }
+
+    fn alerts(&self) -> Value {
+        self.alerts.list()
+    }
+
+    fn acknowledge_alert(&self, caller: &web::Caller, id: &str) -> Result<Value, Failure> {
+        let alert = self.alerts.acknowledge(id, &caller.user)?;
+        let _ = self.events.send(Arc::new(serde_json::json!({
+            "type": "AlertAcknowledged",
+            "alert": id,
+            "acknowledged": alert["acknowledged"],
+        })));
+        Ok(alert)
     }
 
     fn put_settings(&self, changes: Value) -> Result<Value, Failure> {

@@ -15,11 +15,14 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
-use web::{Failure, Upload};
+use web::{Failure, PersonQuery, Upload};
 
 use super::{unavailable, WebAppliance};
 use crate::enrol::{enrol_batch, EnrolJob, PersonSpec, Photo, UploadedPhoto};
-use crate::watchlist::{Person, StoreError, Watchlist, WatchlistStore, DEFAULT_THRESHOLD};
+use crate::sightings::{Filter, Page};
+use crate::watchlist::{
+    Person, StoreError, Watchlist, WatchlistKind, WatchlistStore, DEFAULT_THRESHOLD,
+};
 
 /// A web upload as enrolment reads it: sealed on disk until its turn (`web::spool`).
 impl UploadedPhoto for web::spool::SpooledFile {
@@ -102,6 +105,7 @@ fn watchlist_json(list: &Watchlist, persons: usize) -> Value {
         "name": list.name,
         "threshold": list.threshold,
         "active": list.active,
+        "kind": list.kind,
         "created": list.created,
         "persons": persons,
     })
@@ -112,6 +116,15 @@ fn watchlist_json(list: &Watchlist, persons: usize) -> Value {
 struct NewWatchlist {
     name: String,
     threshold: Option<f32>,
+    kind: Option<WatchlistKind>,
+}
+
+/// Persons in one page of a watchlist's list at most.
+const MAX_PERSONS_PAGE: usize = 500;
+
+/// The API path of an enrolment's face.
+fn face_path(person: Uuid, enrolment: Uuid) -> String {
+    format!("/api/v1/persons/{person}/faces/{enrolment}")
 }
 
 #[derive(Deserialize)]
@@ -135,7 +148,7 @@ mod double_option {
     }
 }
 
-fn person_json(p: &Person, photos: usize) -> Value {
+fn person_json(p: &Person, photos: usize, face: Option<Uuid>) -> Value {
     json!({
         "id": p.id,
         "name": p.name,
@@ -143,6 +156,7 @@ fn person_json(p: &Person, photos: usize) -> Value {
         "valid_until": p.valid_until,
         "created": p.created,
         "photos": photos,
+        "face": face.map(|e| face_path(p.id, e)),
     })
 }
 
@@ -151,6 +165,7 @@ fn person_json(p: &Person, photos: usize) -> Value {
 struct WatchlistChange {
     threshold: Option<f32>,
     active: Option<bool>,
+    kind: Option<WatchlistKind>,
 }
 
 impl WebAppliance {
@@ -164,9 +179,7 @@ impl WebAppliance {
                 "an enrolment is writing the watchlists; try again when it is done".into(),
             )
         })?;
-        let dir = self.parts.data_dir.join("watchlists");
-        std::fs::create_dir_all(&dir).map_err(unavailable)?;
-        let store = WatchlistStore::open(&dir).map_err(store_failure)?;
+        let store = WatchlistStore::open_in(&self.parts.data_dir).map_err(store_failure)?;
         f(&store)
     }
 
@@ -211,9 +224,14 @@ impl WebAppliance {
             return Err(Failure::Invalid("a name is 1 to 100 characters".into()));
         }
         let list = self.with_store(|store| {
-            store
+            let mut list = store
                 .create_watchlist(name, spec.threshold.unwrap_or(DEFAULT_THRESHOLD))
-                .map_err(store_failure)
+                .map_err(store_failure)?;
+            if let Some(kind) = spec.kind {
+                list.kind = kind;
+                store.put_watchlist(&list).map_err(store_failure)?;
+            }
+            Ok(list)
         })?;
         self.reload_gallery();
         Ok(watchlist_json(&list, 0))
@@ -232,6 +250,9 @@ impl WebAppliance {
             }
             if let Some(active) = changes.active {
                 list.active = active;
+            }
+            if let Some(kind) = changes.kind {
+                list.kind = kind;
             }
             store.put_watchlist(&list).map_err(store_failure)?;
             let persons = store.persons(Some(list.id)).map_err(store_failure)?.len();
@@ -261,21 +282,128 @@ impl WebAppliance {
         }))
     }
 
-    pub(super) fn person_list(&self, watchlist: &str) -> Result<Value, Failure> {
+    /// The watchlist with what deleting it would remove, for the confirmation.
+    pub(super) fn watchlist_detail(&self, id: &str) -> Result<Value, Failure> {
+        let (list, persons, enrolments) = self.with_store(|store| {
+            let list = Self::find_list(store, id)?;
+            let persons = store.persons(Some(list.id)).map_err(store_failure)?.len();
+            let mut enrolments = 0;
+            store
+                .for_each_enrolment(list.id, |_| enrolments += 1)
+                .map_err(store_failure)?;
+            Ok((list, persons, enrolments))
+        })?;
+        let mut detail = watchlist_json(&list, persons);
+        detail["enrolments"] = json!(enrolments);
+        detail["sightings"] = json!(self.sightings_of(Filter {
+            watchlists: vec![list.id],
+            ..Filter::default()
+        })?);
+        Ok(detail)
+    }
+
+    /// How many stored sightings a filter selects.
+    fn sightings_of(&self, filter: Filter) -> Result<usize, Failure> {
+        let page = Page {
+            offset: 0,
+            limit: 1,
+        };
+        Ok(self
+            .parts
+            .store
+            .query(&filter, page)
+            .map_err(unavailable)?
+            .total)
+    }
+
+    pub(super) fn person_list(
+        &self,
+        watchlist: &str,
+        query: &PersonQuery,
+    ) -> Result<Value, Failure> {
+        let needle = query.q.as_deref().unwrap_or("").trim().to_lowercase();
+        let offset = query.offset.unwrap_or(0);
+        let limit = query.limit.unwrap_or(50).clamp(1, MAX_PERSONS_PAGE);
         self.with_store(|store| {
             let list = Self::find_list(store, watchlist)?;
-            let mut photos: HashMap<Uuid, usize> = HashMap::new();
-            store
-                .for_each_enrolment(list.id, |e| *photos.entry(e.person).or_default() += 1)
-                .map_err(store_failure)?;
             let mut persons = store.persons(Some(list.id)).map_err(store_failure)?;
+            persons.retain(|p| needle.is_empty() || p.name.to_lowercase().contains(&needle));
             persons.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(Value::Array(
-                persons
+            let total = persons.len();
+            let page: Vec<&Person> = persons.iter().skip(offset).take(limit).collect();
+            let summary = store.enrolment_summary(list.id).map_err(store_failure)?;
+            Ok(json!({
+                "total": total,
+                "offset": offset,
+                "persons": page
                     .iter()
-                    .map(|p| person_json(p, photos.get(&p.id).copied().unwrap_or(0)))
-                    .collect(),
-            ))
+                    .map(|p| {
+                        let s = summary.get(&p.id).copied().unwrap_or_default();
+                        person_json(p, s.photos, s.face)
+                    })
+                    .collect::<Vec<_>>(),
+            }))
+        })
+    }
+
+    /// A person's page: their enrolments with faces, watchlist and stored sightings.
+    pub(super) fn person_detail(&self, id: &str) -> Result<Value, Failure> {
+        let id = uuid(id, "person")?;
+        let (person, list, enrolments) = self.with_store(|store| {
+            let person = Self::find_person(store, id)?;
+            let list = Self::find_list(store, &person.watchlist.to_string())?;
+            let enrolments = store.enrolments_of(&person).map_err(store_failure)?;
+            Ok((person, list, enrolments))
+        })?;
+        // Best first: the first kept face is the person's.
+        let best = enrolments.iter().find(|e| e.face_kept).map(|e| e.id);
+        let mut detail = person_json(&person, enrolments.len(), best);
+        detail["watchlist"] = json!({ "id": list.id, "name": list.name, "kind": list.kind });
+        detail["enrolments"] = enrolments
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "source": e.source,
+                    "quality": e.quality,
+                    "created": e.created,
+                    "face": e.face_kept.then(|| face_path(person.id, e.id)),
+                })
+            })
+            .collect();
+        detail["sightings"] = json!(self.sightings_of(Filter {
+            persons: vec![person.id],
+            ..Filter::default()
+        })?);
+        Ok(detail)
+    }
+
+    pub(super) fn person_face_jpeg(
+        &self,
+        person: &str,
+        enrolment: &str,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        let person = uuid(person, "person")?;
+        // `best`: the person's reference face, as alerts link it.
+        let wanted = match enrolment {
+            "best" => None,
+            id => Some(uuid(id, "enrolment")?),
+        };
+        self.with_store(|store| {
+            let person = Self::find_person(store, person)?;
+            let enrolment = match wanted {
+                Some(id) => Some(id),
+                None => store
+                    .enrolments_of(&person)
+                    .map_err(store_failure)?
+                    .iter()
+                    .find(|e| e.face_kept)
+                    .map(|e| e.id),
+            };
+            match enrolment {
+                Some(id) => store.face(&person, id).map_err(store_failure),
+                None => Ok(None),
+            }
         })
     }
 
@@ -302,7 +430,7 @@ impl WebAppliance {
             Ok(person)
         })?;
         self.reload_gallery();
-        Ok(person_json(&person, 0))
+        Ok(person_json(&person, 0, None))
     }
 
     fn find_person(store: &WatchlistStore, id: Uuid) -> Result<Person, Failure> {
@@ -436,7 +564,7 @@ impl JobRunner {
             let _guard = self.store_lock.lock();
             self.job.report.lock().state = JobState::Running;
             let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-            WatchlistStore::open(&self.data_dir.join("watchlists")).and_then(|store| {
+            WatchlistStore::open_in(&self.data_dir).and_then(|store| {
                 enrol_batch(
                     &self.pipeline,
                     &store,

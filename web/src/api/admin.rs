@@ -38,6 +38,13 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
         .and(with(app.clone()))
         .map(|_ctx: Ctx, app: App| json_reply(StatusCode::OK, &app.settings()));
 
+    let settings_fields = v1
+        .and(warp::path!("settings" / "fields"))
+        .and(warp::get())
+        .and(admin.clone())
+        .and(with(app.clone()))
+        .map(|_ctx: Ctx, app: App| json_reply(StatusCode::OK, &app.settings_fields()));
+
     let put_settings = v1
         .and(warp::path!("settings"))
         .and(warp::put())
@@ -182,6 +189,8 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
         });
 
     settings
+        .or(settings_fields)
+        .unify()
         .or(put_settings)
         .unify()
         .or(users)

@@ -7,6 +7,7 @@
 //! ambient credential: it needs none). Every change is audited.
 
 mod admin;
+mod alerts;
 mod cameras;
 mod imports;
 mod sightings;
@@ -37,6 +38,8 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// The request field at fault, for forms to show the message beside it.
+    field: Option<String>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -45,18 +48,27 @@ fn refuse(status: StatusCode, message: &str) -> Rejection {
     warp::reject::custom(ApiError {
         status,
         message: message.into(),
+        field: None,
     })
 }
 
 impl From<Failure> for Rejection {
     fn from(failure: Failure) -> Self {
         let status = match &failure {
-            Failure::Invalid(_) => StatusCode::BAD_REQUEST,
+            Failure::Invalid(_) | Failure::InvalidField { .. } => StatusCode::BAD_REQUEST,
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
             Failure::Conflict(_) => StatusCode::CONFLICT,
             Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        refuse(status, &failure.to_string())
+        let field = match &failure {
+            Failure::InvalidField { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        warp::reject::custom(ApiError {
+            status,
+            message: failure.to_string(),
+            field,
+        })
     }
 }
 
@@ -511,6 +523,8 @@ pub fn routes(
         .unify()
         .or(imports::routes(app.clone(), sessions.clone()))
         .unify()
+        .or(alerts::routes(app.clone(), sessions.clone()))
+        .unify()
         .or(admin::routes(app, sessions))
         .unify()
 }
@@ -547,6 +561,17 @@ async fn blocking<T: Send + 'static>(
 
 /// Turns refusals into JSON answers with their status.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    if let Some(ApiError {
+        status,
+        message,
+        field: Some(field),
+    }) = rejection.find::<ApiError>()
+    {
+        return Ok(json_reply(
+            *status,
+            &json!({ "error": message, "field": field }),
+        ));
+    }
     let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
         (e.status, e.message.clone())
     } else if rejection.is_not_found() {

@@ -15,7 +15,7 @@ use warp::{Filter, Rejection, Reply as _};
 
 use super::{blocking, caller, changing, json_body, json_reply, refuse, with};
 use super::{App, Ctx, Routes};
-use crate::port::{Role, Upload};
+use crate::port::{PersonQuery, Role, Upload};
 use crate::sessions::Sessions;
 use crate::spool::{Spool, SpoolWriter, SpooledFile};
 
@@ -98,15 +98,35 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
             Ok::<_, Rejection>(json_reply(StatusCode::OK, &removed))
         });
 
+    let operator = caller(app.clone(), sessions.clone(), Role::Operator, false);
+    let watchlist = v1
+        .and(warp::path!("watchlists" / String))
+        .and(warp::get())
+        .and(operator.clone())
+        .and(with(app.clone()))
+        .and_then(read_watchlist);
+
     let persons = v1
         .and(warp::path!("watchlists" / String / "persons"))
         .and(warp::get())
-        .and(caller(app.clone(), sessions.clone(), Role::Operator, false))
+        .and(operator.clone())
+        .and(warp::query::<PersonQuery>())
         .and(with(app.clone()))
-        .and_then(|id: String, _ctx: Ctx, app: App| async move {
-            let persons = blocking(move || app.persons(&id)).await?;
-            Ok::<_, Rejection>(json_reply(StatusCode::OK, &persons))
-        });
+        .and_then(list_persons);
+
+    let person = v1
+        .and(warp::path!("persons" / String))
+        .and(warp::get())
+        .and(operator.clone())
+        .and(with(app.clone()))
+        .and_then(read_person);
+
+    let person_face = v1
+        .and(warp::path!("persons" / String / "faces" / String))
+        .and(warp::get())
+        .and(operator)
+        .and(with(app.clone()))
+        .and_then(read_person_face);
 
     let update_person = v1
         .and(warp::path!("persons" / String))
@@ -195,7 +215,13 @@ pub(super) fn routes(app: App, sessions: Arc<Sessions>) -> Routes {
         .unify()
         .or(delete)
         .unify()
+        .or(watchlist)
+        .unify()
         .or(persons)
+        .unify()
+        .or(person)
+        .unify()
+        .or(person_face)
         .unify()
         .or(update_person)
         .unify()
@@ -468,6 +494,55 @@ fn folder_of(name: &str) -> Option<String> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(str::to_string)
+}
+
+async fn read_watchlist(
+    id: String,
+    _ctx: Ctx,
+    app: App,
+) -> Result<warp::reply::Response, Rejection> {
+    let list = blocking(move || app.watchlist(&id)).await?;
+    Ok(json_reply(StatusCode::OK, &list))
+}
+
+async fn list_persons(
+    id: String,
+    _ctx: Ctx,
+    query: PersonQuery,
+    app: App,
+) -> Result<warp::reply::Response, Rejection> {
+    let persons = blocking(move || app.persons(&id, &query)).await?;
+    Ok(json_reply(StatusCode::OK, &persons))
+}
+
+async fn read_person(id: String, _ctx: Ctx, app: App) -> Result<warp::reply::Response, Rejection> {
+    let person = blocking(move || app.person(&id)).await?;
+    Ok(json_reply(StatusCode::OK, &person))
+}
+
+/// An enrolled face is facial data: each read is audited, as a sighting's thumbnail is.
+async fn read_person_face(
+    person: String,
+    enrolment: String,
+    ctx: Ctx,
+    app: App,
+) -> Result<warp::reply::Response, Rejection> {
+    let (worker, p, e) = (app.clone(), person.clone(), enrolment.clone());
+    let jpeg = blocking(move || worker.person_face(&p, &e))
+        .await?
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no face kept for this enrolment"))?;
+    app.audit(
+        &ctx.caller,
+        "person.read",
+        &person,
+        json!({ "face": enrolment }),
+    );
+    let mut response = super::bytes_reply(jpeg, "image/jpeg");
+    response.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        warp::http::HeaderValue::from_static("private, max-age=300"),
+    );
+    Ok(response)
 }
 
 #[cfg(test)]
