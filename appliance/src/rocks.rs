@@ -27,3 +27,23 @@ pub fn scrub(db: &DB, cfs: &[&str], ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<(),
     }
     Ok(())
 }
+
+/// Whether any file under `dir` contains `needle`: tests check that erased bytes left the
+/// files, not just the view.
+#[cfg(test)]
+pub(crate) fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}

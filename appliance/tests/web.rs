@@ -187,3 +187,130 @@ fn first_login_password_change_and_the_live_api_over_https() {
     assert!(!users.contains("a better passphrase"));
     assert!(users.contains("\"must_change_password\": false"));
 }
+
+/// The persons of a watchlist as the Watchlists and person pages read them, over the real
+/// daemon's HTTPS (tests/web/persons_flow.py): enrolled by the CLI, their faces kept sealed
+/// and served only to a logged-in operator, paged and found by name.
+#[test]
+fn persons_are_paged_found_by_name_and_shown_with_their_enrolled_faces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let first = first_admin_password(&data);
+    // Six persons, a folder each.
+    let enrol = tmp.path().join("enrol");
+    let names: Vec<String> = common::lfw_identities().into_iter().take(6).collect();
+    for name in &names {
+        let folder = enrol.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for photo in common::photos_of(name).into_iter().take(2) {
+            std::fs::copy(&photo, folder.join(photo.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = vigil(&data, &["watchlist", "create", "staff"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = vigil(
+        &data,
+        &[
+            "enroll",
+            "--watchlist",
+            "staff",
+            "--dir",
+            enrol.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let port = free_port();
+    let config = tmp.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!("[onvif]\nenabled = false\n[web]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&data, &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the web side never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/persons_flow.py");
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([port.to_string(), first])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+
+    assert_eq!(seen["kind_default"], "watch", "{seen}");
+    assert_eq!(
+        (seen["kind_change"].as_u64(), seen["kind_now"].as_str()),
+        (Some(200), Some("deny"))
+    );
+    assert_eq!(seen["kind_bad"], 400);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(seen["all_names"], serde_json::json!(sorted), "{seen}");
+    assert_eq!(seen["page_totals"], serde_json::json!([6, 6]));
+    assert_eq!(seen["first_page"], serde_json::json!(sorted[..2]));
+    assert_eq!(seen["last_page"], serde_json::json!(sorted[4..]));
+    assert_eq!(seen["found"], serde_json::json!([seen["wanted"]]), "{seen}");
+    assert_eq!(seen["face"], serde_json::json!([200, "image/jpeg", "ffd8"]));
+    assert_eq!(seen["face_of_stranger"], 404);
+    let person = &seen["person"];
+    assert_eq!(person["enrolments"], person["photos"], "{seen}");
+    assert_eq!(
+        person["faces"], person["photos"],
+        "every enrolled photo keeps its face"
+    );
+    let qualities: Vec<f64> = person["qualities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q.as_f64().unwrap())
+        .collect();
+    assert!(
+        qualities.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {qualities:?}"
+    );
+    assert_eq!(person["sightings"], 0);
+    assert_eq!(person["watchlist"]["kind"], "deny");
+    assert_eq!(seen["watchlist_detail"]["persons"], 6);
+    assert_eq!(
+        seen["watchlist_detail"]["enrolments"],
+        seen["photos_listed"]
+    );
+    let field = &seen["min_face_field"];
+    assert_eq!(
+        (
+            field["unit"].as_str(),
+            field["min"].as_f64(),
+            field["restart"].as_bool()
+        ),
+        (Some("pixels"), Some(12.0), Some(true))
+    );
+    assert_eq!(seen["refused_range"][0], 400);
+    assert_eq!(
+        seen["refused_range"][1]["field"], "analysis.min_face",
+        "{seen}"
+    );
+    assert_eq!(seen["refused_type"][0], 400);
+    assert_eq!(
+        seen["refused_type"][1]["field"], "analysis.best_shots",
+        "{seen}"
+    );
+    assert_eq!(seen["alerts"], serde_json::json!([200, []]));
+    assert_eq!(seen["ack_unknown"], 404);
+    assert_eq!(seen["erase"], 200);
+    assert_eq!(seen["removed"]["enrolments"], person["photos"]);
+    assert_eq!(seen["face_after_erase"], 404);
+    assert_eq!(
+        seen["face_reads_audited"].as_array().unwrap().len(),
+        1,
+        "{seen}"
+    );
+}

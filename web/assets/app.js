@@ -8,7 +8,7 @@ let csrf = "";
 let events = null;
 let snapshotTimer = null;
 const $ = (id) => document.getElementById(id);
-const PAGES = ["live", "cameras", "watchlists", "search", "imports", "settings", "audit", "users"];
+const PAGES = ["live", "cameras", "watchlists", "person", "search", "imports", "settings", "audit", "users"];
 const RANK = { viewer: 1, operator: 2, admin: 3 };
 
 // --- plumbing --------------------------------------------------------------------------
@@ -26,7 +26,11 @@ async function api(method, path, body, contentType) {
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
-  if (!response.ok) throw new Error((data && data.error) || response.statusText);
+  if (!response.ok) {
+    const failure = new Error((data && data.error) || response.statusText);
+    failure.field = data && data.field;
+    throw failure;
+  }
   return data;
 }
 
@@ -52,6 +56,28 @@ async function guarded(errorId, action) {
 
 function localToIso(value) { return value ? new Date(value).toISOString() : ""; }
 function when(t) { return t ? new Date(t).toLocaleString() : ""; }
+function count(n, one, many) { return `${n.toLocaleString()} ${n === 1 ? one : (many || `${one}s`)}`; }
+
+/// Asks before something is destroyed, saying what goes: resolves true when confirmed.
+function confirmDestroy(title, lines, action) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-what").replaceChildren(el("ul", {}, ...lines.map((l) => el("li", {}, l))));
+  $("confirm-ok").textContent = action;
+  return new Promise((resolve) => {
+    const done = (answer) => () => {
+      $("confirm-ok").onclick = null;
+      $("confirm-cancel").onclick = null;
+      dialog.onclose = null;
+      if (dialog.open) dialog.close();
+      resolve(answer);
+    };
+    $("confirm-ok").onclick = done(true);
+    $("confirm-cancel").onclick = done(false);
+    dialog.onclose = done(false);
+    dialog.showModal();
+  });
+}
 
 function query(params) {
   const q = new URLSearchParams();
@@ -89,16 +115,25 @@ async function showDemo() {
 
 function route() {
   if (!me || me.must_change_password) return;
-  let page = location.hash.slice(1) || "live";
-  const link = $("nav").querySelector(`a[data-page="${page}"]`);
+  // `#person/ID` is a person's page, under Watchlists.
+  const [hash, argument] = location.hash.slice(1).split("/");
+  let page = hash || "live";
+  const under = page === "person" ? "watchlists" : page;
+  const link = $("nav").querySelector(`a[data-page="${under}"]`);
   if (!link || link.hidden) page = "live";
-  for (const a of $("nav").querySelectorAll("a")) a.classList.toggle("current", a.dataset.page === page);
+  for (const a of $("nav").querySelectorAll("a")) {
+    const current = a.dataset.page === (page === "person" ? "watchlists" : page);
+    a.classList.toggle("current", current);
+    if (current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
   showOnly(page);
   if (page !== "live" && snapshotTimer) { clearInterval(snapshotTimer); snapshotTimer = null; }
-  LOADERS[page]().catch((err) => console.error(err));
+  LOADERS[page](argument).catch((err) => console.error(err));
 }
 
 window.addEventListener("hashchange", route);
+// The skip link moves the focus, not the page (a hash change would route).
+document.querySelector("a.skip").addEventListener("click", (e) => { e.preventDefault(); $("content").focus(); });
 
 $("login-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -129,13 +164,25 @@ $("logout").addEventListener("click", async () => {
 
 // --- live -----------------------------------------------------------------------------
 
+/// The latest alerts by id (from the API when the page opens, then from the live events).
+const alertsById = new Map();
+let audio = null;
+
+function cameraState(c) { return c.state + (c.reason ? `: ${c.reason}` : ""); }
+
 async function loadLive() {
   const cameras = await api("GET", "/api/v1/cameras");
   const tiles = $("live-cameras");
   tiles.replaceChildren(...cameras.map((c) => el("div", { class: "tile", dataset: { camera: c.id } },
     el("strong", {}, c.name || c.id),
-    el("div", { class: `state state-${c.state}` }, c.state + (c.reason ? `: ${c.reason}` : "")),
-    el("img", { class: "snapshot", alt: `latest frame of ${c.id}` }))));
+    el("div", { class: `state state-${c.state}` }, cameraState(c)),
+    el("img", { class: "snapshot", alt: `latest frame of ${c.name || c.id}` }))));
+  const cameraFilter = $("alert-filters").elements.camera;
+  const chosen = cameraFilter.value;
+  cameraFilter.replaceChildren(el("option", { value: "" }, "all"),
+    ...cameras.map((c) => el("option", { value: c.id }, c.name || c.id)));
+  cameraFilter.value = chosen;
+  await loadAlertWatchlists();
   const refresh = () => {
     for (const tile of tiles.children) {
       const img = tile.querySelector("img.snapshot");
@@ -147,25 +194,126 @@ async function loadLive() {
   refresh();
   if (!snapshotTimer) snapshotTimer = setInterval(refresh, 5000);
   if (events) return;
+  for (const alert of (await api("GET", "/api/v1/alerts")).reverse()) showAlert(alert);
   events = new EventSource("/api/v1/events");
-  const alert = (e, kind) => {
+  events.addEventListener("FaceMatched", (e) => alertArrived(JSON.parse(e.data)));
+  events.addEventListener("UnregisteredFace", (e) => alertArrived(JSON.parse(e.data)));
+  events.addEventListener("AlertAcknowledged", (e) => {
     const data = JSON.parse(e.data);
-    const label = kind === "matched"
-      ? `${data.person} (${data.watchlist}, ${data.score.toFixed(2)})${data.upgrade ? " — better shot" : ""}`
-      : "Unregistered face";
-    $("alerts").prepend(el("li", { class: `alert ${kind}`, dataset: { person: data.person || "", camera: data.camera } },
-      el("img", { alt: "best shot", src: `data:image/jpeg;base64,${data.thumbnail_jpeg_base64}` }),
-      el("span", {}, `${new Date(data.time).toLocaleTimeString()} ${data.camera}: ${label}`)));
-    while ($("alerts").children.length > 200) $("alerts").lastChild.remove();
-  };
-  events.addEventListener("FaceMatched", (e) => alert(e, "matched"));
-  events.addEventListener("UnregisteredFace", (e) => alert(e, "unregistered"));
+    const alert = alertsById.get(data.alert);
+    if (alert) { alert.acknowledged = data.acknowledged; showAlert(alert); }
+  });
   events.addEventListener("CameraStateChanged", (e) => {
     const data = JSON.parse(e.data);
     const state = tiles.querySelector(`[data-camera="${CSS.escape(data.camera)}"] .state`);
-    if (state) { state.textContent = data.state + (data.reason ? `: ${data.reason}` : ""); state.className = `state state-${data.state}`; }
+    if (state) { state.textContent = cameraState(data); state.className = `state state-${data.state}`; }
     else loadLive();
   });
+}
+
+async function loadAlertWatchlists() {
+  const select = $("alert-filters").elements.watchlist;
+  const chosen = select.value;
+  const lists = await api("GET", "/api/v1/watchlists");
+  select.replaceChildren(el("option", { value: "" }, "all"), el("option", { value: "-" }, "unregistered only"),
+    ...lists.map((l) => el("option", { value: l.id }, l.name)));
+  select.value = chosen;
+}
+
+function alertArrived(alert) {
+  const known = alertsById.get(alert.alert);
+  if (known) alert.acknowledged = known.acknowledged;
+  else alert.acknowledged = null;
+  showAlert(alert);
+  if (!known && alert.watchlist_kind === "deny" && $("alert-filters").elements.sound.checked) beep();
+}
+
+/// Two short tones: a deny-list match wants attention now (WebAudio: no sound file to load).
+function beep() {
+  try {
+    audio = audio || new AudioContext();
+    for (const [start, pitch] of [[0, 880], [0.25, 660]]) {
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.frequency.value = pitch;
+      gain.gain.value = 0.2;
+      tone.connect(gain).connect(audio.destination);
+      tone.start(audio.currentTime + start);
+      tone.stop(audio.currentTime + start + 0.18);
+    }
+  } catch (err) { console.error(err); }
+}
+
+/// Draws (or redraws in place) one alert.
+function showAlert(alert) {
+  alertsById.set(alert.alert, alert);
+  const matched = alert.type === "FaceMatched";
+  const classes = ["alert", matched ? "matched" : "unregistered"];
+  if (alert.watchlist_kind === "deny") classes.push("deny");
+  if (alert.acknowledged) classes.push("acknowledged");
+  const faces = el("div", { class: "faces" },
+    el("img", { alt: `best shot at ${alert.camera}`, src: `data:image/jpeg;base64,${alert.thumbnail_jpeg_base64}`, width: 64, height: 64 }));
+  if (matched && alert.reference_face) {
+    faces.append(el("img", { alt: `enrolled face of ${alert.person}`, src: alert.reference_face, width: 64, height: 64 }));
+  }
+  const label = matched
+    ? [el("strong", {}, alert.person), ` ${alert.watchlist} `,
+      alert.watchlist_kind && alert.watchlist_kind !== "watch" ? el("span", { class: `badge ${alert.watchlist_kind}` }, `${alert.watchlist_kind} list`) : "",
+      ` score ${alert.score.toFixed(2)}`, alert.upgrade ? " — better shot" : ""]
+    : [el("strong", {}, "Unregistered face"), alert.best_score != null ? ` closest score ${alert.best_score.toFixed(2)}` : ""];
+  const actions = el("div", { class: "actions" });
+  if (RANK[me.role] >= RANK.operator) {
+    if (matched) actions.append(el("a", { href: `#person/${alert.person_id}` }, "Person"));
+    actions.append(el("button", { type: "button", onclick: () => sightingsAround(alert) }, "Sightings"));
+  }
+  if (alert.acknowledged) {
+    actions.append(el("span", { class: "ack" }, `Acknowledged by ${alert.acknowledged.by} at ${when(alert.acknowledged.at)}`));
+  } else if (RANK[me.role] >= RANK.operator) {
+    actions.append(el("button", { type: "button", class: "acknowledge", onclick: () => guarded("alert-error", async () => {
+      const done = await api("POST", `/api/v1/alerts/${encodeURIComponent(alert.alert)}/acknowledgement`);
+      alert.acknowledged = done.acknowledged;
+      showAlert(alert);
+    }) }, "Acknowledge"));
+  }
+  const item = el("li", { class: classes.join(" "), dataset: { alert: alert.alert, person: alert.person || "", camera: alert.camera, watchlist: alert.watchlist_id || "-" } },
+    faces,
+    el("div", { class: "text" }, el("time", { dateTime: alert.time }, new Date(alert.time).toLocaleTimeString()), ` ${alert.camera}: `, ...label),
+    actions);
+  const old = $("alerts").querySelector(`li[data-alert="${CSS.escape(alert.alert)}"]`);
+  if (old) old.replaceWith(item); else $("alerts").prepend(item);
+  while ($("alerts").children.length > 500) {
+    alertsById.delete($("alerts").lastChild.dataset.alert);
+    $("alerts").lastChild.remove();
+  }
+  filterAlerts();
+}
+
+function filterAlerts() {
+  const f = $("alert-filters").elements;
+  let shown = 0;
+  for (const item of $("alerts").children) {
+    const alert = alertsById.get(item.dataset.alert);
+    item.hidden = (f.camera.value && item.dataset.camera !== f.camera.value)
+      || (f.watchlist.value && item.dataset.watchlist !== f.watchlist.value)
+      || (f.unacknowledged.checked && Boolean(alert && alert.acknowledged));
+    if (!item.hidden) shown++;
+  }
+  const total = $("alerts").children.length;
+  $("alert-summary").textContent = total === 0 ? "No alerts yet." : `${count(shown, "alert")} shown of ${total.toLocaleString()}.`;
+}
+
+$("alert-filters").addEventListener("change", filterAlerts);
+$("alert-filters").addEventListener("submit", (e) => e.preventDefault());
+
+/// The search page, filtered to the alert's camera and the minutes around it.
+function sightingsAround(alert) {
+  const f = $("search-form").elements;
+  const local = (t) => { const d = new Date(t); d.setMinutes(d.getMinutes() - d.getTimezoneOffset()); return d.toISOString().slice(0, 16); };
+  const t = Date.parse(alert.time);
+  f.from.value = local(t - 5 * 60e3);
+  f.to.value = local(t + 5 * 60e3);
+  pendingSearch = { camera: alert.camera };
+  location.hash = "#search";
 }
 
 // --- cameras --------------------------------------------------------------------------
@@ -174,14 +322,19 @@ async function loadCameras() {
   const cameras = await api("GET", "/api/v1/cameras");
   $("camera-rows").replaceChildren(...cameras.map((c) => {
     const actions = c.source === "api"
-      ? el("span", {}, el("button", { onclick: () => editCamera(c) }, "Edit"), " ",
-          el("button", { onclick: () => guarded("camera-error", async () => {
-            if (!confirm(`Remove camera ${c.id}?`)) return;
+      ? el("span", {}, el("button", { type: "button", onclick: () => editCamera(c) }, "Edit"), " ",
+          el("button", { type: "button", onclick: () => guarded("camera-error", async () => {
+            const sure = await confirmDestroy(`Remove camera ${c.name || c.id}?`,
+              ["Its analysis stops and it leaves the ONVIF device's profiles.", "Its stored sightings stay until retention deletes them."],
+              "Remove camera");
+            if (!sure) return;
             await api("DELETE", `/api/v1/cameras/${encodeURIComponent(c.id)}`);
+            $("camera-status").textContent = `Removed camera ${c.id}.`;
             await loadCameras();
           }) }, "Remove"))
       : "configuration file";
-    return row(c.id, c.name, c.url, c.mode, String(c.fps),
+    const mode = { both: "registered and unregistered", watchlist: "registered", unregistered: "unregistered" }[c.mode] || c.mode;
+    return row(c.id, c.name, c.url, mode, `${c.fps}${c.keyframes_only ? " (keyframes)" : ""}`,
       el("span", { class: `state state-${c.state}` }, c.state + (c.reason ? `: ${c.reason}` : "")), c.source, actions);
   }));
 }
@@ -218,58 +371,139 @@ $("camera-form").addEventListener("submit", (e) => {
 // --- watchlists and enrolment -------------------------------------------------------------
 
 let currentList = null;
+const PERSONS_PAGE = 50;
+let personsOffset = 0;
 
 async function loadWatchlists() {
   const lists = await api("GET", "/api/v1/watchlists");
-  $("watchlist-rows").replaceChildren(...lists.map((l) => row(
-    el("a", { href: "#watchlists", onclick: (e) => { e.preventDefault(); openList(l); } }, l.name),
-    String(l.persons), l.threshold.toFixed(2), l.active ? "yes" : "no",
-    el("button", { onclick: () => guarded("watchlist-error", async () => {
-      if (!confirm(`Delete watchlist ${l.name}, its persons and their sightings?`)) return;
-      await api("DELETE", `/api/v1/watchlists/${l.id}`);
-      if (currentList && currentList.id === l.id) { currentList = null; $("watchlist-detail").hidden = true; }
-      await loadWatchlists();
-    }) }, "Delete"))));
+  $("watchlist-rows").replaceChildren(...lists.map((l) => el("tr", { dataset: { watchlist: l.name } },
+    el("td", {}, el("a", { href: "#watchlists", onclick: (e) => { e.preventDefault(); personsOffset = 0; openList(l); } }, l.name)),
+    el("td", {}, l.kind === "watch" ? "watch" : el("span", { class: `badge ${l.kind}` }, l.kind)),
+    el("td", {}, l.persons.toLocaleString()), el("td", {}, l.threshold.toFixed(2)), el("td", {}, l.active ? "yes" : "no"),
+    el("td", {}, el("button", { type: "button", class: "delete", onclick: () => guarded("watchlist-error", () => deleteList(l)) }, "Delete…")))));
   if (currentList) {
     const fresh = lists.find((l) => l.id === currentList.id);
-    if (fresh) await openList(fresh);
+    if (fresh) await openList(fresh); else { currentList = null; $("watchlist-detail").hidden = true; }
   }
+}
+
+async function deleteList(list) {
+  const detail = await api("GET", `/api/v1/watchlists/${list.id}`);
+  const sure = await confirmDestroy(`Delete the watchlist ${list.name}?`, [
+    `${count(detail.persons, "person")} and their enrolled faces`,
+    count(detail.enrolments, "enrolled photo"),
+    `${count(detail.sightings, "stored sighting")} matched to them`,
+  ], "Delete watchlist");
+  if (!sure) return;
+  const removed = await api("DELETE", `/api/v1/watchlists/${list.id}`);
+  $("watchlist-status").textContent = `Deleted watchlist ${removed.watchlist}: ${count(removed.persons, "person")}, `
+    + `${count(removed.enrolments, "enrolled photo")}, ${count(removed.sightings, "sighting")}, ${count(removed.faces, "stored face")}.`;
+  if (currentList && currentList.id === list.id) { currentList = null; $("watchlist-detail").hidden = true; }
+  await loadWatchlists();
 }
 
 async function openList(list) {
   currentList = list;
   $("watchlist-detail").hidden = false;
-  $("watchlist-title").textContent = `${list.name}: ${list.persons} person(s)`;
-  const persons = await api("GET", `/api/v1/watchlists/${list.id}/persons`);
-  $("person-rows").replaceChildren(...persons.map((p) => el("tr", { dataset: { person: p.name } },
-    el("td", {}, p.name), el("td", {}, String(p.photos)), el("td", {}, when(p.created)),
+  $("watchlist-title").textContent = `${list.name}: ${count(list.persons, "person")}`;
+  const q = $("person-search").elements.q.value.trim();
+  const page = await api("GET", `/api/v1/watchlists/${list.id}/persons${query({ q, offset: personsOffset, limit: PERSONS_PAGE })}`);
+  $("person-rows").replaceChildren(...page.persons.map((p) => el("tr", { dataset: { person: p.name, id: p.id } },
+    el("td", {}, p.face ? el("img", { class: "face", src: p.face, alt: `face of ${p.name}`, loading: "lazy", width: 48, height: 48 }) : "no face kept"),
+    el("td", {}, el("a", { href: `#person/${p.id}` }, p.name)), el("td", {}, String(p.photos)), el("td", {}, when(p.created)),
     el("td", {}, p.valid_until ? when(p.valid_until) : "for ever"),
-    el("td", {}, el("button", { onclick: () => guarded("enrol-error", async () => {
-      const name = prompt("Name", p.name);
-      if (name === null) return;
-      const until = prompt("Matched until (YYYY-MM-DD; empty: for ever)", p.valid_until ? p.valid_until.slice(0, 10) : "");
-      if (until === null) return;
-      await api("PATCH", `/api/v1/persons/${p.id}`,
-        { name, valid_until: until ? new Date(`${until}T23:59:59`).toISOString() : null });
-      await loadWatchlists();
-    }) }, "Edit"), " ", el("button", { onclick: () => guarded("enrol-error", async () => {
-      if (!confirm(`Delete ${p.name} with their photos and every sighting of them?`)) return;
-      const removed = await api("DELETE", `/api/v1/persons/${p.id}`);
-      $("person-status").textContent =
-        `Deleted ${removed.person}: ${removed.enrolments} enrolled photo(s), ${removed.sightings} sighting(s), ${removed.faces} stored face(s).`;
-      await loadWatchlists();
-    }) }, "Delete")))));
+    el("td", {}, el("button", { type: "button", class: "delete", onclick: () => guarded("enrol-error", () => erasePerson(p)) }, "Erase…")))));
+  const last = Math.min(page.total, page.offset + page.persons.length);
+  $("persons-range").textContent = page.total
+    ? `${(page.offset + 1).toLocaleString()}–${last.toLocaleString()} of ${count(page.total, "person")}${q ? ` named like “${q}”` : ""}`
+    : (q ? `Nobody named like “${q}”.` : "No persons yet.");
+  $("persons-previous").disabled = page.offset === 0;
+  $("persons-next").disabled = last >= page.total;
+}
+
+$("persons-previous").addEventListener("click", () => { personsOffset = Math.max(0, personsOffset - PERSONS_PAGE); openList(currentList); });
+$("persons-next").addEventListener("click", () => { personsOffset += PERSONS_PAGE; openList(currentList); });
+$("person-search").addEventListener("submit", (e) => { e.preventDefault(); personsOffset = 0; openList(currentList); });
+
+/// A data subject's erasure, after saying what goes; `status` shows the report.
+async function erasePerson(person, status = "person-status") {
+  const detail = await api("GET", `/api/v1/persons/${person.id}`);
+  const sure = await confirmDestroy(`Erase ${detail.name}?`, [
+    `${detail.name} from the watchlist ${detail.watchlist.name}`,
+    count(detail.enrolments.length, "enrolled photo"),
+    `${count(detail.sightings, "stored sighting")} of them, with their faces`,
+  ], "Erase person");
+  if (!sure) return false;
+  const removed = await api("DELETE", `/api/v1/persons/${person.id}`);
+  $(status).textContent =
+    `Deleted ${removed.person}: ${count(removed.enrolments, "enrolled photo")}, ${count(removed.sightings, "sighting")}, ${count(removed.faces, "stored face")}.`;
+  if (currentList) await loadWatchlists();
+  return true;
 }
 
 $("watchlist-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const f = e.target.elements;
   guarded("watchlist-error", async () => {
-    await api("POST", "/api/v1/watchlists", { name: f.name.value, threshold: Number(f.threshold.value) });
+    await api("POST", "/api/v1/watchlists", { name: f.name.value, kind: f.kind.value, threshold: Number(f.threshold.value) });
     e.target.reset();
     await loadWatchlists();
   });
 });
+
+// --- a person's page ----------------------------------------------------------------------
+
+let currentPerson = null;
+
+async function loadPerson(id) {
+  const p = await api("GET", `/api/v1/persons/${encodeURIComponent(id || "")}`);
+  currentPerson = p;
+  $("person-name").textContent = p.name;
+  $("person-back").textContent = `← Back to the watchlist ${p.watchlist.name}`;
+  $("person-summary").textContent = `Watchlist ${p.watchlist.name} (${p.watchlist.kind}) · ${count(p.enrolments.length, "enrolled photo")} · `
+    + `${count(p.sightings, "stored sighting")} · matched ${p.valid_until ? `until ${when(p.valid_until)}` : "for ever"} · enrolled ${when(p.created)}`;
+  $("person-faces").replaceChildren(...p.enrolments.map((e) => el("figure", { class: "result person-face" },
+    e.face ? el("img", { src: e.face, alt: `enrolled face of ${p.name} from ${e.source}` }) : el("div", { class: "noface" }, "no face kept"),
+    el("figcaption", {}, `${e.source} · quality ${e.quality.toFixed(2)}`))));
+  const f = $("person-form").elements;
+  f.name.value = p.name;
+  f.valid_until.value = p.valid_until ? p.valid_until.slice(0, 10) : "";
+  f.attributes.value = Object.entries(p.attributes).map(([k, v]) => `${k}: ${v}`).join("\n");
+  $("person-form-status").textContent = "";
+  const recent = await api("GET", `/api/v1/sightings${query({ person: p.id, limit: 12 })}`);
+  $("person-sightings").replaceChildren(...recent.sightings.map((s) => card(s)));
+  if (!recent.sightings.length) $("person-sightings").append(el("p", {}, "No stored sightings."));
+}
+
+$("person-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const f = e.target.elements;
+  guarded("person-form-error", async () => {
+    const attributes = {};
+    for (const line of f.attributes.value.split("\n")) {
+      if (!line.trim()) continue;
+      const at = line.indexOf(":");
+      if (at < 1) throw new Error(`“${line}” is not “key: value”`);
+      attributes[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    }
+    if (!f.name.value.trim()) throw new Error("a person needs a name");
+    const until = f.valid_until.value;
+    await api("PATCH", `/api/v1/persons/${currentPerson.id}`,
+      { name: f.name.value.trim(), attributes, valid_until: until ? new Date(`${until}T23:59:59`).toISOString() : null });
+    await loadPerson(currentPerson.id);
+    $("person-form-status").textContent = "Saved.";
+  });
+});
+
+$("person-delete").addEventListener("click", () => guarded("person-form-error", async () => {
+  const list = currentPerson.watchlist;
+  if (await erasePerson(currentPerson, "person-form-status")) {
+    const report = $("person-form-status").textContent;
+    currentList = { id: list.id, name: list.name, persons: 0 };
+    location.hash = "#watchlists";
+    $("person-status").textContent = report;
+  }
+}));
 
 /// Sends the form with upload progress (fetch has none), resolving with the JSON answer.
 function upload(path, form, onProgress) {
@@ -328,11 +562,16 @@ $("enrol-form").addEventListener("submit", (e) => {
 // --- search and charts ------------------------------------------------------------------
 
 let shown = null;
+/// A search another page asked for (an alert's "Sightings"): run when the page opens.
+let pendingSearch = null;
 
 async function loadSearch() {
   const cameras = await api("GET", "/api/v1/cameras");
+  const wanted = pendingSearch;
+  pendingSearch = null;
   $("search-cameras").replaceChildren(...cameras.map((c) =>
-    el("label", { class: "check" }, el("input", { type: "checkbox", name: "camera", value: c.id }), c.name || c.id)));
+    el("label", { class: "check" }, el("input", { type: "checkbox", name: "camera", value: c.id, checked: Boolean(wanted && wanted.camera === c.id) }), c.name || c.id)));
+  if (wanted) $("search-form").requestSubmit();
   await loadCharts();
 }
 
@@ -351,12 +590,15 @@ function filters() {
   };
 }
 
+/// A sighting as a button: a keyboard opens it as a mouse does.
 function card(sighting, similarity) {
   const o = sighting.outcome;
-  const who = o.kind === "matched" ? `${o.person} (${o.score.toFixed(2)})` : "unregistered";
-  return el("figure", { class: "result", dataset: { sighting: sighting.id }, onclick: () => openSighting(sighting) },
-    sighting.has_face ? el("img", { alt: "best shot", src: `/api/v1/sightings/${sighting.id}/thumbnail` }) : el("div", { class: "noface" }, "no face kept"),
-    el("figcaption", {}, `${when(sighting.start)} · ${sighting.camera} · ${who}` + (similarity !== undefined ? ` · similarity ${similarity.toFixed(2)}` : "")));
+  const who = o.kind === "matched" ? `${o.person} (score ${o.score.toFixed(2)})` : "unregistered";
+  const caption = `${when(sighting.start)} · ${sighting.camera} · ${who}` + (similarity !== undefined ? ` · similarity ${similarity.toFixed(2)}` : "");
+  return el("button", { type: "button", class: "result", dataset: { sighting: sighting.id }, onclick: () => openSighting(sighting) },
+    el("figure", {},
+      sighting.has_face ? el("img", { alt: `best shot: ${who}`, src: `/api/v1/sightings/${sighting.id}/thumbnail` }) : el("div", { class: "noface" }, "no face kept"),
+      el("figcaption", {}, caption)));
 }
 
 function showResults(items, summary) {
@@ -449,42 +691,104 @@ function drawScores(stats) {
 
 // --- settings ---------------------------------------------------------------------------
 
-async function loadSettings() {
-  const settings = await api("GET", "/api/v1/settings");
-  const fields = [];
-  const titles = { privacy: "Storage and retention", analysis: "Analysis", onvif: "ONVIF" };
-  for (const section of Object.keys(titles)) {
-    if (!settings[section]) continue;
-    fields.push(el("h3", {}, titles[section]));
-    for (const [key, value] of Object.entries(settings[section])) {
-      if (typeof value === "object" && value !== null) continue;
-      const name = `${section}.${key}`;
-      const label = key.replaceAll("_", " ");
-      fields.push(typeof value === "boolean"
-        ? el("label", { class: "check" }, el("input", { type: "checkbox", name, checked: value }), label)
-        : typeof value === "string"
-          ? el("label", {}, label, el("input", { type: "text", name, value }))
-          : el("label", {}, label, el("input", { type: "number", step: "any", name, value })));
-    }
+const SECTIONS = { privacy: "Storage and retention (GDPR)", analysis: "Analysis", onvif: "ONVIF device" };
+
+/// One setting: its label in words with the unit, the input, its help and where a refusal
+/// is shown.
+function settingField(field, value) {
+  const id = `setting-${field.section}-${field.key}`;
+  const describedBy = `${id}-help ${id}-error`;
+  const help = el("small", { class: "help", id: `${id}-help` }, field.help);
+  const error = el("span", { class: "field-error", id: `${id}-error`, dataset: { field: field.field } });
+  const restart = field.restart ? el("span", { class: "badge restart" }, "applies at the next start") : "";
+  if (field.kind === "switch") {
+    const input = el("input", { type: "checkbox", id, name: field.field, checked: Boolean(value) });
+    input.setAttribute("aria-describedby", describedBy);
+    return el("div", { class: "field" }, el("label", { class: "check", htmlFor: id }, input, field.label, " ", restart), help, error);
   }
-  $("settings-fields").replaceChildren(...fields);
+  const input = el("input", { id, name: field.field, type: field.kind === "number" ? "number" : "text", value: value ?? "" });
+  if (field.kind === "number") {
+    if (field.min != null) input.min = field.min;
+    if (field.max != null) input.max = field.max;
+    input.step = field.step ?? "any";
+    input.required = true;
+    input.inputMode = "decimal";
+  }
+  input.setAttribute("aria-describedby", describedBy);
+  const unit = field.unit ? ` (${field.unit})` : "";
+  return el("div", { class: "field" }, el("label", { htmlFor: id }, `${field.label}${unit} `, restart), input, help, error);
+}
+
+function rangeOf(field) {
+  const unit = field.unit ? ` ${field.unit}` : "";
+  if (field.min != null && field.max != null) return `from ${field.min} to ${field.max}${unit}`;
+  if (field.min != null) return `${field.min}${unit} or more`;
+  return "a number";
+}
+
+async function loadSettings() {
+  const [settings, fields] = await Promise.all([api("GET", "/api/v1/settings"), api("GET", "/api/v1/settings/fields")]);
+  const groups = [];
+  for (const [section, title] of Object.entries(SECTIONS)) {
+    if (!settings[section]) continue;
+    const inputs = fields.filter((f) => f.section === section && f.key in settings[section])
+      .map((f) => settingField(f, settings[section][f.key]));
+    groups.push(el("fieldset", { class: "settings" }, el("legend", {}, title), ...inputs));
+  }
+  $("settings-fields").replaceChildren(...groups);
+  settingsFields = fields;
+}
+
+let settingsFields = [];
+
+function showFieldError(name, message) {
+  const input = $("settings-form").querySelector(`[name="${CSS.escape(name)}"]`);
+  const error = $("settings-form").querySelector(`.field-error[data-field="${CSS.escape(name)}"]`);
+  if (!input || !error) return false;
+  error.textContent = message;
+  input.setAttribute("aria-invalid", "true");
+  return true;
 }
 
 $("settings-form").addEventListener("submit", (e) => {
   e.preventDefault();
+  for (const error of e.target.querySelectorAll(".field-error")) error.textContent = "";
+  for (const input of e.target.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  $("settings-status").textContent = "";
   const changes = {};
+  let first = null;
   for (const input of e.target.querySelectorAll("input[name]")) {
+    const field = settingsFields.find((f) => f.field === input.name);
+    if (input.type === "number" && !input.checkValidity()) {
+      const message = input.validity.valueMissing || input.validity.badInput ? "enter a number" : `must be ${rangeOf(field)}`;
+      showFieldError(input.name, message);
+      first = first || input;
+      continue;
+    }
     const [section, key] = input.name.split(".");
     changes[section] = changes[section] || {};
     changes[section][key] = input.type === "checkbox" ? input.checked
       : input.type === "text" ? input.value : Number(input.value);
   }
+  if (first) {
+    $("settings-error").textContent = "Nothing saved: correct the fields marked.";
+    first.focus();
+    return;
+  }
   guarded("settings-error", async () => {
-    const now = await api("PUT", "/api/v1/settings", changes);
-    $("settings-status").textContent = now.restart_needed
-      ? "Saved. The smallest face takes effect at the next start."
-      : "Saved and applied.";
-    await loadSettings();
+    try {
+      const now = await api("PUT", "/api/v1/settings", changes);
+      await loadSettings();
+      $("settings-status").textContent = now.restart_needed
+        ? "Saved. The smallest face applies at the next start."
+        : "Saved and applied.";
+    } catch (err) {
+      if (err.field && showFieldError(err.field, err.message.replace(/^`[^`]*`: /, ""))) {
+        $("settings-form").querySelector(`[name="${CSS.escape(err.field)}"]`).focus();
+        throw new Error("Nothing saved: correct the field marked.");
+      }
+      throw err;
+    }
   });
 });
 
@@ -520,15 +824,19 @@ async function loadUsers() {
   if (admin) {
     const users = await api("GET", "/api/v1/users");
     $("user-rows").replaceChildren(...users.map((u) => row(u.name, u.role, u.must_change_password ? "yes" : "no",
-      u.name === me.user ? "" : el("button", { onclick: () => guarded("user-error", async () => {
-        if (!confirm(`Delete user ${u.name}?`)) return;
+      u.name === me.user ? "" : el("button", { type: "button", onclick: () => guarded("user-error", async () => {
+        const sure = await confirmDestroy(`Delete the user ${u.name}?`,
+          [`${u.name} can no longer log in, here or over ONVIF.`, "Their API tokens stop working."], "Delete user");
+        if (!sure) return;
         await api("DELETE", `/api/v1/users/${encodeURIComponent(u.name)}`);
         await loadUsers();
       }) }, "Delete"))));
   }
   const tokens = await api("GET", "/api/v1/tokens");
   $("token-rows").replaceChildren(...tokens.map((t) => row(t.label, t.user, when(t.created),
-    el("button", { onclick: () => guarded("token-error", async () => {
+    el("button", { type: "button", onclick: () => guarded("token-error", async () => {
+      const sure = await confirmDestroy(`Revoke the token ${t.label}?`, ["Programs using it are refused from now on."], "Revoke token");
+      if (!sure) return;
       await api("DELETE", `/api/v1/tokens/${t.id}`);
       await loadUsers();
     }) }, "Revoke"))));
@@ -566,7 +874,7 @@ async function loadImports() {
   $("import-rows").replaceChildren(...jobs.map((j) => {
     const active = ["queued", "running", "interrupted"].includes(j.status);
     const cancel = active
-      ? el("button", { onclick: () => guarded("import-error", async () => {
+      ? el("button", { type: "button", onclick: () => guarded("import-error", async () => {
         await api("DELETE", `/api/v1/imports/${j.id}`);
         await loadImports();
       }) }, "Cancel")
@@ -603,8 +911,8 @@ $("import-form").addEventListener("submit", (e) => {
 });
 
 const LOADERS = {
-  live: loadLive, cameras: loadCameras, watchlists: loadWatchlists, search: loadSearch, imports: loadImports,
-  settings: loadSettings, audit: loadAudit, users: loadUsers,
+  live: loadLive, cameras: loadCameras, watchlists: loadWatchlists, person: loadPerson, search: loadSearch,
+  imports: loadImports, settings: loadSettings, audit: loadAudit, users: loadUsers,
 };
 
 api("GET", "/api/v1/session").then(enter, () => showOnly("login"));

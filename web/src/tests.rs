@@ -248,7 +248,8 @@ fn documented_with_roles() -> Vec<(String, String, String)> {
                 .unwrap_or_else(|| panic!("{method} {path} has no x-role"));
             routes.push((
                 method.to_uppercase(),
-                path.replace("{id}", "00000000000000a1"),
+                path.replace("{id}", "00000000000000a1")
+                    .replace("{enrolment}", "00000000000000a1"),
                 role.to_string(),
             ));
         }
@@ -338,7 +339,7 @@ impl Client {
 async fn every_documented_route_exists_and_refuses_without_a_session() {
     let client = Client::new(SampleAppliance::new());
     let routes = documented();
-    assert_eq!(routes.len(), 39, "{routes:?}");
+    assert_eq!(routes.len(), 45, "{routes:?}");
     for (method, path) in routes {
         let r = client.send(&method, &path, None, None, None).await;
         let public =

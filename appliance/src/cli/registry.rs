@@ -15,6 +15,10 @@ pub enum WatchlistCommand {
         /// Cosine similarity from which a face matches a person of this list.
         #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
         threshold: f32,
+        /// What a match means: deny (keep out; the live page sounds it), allow (staff,
+        /// VIPs) or watch (of interest).
+        #[arg(long, default_value = "watch", value_parser = ["deny", "allow", "watch"])]
+        kind: String,
     },
     /// List watchlists with their number of persons.
     List {
@@ -46,16 +50,25 @@ pub enum PersonCommand {
 pub fn watchlist(ctx: &Context, command: WatchlistCommand) -> anyhow::Result<ExitCode> {
     let store = ctx.store()?;
     match command {
-        WatchlistCommand::Create { name, threshold } => {
-            let list = store.create_watchlist(&name, threshold)?;
+        WatchlistCommand::Create {
+            name,
+            threshold,
+            kind,
+        } => {
+            let mut list = store.create_watchlist(&name, threshold)?;
+            list.kind = serde_json::from_value(serde_json::Value::String(kind))?;
+            store.put_watchlist(&list)?;
             ctx.audit(
                 "watchlist.create",
                 &name,
-                serde_json::json!({ "id": list.id, "threshold": threshold }),
+                serde_json::json!({ "id": list.id, "threshold": threshold, "kind": list.kind }),
             )?;
             println!(
-                "created watchlist {} ({}) with threshold {}",
-                list.name, list.id, list.threshold
+                "created {} watchlist {} ({}) with threshold {}",
+                list.kind.as_str(),
+                list.name,
+                list.id,
+                list.threshold
             );
         }
         WatchlistCommand::List { json } => {
@@ -67,10 +80,11 @@ pub fn watchlist(ctx: &Context, command: WatchlistCommand) -> anyhow::Result<Exi
                     println!("{value}");
                 } else {
                     println!(
-                        "{}\t{} persons\tthreshold {}\t{}",
+                        "{}\t{} persons\tthreshold {}\t{}\t{}",
                         list.name,
                         persons,
                         list.threshold,
+                        list.kind.as_str(),
                         if list.active { "active" } else { "inactive" }
                     );
                 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{Duration, TimeZone as _, Utc};
 
 use super::*;
+use crate::rocks::on_disk;
 use crate::sightings::synthetic::Generator;
 use crate::sightings::{Outcome, OutcomeKind};
 
@@ -55,24 +56,6 @@ fn all_pages() -> Page {
         offset: 0,
         limit: 1_000_000,
     }
-}
-
-/// Whether any file under `dir` contains `needle`.
-fn on_disk(dir: &Path, needle: &[u8]) -> bool {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    return true;
-                }
-            }
-        }
-    }
-    false
 }
 
 fn raw(store: &SightingStore, cf: &str, id: SightingId) -> Vec<u8> {

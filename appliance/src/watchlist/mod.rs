@@ -50,6 +50,16 @@ pub enum WatchlistKind {
     Watch,
 }
 
+impl WatchlistKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Allow => "allow",
+            Self::Watch => "watch",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Person {
     pub id: Uuid,

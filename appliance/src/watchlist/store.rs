@@ -519,6 +519,7 @@ fn decode_enrolment(value: &[u8]) -> Result<Enrolment, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rocks::on_disk;
 
     fn enrolment(person: Uuid, seed: f32) -> Enrolment {
         Enrolment {
@@ -622,6 +623,79 @@ mod tests {
         let mut left = 0;
         store.for_each_enrolment(vip.id, |_| left += 1).unwrap();
         assert_eq!(left, 1);
+    }
+
+    /// A JPEG-like face no other bytes of the store contain.
+    fn face_bytes(tag: u8) -> Vec<u8> {
+        (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ tag)
+            .collect()
+    }
+
+    #[test]
+    fn enrolled_faces_are_kept_sealed_and_erased_with_their_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WatchlistStore::open_in(dir.path()).unwrap();
+        let list = store.create_watchlist("staff", 0.5).unwrap();
+        let alice = person(&list, "alice");
+        let (mut good, mut poor) = (enrolment(alice.id, 0.3), enrolment(alice.id, 0.7));
+        good.quality = 0.95;
+        poor.quality = 0.4;
+        good.face_jpeg = Some(face_bytes(1));
+        poor.face_jpeg = Some(face_bytes(2));
+        store.enrol(&alice, &[poor.clone(), good.clone()]).unwrap();
+
+        assert_eq!(store.face(&alice, good.id).unwrap(), Some(face_bytes(1)));
+        let listed = store.enrolments_of(&alice).unwrap();
+        assert_eq!(
+            listed.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [good.id, poor.id]
+        );
+        assert!(listed.iter().all(|e| e.face_kept));
+        let summary = store.enrolment_summary(list.id).unwrap()[&alice.id];
+        assert_eq!((summary.photos, summary.face), (2, Some(good.id)));
+        // Sealed: the plain face is in no file, and a store without the key keeps none.
+        drop(store);
+        let store_dir = dir.path().join(STORE_DIR);
+        assert!(!on_disk(&store_dir, &face_bytes(1)[..64]));
+        let keyless = WatchlistStore::open(&store_dir).unwrap();
+        assert_eq!(keyless.face(&alice, good.id).unwrap(), None);
+        drop(keyless);
+
+        let store = WatchlistStore::open_in(dir.path()).unwrap();
+        let sealed = store
+            .db
+            .get_cf(store.cf(CF_FACES), enrolment_key(&alice, good.id))
+            .unwrap()
+            .unwrap();
+        store.delete_person(&alice).unwrap();
+        assert_eq!(store.face(&alice, good.id).unwrap(), None);
+        assert!(
+            !on_disk(&store_dir, &sealed[..64]),
+            "an erased face's sealed bytes are still in the files"
+        );
+    }
+
+    #[test]
+    fn rotating_the_face_key_reseals_every_face_and_forgets_the_old_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WatchlistStore::open_in(dir.path()).unwrap();
+        let list = store.create_watchlist("staff", 0.5).unwrap();
+        let bob = person(&list, "bob");
+        let mut face = enrolment(bob.id, 0.2);
+        face.face_jpeg = Some(face_bytes(3));
+        store.enrol(&bob, &[face.clone()]).unwrap();
+        let key_file = dir.path().join(FACE_KEY_FILE);
+        let before = std::fs::read_to_string(&key_file).unwrap();
+
+        assert_eq!(store.rotate_face_key().unwrap(), 1);
+        let after = std::fs::read_to_string(&key_file).unwrap();
+        assert_eq!(after.lines().count(), 1);
+        assert_ne!(before, after);
+        drop(store);
+        let store = WatchlistStore::open_in(dir.path()).unwrap();
+        assert_eq!(store.face(&bob, face.id).unwrap(), Some(face_bytes(3)));
+        assert_eq!(store.rotate_face_key().unwrap(), 1);
     }
 
     #[test]
