@@ -152,6 +152,17 @@ fn an_operator_runs_the_appliance_from_the_browser() {
     );
     assert_eq!(seen["acknowledged_hidden"], true, "{seen}");
     assert!(
+        seen["tile_load"]
+            .as_str()
+            .unwrap()
+            .contains("frames dropped")
+            || seen["tile_load"]
+                .as_str()
+                .unwrap()
+                .contains("frame dropped"),
+        "the camera tile shows its load: {seen}"
+    );
+    assert!(
         seen["search_first"]
             .as_str()
             .unwrap()

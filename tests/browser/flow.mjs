@@ -146,6 +146,8 @@ try {
   await alert.locator(".ack").waitFor();
   seen.alert_acknowledged = await alert.locator(".ack").textContent();
   await page.locator("#live-cameras .tile .state-streaming").first().waitFor();
+  await page.waitForFunction(() => /frames\/s analysed/.test(document.querySelector("#live-cameras .tile .load").textContent));
+  seen.tile_load = await page.textContent("#live-cameras .tile .load");
   // The filter hides what is acknowledged.
   await page.check("#alert-filters [name=unacknowledged]");
   seen.acknowledged_hidden = await page.locator(`#alerts li[data-alert="${await alert.getAttribute("data-alert")}"]`).isHidden();

@@ -170,13 +170,38 @@ let audio = null;
 
 function cameraState(c) { return c.state + (c.reason ? `: ${c.reason}` : ""); }
 
+/// A camera's load in words: what it analyses, how long a frame waits, what it drops.
+function loadText(load) {
+  if (!load) return "not analysing";
+  const latency = load.latency_ms_median == null ? ""
+    : ` · ${Math.round(load.latency_ms_median)} ms to analyse (95 % within ${Math.round(load.latency_ms_p95)} ms)`;
+  return `${load.analysed_fps.toFixed(1)} frames/s analysed${latency} · ${count(load.dropped_frames, "frame")} dropped`
+    + (load.decode_errors ? ` · ${count(load.decode_errors, "decode error")}` : "");
+}
+
+/// Dropped-frame counts at the previous refresh, by camera: a rise means the box is behind.
+const droppedBefore = new Map();
+
+function showLoad(tile, camera) {
+  tile.querySelector(".load").textContent = loadText(camera.load);
+  const dropped = camera.load ? camera.load.dropped_frames : 0;
+  const before = droppedBefore.get(camera.id);
+  droppedBefore.set(camera.id, dropped);
+  tile.querySelector(".warning").textContent = before !== undefined && dropped > before
+    ? `Falling behind: ${count(dropped - before, "frame")} dropped since the last look. Lower the analysed frames a second, use keyframes only, or move cameras to another box.`
+    : "";
+}
+
 async function loadLive() {
   const cameras = await api("GET", "/api/v1/cameras");
   const tiles = $("live-cameras");
   tiles.replaceChildren(...cameras.map((c) => el("div", { class: "tile", dataset: { camera: c.id } },
     el("strong", {}, c.name || c.id),
     el("div", { class: `state state-${c.state}` }, cameraState(c)),
+    el("div", { class: "load" }),
+    el("div", { class: "warning", role: "status" }),
     el("img", { class: "snapshot", alt: `latest frame of ${c.name || c.id}` }))));
+  for (const c of cameras) showLoad(tiles.querySelector(`[data-camera="${CSS.escape(c.id)}"]`), c);
   const cameraFilter = $("alert-filters").elements.camera;
   const chosen = cameraFilter.value;
   cameraFilter.replaceChildren(el("option", { value: "" }, "all"),
@@ -184,6 +209,12 @@ async function loadLive() {
   cameraFilter.value = chosen;
   await loadAlertWatchlists();
   const refresh = () => {
+    api("GET", "/api/v1/cameras").then((now) => {
+      for (const c of now) {
+        const tile = tiles.querySelector(`[data-camera="${CSS.escape(c.id)}"]`);
+        if (tile) showLoad(tile, c);
+      }
+    }).catch((err) => console.error(err));
     for (const tile of tiles.children) {
       const img = tile.querySelector("img.snapshot");
       const next = new Image();

@@ -95,11 +95,17 @@ enum Ended {
     Failed(String),
 }
 
+/// Where ingest puts the frames it decodes, and counts the packets it could not.
+pub struct Sink<'a> {
+    pub queue: &'a DropOldestQueue<Frame>,
+    pub load: &'a super::CameraLoad,
+}
+
 /// Runs the camera until `stop`: connect, stream, report, back off, again.
 pub fn run(
     camera: &CameraConfig,
     timeouts: &IngestTimeouts,
-    queue: &DropOldestQueue<Frame>,
+    sink: &Sink,
     stop: &Arc<StopSignal>,
     report: &dyn Fn(CameraState),
 ) {
@@ -113,7 +119,7 @@ pub fn run(
         connection += 1;
         report(CameraState::Connecting);
         let mut streamed = false;
-        let ended = stream_once(camera, timeouts, queue, stop, connection, &mut || {
+        let ended = stream_once(camera, timeouts, sink, stop, connection, &mut || {
             streamed = true;
             report(CameraState::Streaming);
         });
@@ -252,7 +258,7 @@ fn reason(e: &ffmpeg::Error, interrupt: &Interrupt, what: &str, timeout: Duratio
 fn stream_once(
     camera: &CameraConfig,
     timeouts: &IngestTimeouts,
-    queue: &DropOldestQueue<Frame>,
+    sink: &Sink,
     stop: &Arc<StopSignal>,
     connection: u64,
     on_first_frame: &mut dyn FnMut(),
@@ -333,6 +339,7 @@ fn stream_once(
         }
         if let Err(e) = decoder.send_packet(&packet) {
             decode_errors += 1;
+            sink.load.decode_error();
             tracing::debug!(camera = %camera.id, error = %e, "packet refused by the decoder");
             if decode_errors > MAX_CONSECUTIVE_DECODE_ERRORS {
                 return Ended::Failed(format!(
@@ -377,7 +384,7 @@ fn stream_once(
                         received: Utc::now(),
                         connection,
                     };
-                    if !queue.push(frame) {
+                    if !sink.queue.push(frame) {
                         return Ended::Stopped;
                     }
                 }

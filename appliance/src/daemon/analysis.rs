@@ -6,7 +6,7 @@
 //!
 //! A camera's frames stay in order: a camera is claimed by one worker at a time.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ const BATCH_CAMERAS: usize = 2;
 pub struct CameraSlot {
     camera: String,
     pub queue: Arc<DropOldestQueue<Frame>>,
-    pub analysed: Arc<AtomicU64>,
+    pub load: Arc<super::CameraLoad>,
     /// Held by the worker analysing this camera, so its frames stay in order.
     busy: AtomicBool,
     state: Mutex<SlotState>,
@@ -117,7 +117,7 @@ impl AnalysisPool {
                 queue_frames,
                 self.shared.doorbell.clone(),
             )),
-            analysed: Arc::new(AtomicU64::new(0)),
+            load: Arc::new(super::CameraLoad::default()),
             busy: AtomicBool::new(false),
             state: Mutex::new(SlotState {
                 tracker: Tracker::new(camera.to_string(), settings),
@@ -261,7 +261,11 @@ impl Shared {
                 ));
                 events
             };
-            slot.analysed.fetch_add(1, Ordering::Relaxed);
+            // From the frame's arrival to its events: what an alert waited for.
+            let waited = (chrono::Utc::now() - frame.received)
+                .to_std()
+                .unwrap_or_default();
+            slot.load.analysed(waited);
             // Moved, not copied: the frame is not needed any more.
             self.latest
                 .lock()

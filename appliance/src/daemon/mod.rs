@@ -6,7 +6,6 @@ mod analysis;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -14,6 +13,7 @@ use chrono::Utc;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+pub use crate::camera::{CameraLoad, LoadSnapshot, LATENCY_BUCKETS_S};
 pub use analysis::SharedGallery;
 use analysis::{AnalysisPool, CameraSlot};
 
@@ -27,6 +27,8 @@ pub struct LiveView {
     cameras: Arc<RwLock<Vec<CameraConfig>>>,
     statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
     frames: LatestFrames,
+    /// The running cameras' analysis slots, for their load counters.
+    slots: Arc<Mutex<BTreeMap<String, Arc<analysis::CameraSlot>>>>,
 }
 
 impl LiveView {
@@ -37,6 +39,12 @@ impl LiveView {
 
     pub fn status(&self, camera: &str) -> Option<CameraStatus> {
         self.statuses.lock().get(camera).cloned()
+    }
+
+    /// How much the camera asks and whether analysis keeps up, since it (re)started.
+    pub fn load(&self, camera: &str) -> Option<LoadSnapshot> {
+        let slot = self.slots.lock().get(camera).cloned()?;
+        Some(slot.load.snapshot(slot.queue.dropped()))
     }
 
     pub fn latest_frame(&self, camera: &str) -> Option<Arc<image::RgbImage>> {
@@ -94,10 +102,6 @@ pub struct CameraStatus {
     #[serde(flatten)]
     pub state: CameraState,
     pub since: chrono::DateTime<Utc>,
-    /// Frames dropped because analysis fell behind.
-    pub dropped_frames: u64,
-    /// Frames analysed since the camera started.
-    pub analysed_frames: u64,
 }
 
 struct RunningCamera {
@@ -159,6 +163,7 @@ impl Daemon {
             cameras: Arc::new(RwLock::new(Vec::new())),
             statuses: statuses.clone(),
             frames: Arc::new(Mutex::new(BTreeMap::new())),
+            slots: Arc::new(Mutex::new(BTreeMap::new())),
         };
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = AnalysisPool::start(
@@ -203,17 +208,6 @@ impl Daemon {
         self.pipeline.clone()
     }
 
-    pub fn camera_statuses(&self) -> Vec<CameraStatus> {
-        let mut statuses: Vec<CameraStatus> = self.statuses.lock().values().cloned().collect();
-        for s in &mut statuses {
-            if let Some(c) = self.cameras.get(&s.id) {
-                s.dropped_frames = c.slot.queue.dropped();
-                s.analysed_frames = c.slot.analysed.load(Ordering::Relaxed);
-            }
-        }
-        statuses
-    }
-
     /// Frames of live cameras waiting for analysis now: background work (video imports)
     /// waits while there are any, so live cameras go first.
     pub fn analysis_backlog(&self) -> usize {
@@ -252,6 +246,7 @@ impl Daemon {
             if !wanted.contains_key(&id) {
                 self.statuses.lock().remove(&id);
                 self.live.frames.lock().remove(&id);
+                self.live.slots.lock().remove(&id);
             }
         }
         *self.live.cameras.write() = wanted.values().cloned().collect();
@@ -279,19 +274,27 @@ impl Daemon {
             statuses: self.statuses.clone(),
         };
         let ingest = {
-            let (camera, timeouts, queue, stop) = (
+            let (camera, timeouts, slot, stop) = (
                 camera.clone(),
                 self.timeouts.clone(),
-                slot.queue.clone(),
+                slot.clone(),
                 stop.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("ingest-{}", camera.id))
                 .spawn(move || {
-                    ingest::run(&camera, &timeouts, &queue, &stop, &|s| reporter.report(s))
+                    let sink = ingest::Sink {
+                        queue: &slot.queue,
+                        load: &slot.load,
+                    };
+                    ingest::run(&camera, &timeouts, &sink, &stop, &|s| reporter.report(s))
                 })
                 .map_err(DaemonError::Thread)?
         };
+        self.live
+            .slots
+            .lock()
+            .insert(camera.id.clone(), slot.clone());
         Ok(RunningCamera {
             config: camera,
             stop,
@@ -358,8 +361,6 @@ impl StateReporter {
                     url: self.camera.display_url(),
                     state: CameraState::Stopped,
                     since: now,
-                    dropped_frames: 0,
-                    analysed_frames: 0,
                 });
             if status.state == state {
                 return;

@@ -9,6 +9,7 @@ use web::{Failure, Role};
 use super::cameras::control_failure;
 use super::{role_of, unavailable, WebAppliance};
 use crate::config::{AnalysisConfig, PrivacyConfig};
+use crate::daemon::{LoadSnapshot, LATENCY_BUCKETS_S};
 use crate::events::CameraState;
 use crate::sightings::WriteState;
 use crate::tls::CertificateFiles;
@@ -124,6 +125,7 @@ impl WebAppliance {
                 u8::from(streaming)
             ));
         }
+        self.camera_load_metrics(&mut out);
         let stats = self.parts.store.stats();
         for (name, help, value) in [
             (
@@ -162,6 +164,71 @@ impl WebAppliance {
             ));
         }
         out
+    }
+
+    /// Per camera: whether the box keeps up (Prometheus counters, a gauge, a histogram).
+    fn camera_load_metrics(&self, out: &mut String) {
+        let loads: Vec<(String, LoadSnapshot)> = self
+            .parts
+            .live
+            .cameras()
+            .into_iter()
+            .filter_map(|c| self.parts.live.load(&c.id).map(|l| (c.id, l)))
+            .collect();
+        type Reading = fn(&LoadSnapshot) -> f64;
+        let series: [(&str, &str, &str, Reading); 4] = [
+            (
+                "vigil_camera_frames_analysed_total",
+                "counter",
+                "Frames analysed since the camera started.",
+                |l| l.analysed_frames as f64,
+            ),
+            (
+                "vigil_camera_frames_dropped_total",
+                "counter",
+                "Frames dropped because analysis fell behind.",
+                |l| l.dropped_frames as f64,
+            ),
+            (
+                "vigil_camera_decode_errors_total",
+                "counter",
+                "Packets the decoder refused.",
+                |l| l.decode_errors as f64,
+            ),
+            (
+                "vigil_camera_analysed_fps",
+                "gauge",
+                "Frames analysed a second over the last 10 s.",
+                |l| l.analysed_fps,
+            ),
+        ];
+        for (name, kind, help, read) in series {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (camera, load) in &loads {
+                out.push_str(&format!("{name}{{camera=\"{camera}\"}} {}\n", read(load)));
+            }
+        }
+        let name = "vigil_camera_frame_latency_seconds";
+        out.push_str(&format!("# HELP {name} From a frame's arrival to its analysis done (its events published).\n# TYPE {name} histogram\n"));
+        for (camera, load) in &loads {
+            let bounds = LATENCY_BUCKETS_S
+                .iter()
+                .map(|b| b.to_string())
+                .chain(["+Inf".to_string()]);
+            for (le, count) in bounds.zip(&load.latency_buckets) {
+                out.push_str(&format!(
+                    "{name}_bucket{{camera=\"{camera}\",le=\"{le}\"}} {count}\n"
+                ));
+            }
+            out.push_str(&format!(
+                "{name}_sum{{camera=\"{camera}\"}} {}\n",
+                load.latency_sum_s
+            ));
+            out.push_str(&format!(
+                "{name}_count{{camera=\"{camera}\"}} {}\n",
+                load.analysed_frames
+            ));
+        }
     }
 
     pub(super) fn settings_now(&self) -> Value {

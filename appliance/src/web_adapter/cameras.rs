@@ -39,6 +39,8 @@ impl WebAppliance {
                     "state": state["state"],
                     "reason": state["reason"],
                     "since": status.map(|s| s.since),
+                    // Frames analysed and dropped, rate, decode errors, latency.
+                    "load": live.load(&c.id),
                 })
             })
             .collect();
