@@ -73,7 +73,7 @@ pub fn score_pairs_file(
     photos.dedup();
     let located = parallel::map(&photos, workers, done, |photo| {
         let image = load_rgb(photo, pipeline.config().max_pixels)?;
-        let faces = pipeline.locate(&image)?;
+        let faces = pipeline.recognisable(pipeline.locate(&image)?)?;
         rank_by_prominence(faces, image.width(), image.height())
             .into_iter()
             .next()
@@ -244,6 +244,94 @@ fn tar_at_far(pairs: &[PairScore], far: f64) -> f64 {
         .filter(|p| p.same && p.score.is_some_and(|s| s > threshold))
         .count();
     ratio(accepted, positives)
+}
+
+/// How many photos yield a face: every photo given is taken to hold at least one.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecallReport {
+    pub photos: usize,
+    /// Photos where the detector found a face, recognisable or not.
+    pub found: usize,
+    /// Photos with a face recognisable enough to match (see `PipelineConfig::max_yaw`).
+    pub recognisable: usize,
+    /// Photos without any face found, or that could not be read, and why.
+    pub missed: Vec<PhotoFailure>,
+    /// Photos whose faces were all found turned too far to recognise.
+    pub turned_only: Vec<PhotoFailure>,
+}
+
+impl RecallReport {
+    /// Found over photos (1 when there are none).
+    pub fn recall(&self) -> f64 {
+        if self.photos == 0 {
+            1.0
+        } else {
+            ratio(self.found, self.photos)
+        }
+    }
+}
+
+/// Detection recall over `photos`, on `workers` threads.
+pub fn detection_recall(
+    pipeline: &FacePipeline,
+    photos: &[PathBuf],
+    workers: usize,
+    done: &(dyn Fn() + Sync),
+) -> RecallReport {
+    let outcomes = parallel::map(photos, workers, done, |photo| {
+        let image = load_rgb(photo, pipeline.config().max_pixels)?;
+        let faces = pipeline.locate(&image)?;
+        if faces.is_empty() {
+            return Err(FaceError::NoFace);
+        }
+        pipeline.recognisable(faces).map(|_| ())
+    });
+    let mut report = RecallReport {
+        photos: photos.len(),
+        ..Default::default()
+    };
+    for (photo, outcome) in photos.iter().zip(outcomes) {
+        let failure = |e: FaceError| PhotoFailure {
+            file: photo.clone(),
+            reason: e.to_string(),
+        };
+        match outcome {
+            Ok(()) => {
+                report.found += 1;
+                report.recognisable += 1;
+            }
+            Err(e @ FaceError::TurnedAway { .. }) => {
+                report.found += 1;
+                report.turned_only.push(failure(e));
+            }
+            Err(e) => report.missed.push(failure(e)),
+        }
+    }
+    report
+}
+
+/// The pictures under `paths` (files as given, folders walked), by extension, sorted.
+pub fn photos_under(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "bmp"];
+    let mut found = Vec::new();
+    let mut pending: Vec<PathBuf> = paths.to_vec();
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        } else if paths.contains(&path)
+            || path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -35,19 +35,16 @@ pub fn assess(landmarks: &[Point; 5], aligned_rgb: &[u8], side: usize, confidenc
     let eye_distance = (dx * dx + dy * dy).sqrt();
     let roll = dy.atan2(dx).to_degrees();
 
-    // Yaw: where the nose sits between the eyes, along the eye line (0 centred, +-1 at an eye).
+    let yaw = estimate_yaw(landmarks);
     let eye_mid = Point {
         x: (left_eye.x + right_eye.x) / 2.0,
         y: (left_eye.y + right_eye.y) / 2.0,
     };
-    let along = ((nose.x - eye_mid.x) * dx + (nose.y - eye_mid.y) * dy)
-        / (eye_distance * eye_distance / 2.0).max(1e-6);
-    let yaw = (along.clamp(-1.0, 1.0)).asin().to_degrees();
-    // Pitch: the nose's height between the eye line and the mouth line (about 0.5 when level).
     let mouth_mid = Point {
         x: (mouth_left.x + mouth_right.x) / 2.0,
         y: (mouth_left.y + mouth_right.y) / 2.0,
     };
+    // Pitch: the nose's height between the eye line and the mouth line (about 0.5 when level).
     let face_height = ((mouth_mid.x - eye_mid.x).powi(2) + (mouth_mid.y - eye_mid.y).powi(2))
         .sqrt()
         .max(1e-6);
@@ -73,6 +70,33 @@ pub fn assess(landmarks: &[Point; 5], aligned_rgb: &[u8], side: usize, confidenc
         pitch,
         confidence,
     }
+}
+
+/// How far the nose tip stands in front of the eyes and of the mouth corners, in halves of
+/// their width (a generic adult face, roughly: eye centres 32 mm either side of the midline and
+/// 27 mm behind the nose tip, mouth corners 25 mm either side and 21 mm behind).
+const NOSE_DEPTH: f32 = 0.85;
+
+/// Yaw in degrees (positive: the nose towards the right eye) from the 5 landmarks.
+///
+/// Turned by `yaw`, a face shows its eyes (and mouth corners) `cos(yaw)` as far apart and its
+/// nose tip `NOSE_DEPTH * sin(yaw)` half eye distances off their midpoint, so the nose's offset
+/// measures `NOSE_DEPTH * tan(yaw)`. The nose reaches an eye at about 50 degrees, not 90: a
+/// face turned that far is still plainly visible, and an arcsine of the offset (its rim taken
+/// for a profile) threw such faces away. Eyes and mouth are averaged, each along the eye line
+/// so that roll does not count.
+pub fn estimate_yaw(landmarks: &[Point; 5]) -> f32 {
+    let [left_eye, right_eye, nose, mouth_left, mouth_right] = *landmarks;
+    let (dx, dy) = (right_eye.x - left_eye.x, right_eye.y - left_eye.y);
+    let length = (dx * dx + dy * dy).sqrt().max(1e-6);
+    let (ux, uy) = (dx / length, dy / length);
+    let along = |p: Point| p.x * ux + p.y * uy;
+    let offset = |a: Point, b: Point| {
+        let half = (along(b) - along(a)) / 2.0;
+        (along(nose) - (along(a) + along(b)) / 2.0) / half.abs().max(1e-6)
+    };
+    let ratio = (offset(left_eye, right_eye) + offset(mouth_left, mouth_right)) / 2.0;
+    (ratio / NOSE_DEPTH).atan().to_degrees()
 }
 
 /// Variance of the 4-neighbour Laplacian of the luma of a square RGB crop: low when blurred.
