@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::parallel;
 use crate::vision::image::load_rgb;
-use crate::vision::{cosine, rank_by_prominence, FaceError, FacePipeline};
+use crate::vision::{cosine, FaceError, FacePipeline};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PairsFileError {
@@ -73,12 +73,8 @@ pub fn score_pairs_file(
     photos.dedup();
     let located = parallel::map(&photos, workers, done, |photo| {
         let image = load_rgb(photo, pipeline.config().max_pixels)?;
-        let faces = pipeline.recognisable(pipeline.locate(&image)?)?;
-        rank_by_prominence(faces, image.width(), image.height())
-            .into_iter()
-            .next()
-            .map(|(_, face)| face)
-            .ok_or(FaceError::NoFace)
+        let faces = pipeline.locate(&image)?;
+        pipeline.most_prominent(faces, image.width(), image.height())
     });
     let embeddings = pipeline
         .embed_all(located, workers)
@@ -252,12 +248,13 @@ pub struct RecallReport {
     pub photos: usize,
     /// Photos where the detector found a face, recognisable or not.
     pub found: usize,
-    /// Photos with a face recognisable enough to match (see `PipelineConfig::max_yaw`).
+    /// Photos whose most prominent face is recognisable (see `PipelineConfig::max_yaw`): what
+    /// enrolment and `eval pairs` take from a photo.
     pub recognisable: usize,
     /// Photos without any face found, or that could not be read, and why.
     pub missed: Vec<PhotoFailure>,
-    /// Photos whose faces were all found turned too far to recognise.
-    pub turned_only: Vec<PhotoFailure>,
+    /// Photos whose most prominent face was found, turned too far to recognise.
+    pub turned: Vec<PhotoFailure>,
 }
 
 impl RecallReport {
@@ -281,10 +278,9 @@ pub fn detection_recall(
     let outcomes = parallel::map(photos, workers, done, |photo| {
         let image = load_rgb(photo, pipeline.config().max_pixels)?;
         let faces = pipeline.locate(&image)?;
-        if faces.is_empty() {
-            return Err(FaceError::NoFace);
-        }
-        pipeline.recognisable(faces).map(|_| ())
+        pipeline
+            .most_prominent(faces, image.width(), image.height())
+            .map(|_| ())
     });
     let mut report = RecallReport {
         photos: photos.len(),
@@ -302,7 +298,7 @@ pub fn detection_recall(
             }
             Err(e @ FaceError::TurnedAway { .. }) => {
                 report.found += 1;
-                report.turned_only.push(failure(e));
+                report.turned.push(failure(e));
             }
             Err(e) => report.missed.push(failure(e)),
         }

@@ -49,8 +49,12 @@ fn recall(ctx: &Context, paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCo
     for f in &report.missed {
         println!("missed: {}: {}", f.file.display(), f.reason);
     }
-    for f in &report.turned_only {
-        println!("turned: {}: {}", f.file.display(), f.reason);
+    for f in &report.turned {
+        println!(
+            "found, not recognisable: {}: {}",
+            f.file.display(),
+            f.reason
+        );
     }
     println!("photos:             {}", report.photos);
     println!(
@@ -58,7 +62,11 @@ fn recall(ctx: &Context, paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCo
         report.found,
         report.recall()
     );
-    println!("recognisable face:  {}", report.recognisable);
+    println!(
+        "recognisable:       {} (the most prominent face turned at most {} degrees)",
+        report.recognisable,
+        pipeline.config().max_yaw
+    );
     println!("missed:             {}", report.missed.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -48,7 +48,9 @@ pub enum FaceError {
     NoFace,
     #[error("{0} faces of similar prominence found where one is needed")]
     SeveralFaces(usize),
-    #[error("the face is turned too far to be recognised (yaw {yaw:.0} degrees, at most {max:.0})")]
+    #[error(
+        "the face is turned too far to be recognised (yaw {yaw:.0} degrees, at most {max:.0})"
+    )]
     TurnedAway { yaw: f32, max: f32 },
 }
 
@@ -210,24 +212,44 @@ impl FacePipeline {
     }
 
     fn locate_primary(&self, image: &RgbImage) -> Result<LocatedFace, FaceError> {
-        let located = self.recognisable(self.locate(image)?)?;
-        primary_face(located, image.width(), image.height())
+        let (width, height) = image.dimensions();
+        let ranked = rank_by_prominence(self.locate(image)?, width, height);
+        if let Some((_, top)) = ranked.first() {
+            self.check_recognisable(top)?;
+        }
+        // Faces turned too far behind the subject neither compete with it nor stand in for it.
+        let recognisable = ranked
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(LocatedFace::recognisable)
+            .collect();
+        primary_face(recognisable, width, height)
     }
 
-    /// The faces a match can be decided from; when faces were found but every one is turned
-    /// too far, says so (with the most frontal one's yaw) rather than "no face".
-    pub fn recognisable<F: HasDetection>(&self, faces: Vec<F>) -> Result<Vec<F>, FaceError> {
-        let least_turned = faces
-            .iter()
-            .map(|f| f.quality().yaw)
-            .min_by(|a, b| a.abs().total_cmp(&b.abs()));
-        let kept: Vec<F> = faces.into_iter().filter(F::recognisable).collect();
-        match least_turned {
-            Some(yaw) if kept.is_empty() => Err(FaceError::TurnedAway {
-                yaw,
+    /// The most prominent face of a picture (see [`rank_by_prominence`]); an error when it is
+    /// turned too far to recognise: someone behind a subject turned away is no stand-in.
+    pub fn most_prominent<F: HasDetection>(
+        &self,
+        faces: Vec<F>,
+        width: u32,
+        height: u32,
+    ) -> Result<F, FaceError> {
+        let (_, top) = rank_by_prominence(faces, width, height)
+            .into_iter()
+            .next()
+            .ok_or(FaceError::NoFace)?;
+        self.check_recognisable(&top)?;
+        Ok(top)
+    }
+
+    fn check_recognisable(&self, face: &impl HasDetection) -> Result<(), FaceError> {
+        if face.recognisable() {
+            Ok(())
+        } else {
+            Err(FaceError::TurnedAway {
+                yaw: face.quality().yaw,
                 max: self.config.max_yaw,
-            }),
-            _ => Ok(kept),
+            })
         }
     }
 }

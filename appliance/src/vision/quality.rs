@@ -173,4 +173,52 @@ mod tests {
             "{yawed:?}"
         );
     }
+
+    /// The 5 landmarks of a generic face (mm; nose tip at the origin, x right, y up, z towards
+    /// the camera) turned by `yaw`, nodded by `pitch` and rolled by `roll` (degrees), seen
+    /// from the front, in picture coordinates (y down).
+    fn posed(yaw: f32, pitch: f32, roll: f32) -> [Point; 5] {
+        let points = [
+            [-32.0, 35.0, -27.0],
+            [32.0, 35.0, -27.0],
+            [0.0, 0.0, 0.0],
+            [-25.0, -30.0, -21.0],
+            [25.0, -30.0, -21.0],
+        ];
+        let (sy, cy) = yaw.to_radians().sin_cos();
+        let (sp, cp) = pitch.to_radians().sin_cos();
+        let (sr, cr) = roll.to_radians().sin_cos();
+        points.map(|[x, y, z]: [f32; 3]| {
+            let (y, z) = (y * cp - z * sp, y * sp + z * cp);
+            let x = x * cy + z * sy;
+            let (x, y) = (x * cr - y * sr, x * sr + y * cr);
+            Point {
+                x: 200.0 + 3.0 * x,
+                y: 200.0 - 3.0 * y,
+            }
+        })
+    }
+
+    #[test]
+    fn yaw_is_read_in_degrees_up_to_45_with_pitch_up_to_30_and_any_roll() {
+        for yaw in (-45..=45).step_by(5) {
+            for pitch in (-30..=30).step_by(10) {
+                for roll in [-20.0, 0.0, 20.0] {
+                    let got = estimate_yaw(&posed(yaw as f32, pitch as f32, roll));
+                    assert!(
+                        (got - yaw as f32).abs() <= 8.0,
+                        "yaw {yaw}, pitch {pitch}, roll {roll}: read {got:.1}"
+                    );
+                }
+            }
+        }
+        // Further round, the reading keeps growing: a profile is told from a turned face.
+        let mut last = estimate_yaw(&posed(45.0, 0.0, 0.0));
+        for yaw in [55.0, 65.0, 75.0, 85.0] {
+            let got = estimate_yaw(&posed(yaw, 0.0, 0.0));
+            assert!(got > last, "{yaw}: {got} after {last}");
+            last = got;
+        }
+        assert!(estimate_yaw(&posed(75.0, 0.0, 0.0)) > 65.0);
+    }
 }
