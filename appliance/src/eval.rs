@@ -276,34 +276,54 @@ pub fn detection_recall(
     done: &(dyn Fn() + Sync),
 ) -> RecallReport {
     let outcomes = parallel::map(photos, workers, done, |photo| {
-        let image = load_rgb(photo, pipeline.config().max_pixels)?;
-        let faces = pipeline.locate(&image)?;
-        pipeline
-            .most_prominent(faces, image.width(), image.height())
-            .map(|_| ())
+        subject_outcome(pipeline, photo).unwrap_or_else(|e| Outcome::Missed(e.to_string()))
     });
     let mut report = RecallReport {
         photos: photos.len(),
         ..Default::default()
     };
     for (photo, outcome) in photos.iter().zip(outcomes) {
-        let failure = |e: FaceError| PhotoFailure {
+        let failure = |reason: String| PhotoFailure {
             file: photo.clone(),
-            reason: e.to_string(),
+            reason,
         };
         match outcome {
-            Ok(()) => {
+            Outcome::Recognisable => {
                 report.found += 1;
                 report.recognisable += 1;
             }
-            Err(e @ FaceError::TurnedAway { .. }) => {
+            Outcome::Turned(reason) => {
                 report.found += 1;
-                report.turned.push(failure(e));
+                report.turned.push(failure(reason));
             }
-            Err(e) => report.missed.push(failure(e)),
+            Outcome::Missed(reason) => report.missed.push(failure(reason)),
         }
     }
     report
+}
+
+/// What became of one photo's subject.
+enum Outcome {
+    Recognisable,
+    Turned(String),
+    Missed(String),
+}
+
+/// A photo without a face is explained stage by stage (see `FaceDetector::explain`).
+fn subject_outcome(pipeline: &FacePipeline, photo: &Path) -> Result<Outcome, FaceError> {
+    let image = load_rgb(photo, pipeline.config().max_pixels)?;
+    let faces = pipeline.locate(&image)?;
+    if faces.is_empty() {
+        let stages = pipeline.detector().explain(&image)?;
+        return Ok(Outcome::Missed(format!("{}: {stages}", FaceError::NoFace)));
+    }
+    Ok(
+        match pipeline.most_prominent(faces, image.width(), image.height()) {
+            Ok(_) => Outcome::Recognisable,
+            Err(e @ FaceError::TurnedAway { .. }) => Outcome::Turned(e.to_string()),
+            Err(e) => Outcome::Missed(e.to_string()),
+        },
+    )
 }
 
 /// The pictures under `paths` (files as given, folders walked), by extension, sorted.
@@ -333,6 +353,29 @@ pub fn photos_under(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn photos_under_walks_folders_for_pictures_and_keeps_files_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("person");
+        std::fs::create_dir(&nested).unwrap();
+        for name in [
+            "a.jpg",
+            "person/b.JPEG",
+            "person/c.png",
+            "notes.csv",
+            "person/d.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let named = dir.path().join("notes.csv");
+        let found = photos_under(&[dir.path().to_path_buf(), named.clone()]).unwrap();
+        let want: Vec<PathBuf> = ["a.jpg", "notes.csv", "person/b.JPEG", "person/c.png"]
+            .iter()
+            .map(|n| dir.path().join(n))
+            .collect();
+        assert_eq!(found, want);
+    }
 
     fn p(score: f32, same: bool) -> PairScore {
         PairScore {

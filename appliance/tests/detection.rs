@@ -177,3 +177,30 @@ fn overlapping_people_are_not_taken_for_one_face_found_twice() {
         faces.iter().map(|f| f.detection.bbox).collect::<Vec<_>>()
     );
 }
+
+/// `explain` says what each stage made of a picture: nothing for a blank one, a face through
+/// every stage for a portrait, as `detect` finds it.
+#[test]
+fn the_stages_are_explained() {
+    let pipeline = pipeline();
+    let detector = pipeline.detector();
+    let blank = RgbImage::from_pixel(320, 240, Rgb([120, 120, 120]));
+    let stages = detector.explain(&blank).unwrap();
+    assert_eq!((stages.found, stages.refined), (0, 0), "{stages}");
+    let path = common::photos_of("George_W_Bush")[0].clone();
+    let photo = vigil::vision::image::load_rgb(&path, u64::MAX).unwrap();
+    let stages = detector.explain(&photo).unwrap();
+    assert_eq!(
+        stages.found,
+        detector.detect(&photo).unwrap().len(),
+        "{stages}"
+    );
+    assert!(
+        stages.found >= 1 && stages.refined >= stages.found,
+        "{stages}"
+    );
+    assert!(
+        stages.onet_best.is_some_and(|s| s > stages.thresholds[2]),
+        "{stages}"
+    );
+}

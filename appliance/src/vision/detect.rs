@@ -111,6 +111,32 @@ impl FaceDetector {
         found
     }
 
+    /// What each stage made of the picture: why a face was not found. Slower than
+    /// [`Self::detect`] (O-Net runs twice); for reports, not for frames.
+    pub fn explain(&self, image: &RgbImage) -> Result<StageReport, RuntimeError> {
+        let mut integral = IntegralImage::default();
+        integral.fill(image);
+        let proposed = self.propose(image, &integral)?;
+        let scored = self.rnet(image, &integral, &proposed)?;
+        let best = |c: &[Candidate]| c.iter().map(|c| c.score).fold(None, max_score);
+        let rnet_best = best(&scored);
+        let refined = self.keep_refined(scored);
+        let onet_best = self
+            .onet(image, &integral, &refined)?
+            .iter()
+            .map(|d| d.score)
+            .fold(None, max_score);
+        let found = self.output(image, &integral, refined.clone())?.len();
+        Ok(StageReport {
+            proposed: proposed.len(),
+            rnet_best,
+            refined: refined.len(),
+            onet_best,
+            found,
+            thresholds: self.config.thresholds,
+        })
+    }
+
     fn detect_with(
         &self,
         image: &RgbImage,
@@ -238,9 +264,19 @@ impl FaceDetector {
         integral: &IntegralImage,
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Candidate>, RuntimeError> {
-        let threshold = self.config.thresholds[1];
-        let mut kept = Vec::new();
-        for chunk in batches(&candidates) {
+        let scored = self.rnet(image, integral, &candidates)?;
+        Ok(self.keep_refined(scored))
+    }
+
+    /// R-Net's score and box regression for each candidate, in order.
+    fn rnet(
+        &self,
+        image: &RgbImage,
+        integral: &IntegralImage,
+        candidates: &[Candidate],
+    ) -> Result<Vec<Candidate>, RuntimeError> {
+        let mut scored = Vec::with_capacity(candidates.len());
+        for chunk in batches(candidates) {
             let outputs = run_crops(
                 &self.rnet,
                 image,
@@ -250,26 +286,29 @@ impl FaceDetector {
                 &["rnet/prob1", "rnet/conv5-2/conv5-2"],
             )?;
             for (i, c) in chunk.iter().enumerate() {
-                let score = outputs[0][i * 2 + 1];
-                if score > threshold {
-                    let r = &outputs[1][i * 4..i * 4 + 4];
-                    kept.push(Candidate {
-                        bbox: c.bbox,
-                        score,
-                        regression: [r[0], r[1], r[2], r[3]],
-                    });
-                }
+                let r = &outputs[1][i * 4..i * 4 + 4];
+                scored.push(Candidate {
+                    bbox: c.bbox,
+                    score: outputs[0][i * 2 + 1],
+                    regression: [r[0], r[1], r[2], r[3]],
+                });
             }
         }
+        Ok(scored)
+    }
+
+    /// R-Net's candidates over its threshold, suppressed and calibrated into square boxes.
+    fn keep_refined(&self, scored: Vec<Candidate>) -> Vec<Candidate> {
+        let threshold = self.config.thresholds[1];
+        let mut kept: Vec<Candidate> = scored.into_iter().filter(|c| c.score > threshold).collect();
         nms(&mut kept, 0.7);
-        Ok(kept
-            .into_iter()
+        kept.into_iter()
             .map(|c| Candidate {
                 bbox: calibrate(&c.bbox, &c.regression).to_square(),
                 score: c.score,
                 regression: [0.0; 4],
             })
-            .collect())
+            .collect()
     }
 
     /// Stage 3: O-Net on 48x48 crops: final score, box and landmarks.
@@ -386,6 +425,42 @@ fn overlap(a: &BoundingBox, b: &BoundingBox) -> f32 {
 /// Two boxes of one face: MTCNN's last suppression ("Min" at 0.7).
 fn same_place(a: &BoundingBox, b: &BoundingBox) -> bool {
     overlap(a, b) > 0.7
+}
+
+/// What each stage of the detector made of a picture (see [`FaceDetector::explain`]).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct StageReport {
+    /// P-Net's candidate boxes, after suppression.
+    pub proposed: usize,
+    /// R-Net's best score over them, and how many passed its threshold (after suppression).
+    pub rnet_best: Option<f32>,
+    pub refined: usize,
+    /// O-Net's best score over those, and how many faces it returned.
+    pub onet_best: Option<f32>,
+    pub found: usize,
+    pub thresholds: [f32; 3],
+}
+
+impl std::fmt::Display for StageReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let score = |s: Option<f32>| s.map_or("none".to_string(), |s| format!("{s:.3}"));
+        write!(
+            f,
+            "P-Net proposed {} boxes; R-Net passed {} (best {}, threshold {}); \
+             O-Net found {} (best {}, threshold {})",
+            self.proposed,
+            self.refined,
+            score(self.rnet_best),
+            self.thresholds[1],
+            self.found,
+            score(self.onet_best),
+            self.thresholds[2]
+        )
+    }
+}
+
+fn max_score(best: Option<f32>, score: f32) -> Option<f32> {
+    Some(best.map_or(score, |b| b.max(score)))
 }
 
 /// Splits candidates into runs of the sizes in `BATCH_SIZES`.

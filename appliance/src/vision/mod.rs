@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ::image::RgbImage;
 use serde::Serialize;
 
-pub use detect::{Detection, DetectorConfig, FaceDetector};
+pub use detect::{Detection, DetectorConfig, FaceDetector, StageReport};
 pub use embed::{cosine, Embedder, EMBEDDING_DIM, EMBEDDING_SCHEME};
 pub use geometry::{BoundingBox, Point};
 pub use quality::Quality;
@@ -110,8 +110,9 @@ impl FacePipeline {
     }
 
     /// Every face of the picture, detected, aligned and scored but not embedded yet, best
-    /// detector score first; those turned too far to recognise are marked so. Batch callers embed faces of several pictures together:
-    /// the embedding model runs two faces per inference for little more than the cost of one.
+    /// detector score first; those turned too far to recognise are marked so. Batch callers
+    /// embed faces of several pictures together: the embedding model runs two faces per
+    /// inference for little more than the cost of one.
     pub fn locate(&self, image: &RgbImage) -> Result<Vec<LocatedFace>, RuntimeError> {
         let mut located = Vec::new();
         for detection in self.detector.detect(image)? {
