@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::parallel;
 use crate::vision::image::load_rgb;
-use crate::vision::{cosine, rank_by_prominence, FaceError, FacePipeline};
+use crate::vision::{cosine, FaceError, FacePipeline};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PairsFileError {
@@ -74,11 +74,7 @@ pub fn score_pairs_file(
     let located = parallel::map(&photos, workers, done, |photo| {
         let image = load_rgb(photo, pipeline.config().max_pixels)?;
         let faces = pipeline.locate(&image)?;
-        rank_by_prominence(faces, image.width(), image.height())
-            .into_iter()
-            .next()
-            .map(|(_, face)| face)
-            .ok_or(FaceError::NoFace)
+        pipeline.most_prominent(faces, image.width(), image.height())
     });
     let embeddings = pipeline
         .embed_all(located, workers)
@@ -246,9 +242,140 @@ fn tar_at_far(pairs: &[PairScore], far: f64) -> f64 {
     ratio(accepted, positives)
 }
 
+/// How many photos yield a face: every photo given is taken to hold at least one.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecallReport {
+    pub photos: usize,
+    /// Photos where the detector found a face, recognisable or not.
+    pub found: usize,
+    /// Photos whose most prominent face is recognisable (see `PipelineConfig::max_yaw`): what
+    /// enrolment and `eval pairs` take from a photo.
+    pub recognisable: usize,
+    /// Photos without any face found, or that could not be read, and why.
+    pub missed: Vec<PhotoFailure>,
+    /// Photos whose most prominent face was found, turned too far to recognise.
+    pub turned: Vec<PhotoFailure>,
+}
+
+impl RecallReport {
+    /// Found over photos (1 when there are none).
+    pub fn recall(&self) -> f64 {
+        if self.photos == 0 {
+            1.0
+        } else {
+            ratio(self.found, self.photos)
+        }
+    }
+}
+
+/// Detection recall over `photos`, on `workers` threads.
+pub fn detection_recall(
+    pipeline: &FacePipeline,
+    photos: &[PathBuf],
+    workers: usize,
+    done: &(dyn Fn() + Sync),
+) -> RecallReport {
+    let outcomes = parallel::map(photos, workers, done, |photo| {
+        subject_outcome(pipeline, photo).unwrap_or_else(|e| Outcome::Missed(e.to_string()))
+    });
+    let mut report = RecallReport {
+        photos: photos.len(),
+        ..Default::default()
+    };
+    for (photo, outcome) in photos.iter().zip(outcomes) {
+        let failure = |reason: String| PhotoFailure {
+            file: photo.clone(),
+            reason,
+        };
+        match outcome {
+            Outcome::Recognisable => {
+                report.found += 1;
+                report.recognisable += 1;
+            }
+            Outcome::Turned(reason) => {
+                report.found += 1;
+                report.turned.push(failure(reason));
+            }
+            Outcome::Missed(reason) => report.missed.push(failure(reason)),
+        }
+    }
+    report
+}
+
+/// What became of one photo's subject.
+enum Outcome {
+    Recognisable,
+    Turned(String),
+    Missed(String),
+}
+
+/// A photo without a face is explained stage by stage (see `FaceDetector::explain`).
+fn subject_outcome(pipeline: &FacePipeline, photo: &Path) -> Result<Outcome, FaceError> {
+    let image = load_rgb(photo, pipeline.config().max_pixels)?;
+    let faces = pipeline.locate(&image)?;
+    if faces.is_empty() {
+        let stages = pipeline.detector().explain(&image)?;
+        return Ok(Outcome::Missed(format!("{}: {stages}", FaceError::NoFace)));
+    }
+    Ok(
+        match pipeline.most_prominent(faces, image.width(), image.height()) {
+            Ok(_) => Outcome::Recognisable,
+            Err(e @ FaceError::TurnedAway { .. }) => Outcome::Turned(e.to_string()),
+            Err(e) => Outcome::Missed(e.to_string()),
+        },
+    )
+}
+
+/// The pictures under `paths` (files as given, folders walked), by extension, sorted.
+pub fn photos_under(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "bmp"];
+    let mut found = Vec::new();
+    let mut pending: Vec<PathBuf> = paths.to_vec();
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        } else if paths.contains(&path)
+            || path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn photos_under_walks_folders_for_pictures_and_keeps_files_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("person");
+        std::fs::create_dir(&nested).unwrap();
+        for name in [
+            "a.jpg",
+            "person/b.JPEG",
+            "person/c.png",
+            "notes.csv",
+            "person/d.txt",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let named = dir.path().join("notes.csv");
+        let found = photos_under(&[dir.path().to_path_buf(), named.clone()]).unwrap();
+        let want: Vec<PathBuf> = ["a.jpg", "notes.csv", "person/b.JPEG", "person/c.png"]
+            .iter()
+            .map(|n| dir.path().join(n))
+            .collect();
+        assert_eq!(found, want);
+    }
 
     fn p(score: f32, same: bool) -> PairScore {
         PairScore {

@@ -24,8 +24,12 @@ use crate::watchlist::Candidate;
 const SAME_FACE_SIMILARITY: f32 = 0.4;
 /// ... and their centres are at most this many face widths apart.
 const MAX_JUMP_IN_WIDTHS: f32 = 3.0;
-/// A track that ends unmatched after fewer observations than this raises nothing: one frame
-/// is too little to call someone unregistered.
+/// A face turned too far to recognise joins a track (or a turned track takes a face) by
+/// position alone, the boxes overlapping at least this much (intersection over union): its
+/// embedding says little about who it is.
+const MIN_IOU_TURNED: f32 = 0.3;
+/// A track that ends unmatched after fewer recognisable observations than this raises nothing:
+/// one frame is too little to call someone unregistered, and a turned face says nothing.
 const MIN_OBSERVATIONS_FOR_UNREGISTERED: usize = 2;
 /// Thumbnails: the face box grown by this much on each side, at most this many pixels wide.
 const THUMBNAIL_MARGIN: f32 = 0.3;
@@ -47,15 +51,22 @@ pub struct Observation {
     /// The most similar enrolled person; `matched` says whether they reach their list's
     /// threshold.
     pub candidate: Option<Candidate>,
+    /// Turned no further than the pipeline's `max_yaw` (see `vision::Face::recognisable`).
+    pub recognisable: bool,
 }
 
 impl Observation {
     /// An embedded face, matched against `gallery`.
+    /// A face turned too far to recognise gets no candidate: it is tracked, not matched.
     pub fn of(face: crate::vision::Face, gallery: &crate::watchlist::Gallery) -> Self {
         Self {
             bbox: face.detection.bbox,
             quality: face.quality.score,
-            candidate: gallery.closest(&face.embedding),
+            candidate: face
+                .recognisable
+                .then(|| gallery.closest(&face.embedding))
+                .flatten(),
+            recognisable: face.recognisable,
             embedding: face.embedding,
         }
     }
@@ -92,9 +103,12 @@ struct Track {
     start: FrameTime,
     last: FrameTime,
     bbox: BoundingBox,
-    /// Running mean of the track's embeddings, unit length.
+    /// Running mean of the track's recognisable embeddings, unit length (the latest turned
+    /// one's until the face shows).
     embedding: Vec<f32>,
     observations: usize,
+    /// Observations recognisable (see [`Observation::recognisable`]).
+    recognised: usize,
     /// Best first.
     best_shots: Vec<Shot>,
     alert: Option<Alert>,
@@ -176,6 +190,7 @@ impl Tracker {
                         bbox: observation.bbox,
                         embedding: observation.embedding.clone(),
                         observations: 0,
+                        recognised: 0,
                         best_shots: Vec::new(),
                         alert: None,
                         unregistered_raised: false,
@@ -199,6 +214,7 @@ impl Tracker {
         for i in 0..self.tracks.len() {
             let t = &self.tracks[i];
             if t.alert.is_none()
+                && t.recognised > 0
                 && !t.unregistered_raised
                 && self.settings.mode.alerts_unregistered()
                 && t.last.stream_time_s - t.start.stream_time_s
@@ -242,8 +258,11 @@ impl Tracker {
                 let (a, b) = (track.bbox.center(), obs.bbox.center());
                 let jump = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt()
                     / track.bbox.width().max(obs.bbox.width()).max(1.0);
-                if similarity >= SAME_FACE_SIMILARITY && jump <= MAX_JUMP_IN_WIDTHS {
-                    pairs.push((similarity + 0.1 * track.bbox.iou(&obs.bbox), o, t));
+                let iou = track.bbox.iou(&obs.bbox);
+                let turned = !obs.recognisable || track.recognised == 0;
+                let alike = similarity >= SAME_FACE_SIMILARITY || (turned && iou >= MIN_IOU_TURNED);
+                if alike && jump <= MAX_JUMP_IN_WIDTHS {
+                    pairs.push((similarity.max(0.0) + 0.1 * iou, o, t));
                 }
             }
         }
@@ -272,11 +291,16 @@ impl Tracker {
         track.last = at;
         track.bbox = observation.bbox;
         track.observations += 1;
-        let n = track.observations as f32;
-        for (m, &e) in track.embedding.iter_mut().zip(&observation.embedding) {
-            *m += (e - *m) / n;
+        if observation.recognisable {
+            track.recognised += 1;
+            let n = track.recognised as f32;
+            for (m, &e) in track.embedding.iter_mut().zip(&observation.embedding) {
+                *m += (e - *m) / n;
+            }
+            crate::vision::embed::l2_normalize(&mut track.embedding);
+        } else if track.recognised == 0 {
+            track.embedding.clone_from(&observation.embedding);
         }
-        crate::vision::embed::l2_normalize(&mut track.embedding);
         if let Some(c) = &observation.candidate {
             track.best_score = Some(track.best_score.map_or(c.score, |s| s.max(c.score)));
         }
@@ -355,7 +379,7 @@ impl Tracker {
         if track.alert.is_none()
             && !track.unregistered_raised
             && self.settings.mode.alerts_unregistered()
-            && track.observations >= MIN_OBSERVATIONS_FOR_UNREGISTERED
+            && track.recognised >= MIN_OBSERVATIONS_FOR_UNREGISTERED
         {
             events.push(unregistered_event(&self.camera, &track));
         }
@@ -477,6 +501,15 @@ mod tests {
             quality,
             embedding: unit(seed),
             candidate: c,
+            recognisable: true,
+        }
+    }
+
+    /// A face turned too far to recognise: tracked, never matched.
+    fn turned(seed: usize, x: f32) -> Observation {
+        Observation {
+            recognisable: false,
+            ..obs(seed, x, 0.0, None)
         }
     }
 
@@ -591,5 +624,39 @@ mod tests {
         let q: Vec<f32> = e.best_shots.iter().map(|s| s.quality).collect();
         assert_eq!(q, vec![0.9, 0.7, 0.5]);
         assert!(e.best_shots.iter().all(|s| !s.thumbnail_jpeg.is_empty()));
+    }
+
+    #[test]
+    fn a_face_turning_away_and_back_stays_one_track_and_alone_is_never_called_unregistered() {
+        let img = RgbImage::new(200, 100);
+        let mut t = tracker(CameraMode::Both);
+        let mut events = Vec::new();
+        // Frontal, turned (its embedding unlike the frontal one), frontal again.
+        let frames = [
+            obs(0, 10.0, 0.8, Some(candidate(1, 0.9, true))),
+            turned(3, 12.0),
+            turned(4, 14.0),
+            obs(0, 16.0, 0.8, Some(candidate(1, 0.9, true))),
+        ];
+        for (i, o) in frames.into_iter().enumerate() {
+            events.extend(t.observe(at(i as f64 * 0.2), &img, vec![o]));
+        }
+        assert_eq!(t.active_tracks(), 1);
+        events.extend(t.finish());
+        assert_eq!(kinds(&events), vec!["started", "matched", "ended"]);
+
+        // Only ever turned: tracked, but no alert of any kind.
+        let mut t = tracker(CameraMode::Both);
+        let mut events = Vec::new();
+        for i in 0..10 {
+            events.extend(t.observe(at(f64::from(i) * 0.2), &img, vec![turned(i as usize, 10.0)]));
+        }
+        assert_eq!(t.active_tracks(), 1);
+        events.extend(t.finish());
+        assert_eq!(kinds(&events), vec!["started", "ended"]);
+        let Some(Event::TrackEnded(ended)) = events.last() else {
+            unreachable!()
+        };
+        assert_eq!(ended.observations, 10);
     }
 }

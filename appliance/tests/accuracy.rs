@@ -148,7 +148,8 @@ fn identifies_enrolled_people_among_distractors_and_rejects_strangers() {
     eprintln!("strangers unknown: {unknown}/{} = {rate:.4}", lines.len());
     assert!(rate >= 0.95, "strangers unknown {rate:.4} < 0.95");
 
-    // Non-faces.
+    // Non-faces: nothing recognisable. The cameraman of skimage's `camera` is a real face, in
+    // profile behind his camera: found (a face turned that far is tracked), never matched.
     let nonfaces: Vec<String> = sorted_files(&testdata().join("nonfaces"))
         .iter()
         .map(|p| p.display().to_string())
@@ -158,10 +159,21 @@ fn identifies_enrolled_people_among_distractors_and_rejects_strangers() {
     let out = vigil(data.path(), &args);
     assert!(out.status.success(), "{}", stderr(&out));
     for line in json_lines(&out) {
-        assert_eq!(
-            line["faces"].as_array().map(Vec::len),
-            Some(0),
+        let faces = line["faces"].as_array().unwrap();
+        let in_profile = line["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("skimage_camera.jpg");
+        assert!(
+            faces.is_empty() || in_profile,
             "face found in {}",
+            line["file"]
+        );
+        assert!(
+            faces
+                .iter()
+                .all(|f| f["recognisable"] == false && f["match"].is_null()),
+            "recognisable face in {}: {faces:?}",
             line["file"]
         );
     }

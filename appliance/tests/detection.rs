@@ -1,5 +1,6 @@
 //! The detector on composed 1920x1080 frames: faces from 40 px wide up to the whole picture are
-//! found where they were put, with landmarks inside their boxes. Real models, real runtime.
+//! found where they were put, with landmarks inside their boxes; and on real photos, each face
+//! found once. Real models, real runtime.
 
 mod common;
 
@@ -127,5 +128,79 @@ fn the_same_face_embeds_alike_at_different_sizes() {
     assert!(
         similarity > 0.7,
         "same face at 60 and 250 px: cosine {similarity}"
+    );
+}
+
+/// O-Net once found `Lleyton_Hewitt_0004`'s face twice (the copy shifted by a third of its
+/// width), and enrolment refused the photo as two faces. Every labelled photo must give its
+/// one subject by enrolment's rule.
+#[test]
+fn every_labelled_photo_gives_one_subject() {
+    let pipeline = pipeline();
+    let faces = common::testdata().join("faces");
+    let photos: Vec<std::path::PathBuf> = std::fs::read_dir(&faces)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .flat_map(|dir| common::sorted_files(&dir))
+        .collect();
+    assert_eq!(photos.len(), 314);
+    let refused: Vec<String> = vigil::parallel::map(
+        &photos,
+        vigil::parallel::default_workers(),
+        &|| {},
+        |photo| {
+            pipeline
+                .primary_face_of_file(photo)
+                .err()
+                .map(|e| format!("{}: {e}", photo.display()))
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+}
+
+/// ... while people really overlapping stay apart: `Gary_Bald_0001` shows three men, the one in
+/// front partly covering the face of the one behind him.
+#[test]
+fn overlapping_people_are_not_taken_for_one_face_found_twice() {
+    let pipeline = pipeline();
+    let path = common::testdata().join("distractors/Gary_Bald_0001.jpg");
+    let image = vigil::vision::image::load_rgb(&path, u64::MAX).unwrap();
+    let faces = pipeline.locate(&image).unwrap();
+    assert_eq!(
+        faces.len(),
+        3,
+        "{:?}",
+        faces.iter().map(|f| f.detection.bbox).collect::<Vec<_>>()
+    );
+}
+
+/// `explain` says what each stage made of a picture: nothing for a blank one, a face through
+/// every stage for a portrait, as `detect` finds it.
+#[test]
+fn the_stages_are_explained() {
+    let pipeline = pipeline();
+    let detector = pipeline.detector();
+    let blank = RgbImage::from_pixel(320, 240, Rgb([120, 120, 120]));
+    let stages = detector.explain(&blank).unwrap();
+    assert_eq!((stages.found, stages.refined), (0, 0), "{stages}");
+    let path = common::photos_of("George_W_Bush")[0].clone();
+    let photo = vigil::vision::image::load_rgb(&path, u64::MAX).unwrap();
+    let stages = detector.explain(&photo).unwrap();
+    assert_eq!(
+        stages.found,
+        detector.detect(&photo).unwrap().len(),
+        "{stages}"
+    );
+    assert!(
+        stages.found >= 1 && stages.refined >= stages.found,
+        "{stages}"
+    );
+    assert!(
+        stages.onet_best.is_some_and(|s| s > stages.thresholds[2]),
+        "{stages}"
     );
 }

@@ -35,13 +35,21 @@ pub fn run(ctx: &Context, args: IdentifyArgs) -> anyhow::Result<ExitCode> {
                     .map(|face| {
                         // The best person overall, and the best one reaching their own list's
                         // threshold (not always the same with per-list thresholds).
-                        let best = gallery.ranked(&face.embedding, 1).into_iter().next();
-                        let matched = gallery.identify(&face.embedding);
+                        // A face turned too far is reported, not matched.
+                        let (best, matched) = if face.recognisable {
+                            (
+                                gallery.ranked(&face.embedding, 1).into_iter().next(),
+                                gallery.identify(&face.embedding),
+                            )
+                        } else {
+                            (None, None)
+                        };
                         json!({
                             "bbox": face.detection.bbox,
                             "landmarks": face.detection.landmarks,
                             "detector_score": face.detection.score,
                             "quality": face.quality,
+                            "recognisable": face.recognisable,
                             "match": matched,
                             "best": best,
                         })

@@ -31,7 +31,8 @@ struct Cli {
     /// Smallest face searched for, in pixels.
     #[arg(long, global = true, default_value_t = 40.0)]
     min_face: f32,
-    /// Leave out faces turned further than this many degrees (estimated from the landmarks).
+    /// Faces turned further than this many degrees (estimated from the landmarks) are found
+    /// and tracked but not matched or enrolled.
     #[arg(long, global = true, default_value_t = PipelineConfig::default().max_yaw)]
     max_yaw: f32,
     #[command(subcommand)]

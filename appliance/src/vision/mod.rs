@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ::image::RgbImage;
 use serde::Serialize;
 
-pub use detect::{Detection, DetectorConfig, FaceDetector};
+pub use detect::{Detection, DetectorConfig, FaceDetector, StageReport};
 pub use embed::{cosine, Embedder, EMBEDDING_DIM, EMBEDDING_SCHEME};
 pub use geometry::{BoundingBox, Point};
 pub use quality::Quality;
@@ -30,6 +30,8 @@ pub struct Face {
     #[serde(flatten)]
     pub detection: Detection,
     pub quality: Quality,
+    /// Turned no further than the pipeline's `max_yaw`: a match may be decided from it.
+    pub recognisable: bool,
     #[serde(skip)]
     pub embedding: Vec<f32>,
 }
@@ -46,6 +48,10 @@ pub enum FaceError {
     NoFace,
     #[error("{0} faces of similar prominence found where one is needed")]
     SeveralFaces(usize),
+    #[error(
+        "the face is turned too far to be recognised (yaw {yaw:.0} degrees, at most {max:.0})"
+    )]
+    TurnedAway { yaw: f32, max: f32 },
 }
 
 #[derive(Clone, Debug)]
@@ -53,8 +59,9 @@ pub struct PipelineConfig {
     pub detector: DetectorConfig,
     /// Pictures over this many pixels are refused before decoding.
     pub max_pixels: u64,
-    /// Faces turned further than this (degrees, estimated from the landmarks) are left out:
-    /// a profile cannot be recognised.
+    /// Faces turned further than this (degrees, estimated from the landmarks) are found and
+    /// tracked but not recognised: no match is decided from them and they are not enrolled
+    /// (a profile's landmarks are guesses). Up to 45 degrees of yaw must stay recognisable.
     pub max_yaw: f32,
 }
 
@@ -63,7 +70,7 @@ impl Default for PipelineConfig {
         Self {
             detector: DetectorConfig::default(),
             max_pixels: self::image::DEFAULT_MAX_PIXELS,
-            max_yaw: 75.0,
+            max_yaw: 60.0,
         }
     }
 }
@@ -102,9 +109,10 @@ impl FacePipeline {
         self.embed(located)
     }
 
-    /// Every recognisable face of the picture, detected, aligned and scored but not embedded yet,
-    /// best detector score first. Batch callers embed faces of several pictures together:
-    /// the embedding model runs two faces per inference for little more than the cost of one.
+    /// Every face of the picture, detected, aligned and scored but not embedded yet, best
+    /// detector score first; those turned too far to recognise are marked so. Batch callers
+    /// embed faces of several pictures together: the embedding model runs two faces per
+    /// inference for little more than the cost of one.
     pub fn locate(&self, image: &RgbImage) -> Result<Vec<LocatedFace>, RuntimeError> {
         let mut located = Vec::new();
         for detection in self.detector.detect(image)? {
@@ -117,14 +125,14 @@ impl FacePipeline {
                 embed::FACE_SIZE as usize,
                 detection.score,
             );
-            // A profile view cannot be recognised (its landmarks are guesses): not a face here.
-            if quality.yaw.abs() > self.config.max_yaw {
-                tracing::debug!(?detection.bbox, yaw = quality.yaw, "face skipped: turned away");
-                continue;
+            let recognisable = quality.yaw.abs() <= self.config.max_yaw;
+            if !recognisable {
+                tracing::debug!(?detection.bbox, yaw = quality.yaw, "face turned too far to recognise");
             }
             located.push(LocatedFace {
                 detection,
                 quality,
+                recognisable,
                 aligned,
             });
         }
@@ -205,8 +213,45 @@ impl FacePipeline {
     }
 
     fn locate_primary(&self, image: &RgbImage) -> Result<LocatedFace, FaceError> {
-        let located = self.locate(image)?;
-        primary_face(located, image.width(), image.height())
+        let (width, height) = image.dimensions();
+        let ranked = rank_by_prominence(self.locate(image)?, width, height);
+        if let Some((_, top)) = ranked.first() {
+            self.check_recognisable(top)?;
+        }
+        // Faces turned too far behind the subject neither compete with it nor stand in for it.
+        let recognisable = ranked
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(LocatedFace::recognisable)
+            .collect();
+        primary_face(recognisable, width, height)
+    }
+
+    /// The most prominent face of a picture (see [`rank_by_prominence`]); an error when it is
+    /// turned too far to recognise: someone behind a subject turned away is no stand-in.
+    pub fn most_prominent<F: HasDetection>(
+        &self,
+        faces: Vec<F>,
+        width: u32,
+        height: u32,
+    ) -> Result<F, FaceError> {
+        let (_, top) = rank_by_prominence(faces, width, height)
+            .into_iter()
+            .next()
+            .ok_or(FaceError::NoFace)?;
+        self.check_recognisable(&top)?;
+        Ok(top)
+    }
+
+    fn check_recognisable(&self, face: &impl HasDetection) -> Result<(), FaceError> {
+        if face.recognisable() {
+            Ok(())
+        } else {
+            Err(FaceError::TurnedAway {
+                yaw: face.quality().yaw,
+                max: self.config.max_yaw,
+            })
+        }
     }
 }
 
@@ -215,6 +260,8 @@ impl FacePipeline {
 pub struct LocatedFace {
     pub detection: Detection,
     pub quality: Quality,
+    /// See [`Face::recognisable`].
+    pub recognisable: bool,
     /// RGB, 112x112, row-major.
     pub aligned: Vec<u8>,
 }
@@ -224,6 +271,7 @@ impl LocatedFace {
         Face {
             detection: self.detection,
             quality: self.quality,
+            recognisable: self.recognisable,
             embedding,
         }
     }
@@ -232,17 +280,31 @@ impl LocatedFace {
 /// What ranking faces in a picture needs of them.
 pub trait HasDetection {
     fn detection(&self) -> &Detection;
+    fn quality(&self) -> &Quality;
+    fn recognisable(&self) -> bool;
 }
 
 impl HasDetection for Face {
     fn detection(&self) -> &Detection {
         &self.detection
     }
+    fn quality(&self) -> &Quality {
+        &self.quality
+    }
+    fn recognisable(&self) -> bool {
+        self.recognisable
+    }
 }
 
 impl HasDetection for LocatedFace {
     fn detection(&self) -> &Detection {
         &self.detection
+    }
+    fn quality(&self) -> &Quality {
+        &self.quality
+    }
+    fn recognisable(&self) -> bool {
+        self.recognisable
     }
 }
 

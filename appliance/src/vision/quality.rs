@@ -35,19 +35,16 @@ pub fn assess(landmarks: &[Point; 5], aligned_rgb: &[u8], side: usize, confidenc
     let eye_distance = (dx * dx + dy * dy).sqrt();
     let roll = dy.atan2(dx).to_degrees();
 
-    // Yaw: where the nose sits between the eyes, along the eye line (0 centred, +-1 at an eye).
+    let yaw = estimate_yaw(landmarks);
     let eye_mid = Point {
         x: (left_eye.x + right_eye.x) / 2.0,
         y: (left_eye.y + right_eye.y) / 2.0,
     };
-    let along = ((nose.x - eye_mid.x) * dx + (nose.y - eye_mid.y) * dy)
-        / (eye_distance * eye_distance / 2.0).max(1e-6);
-    let yaw = (along.clamp(-1.0, 1.0)).asin().to_degrees();
-    // Pitch: the nose's height between the eye line and the mouth line (about 0.5 when level).
     let mouth_mid = Point {
         x: (mouth_left.x + mouth_right.x) / 2.0,
         y: (mouth_left.y + mouth_right.y) / 2.0,
     };
+    // Pitch: the nose's height between the eye line and the mouth line (about 0.5 when level).
     let face_height = ((mouth_mid.x - eye_mid.x).powi(2) + (mouth_mid.y - eye_mid.y).powi(2))
         .sqrt()
         .max(1e-6);
@@ -73,6 +70,33 @@ pub fn assess(landmarks: &[Point; 5], aligned_rgb: &[u8], side: usize, confidenc
         pitch,
         confidence,
     }
+}
+
+/// How far the nose tip stands in front of the eyes and of the mouth corners, in halves of
+/// their width (a generic adult face, roughly: eye centres 32 mm either side of the midline and
+/// 27 mm behind the nose tip, mouth corners 25 mm either side and 21 mm behind).
+const NOSE_DEPTH: f32 = 0.85;
+
+/// Yaw in degrees (positive: the nose towards the right eye) from the 5 landmarks.
+///
+/// Turned by `yaw`, a face shows its eyes (and mouth corners) `cos(yaw)` as far apart and its
+/// nose tip `NOSE_DEPTH * sin(yaw)` half eye distances off their midpoint, so the nose's offset
+/// measures `NOSE_DEPTH * tan(yaw)`. The nose reaches an eye at about 50 degrees, not 90: a
+/// face turned that far is still plainly visible, and an arcsine of the offset (its rim taken
+/// for a profile) threw such faces away. Eyes and mouth are averaged, each along the eye line
+/// so that roll does not count.
+pub fn estimate_yaw(landmarks: &[Point; 5]) -> f32 {
+    let [left_eye, right_eye, nose, mouth_left, mouth_right] = *landmarks;
+    let (dx, dy) = (right_eye.x - left_eye.x, right_eye.y - left_eye.y);
+    let length = (dx * dx + dy * dy).sqrt().max(1e-6);
+    let (ux, uy) = (dx / length, dy / length);
+    let along = |p: Point| p.x * ux + p.y * uy;
+    let offset = |a: Point, b: Point| {
+        let half = (along(b) - along(a)) / 2.0;
+        (along(nose) - (along(a) + along(b)) / 2.0) / half.abs().max(1e-6)
+    };
+    let ratio = (offset(left_eye, right_eye) + offset(mouth_left, mouth_right)) / 2.0;
+    (ratio / NOSE_DEPTH).atan().to_degrees()
 }
 
 /// Variance of the 4-neighbour Laplacian of the luma of a square RGB crop: low when blurred.
@@ -148,5 +172,53 @@ mod tests {
             yawed.yaw > 30.0 && yawed.score < good.score * 0.6,
             "{yawed:?}"
         );
+    }
+
+    /// The 5 landmarks of a generic face (mm; nose tip at the origin, x right, y up, z towards
+    /// the camera) turned by `yaw`, nodded by `pitch` and rolled by `roll` (degrees), seen
+    /// from the front, in picture coordinates (y down).
+    fn posed(yaw: f32, pitch: f32, roll: f32) -> [Point; 5] {
+        let points = [
+            [-32.0, 35.0, -27.0],
+            [32.0, 35.0, -27.0],
+            [0.0, 0.0, 0.0],
+            [-25.0, -30.0, -21.0],
+            [25.0, -30.0, -21.0],
+        ];
+        let (sy, cy) = yaw.to_radians().sin_cos();
+        let (sp, cp) = pitch.to_radians().sin_cos();
+        let (sr, cr) = roll.to_radians().sin_cos();
+        points.map(|[x, y, z]: [f32; 3]| {
+            let (y, z) = (y * cp - z * sp, y * sp + z * cp);
+            let x = x * cy + z * sy;
+            let (x, y) = (x * cr - y * sr, x * sr + y * cr);
+            Point {
+                x: 200.0 + 3.0 * x,
+                y: 200.0 - 3.0 * y,
+            }
+        })
+    }
+
+    #[test]
+    fn yaw_is_read_in_degrees_up_to_45_with_pitch_up_to_30_and_any_roll() {
+        for yaw in (-45..=45).step_by(5) {
+            for pitch in (-30..=30).step_by(10) {
+                for roll in [-20.0, 0.0, 20.0] {
+                    let got = estimate_yaw(&posed(yaw as f32, pitch as f32, roll));
+                    assert!(
+                        (got - yaw as f32).abs() <= 8.0,
+                        "yaw {yaw}, pitch {pitch}, roll {roll}: read {got:.1}"
+                    );
+                }
+            }
+        }
+        // Further round, the reading keeps growing: a profile is told from a turned face.
+        let mut last = estimate_yaw(&posed(45.0, 0.0, 0.0));
+        for yaw in [55.0, 65.0, 75.0, 85.0] {
+            let got = estimate_yaw(&posed(yaw, 0.0, 0.0));
+            assert!(got > last, "{yaw}: {got} after {last}");
+            last = got;
+        }
+        assert!(estimate_yaw(&posed(75.0, 0.0, 0.0)) > 65.0);
     }
 }
