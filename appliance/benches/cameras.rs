@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use vigil::camera::ingest::Converter;
 use vigil::config::{CameraConfig, CameraMode, Config, Transport};
-use vigil::daemon::Daemon;
+use vigil::daemon::{Daemon, LoadSnapshot};
 use vigil::events::{CameraState, EventBus};
 use vigil::vision::area::IntegralImage;
 use vigil::vision::{DetectorConfig, FacePipeline, PipelineConfig, Runtime};
@@ -226,19 +226,30 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
         ..Default::default()
     };
     config.analysis.min_face = f64::from(min_face);
+    let ids: Vec<String> = config.cameras.iter().map(|c| c.id.clone()).collect();
     let daemon = Daemon::start(config, dir.path(), EventBus::new()).expect("daemon");
+    let live = daemon.live();
+    // Each camera's state and load counters now.
+    let sample = || -> Vec<(CameraState, LoadSnapshot)> {
+        ids.iter()
+            .map(|id| {
+                let state = live.status(id).map_or(CameraState::Stopped, |s| s.state);
+                (state, live.load(id).unwrap_or_default())
+            })
+            .collect()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let streaming = |d: &Daemon| {
-        d.camera_statuses()
+    let streaming = || {
+        sample()
             .iter()
-            .filter(|s| s.state == CameraState::Streaming)
+            .filter(|(state, _)| *state == CameraState::Streaming)
             .count()
     };
-    while streaming(&daemon) < n {
+    while streaming() < n {
         if Instant::now() > deadline {
             println!(
                 "  {n:>2} cameras, min_face {min_face}: only {} streaming after 60 s -> NOT sustained",
-                streaming(&daemon)
+                streaming()
             );
             daemon.shutdown();
             return false;
@@ -247,9 +258,9 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
     }
     // Let the first frames (P-Net compilation for 1080p) pass before measuring.
     std::thread::sleep(Duration::from_secs(3));
-    let before = daemon.camera_statuses();
+    let before = sample();
     std::thread::sleep(WINDOW); // the measurement window
-    let after = daemon.camera_statuses();
+    let after = sample();
     daemon.shutdown();
     drop(server);
     let secs = WINDOW.as_secs_f64();
@@ -257,12 +268,12 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
     let mut min_rate = f64::INFINITY;
     let mut total = 0;
     let mut still_streaming = true;
-    for (b, a) in before.iter().zip(&after) {
+    for ((_, b), (state, a)) in before.iter().zip(&after) {
         dropped += a.dropped_frames - b.dropped_frames;
         let analysed = a.analysed_frames - b.analysed_frames;
         total += analysed;
         min_rate = min_rate.min(analysed as f64 / secs);
-        still_streaming &= a.state == CameraState::Streaming;
+        still_streaming &= *state == CameraState::Streaming;
     }
     let sustained = dropped == 0 && min_rate >= 0.9 * fps && still_streaming;
     println!(

@@ -206,11 +206,14 @@ fn person_for(list: &Watchlist, spec: &PersonSpec, existing: Option<&Person>) ->
     person
 }
 
+/// A photo's face (or why it has none) and its aligned picture, kept as the reference face.
+type FaceAndPicture = (Result<Face, FaceError>, Option<Vec<u8>>);
+
 /// The enrolments of the usable faces; the rest go to the report's skipped list.
 fn collect_enrolments(
     person: &Person,
     files: &[Photo],
-    faces: Vec<(Result<Face, FaceError>, Option<Vec<u8>>)>,
+    faces: Vec<FaceAndPicture>,
     report: &mut EnrolReport,
 ) -> Vec<Enrolment> {
     let mut enrolments = Vec::new();

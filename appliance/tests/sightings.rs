@@ -201,7 +201,8 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
     let o = vigil(data, &["key", "rotate"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("re-encrypted 2000 thumbnails"),
+        stdout(&o).contains("re-encrypted 2000 thumbnails")
+            && stdout(&o).contains("enrolled faces with a new key"),
         "{}",
         stdout(&o)
     );
@@ -237,6 +238,7 @@ fn search_and_forget_from_the_cli_are_audited_and_the_chain_catches_tampering() 
             "sightings.search",
             "sightings.search",
             "sightings.read",
+            "key.rotate",
             "key.rotate",
             "key.rotate",
             "key.rotate",
