@@ -345,6 +345,10 @@ impl Device {
             Ok(Some(_)) => return HttpResponse::plain(403, "user level too low"),
             Ok(None) => return self.challenge(),
             Err(AuthFailure::Stale) => return self.challenge_stale(),
+            // Another scheme (clients such as node-onvif try Basic first): say which one works.
+            Err(AuthFailure::Malformed(_)) if !is_digest(request.authorization) => {
+                return self.challenge()
+            }
             Err(failure) => return self.refuse_http(failure),
         };
         let found = if snapshot {
@@ -369,7 +373,19 @@ impl Device {
                     body: jpeg.as_ref().clone(),
                 }
             }
-            None => HttpResponse::plain(404, "no picture yet"),
+            // A camera that has not sent its first frame yet: worth asking again soon.
+            None if snapshot
+                && self
+                    .product
+                    .video_sources()
+                    .iter()
+                    .any(|s| s.token == target) =>
+            {
+                let mut response = HttpResponse::plain(503, "no frame analysed yet; try again");
+                response.headers.push(("Retry-After", "2".into()));
+                response
+            }
+            None => HttpResponse::plain(404, "no such picture"),
         }
     }
 
@@ -404,6 +420,15 @@ impl Device {
             _ => self.with_challenges(HttpResponse::plain(401, &failure.to_string()), false),
         }
     }
+}
+
+/// Whether an Authorization header uses the Digest scheme (however malformed).
+fn is_digest(authorization: Option<&str>) -> bool {
+    authorization.is_some_and(|a| {
+        a.trim_start()
+            .get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("digest"))
+    })
 }
 
 fn fixed_scopes(hardware: &str) -> Vec<String> {

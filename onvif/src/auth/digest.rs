@@ -245,12 +245,18 @@ fn parse_fields(text: &str) -> Option<HashMap<String, String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::users::{MemoryUsers, UserLevel};
 
     /// Answers a challenge the way a client does.
-    fn answer(challenge: &str, user: &str, password: &str, nc: &str, uri: &str) -> String {
+    pub(crate) fn answer(
+        challenge: &str,
+        user: &str,
+        password: &str,
+        nc: &str,
+        uri: &str,
+    ) -> String {
         let fields = parse_fields(challenge.strip_prefix("Digest ").unwrap()).unwrap();
         let algorithm = if fields["algorithm"] == "MD5" {
             Algorithm::Md5

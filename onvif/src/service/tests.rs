@@ -315,6 +315,48 @@ async fn snapshots_need_digest_credentials() {
             .status,
         404
     );
+    // Basic first (node-onvif does): told to use Digest, not refused as malformed.
+    let basic = device
+        .handle(request(
+            "/onvif/snapshot/door.jpg",
+            Some("Basic b3BlcmF0b3I6b3A="),
+        ))
+        .await;
+    assert_eq!(basic.status, 401);
+    let challenge = basic
+        .headers
+        .iter()
+        .find(|(n, v)| *n == "WWW-Authenticate" && v.contains("MD5"))
+        .map(|(_, v)| v.clone())
+        .expect("a Digest challenge");
+    // A malformed Digest header is still a bad request.
+    let garbled = device
+        .handle(request("/onvif/snapshot/door.jpg", Some("Digest nonsense")))
+        .await;
+    assert_eq!(garbled.status, 400);
+    // Signed in: a camera's frame; a camera without one yet: try again soon; no camera: 404.
+    let signed = |uri: &str, nc: &str| {
+        crate::auth::digest::tests::answer(&challenge, "operator", "op", nc, uri)
+    };
+    let door = signed("/onvif/snapshot/door.jpg", "00000001");
+    let frame = device
+        .handle(request("/onvif/snapshot/door.jpg", Some(&door)))
+        .await;
+    assert_eq!(frame.status, 200);
+    let lobby = signed("/onvif/snapshot/lobby.jpg", "00000002");
+    let not_yet = device
+        .handle(request("/onvif/snapshot/lobby.jpg", Some(&lobby)))
+        .await;
+    assert_eq!(not_yet.status, 503);
+    assert!(not_yet
+        .headers
+        .iter()
+        .any(|(n, v)| *n == "Retry-After" && v == "2"));
+    let stranger = signed("/onvif/snapshot/garden.jpg", "00000003");
+    let none = device
+        .handle(request("/onvif/snapshot/garden.jpg", Some(&stranger)))
+        .await;
+    assert_eq!(none.status, 404);
 }
 
 #[tokio::test]
