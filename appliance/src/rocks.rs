@@ -1,6 +1,11 @@
-//! RocksDB habits shared by the stores: synced writes and scrubbing deleted data.
+//! RocksDB habits shared by the stores: synced writes, scrubbing deleted data, re-sealing
+//! encrypted values under a new key.
 
-use rocksdb::{BottommostLevelCompaction, CompactOptions, WriteOptions, DB};
+use rocksdb::{
+    BottommostLevelCompaction, CompactOptions, IteratorMode, WriteBatch, WriteOptions, DB,
+};
+
+use crate::keyring::{Keyring, KeyringError};
 
 /// Write options for anything acknowledged: the WAL is synced before the write returns.
 pub fn synced() -> WriteOptions {
@@ -26,6 +31,33 @@ pub fn scrub(db: &DB, cfs: &[&str], ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A key rotation's middle step: re-seals every value of `cf` that `keyring`'s current key
+/// did not seal (each value bound to its record's key), in synced batches; how many. The
+/// caller adds the key before and scrubs and drops the old keys after.
+pub fn reseal<E: From<rocksdb::Error> + From<KeyringError>>(
+    db: &DB,
+    cf: &str,
+    keyring: &Keyring,
+) -> Result<usize, E> {
+    let handle = db.cf_handle(cf).expect("column family created at open");
+    let mut resealed = 0;
+    let mut write = WriteBatch::default();
+    for item in db.iterator_cf(handle, IteratorMode::Start) {
+        let (key, sealed) = item?;
+        if keyring.is_current(&sealed) {
+            continue;
+        }
+        let plain = keyring.open(&sealed, &key)?;
+        write.put_cf(handle, &key, keyring.seal(&plain, &key)?);
+        resealed += 1;
+        if write.len() >= 1000 {
+            db.write_opt(std::mem::take(&mut write), &synced())?;
+        }
+    }
+    db.write_opt(write, &synced())?;
+    Ok(resealed)
 }
 
 /// Whether any file under `dir` contains `needle`: tests check that erased bytes left the

@@ -12,20 +12,10 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::live::{enrolment_photos, slides, Daemon, RtspServer};
-use common::{first_admin_password, free_port, photos_of, stderr};
+use common::{first_admin_password, free_port, photos_of, stderr, wait_until_listening};
 use serde_json::Value;
-
-/// Waits (with a deadline) until the daemon accepts connections on `address`.
-fn wait_until_listening(address: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {address}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The person the test follows: in the video, enrolled, with a photo left for the probe.
 const PERSON: &str = "Colin_Powell";

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::live::{camera_config, is_state, Daemon, RtspServer};
-use common::{first_admin_password, free_port, stderr};
+use common::{first_admin_password, free_port};
 use serde_json::Value;
 
 #[test]
@@ -34,14 +32,7 @@ fn an_overloaded_camera_shows_its_drops_in_the_api_and_metrics() {
     daemon.wait_for("the camera streaming", Duration::from_secs(120), |e| {
         is_state(e, "door", "streaming")
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/load_flow.py");
-    let o = Command::new("/usr/bin/python3")
-        .arg(script)
-        .args([port.to_string(), first, "door".into()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let seen = common::web_client("load_flow.py", &[port.to_string(), first, "door".into()]);
     let (status, _) = daemon.terminate();
     assert!(status.success());
 

@@ -227,22 +227,8 @@ fn persons_are_paged_found_by_name_and_shown_with_their_enrolled_faces() {
     )
     .unwrap();
     let daemon = Daemon::start(&data, &config);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the web side never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/web/persons_flow.py");
-    let o = Command::new("/usr/bin/python3")
-        .arg(script)
-        .args([port.to_string(), first])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let seen: Value = serde_json::from_slice(&o.stdout).unwrap();
+    common::wait_until_listening(&format!("127.0.0.1:{port}"));
+    let seen = common::web_client("persons_flow.py", &[port.to_string(), first]);
     let (status, _) = daemon.terminate();
     assert!(status.success());
 

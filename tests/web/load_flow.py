@@ -3,35 +3,23 @@ only): logs in, then polls /api/v1/cameras (at most DEADLINE seconds) until the 
 analysed frames and dropped some, then reads /metrics. Prints one JSON object of what it saw
 for the Rust test (appliance/tests/load.rs) to judge."""
 import json
-import ssl
 import sys
 import time
-import urllib.request
-import http.cookiejar
+
+from https_client import Client
 
 https_port, first_password, camera = sys.argv[1], sys.argv[2], sys.argv[3]
 DEADLINE = 180
-base = f"https://127.0.0.1:{https_port}"
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE  # the appliance's self-signed certificate
-opener = urllib.request.build_opener(
-    urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-)
-csrf = None
+client = Client(https_port)
+client.first_login(first_password)
 
 
-def call(method, path, body=None):
-    headers = {"Content-Type": "application/json"}
-    if csrf:
-        headers["X-CSRF-Token"] = csrf
-    data = None if body is None else json.dumps(body).encode()
-    with opener.open(urllib.request.Request(base + path, method=method, data=data, headers=headers), timeout=30) as r:
-        return r.read()
+def call(method, path):
+    status, body, _ = client.call(method, path)
+    assert status == 200, f"{method} {path}: {status} {body!r}"
+    return body
 
 
-csrf = json.loads(call("POST", "/api/v1/session", {"user": "admin", "password": first_password}))["csrf_token"]
-call("POST", "/api/v1/session/password", {"current": first_password, "new": "a longer new password"})
 seen = {"polls": 0}
 started = time.monotonic()
 while time.monotonic() - started < DEADLINE:

@@ -3,45 +3,16 @@ their enrolled faces, a person's and a watchlist's details with what deleting th
 watchlist kinds, settings described and refused by field, alerts. Prints one JSON object of
 what it saw, for the Rust test (appliance/tests/web.rs) to judge."""
 import json
-import ssl
 import sys
-import urllib.error
 import urllib.request
-import http.cookiejar
+
+from https_client import Client
 
 https_port, first_password = sys.argv[1], sys.argv[2]
-base = f"https://127.0.0.1:{https_port}"
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE  # the appliance's self-signed certificate
-opener = urllib.request.build_opener(
-    urllib.request.HTTPSHandler(context=ctx), urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-)
-csrf = None
+client = Client(https_port)
+call, json_of = client.call, client.json
+client.first_login(first_password)
 seen = {}
-
-
-def call(method, path, body=None):
-    headers = {"Content-Type": "application/json"}
-    if csrf:
-        headers["X-CSRF-Token"] = csrf
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, method=method, data=data, headers=headers)
-    try:
-        with opener.open(request, timeout=60) as r:
-            return r.status, r.read(), r.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), e.headers.get("Content-Type", "")
-
-
-def json_of(method, path, body=None):
-    status, raw, _ = call(method, path, body)
-    return status, (json.loads(raw) if raw else None)
-
-
-_, me = json_of("POST", "/api/v1/session", {"user": "admin", "password": first_password})
-csrf = me["csrf_token"]
-json_of("POST", "/api/v1/session/password", {"current": first_password, "new": "a longer new password"})
 
 _, lists = json_of("GET", "/api/v1/watchlists")
 staff = next(l for l in lists if l["name"] == "staff")

@@ -750,24 +750,7 @@ impl SightingStore {
         let _guard = self.mutate.lock();
         let mut cipher = self.cipher.write();
         cipher.add_key()?;
-        let mut resealed = 0;
-        let mut write = WriteBatch::default();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_THUMBNAILS), IteratorMode::Start)
-        {
-            let (key, sealed) = item?;
-            if cipher.is_current(&sealed) {
-                continue;
-            }
-            let plain = cipher.open(&sealed, &key)?;
-            write.put_cf(self.cf(CF_THUMBNAILS), &key, cipher.seal(&plain, &key)?);
-            resealed += 1;
-            if write.len() >= 1000 {
-                self.db.write_opt(std::mem::take(&mut write), &synced())?;
-            }
-        }
-        self.db.write_opt(write, &synced())?;
+        let resealed = crate::rocks::reseal::<StoreError>(&self.db, CF_THUMBNAILS, &cipher)?;
         self.scrub(&[(vec![0], vec![0xff])])?;
         cipher.drop_old_keys()?;
         Ok(resealed)

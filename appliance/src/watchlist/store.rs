@@ -324,18 +324,10 @@ impl WatchlistStore {
 
     /// The enrolments of one person (without their faces), best quality first.
     pub fn enrolments_of(&self, person: &Person) -> Result<Vec<Enrolment>, StoreError> {
-        let prefix = person_key(person.watchlist, person.id);
         let mut enrolments = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(CF_ENROLMENTS),
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
-            let (key, value) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            enrolments.push(decode_enrolment(&value)?);
-        }
+        self.for_each_enrolment_under(&person_key(person.watchlist, person.id), |e| {
+            enrolments.push(e)
+        })?;
         enrolments.sort_by(|a, b| b.quality.total_cmp(&a.quality));
         Ok(enrolments)
     }
@@ -382,21 +374,7 @@ impl WatchlistStore {
         };
         let mut cipher = cipher.write();
         cipher.add_key()?;
-        let mut resealed = 0;
-        let mut write = WriteBatch::default();
-        for item in self.db.iterator_cf(self.cf(CF_FACES), IteratorMode::Start) {
-            let (key, sealed) = item?;
-            if cipher.is_current(&sealed) {
-                continue;
-            }
-            let plain = cipher.open(&sealed, &key)?;
-            write.put_cf(self.cf(CF_FACES), &key, cipher.seal(&plain, &key)?);
-            resealed += 1;
-            if write.len() >= 1000 {
-                self.db.write_opt(std::mem::take(&mut write), &synced())?;
-            }
-        }
-        self.db.write_opt(write, &synced())?;
+        let resealed = crate::rocks::reseal::<StoreError>(&self.db, CF_FACES, &cipher)?;
         crate::rocks::scrub(&self.db, &[CF_FACES], &[(Vec::new(), vec![0xff; 49])])?;
         cipher.drop_old_keys()?;
         Ok(resealed)
@@ -406,15 +384,24 @@ impl WatchlistStore {
     pub fn for_each_enrolment(
         &self,
         watchlist: Uuid,
+        f: impl FnMut(Enrolment),
+    ) -> Result<(), StoreError> {
+        self.for_each_enrolment_under(watchlist.as_bytes(), f)
+    }
+
+    /// Calls `f` with every enrolment whose key starts with `prefix` (a watchlist's or a
+    /// person's), in key order.
+    fn for_each_enrolment_under(
+        &self,
+        prefix: &[u8],
         mut f: impl FnMut(Enrolment),
     ) -> Result<(), StoreError> {
-        let prefix = watchlist.as_bytes().to_vec();
         for item in self.db.iterator_cf(
             self.cf(CF_ENROLMENTS),
-            IteratorMode::From(&prefix, Direction::Forward),
+            IteratorMode::From(prefix, Direction::Forward),
         ) {
             let (key, value) = item?;
-            if !key.starts_with(&prefix) {
+            if !key.starts_with(prefix) {
                 break;
             }
             f(decode_enrolment(&value)?);

@@ -122,3 +122,28 @@ pub fn first_admin_password(data_dir: &Path) -> String {
         .map(str::to_string)
         .expect("the first admin password is shown")
 }
+
+/// Waits (with a deadline) until something accepts connections on `address`.
+pub fn wait_until_listening(address: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {address}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Runs the Python client `tests/web/NAME` with `args`; what it saw, from the one JSON
+/// object it prints.
+pub fn web_client(name: &str, args: &[String]) -> serde_json::Value {
+    let script = repo().join("tests/web").join(name);
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
