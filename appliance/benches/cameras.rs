@@ -261,6 +261,7 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
     let before = sample();
     std::thread::sleep(WINDOW); // the measurement window
     let after = sample();
+    let rss = resident_mib();
     daemon.shutdown();
     drop(server);
     let secs = WINDOW.as_secs_f64();
@@ -277,12 +278,25 @@ fn run(video: &Path, n: usize, keyframes_only: bool, fps: f64, min_face: f32) ->
     }
     let sustained = dropped == 0 && min_rate >= 0.9 * fps && still_streaming;
     println!(
-        "  {n:>2} cameras, {}, min_face {min_face}: {:.1} analysed frames/s in all, slowest camera {min_rate:.2}/s, {dropped} dropped -> {}",
+        "  {n:>2} cameras, {}, min_face {min_face}: {:.1} analysed frames/s in all, slowest camera {min_rate:.2}/s, {dropped} dropped, RSS {rss} MiB -> {}",
         if keyframes_only { "keyframes only" } else { "full decoding" },
         total as f64 / secs,
         if sustained { "sustained" } else { "NOT sustained" }
     );
     sustained
+}
+
+/// This process's resident memory now (the daemon runs inside it), in MiB.
+fn resident_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
 }
 
 fn main() {

@@ -58,6 +58,11 @@ pub struct AnalysisConfig {
     pub upgrade_margin: f64,
     /// Frames waiting for analysis per camera; past this the oldest is dropped (and counted).
     pub queue_frames: usize,
+    /// Between full scans, only the parts of a frame that changed since they were last
+    /// searched are searched for faces (faces elsewhere are still where they were); every
+    /// this many seconds of stream time the whole frame is searched anyway. 0: every frame
+    /// is searched whole.
+    pub full_scan_s: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -69,6 +74,7 @@ impl Default for AnalysisConfig {
             best_shots: 3,
             upgrade_margin: 0.05,
             queue_frames: 4,
+            full_scan_s: 10.0,
         }
     }
 }
@@ -505,6 +511,12 @@ impl Config {
         }
         if !(1..=1000).contains(&a.queue_frames) {
             return Err(invalid("analysis.queue_frames".into(), "must be 1 to 1000"));
+        }
+        if !(0.0..=3600.0).contains(&a.full_scan_s) {
+            return Err(invalid(
+                "analysis.full_scan_s".into(),
+                "must be 0 to 3600 seconds",
+            ));
         }
         if self.web.enabled && self.web.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(

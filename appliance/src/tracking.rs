@@ -53,6 +53,9 @@ pub struct Observation {
     pub candidate: Option<Candidate>,
     /// Turned no further than the pipeline's `max_yaw` (see `vision::Face::recognisable`).
     pub recognisable: bool,
+    /// The same face as in the camera's last frame, not searched again (nothing changed
+    /// around it): it keeps its track alive but is no new shot.
+    pub repeated: bool,
 }
 
 impl Observation {
@@ -68,6 +71,15 @@ impl Observation {
                 .flatten(),
             recognisable: face.recognisable,
             embedding: face.embedding,
+            repeated: false,
+        }
+    }
+
+    /// This observation, marked as a face carried over from the last frame.
+    pub fn repeated(self) -> Self {
+        Self {
+            repeated: true,
+            ..self
         }
     }
 }
@@ -291,7 +303,7 @@ impl Tracker {
         track.last = at;
         track.bbox = observation.bbox;
         track.observations += 1;
-        if observation.recognisable {
+        if observation.recognisable && !observation.repeated {
             track.recognised += 1;
             let n = track.recognised as f32;
             for (m, &e) in track.embedding.iter_mut().zip(&observation.embedding) {
@@ -305,11 +317,12 @@ impl Tracker {
             track.best_score = Some(track.best_score.map_or(c.score, |s| s.max(c.score)));
         }
 
-        let worth_keeping = track.best_shots.len() < settings.best_shots
-            || track
-                .best_shots
-                .last()
-                .is_some_and(|s| observation.quality > s.quality);
+        let worth_keeping = !observation.repeated
+            && (track.best_shots.len() < settings.best_shots
+                || track
+                    .best_shots
+                    .last()
+                    .is_some_and(|s| observation.quality > s.quality));
         let matched = observation
             .candidate
             .as_ref()
@@ -502,6 +515,7 @@ mod tests {
             embedding: unit(seed),
             candidate: c,
             recognisable: true,
+            repeated: false,
         }
     }
 

@@ -204,3 +204,48 @@ fn the_stages_are_explained() {
         "{stages}"
     );
 }
+
+#[test]
+fn searching_regions_finds_their_faces_as_a_whole_search_does() {
+    let pipeline = pipeline();
+    let (src, face) = source(&pipeline);
+    let mut canvas = RgbImage::from_pixel(1920, 1080, Rgb([120, 120, 120]));
+    let placed = [
+        (42.0, 100, 150),
+        (64.0, 900, 150),
+        (120.0, 300, 700),
+        (300.0, 1400, 500),
+    ]
+    .map(|(w, x, y)| paste(&mut canvas, &src, &face, w, x, y));
+    let whole = pipeline.locate(&canvas).unwrap();
+    assert_eq!(whole.len(), placed.len());
+    // Regions as the change mask gives them: around the two smaller faces, with a margin.
+    let grow = |b: &BoundingBox| BoundingBox {
+        x1: b.x1 - 32.0,
+        y1: b.y1 - 32.0,
+        x2: b.x2 + 32.0,
+        y2: b.y2 + 32.0,
+    };
+    let regions = [grow(&placed[0]), grow(&placed[2])];
+    let within = pipeline.locate_in(&canvas, &regions).unwrap();
+    for want in [&placed[0], &placed[2]] {
+        let best = |faces: &[vigil::vision::LocatedFace]| {
+            faces
+                .iter()
+                .max_by(|a, b| {
+                    a.detection
+                        .bbox
+                        .iou(want)
+                        .total_cmp(&b.detection.bbox.iou(want))
+                })
+                .map(|f| f.detection.clone())
+                .expect("a face")
+        };
+        let (a, b) = (best(&whole), best(&within));
+        assert!(a.bbox.iou(want) > 0.4, "{a:?} for {want:?}");
+        // The same cells of the same levels: the same face, to rounding.
+        assert!(a.bbox.iou(&b.bbox) > 0.98, "{a:?} against {b:?}");
+        assert!((a.score - b.score).abs() < 1e-3, "{a:?} against {b:?}");
+    }
+    assert!(pipeline.locate_in(&canvas, &[]).unwrap().is_empty());
+}

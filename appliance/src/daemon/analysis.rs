@@ -16,8 +16,9 @@ use parking_lot::{Mutex, RwLock};
 use crate::camera::queue::Doorbell;
 use crate::camera::{DropOldestQueue, Frame};
 use crate::events::{Event, EventBus};
+use super::scan::{Scan, ScanPlanner};
 use crate::tracking::{FrameTime, Observation, Tracker, TrackerSettings};
-use crate::vision::{FacePipeline, LocatedFace};
+use crate::vision::{Face, FacePipeline, LocatedFace};
 use crate::watchlist::Gallery;
 
 /// Shared, swappable gallery: readers clone the `Arc` and match without holding the lock.
@@ -42,8 +43,54 @@ pub struct CameraSlot {
 
 struct SlotState {
     tracker: Tracker,
+    scan: ScanPlanner,
     connection: Option<u64>,
     last_frame: Instant,
+}
+
+impl SlotState {
+    /// What to search in `frame`, and the faces of the camera's last frame that stand in it.
+    fn plan(&mut self, frame: &Frame) -> (Scan, Vec<Face>) {
+        if self.connection.is_some_and(|c| c != frame.connection) {
+            self.scan.reset();
+        }
+        let scan = self.scan.plan(&frame.image, frame.stream_time_s);
+        let standing = self.scan.standing(&scan);
+        (scan, standing)
+    }
+
+    /// Tracks the faces of `frame`: those `found` by its search and those `standing` from the
+    /// last frame. Returns the events.
+    fn observe(
+        &mut self,
+        frame: &Frame,
+        scan: &Scan,
+        standing: Vec<Face>,
+        found: Vec<Face>,
+        gallery: &Gallery,
+    ) -> Vec<Event> {
+        let standing = self.scan.settle(scan, standing, &found);
+        let observations: Vec<Observation> = standing
+            .into_iter()
+            .map(|face| Observation::of(face, gallery).repeated())
+            .chain(found.into_iter().map(|face| Observation::of(face, gallery)))
+            .collect();
+        let mut events = Vec::new();
+        if self.connection.is_some_and(|c| c != frame.connection) {
+            events.extend(self.tracker.finish());
+        }
+        self.connection = Some(frame.connection);
+        self.last_frame = Instant::now();
+        events.extend(self.tracker.observe(
+            FrameTime {
+                time: frame.received,
+                stream_time_s: frame.stream_time_s,
+            },
+            &frame.image,
+            observations,
+        ));
+        events
+    }
 }
 
 impl CameraSlot {
@@ -67,6 +114,15 @@ struct Shared {
     gallery: SharedGallery,
     bus: EventBus,
     latest: super::LatestFrames,
+}
+
+/// How the pool treats one camera's frames.
+pub struct SlotSettings {
+    /// Frames waiting; past this the oldest is dropped.
+    pub queue_frames: usize,
+    /// See `AnalysisConfig::full_scan_s`.
+    pub full_scan_s: f64,
+    pub tracker: TrackerSettings,
 }
 
 pub struct AnalysisPool {
@@ -104,23 +160,19 @@ impl AnalysisPool {
     }
 
     /// Adds a camera; its frames go into the returned slot's queue.
-    pub fn add(
-        &self,
-        camera: &str,
-        queue_frames: usize,
-        settings: TrackerSettings,
-    ) -> Arc<CameraSlot> {
-        let idle_after = Duration::from_secs_f64(settings.track_timeout_s) + IDLE_GRACE;
+    pub fn add(&self, camera: &str, settings: SlotSettings) -> Arc<CameraSlot> {
+        let idle_after = Duration::from_secs_f64(settings.tracker.track_timeout_s) + IDLE_GRACE;
         let slot = Arc::new(CameraSlot {
             camera: camera.to_string(),
             queue: Arc::new(DropOldestQueue::with_doorbell(
-                queue_frames,
+                settings.queue_frames,
                 self.shared.doorbell.clone(),
             )),
             load: Arc::new(super::CameraLoad::default()),
             busy: AtomicBool::new(false),
             state: Mutex::new(SlotState {
-                tracker: Tracker::new(camera.to_string(), settings),
+                tracker: Tracker::new(camera.to_string(), settings.tracker),
+                scan: ScanPlanner::new(settings.full_scan_s),
                 connection: None,
                 last_frame: Instant::now(),
             }),
@@ -215,13 +267,24 @@ impl Shared {
         }
     }
 
-    /// Finds the faces of every frame, embeds them all together, then tracks each camera.
-    /// Every slot in `batch` is claimed, and released here.
+    /// Finds the faces of every frame (where it changed: see [`ScanPlanner`]), embeds the new
+    /// ones all together, then tracks each camera. Every slot in `batch` is claimed, and
+    /// released here.
     fn analyse(&self, batch: Vec<(Arc<CameraSlot>, Frame)>) {
+        let plans: Vec<(Scan, Vec<Face>)> = batch
+            .iter()
+            .map(|(slot, frame)| slot.state.lock().plan(frame))
+            .collect();
         let located: Vec<Vec<LocatedFace>> = batch
             .iter()
-            .map(|(slot, frame)| {
-                self.pipeline.locate(&frame.image).unwrap_or_else(|e| {
+            .zip(&plans)
+            .map(|((slot, frame), (scan, _))| {
+                let found = match scan {
+                    Scan::Whole => self.pipeline.locate(&frame.image),
+                    Scan::Unchanged => Ok(Vec::new()),
+                    Scan::Regions(regions) => self.pipeline.locate_in(&frame.image, regions),
+                };
+                found.unwrap_or_else(|e| {
                     tracing::warn!(camera = %slot.camera, error = %e, "face detection failed");
                     Vec::new()
                 })
@@ -237,30 +300,13 @@ impl Shared {
         };
         let mut faces = faces.into_iter();
         let gallery = self.gallery.read().clone();
-        for ((slot, frame), count) in batch.into_iter().zip(counts) {
-            let observations: Vec<Observation> = faces
-                .by_ref()
-                .take(count)
-                .map(|face| Observation::of(face, &gallery))
-                .collect();
-            let events = {
-                let mut state = slot.state.lock();
-                let mut events = Vec::new();
-                if state.connection.is_some_and(|c| c != frame.connection) {
-                    events.extend(state.tracker.finish());
-                }
-                state.connection = Some(frame.connection);
-                state.last_frame = Instant::now();
-                events.extend(state.tracker.observe(
-                    FrameTime {
-                        time: frame.received,
-                        stream_time_s: frame.stream_time_s,
-                    },
-                    &frame.image,
-                    observations,
-                ));
-                events
-            };
+        for (((slot, frame), count), (scan, standing)) in batch.into_iter().zip(counts).zip(plans)
+        {
+            let found: Vec<Face> = faces.by_ref().take(count).collect();
+            let events = slot
+                .state
+                .lock()
+                .observe(&frame, &scan, standing, found, &gallery);
             // From the frame's arrival to its events: what an alert waited for.
             let waited = (chrono::Utc::now() - frame.received)
                 .to_std()

@@ -3,6 +3,7 @@
 //! changes, without touching the others.
 
 mod analysis;
+pub mod scan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 pub use crate::camera::{CameraLoad, LoadSnapshot, LATENCY_BUCKETS_S};
 pub use analysis::SharedGallery;
-use analysis::{AnalysisPool, CameraSlot};
+use analysis::{AnalysisPool, CameraSlot, SlotSettings};
 
 /// The latest analysed frame of each camera.
 pub type LatestFrames = Arc<Mutex<BTreeMap<String, Arc<image::RgbImage>>>>;
@@ -265,8 +266,11 @@ impl Daemon {
         let stop = Arc::new(StopSignal::default());
         let slot = self.pool.add(
             &camera.id,
-            self.config.analysis.queue_frames,
-            TrackerSettings::new(&self.config.analysis, camera.mode),
+            SlotSettings {
+                queue_frames: self.config.analysis.queue_frames,
+                full_scan_s: self.config.analysis.full_scan_s,
+                tracker: TrackerSettings::new(&self.config.analysis, camera.mode),
+            },
         );
         let reporter = StateReporter {
             camera: camera.clone(),

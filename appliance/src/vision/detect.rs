@@ -50,6 +50,17 @@ impl Default for DetectorConfig {
 
 const PNET_STRIDE: f32 = 2.0;
 const PNET_CELL: f32 = 12.0;
+/// Side of the square tiles P-Net scans when only parts of a picture are searched: 59x59
+/// output cells each.
+const PNET_TILE: u32 = 128;
+/// Tiles start this far apart: P-Net's 59 cells of a tile cover 118 pixels of starting points.
+const PNET_TILE_STEP: u32 = 118;
+/// P-Net's tiles run in batches of these sizes (a 1080p frame's largest level at `min_face` 40
+/// is 15 tiles; a batch's first activation is 10 MB at 16).
+const TILE_BATCH_SIZES: [usize; 5] = [16, 8, 4, 2, 1];
+/// Past this share of a level's area in tiles, the whole level is scanned instead (tiles
+/// overlap by 10 pixels, and one inference beats many).
+const WHOLE_LEVEL_SHARE: f32 = 0.7;
 /// R-Net and O-Net run on the candidates in batches of these sizes, largest first (9 candidates
 /// run as 8 + 1): one compiled model per size, no padding, and few inferences.
 const BATCH_SIZES: [usize; 6] = [64, 16, 8, 4, 2, 1];
@@ -89,9 +100,14 @@ impl FaceDetector {
         &self.config
     }
 
-    /// Compiles R-Net and O-Net for every batch size now rather than on the first frames that
-    /// need them (P-Net waits for a picture size: each camera's first frame compiles its levels).
+    /// Compiles R-Net, O-Net and P-Net's tiles for every batch size now rather than on the
+    /// first frames that need them (P-Net's whole levels wait for a picture size: each
+    /// camera's first frame compiles them).
     pub fn warm_up(&self) -> Result<(), RuntimeError> {
+        for b in TILE_BATCH_SIZES {
+            self.pnet
+                .for_shape(&[b as i64, PNET_TILE.into(), PNET_TILE.into(), 3])?;
+        }
         for b in BATCH_SIZES {
             self.rnet.for_shape(&[b as i64, 24, 24, 3])?;
             self.onet.for_shape(&[b as i64, 48, 48, 3])?;
@@ -101,9 +117,32 @@ impl FaceDetector {
 
     /// Every face of at least `min_face` pixels, best score first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, RuntimeError> {
+        self.detect_within(image, None)
+    }
+
+    /// The faces in or touching `regions` (boxes in pixels of `image`), best score first:
+    /// P-Net scans only the tiles of each pyramid level that reach into a region, so the cost
+    /// follows the regions' area. Faces elsewhere may be found too (a tile is larger than a
+    /// region's edge), but are not looked for.
+    pub fn detect_in(
+        &self,
+        image: &RgbImage,
+        regions: &[BoundingBox],
+    ) -> Result<Vec<Detection>, RuntimeError> {
+        if regions.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.detect_within(image, Some(regions))
+    }
+
+    fn detect_within(
+        &self,
+        image: &RgbImage,
+        regions: Option<&[BoundingBox]>,
+    ) -> Result<Vec<Detection>, RuntimeError> {
         let mut integral = self.integrals.lock().pop().unwrap_or_default();
         integral.fill(image);
-        let found = self.detect_with(image, &integral);
+        let found = self.detect_with(image, &integral, regions);
         // A camera's frames keep their table; a huge photo's is not kept for ever.
         if integral.bytes() <= MAX_KEPT_TABLE_BYTES {
             self.integrals.lock().push(integral);
@@ -116,7 +155,7 @@ impl FaceDetector {
     pub fn explain(&self, image: &RgbImage) -> Result<StageReport, RuntimeError> {
         let mut integral = IntegralImage::default();
         integral.fill(image);
-        let proposed = self.propose(image, &integral)?;
+        let proposed = self.propose(image, &integral, None)?;
         let scored = self.rnet(image, &integral, &proposed)?;
         let best = |c: &[Candidate]| c.iter().map(|c| c.score).fold(None, max_score);
         let rnet_best = best(&scored);
@@ -141,8 +180,9 @@ impl FaceDetector {
         &self,
         image: &RgbImage,
         integral: &IntegralImage,
+        regions: Option<&[BoundingBox]>,
     ) -> Result<Vec<Detection>, RuntimeError> {
-        let candidates = self.propose(image, integral)?;
+        let candidates = self.propose(image, integral, regions)?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -153,11 +193,13 @@ impl FaceDetector {
         self.output(image, integral, refined)
     }
 
-    /// Stage 1: P-Net over the pyramid.
+    /// Stage 1: P-Net over the pyramid: each whole level, or only its tiles that reach into
+    /// `regions`.
     fn propose(
         &self,
         image: &RgbImage,
         integral: &IntegralImage,
+        regions: Option<&[BoundingBox]>,
     ) -> Result<Vec<Candidate>, RuntimeError> {
         let (w, h) = image.dimensions();
         let mut scale = PNET_CELL / self.config.min_face.max(PNET_CELL);
@@ -182,7 +224,11 @@ impl FaceDetector {
             };
             // The actual scale per axis after rounding.
             let (scale_x, scale_y) = (sw as f32 / w as f32, sh as f32 / h as f32);
-            let mut level_candidates = self.pnet_level(&level, scale_x, scale_y)?;
+            let tiles = regions.and_then(|r| tiles_within(sw, sh, scale_x, scale_y, r));
+            let mut level_candidates = match tiles {
+                Some(tiles) => self.pnet_tiles(&level, &tiles, scale_x, scale_y)?,
+                None => self.pnet_level(&level, scale_x, scale_y)?,
+            };
             nms(&mut level_candidates, 0.5);
             all.extend(level_candidates);
             scale *= self.config.scale_factor;
@@ -221,40 +267,50 @@ impl FaceDetector {
                 );
                 request.set_input_tensor(&input)?;
                 request.infer()?;
-                let prob = request.get_tensor("pnet/prob1")?;
-                let reg = request.get_tensor("pnet/conv4-2/BiasAdd")?;
-                let dims = prob.get_shape()?.get_dimensions().to_vec();
-                let (out_w, out_h) = (dims[1] as usize, dims[2] as usize);
-                let prob = prob.get_data::<f32>()?;
-                let reg = reg.get_data::<f32>()?;
                 let mut found = Vec::new();
-                for x in 0..out_w {
-                    for y in 0..out_h {
-                        let cell = x * out_h + y;
-                        let score = prob[cell * 2 + 1];
-                        if score <= threshold {
-                            continue;
-                        }
-                        let (fx, fy) = (x as f32 * PNET_STRIDE, y as f32 * PNET_STRIDE);
-                        found.push(Candidate {
-                            bbox: BoundingBox {
-                                x1: fx / scale_x,
-                                y1: fy / scale_y,
-                                x2: (fx + PNET_CELL) / scale_x,
-                                y2: (fy + PNET_CELL) / scale_y,
-                            },
-                            score,
-                            regression: [
-                                reg[cell * 4],
-                                reg[cell * 4 + 1],
-                                reg[cell * 4 + 2],
-                                reg[cell * 4 + 3],
-                            ],
-                        });
-                    }
-                }
+                with_pnet_cells(request, |cells| {
+                    cells.collect(0, (0, 0), (scale_x, scale_y), threshold, &mut found)
+                })?;
                 Ok(found)
             })
+    }
+
+    /// P-Net on `tiles` (top-left corners of `PNET_TILE`-square windows) of one level, in
+    /// batches: one compiled shape serves every level and every camera.
+    fn pnet_tiles(
+        &self,
+        level: &RgbImage,
+        tiles: &[(u32, u32)],
+        scale_x: f32,
+        scale_y: f32,
+    ) -> Result<Vec<Candidate>, RuntimeError> {
+        let threshold = self.config.thresholds[0];
+        let side = PNET_TILE as usize;
+        let per_tile = side * side * 3;
+        let mut found = Vec::new();
+        for batch in batches(tiles, &TILE_BATCH_SIZES) {
+            let shape = [batch.len() as i64, PNET_TILE.into(), PNET_TILE.into(), 3];
+            self.pnet.for_shape(&shape)?.with_request(|request| {
+                let mut input = Tensor::new(ElementType::F32, &Shape::new(&shape)?)?;
+                let data = input.get_data_mut::<f32>()?;
+                for (i, &(x, y)) in batch.iter().enumerate() {
+                    fill_transposed_window(
+                        level,
+                        (x, y),
+                        PNET_TILE,
+                        &mut data[i * per_tile..(i + 1) * per_tile],
+                    );
+                }
+                request.set_input_tensor(&input)?;
+                request.infer()?;
+                with_pnet_cells(request, |cells| {
+                    for (i, &origin) in batch.iter().enumerate() {
+                        cells.collect(i, origin, (scale_x, scale_y), threshold, &mut found);
+                    }
+                })
+            })?;
+        }
+        Ok(found)
     }
 
     /// Stage 2: R-Net on 24x24 crops of the candidates.
@@ -276,7 +332,7 @@ impl FaceDetector {
         candidates: &[Candidate],
     ) -> Result<Vec<Candidate>, RuntimeError> {
         let mut scored = Vec::with_capacity(candidates.len());
-        for chunk in batches(candidates) {
+        for chunk in batches(candidates, &BATCH_SIZES) {
             let outputs = run_crops(
                 &self.rnet,
                 image,
@@ -342,7 +398,7 @@ impl FaceDetector {
         candidates: &[Candidate],
     ) -> Result<Vec<Detection>, RuntimeError> {
         let mut found = Vec::with_capacity(candidates.len());
-        for chunk in batches(candidates) {
+        for chunk in batches(candidates, &BATCH_SIZES) {
             let outputs = run_crops(
                 &self.onet,
                 image,
@@ -463,13 +519,128 @@ fn max_score(best: Option<f32>, score: f32) -> Option<f32> {
     Some(best.map_or(score, |b| b.max(score)))
 }
 
-/// Splits candidates into runs of the sizes in `BATCH_SIZES`.
-fn batches(candidates: &[Candidate]) -> Vec<&[Candidate]> {
+/// P-Net's output for a batch of inputs: face probabilities and box regressions per cell,
+/// transposed like its input ([item][x][y][channel]).
+struct PnetCells<'a> {
+    prob: &'a [f32],
+    reg: &'a [f32],
+    out_w: usize,
+    out_h: usize,
+}
+
+/// Hands P-Net's outputs of the inference `request` just ran to `f`.
+fn with_pnet_cells<T>(
+    request: &mut InferRequest,
+    f: impl FnOnce(&PnetCells) -> T,
+) -> Result<T, openvino::InferenceError> {
+    let prob = request.get_tensor("pnet/prob1")?;
+    let reg = request.get_tensor("pnet/conv4-2/BiasAdd")?;
+    let dims = prob.get_shape()?.get_dimensions().to_vec();
+    Ok(f(&PnetCells {
+        prob: prob.get_data::<f32>()?,
+        reg: reg.get_data::<f32>()?,
+        out_w: dims[1] as usize,
+        out_h: dims[2] as usize,
+    }))
+}
+
+impl PnetCells<'_> {
+    /// The candidates of batch item `item` over `threshold`, whose input window started at
+    /// `origin` of a level shrunk by `scale` from the picture.
+    fn collect(
+        &self,
+        item: usize,
+        origin: (u32, u32),
+        scale: (f32, f32),
+        threshold: f32,
+        found: &mut Vec<Candidate>,
+    ) {
+        let per_item = self.out_w * self.out_h;
+        for x in 0..self.out_w {
+            for y in 0..self.out_h {
+                let cell = item * per_item + x * self.out_h + y;
+                let score = self.prob[cell * 2 + 1];
+                if score <= threshold {
+                    continue;
+                }
+                let fx = origin.0 as f32 + x as f32 * PNET_STRIDE;
+                let fy = origin.1 as f32 + y as f32 * PNET_STRIDE;
+                let r = &self.reg[cell * 4..cell * 4 + 4];
+                found.push(Candidate {
+                    bbox: BoundingBox {
+                        x1: fx / scale.0,
+                        y1: fy / scale.1,
+                        x2: (fx + PNET_CELL) / scale.0,
+                        y2: (fy + PNET_CELL) / scale.1,
+                    },
+                    score,
+                    regression: [r[0], r[1], r[2], r[3]],
+                });
+            }
+        }
+    }
+}
+
+/// The tiles of a `width`x`height` pyramid level (shrunk by `scale_x`, `scale_y` from the
+/// picture) that reach into `regions`, as top-left corners; `None` when the whole level is
+/// cheaper (it is smaller than a tile, or the tiles would cover most of it).
+///
+/// P-Net has no padding and a stride of 2: tiles placed `PNET_TILE_STEP` apart (even) give
+/// the very cells a scan of the whole level gives, each exactly once, except the last tile of
+/// a row or column, moved back inside the level, whose overlap suppression removes.
+fn tiles_within(
+    width: u32,
+    height: u32,
+    scale_x: f32,
+    scale_y: f32,
+    regions: &[BoundingBox],
+) -> Option<Vec<(u32, u32)>> {
+    if width < PNET_TILE || height < PNET_TILE {
+        return None;
+    }
+    let origins = |extent: u32| -> Vec<u32> {
+        let last = (extent - PNET_TILE) & !1;
+        let mut v: Vec<u32> = (0..last).step_by(PNET_TILE_STEP as usize).collect();
+        v.push(last);
+        v
+    };
+    // A face is found from the cell where its 12x12 window starts: reach past each region
+    // by a window.
+    let reach: Vec<BoundingBox> = regions
+        .iter()
+        .map(|r| BoundingBox {
+            x1: r.x1 * scale_x - PNET_CELL,
+            y1: r.y1 * scale_y - PNET_CELL,
+            x2: r.x2 * scale_x,
+            y2: r.y2 * scale_y,
+        })
+        .collect();
+    let mut tiles = Vec::new();
+    for &y in &origins(height) {
+        for &x in &origins(width) {
+            let tile = BoundingBox {
+                x1: x as f32,
+                y1: y as f32,
+                x2: (x + PNET_TILE) as f32,
+                y2: (y + PNET_TILE) as f32,
+            };
+            if reach.iter().any(|r| tile.intersection(r) > 0.0) {
+                tiles.push((x, y));
+            }
+        }
+    }
+    let tiled = tiles.len() as f32 * (PNET_TILE * PNET_TILE) as f32;
+    (tiled < WHOLE_LEVEL_SHARE * (width * height) as f32).then_some(tiles)
+}
+
+/// Splits items into runs of the sizes in `sizes` (largest first, ending with 1).
+fn batches<'a, T>(items: &'a [T], sizes: &[usize]) -> Vec<&'a [T]> {
     let mut out = Vec::new();
-    let mut rest = candidates;
+    let mut rest = items;
     while !rest.is_empty() {
-        let size = BATCH_SIZES
-            .into_iter()
+        let size = sizes
+            .iter()
+            .copied()
             .find(|&b| b <= rest.len())
             .unwrap_or(1);
         let (batch, later) = rest.split_at(size);
@@ -519,6 +690,23 @@ fn run_crops(
                 .map(|name| Ok(request.get_tensor(name)?.get_data::<f32>()?.to_vec()))
                 .collect()
         })
+}
+
+/// Writes the `side`-square window of `image` at `origin` into `out` as [x][y][c], scaled like
+/// [`fill_transposed`]. The window lies inside the picture.
+fn fill_transposed_window(image: &RgbImage, origin: (u32, u32), side: u32, out: &mut [f32]) {
+    let (w, s) = (image.width() as usize, side as usize);
+    let (ox, oy) = (origin.0 as usize, origin.1 as usize);
+    let raw = image.as_raw();
+    for y in 0..s {
+        let row = &raw[((oy + y) * w + ox) * 3..((oy + y) * w + ox + s) * 3];
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let dst = (x * s + y) * 3;
+            for c in 0..3 {
+                out[dst + c] = (f32::from(px[c]) - 127.5) / 128.0;
+            }
+        }
+    }
 }
 
 /// Writes RGB `h` rows of `w` pixels into `out` as [x][y][c], scaled to about [-1, 1].

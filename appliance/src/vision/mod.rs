@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod area;
+pub mod change;
 pub mod detect;
 pub mod embed;
 pub mod geometry;
@@ -114,8 +115,22 @@ impl FacePipeline {
     /// embed faces of several pictures together: the embedding model runs two faces per
     /// inference for little more than the cost of one.
     pub fn locate(&self, image: &RgbImage) -> Result<Vec<LocatedFace>, RuntimeError> {
+        Ok(self.align_all(image, self.detector.detect(image)?))
+    }
+
+    /// [`Self::locate`] for the faces in or touching `regions` of the picture only (see
+    /// [`FaceDetector::detect_in`]).
+    pub fn locate_in(
+        &self,
+        image: &RgbImage,
+        regions: &[BoundingBox],
+    ) -> Result<Vec<LocatedFace>, RuntimeError> {
+        Ok(self.align_all(image, self.detector.detect_in(image, regions)?))
+    }
+
+    fn align_all(&self, image: &RgbImage, detections: Vec<Detection>) -> Vec<LocatedFace> {
         let mut located = Vec::new();
-        for detection in self.detector.detect(image)? {
+        for detection in detections {
             let Some(aligned) = align::align(image, &detection.landmarks) else {
                 continue;
             };
@@ -136,7 +151,7 @@ impl FacePipeline {
                 aligned,
             });
         }
-        Ok(located)
+        located
     }
 
     /// Embeds located faces, in order.

@@ -121,6 +121,9 @@ pub(super) const FIELDS: &[Field] = &[
     number("analysis", "queue_frames", "Frames waiting per camera", "frames",
         "When analysis falls behind, the oldest frame beyond this is dropped (and counted). More smooths bursts but delays alerts.",
         1.0, Some(1000.0), 1.0),
+    number("analysis", "full_scan_s", "Search the whole picture every", "seconds",
+        "In between, only what changed in the picture is searched for faces: far less work on a quiet scene, so more cameras per box. 0 searches every frame whole.",
+        0.0, Some(3600.0), 1.0),
     // --- the ONVIF device ---
     switch("onvif", "discoverable", "Discoverable by video management systems",
         "Answer WS-Discovery probes, so a VMS finds this appliance on the network."),
