@@ -17,10 +17,22 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// Latencies kept for the median and 95th percentile.
 const LATENCIES_KEPT: usize = 256;
 
+/// How much of an analysed frame the detector searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Searched {
+    Whole,
+    /// Only the regions that changed.
+    Regions,
+    /// Nothing: it had not changed.
+    Nothing,
+}
+
 /// One camera's counters; shared by its ingest thread, the analysis workers and readers.
 #[derive(Default)]
 pub struct CameraLoad {
     analysed: AtomicU64,
+    /// Frames searched whole, in regions, not at all.
+    searched: [AtomicU64; 3],
     decode_errors: AtomicU64,
     /// Per bucket of [`LATENCY_BUCKETS_S`], then one for slower frames.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_S.len() + 1],
@@ -44,6 +56,11 @@ pub struct LoadSnapshot {
     /// Frames analysed a second over the last 10 s.
     pub analysed_fps: f64,
     pub decode_errors: u64,
+    /// Analysed frames searched for faces whole, only where they changed, and not at all
+    /// (unchanged: their faces stood).
+    pub searched_whole: u64,
+    pub searched_regions: u64,
+    pub unchanged: u64,
     /// From a frame's arrival to its analysis done (its events published), over the latest
     /// frames; `None` before the first.
     pub latency_ms_median: Option<f64>,
@@ -57,8 +74,9 @@ pub struct LoadSnapshot {
 
 impl CameraLoad {
     /// A frame analysed, `waited` after it arrived.
-    pub fn analysed(&self, waited: Duration) {
+    pub fn analysed(&self, waited: Duration, searched: Searched) {
         self.analysed.fetch_add(1, Ordering::Relaxed);
+        self.searched[searched as usize].fetch_add(1, Ordering::Relaxed);
         let s = waited.as_secs_f64();
         let bucket = LATENCY_BUCKETS_S
             .iter()
@@ -128,6 +146,9 @@ impl CameraLoad {
             dropped_frames: dropped,
             analysed_fps: (rate * 10.0).round() / 10.0,
             decode_errors: self.decode_errors.load(Ordering::Relaxed),
+            searched_whole: self.searched[Searched::Whole as usize].load(Ordering::Relaxed),
+            searched_regions: self.searched[Searched::Regions as usize].load(Ordering::Relaxed),
+            unchanged: self.searched[Searched::Nothing as usize].load(Ordering::Relaxed),
             latency_ms_median: quantile(0.5),
             latency_ms_p95: quantile(0.95),
             latency_buckets,
@@ -144,8 +165,14 @@ mod tests {
     fn counts_frames_rates_and_latencies() {
         let load = CameraLoad::default();
         assert_eq!(load.snapshot(0).latency_ms_median, None);
-        for ms in [20, 40, 60, 80, 2000] {
-            load.analysed(Duration::from_millis(ms));
+        for (ms, searched) in [
+            (20, Searched::Whole),
+            (40, Searched::Nothing),
+            (60, Searched::Regions),
+            (80, Searched::Nothing),
+            (2000, Searched::Whole),
+        ] {
+            load.analysed(Duration::from_millis(ms), searched);
         }
         load.decode_error();
         let s = load.snapshot(7);
@@ -154,6 +181,7 @@ mod tests {
             (5, 7, 1)
         );
         assert_eq!(s.analysed_fps, 0.5);
+        assert_eq!((s.searched_whole, s.searched_regions, s.unchanged), (2, 1, 2));
         assert_eq!(s.latency_ms_median, Some(60.0));
         assert_eq!(s.latency_ms_p95, Some(2000.0));
         // 20 ms is in the first bucket, 2 s in the 2.5 s one; the last is every frame.

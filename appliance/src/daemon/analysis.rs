@@ -311,7 +311,7 @@ impl Shared {
             let waited = (chrono::Utc::now() - frame.received)
                 .to_std()
                 .unwrap_or_default();
-            slot.load.analysed(waited);
+            slot.load.analysed(waited, scan.searched());
             // Moved, not copied: the frame is not needed any more.
             self.latest
                 .lock()

@@ -10,6 +10,7 @@
 
 use image::RgbImage;
 
+use crate::camera::load::Searched;
 use crate::vision::change::{grow, merge_overlapping, touches, union, LumaGrid, CELL};
 use crate::vision::{BoundingBox, Face};
 
@@ -36,12 +37,12 @@ pub enum Scan {
 }
 
 impl Scan {
-    /// A short name for logs and figures.
-    pub fn kind(&self) -> &'static str {
+    /// How much of the frame this searches, as the camera's load counts it.
+    pub fn searched(&self) -> Searched {
         match self {
-            Scan::Whole => "whole",
-            Scan::Unchanged => "unchanged",
-            Scan::Regions(_) => "regions",
+            Scan::Whole => Searched::Whole,
+            Scan::Unchanged => Searched::Nothing,
+            Scan::Regions(_) => Searched::Regions,
         }
     }
 }

@@ -208,6 +208,19 @@ impl WebAppliance {
                 out.push_str(&format!("{name}{{camera=\"{camera}\"}} {}\n", read(load)));
             }
         }
+        let name = "vigil_camera_frames_searched_total";
+        out.push_str(&format!("# HELP {name} Analysed frames by how much of them was searched for faces: whole, only the regions that changed, or nothing (unchanged).\n# TYPE {name} counter\n"));
+        for (camera, load) in &loads {
+            for (search, count) in [
+                ("whole", load.searched_whole),
+                ("regions", load.searched_regions),
+                ("unchanged", load.unchanged),
+            ] {
+                out.push_str(&format!(
+                    "{name}{{camera=\"{camera}\",search=\"{search}\"}} {count}\n"
+                ));
+            }
+        }
         let name = "vigil_camera_frame_latency_seconds";
         out.push_str(&format!("# HELP {name} From a frame's arrival to its analysis done (its events published).\n# TYPE {name} histogram\n"));
         for (camera, load) in &loads {
