@@ -21,7 +21,7 @@ const REGION_MARGIN: f32 = 2.0 * CELL as f32;
 /// detector's box is tight; the face may have moved a little).
 const FACE_MARGIN: f32 = 0.25;
 /// Regions covering more than this share of the frame: searched whole (cheaper than tiles).
-const WHOLE_FRAME_SHARE: f32 = 0.5;
+const WHOLE_FRAME_SHARE: f32 = 0.8;
 /// A face found anew overlapping an earlier one by this much (of the smaller) replaces it.
 const SAME_FACE_OVERLAP: f32 = 0.5;
 
