@@ -181,6 +181,11 @@ impl RtspServer {
         self.shared.sessions.lock().len()
     }
 
+    /// Sessions playing `source_token` now (a product may skip building documents without).
+    pub fn playing_sessions(&self, source_token: &str) -> usize {
+        self.shared.sessions.lock().playing(source_token)
+    }
+
     /// The path of a source's mount.
     pub fn mount_path(source_token: &str) -> String {
         format!("{MOUNT_PREFIX}{source_token}")

@@ -126,6 +126,13 @@ impl Sessions {
         before - self.by_id.len()
     }
 
+    pub fn playing(&self, source: &str) -> usize {
+        self.by_id
+            .values()
+            .filter(|s| s.playing && s.source == source)
+            .count()
+    }
+
     /// Sources with at least one playing session.
     pub fn playing_sources(&self) -> Vec<String> {
         let mut sources: Vec<String> = self

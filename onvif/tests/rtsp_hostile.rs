@@ -1,0 +1,248 @@
+//! The RTSP server against clients that are wrong or hostile: no or wrong credentials,
+//! malformed, oversized and slow requests, clients that vanish, and a Transport header that
+//! names someone else's address.
+
+mod support;
+
+use std::time::Duration;
+
+use onvif::streaming::MetadataFrame;
+use support::{authorization, challenge_nonce, eventually, server, url, RawClient, PASSWORD, USER};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UdpSocket;
+
+/// DESCRIBE, SETUP and PLAY with the right credentials; returns the session id.
+async fn play(client: &mut RawClient, base: &str, transport: &str) -> String {
+    let describe = client
+        .authorized("DESCRIBE", base, &[], USER, PASSWORD)
+        .await;
+    assert_eq!(describe.status, 200);
+    let track = format!("{base}/track1");
+    let setup = client
+        .authorized(
+            "SETUP",
+            &track,
+            &[format!("Transport: {transport}")],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    assert_eq!(setup.status, 200, "{setup:?}");
+    let session = setup
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let play = client
+        .authorized(
+            "PLAY",
+            base,
+            &[format!("Session: {session}")],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    assert_eq!(play.status, 200, "{play:?}");
+    assert!(play.header("RTP-Info").unwrap().contains("seq="));
+    session
+}
+
+#[tokio::test]
+async fn no_or_wrong_credentials_get_401_with_a_digest_challenge() {
+    let (server, _device) = server(|_| {}).await;
+    let base = url(&server, "door");
+    let mut client = RawClient::connect(&server).await;
+    let options = client.request("OPTIONS", "*", &[]).await;
+    assert_eq!(options.status, 200);
+    assert!(options.header("Public").unwrap().contains("GET_PARAMETER"));
+
+    let anonymous = client.request("DESCRIBE", &base, &[]).await;
+    assert_eq!(anonymous.status, 401);
+    let challenge = anonymous.header("WWW-Authenticate").unwrap();
+    assert!(
+        challenge.starts_with("Digest ") && challenge.contains("realm=\"vigil-test\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("algorithm=MD5"));
+    let basic = client
+        .request(
+            "DESCRIBE",
+            &base,
+            &["Authorization: Basic dmlld2VyOndhdGNoLWl0LWFsbA==".into()],
+        )
+        .await;
+    assert_eq!(
+        basic.status, 401,
+        "Basic is answered with the Digest challenge"
+    );
+    assert!(basic
+        .header("WWW-Authenticate")
+        .unwrap()
+        .starts_with("Digest "));
+
+    let nonce = challenge_nonce(challenge);
+    let wrong = client
+        .request(
+            "DESCRIBE",
+            &base,
+            &[authorization(USER, "guess", &nonce, "DESCRIBE", &base)],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    // A right answer computed for another stream does not open this one.
+    let lobby = url(&server, "lobby");
+    let elsewhere = client
+        .request(
+            "DESCRIBE",
+            &base,
+            &[authorization(USER, PASSWORD, &nonce, "DESCRIBE", &lobby)],
+        )
+        .await;
+    assert_ne!(elsewhere.status, 200);
+
+    let right = client
+        .request(
+            "DESCRIBE",
+            &base,
+            &[authorization(USER, PASSWORD, &nonce, "DESCRIBE", &base)],
+        )
+        .await;
+    assert_eq!(right.status, 200);
+    let sdp = String::from_utf8(right.body.clone()).unwrap();
+    assert!(sdp.contains("m=application 0 RTP/AVP 107"), "{sdp}");
+    assert!(sdp.contains("a=rtpmap:107 vnd.onvif.metadata/90000"));
+    assert_eq!(
+        right.header("Content-Base"),
+        Some(format!("{base}/").as_str())
+    );
+    let unknown = url(&server, "garage");
+    let missing = client
+        .request(
+            "DESCRIBE",
+            &unknown,
+            &[authorization(USER, PASSWORD, &nonce, "DESCRIBE", &unknown)],
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_slow_requests_leave_a_playing_session_alone() {
+    let (server, _device) = server(|c| c.limits.request_timeout = Duration::from_millis(500)).await;
+    let base = url(&server, "door");
+    let mut good = RawClient::connect(&server).await;
+    play(&mut good, &base, "RTP/AVP/TCP;unicast;interleaved=0-1").await;
+
+    let many_headers = format!("OPTIONS * RTSP/1.0\r\n{}\r\n", "X-Pad: 1\r\n".repeat(100));
+    let bad: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02 garbage\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![b'A'; 9 * 1024],
+        many_headers.into_bytes(),
+        b"SET_PARAMETER * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 1000000\r\n\r\n".to_vec(),
+        b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: -5\r\n\r\n".to_vec(),
+    ];
+    for bytes in bad {
+        let mut hostile = RawClient::connect(&server).await;
+        hostile.stream.write_all(&bytes).await.unwrap();
+        let reply = hostile.reply().await.expect("an answer before closing");
+        assert_eq!(
+            reply.status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(&bytes[..20])
+        );
+        assert!(hostile.reply().await.is_none(), "the connection closes");
+    }
+    // A request trickled in and never finished is dropped after the request timeout.
+    let mut slow = RawClient::connect(&server).await;
+    slow.stream
+        .write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.reply()).await;
+    assert!(matches!(closed, Ok(None)), "the slow connection is closed");
+
+    let frame = MetadataFrame::keep_alive(std::time::SystemTime::now());
+    assert_eq!(server.publish("door", &frame), 1);
+    let expected = frame.to_xml();
+    // Keep-alive documents may come first: find the published one.
+    let mut found = false;
+    while let Some(packet) = good.frame(0, Duration::from_secs(5)).await {
+        assert_eq!(packet[1] & 0x7f, 107);
+        if packet[1] & 0x80 != 0 && packet[12..] == *expected.as_bytes() {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "the good session still gets its documents");
+}
+
+#[tokio::test]
+async fn udp_goes_to_the_peer_only_and_silent_sessions_expire() {
+    let (server, _device) = server(|c| {
+        c.session_timeout = Duration::from_secs(1);
+        c.max_sessions = 1;
+    })
+    .await;
+    let base = url(&server, "door");
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (rtp_port, rtcp_port) = (
+        rtp.local_addr().unwrap().port(),
+        rtcp.local_addr().unwrap().port(),
+    );
+    let mut client = RawClient::connect(&server).await;
+    // The destination names another host: packets must still come here, to the peer.
+    let transport =
+        format!("RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port};destination=127.0.0.2");
+    let session = play(&mut client, &base, &transport).await;
+
+    let mut other = RawClient::connect(&server).await;
+    let track = format!("{base}/track1");
+    let refused = other
+        .authorized(
+            "SETUP",
+            &track,
+            &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1".into()],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    assert_eq!(refused.status, 453, "the session limit holds");
+    let theirs = other
+        .authorized(
+            "PLAY",
+            &base,
+            &[format!("Session: {session}")],
+            "admin",
+            "admin-secret",
+        )
+        .await;
+    assert_eq!(theirs.status, 454, "a session belongs to its user");
+
+    let frame = MetadataFrame::keep_alive(std::time::SystemTime::now());
+    assert_eq!(server.publish("door", &frame), 1);
+    let mut packet = [0u8; 2048];
+    let (length, from) = tokio::time::timeout(Duration::from_secs(5), rtp.recv_from(&mut packet))
+        .await
+        .expect("RTP arrives at the peer's port")
+        .unwrap();
+    assert!(length > 12 && from.ip().is_loopback());
+    assert_eq!(from.port(), server.udp_ports().0);
+
+    // Silent (no request, no RTCP): the session goes after its timeout.
+    assert!(eventually(Duration::from_secs(5), || server.session_count() == 0).await);
+    let gone = client
+        .authorized(
+            "GET_PARAMETER",
+            &base,
+            &[format!("Session: {session}")],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    assert_eq!(gone.status, 454);
+}
