@@ -223,8 +223,17 @@ async fn udp_goes_to_the_peer_only_and_silent_sessions_expire() {
         .await;
     assert_eq!(theirs.status, 454, "a session belongs to its user");
 
-    let frame = MetadataFrame::keep_alive(std::time::SystemTime::now());
-    assert_eq!(server.publish("door", &frame), 1);
+    // The product publishes from its own threads, outside the runtime.
+    let publisher = server.clone();
+    let reached = std::thread::spawn(move || {
+        publisher.publish(
+            "door",
+            &MetadataFrame::keep_alive(std::time::SystemTime::now()),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(reached, 1);
     let mut packet = [0u8; 2048];
     let (length, from) = tokio::time::timeout(Duration::from_secs(5), rtp.recv_from(&mut packet))
         .await
@@ -235,7 +244,9 @@ async fn udp_goes_to_the_peer_only_and_silent_sessions_expire() {
 
     // Silent (no request, no RTCP): the session goes after its timeout.
     assert!(eventually(Duration::from_secs(5), || server.session_count() == 0).await);
-    let gone = client
+    // (Its quiet connection went too; ask on a new one.)
+    let mut later = RawClient::connect(&server).await;
+    let gone = later
         .authorized(
             "GET_PARAMETER",
             &base,
@@ -245,4 +256,30 @@ async fn udp_goes_to_the_peer_only_and_silent_sessions_expire() {
         )
         .await;
     assert_eq!(gone.status, 454);
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_address() {
+    let (server, _device) = server(|c| c.max_connections_per_address = 2).await;
+    let mut first = RawClient::connect(&server).await;
+    let mut second = RawClient::connect(&server).await;
+    for client in [&mut first, &mut second] {
+        assert_eq!(client.request("OPTIONS", "*", &[]).await.status, 200);
+    }
+    let mut third = RawClient::connect(&server).await;
+    assert_eq!(third.reply().await.expect("a refusal").status, 503);
+    assert!(third.reply().await.is_none());
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = RawClient::connect(&server).await;
+        if again.request_or_close("OPTIONS", "*").await == Some(200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed connection frees its place"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

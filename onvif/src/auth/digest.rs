@@ -394,6 +394,55 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn rtsp_takes_rfc2069_answers_and_nothing_else_does() {
+        let users = MemoryUsers::new([User {
+            name: "viewer".into(),
+            password: "pw".into(),
+            level: UserLevel::User,
+        }]);
+        let digest = DigestAuthenticator::new("vigil");
+        let challenge = digest.rtsp_challenge(false);
+        assert!(challenge.contains("algorithm=MD5") && !challenge.contains("qop"));
+        let nonce =
+            parse_fields(challenge.strip_prefix("Digest ").unwrap()).unwrap()["nonce"].clone();
+        let uri = "rtsp://127.0.0.1:8554/onvif/metadata/door/";
+        let rfc2069 = |password: &str| {
+            let ha1 = Algorithm::Md5.hex(&format!("viewer:vigil:{password}"));
+            let ha2 = Algorithm::Md5.hex(&format!("DESCRIBE:{uri}"));
+            let response = Algorithm::Md5.hex(&format!("{ha1}:{nonce}:{ha2}"));
+            format!(
+                "Digest username=\"viewer\", realm=\"vigil\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+            )
+        };
+        let path = "/onvif/metadata/door/";
+        let answer = rfc2069("pw");
+        assert_eq!(
+            digest
+                .verify_rtsp(&answer, "DESCRIBE", path, &users)
+                .unwrap()
+                .name,
+            "viewer"
+        );
+        // No nonce count to replay-check: the same answer passes again (RTSP only).
+        assert!(digest
+            .verify_rtsp(&answer, "DESCRIBE", path, &users)
+            .is_ok());
+        assert_eq!(
+            digest.verify_rtsp(&rfc2069("guess"), "DESCRIBE", path, &users),
+            Err(AuthFailure::WrongCredentials)
+        );
+        assert_eq!(
+            digest.verify(&answer, "DESCRIBE", path, &users),
+            Err(AuthFailure::Malformed("qop=auth is required"))
+        );
+        let sha = answer.replace("response=", "algorithm=SHA-256, response=");
+        assert_eq!(
+            digest.verify_rtsp(&sha, "DESCRIBE", path, &users),
+            Err(AuthFailure::Malformed("qop=auth is required"))
+        );
+    }
+
+    #[test]
     fn the_uri_is_compared_by_its_path() {
         assert_eq!(uri_path("/onvif/snapshot/a.jpg"), "/onvif/snapshot/a.jpg");
         assert_eq!(

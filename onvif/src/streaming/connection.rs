@@ -1,14 +1,14 @@
 //! One RTSP connection: reads requests within the limits and timeouts, answers them in
 //! order, and carries interleaved RTP for the sessions it set up.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::{timeout_at, Instant};
 
 use super::framing::{next_frame, Frame};
@@ -30,7 +30,7 @@ pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        let Some(admitted) = Admission::new(&shared, peer) else {
             tracing::warn!(%peer, "RTSP connection refused: too many connections");
             tokio::spawn(refuse(stream));
             continue;
@@ -38,8 +38,44 @@ pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
         let shared = shared.clone();
         tokio::spawn(async move {
             serve(shared, stream, peer).await;
-            drop(permit);
+            drop(admitted);
         });
+    }
+}
+
+/// A connection's place under the total and per-address limits, given back on drop.
+struct Admission {
+    shared: Arc<Shared>,
+    peer: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Admission {
+    fn new(shared: &Arc<Shared>, peer: SocketAddr) -> Option<Self> {
+        let mut per_address = shared.per_address.lock();
+        let open = per_address.entry(peer.ip()).or_insert(0);
+        if *open >= shared.config.max_connections_per_address {
+            return None;
+        }
+        let permit = shared.connections.clone().try_acquire_owned().ok()?;
+        *open += 1;
+        Some(Self {
+            shared: shared.clone(),
+            peer: peer.ip(),
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut per_address = self.shared.per_address.lock();
+        if let Some(open) = per_address.get_mut(&self.peer) {
+            *open -= 1;
+            if *open == 0 {
+                per_address.remove(&self.peer);
+            }
+        }
     }
 }
 
@@ -69,19 +105,14 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         match next_frame(&buffer, limits) {
             Ok(Some((frame, used))) => {
                 buffer.drain(..used);
-                deadline = idle_deadline(&context);
-                match frame {
-                    Frame::Request(request) => {
-                        let response = methods::answer(&context, &request);
-                        if out.send(response).await.is_err() {
-                            break;
-                        }
-                    }
-                    Frame::Interleaved { channel } => {
-                        tracing::trace!(%peer, channel, "interleaved RTCP");
-                        shared.sessions.lock().heard_on(connection);
+                shared.sessions.lock().heard_on(connection);
+                if let Frame::Request(request) = frame {
+                    let response = methods::answer(&context, &request);
+                    if out.send(response).await.is_err() {
+                        break;
                     }
                 }
+                deadline = idle_deadline(&context);
                 continue;
             }
             Ok(None) => {}
@@ -116,10 +147,21 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// How long a quiet connection may stay: as long as a session of it would.
+/// How long a quiet connection may stay: as long as a session of it would, else the idle
+/// limit.
 fn idle_deadline(context: &Context) -> Instant {
     let config = &context.shared.config;
-    Instant::now() + config.limits.idle_timeout.max(config.session_timeout)
+    let has_session = context
+        .shared
+        .sessions
+        .lock()
+        .on_connection(context.connection);
+    let quiet = if has_session {
+        config.session_timeout
+    } else {
+        config.limits.idle_timeout
+    };
+    Instant::now() + quiet
 }
 
 async fn write_all(mut writer: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>) {

@@ -10,9 +10,7 @@ use super::Limits;
 pub enum Frame {
     Request(Box<Request<Vec<u8>>>),
     /// `$`, channel, length, data: RTCP from an interleaved client (its keep-alive).
-    Interleaved {
-        channel: u8,
-    },
+    Interleaved,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -65,11 +63,11 @@ pub fn next_frame(buffer: &[u8], limits: &Limits) -> Result<Option<(Frame, usize
 }
 
 fn interleaved(buffer: &[u8]) -> Option<(Frame, usize)> {
-    let [_, channel, high, low, ..] = *buffer else {
+    let [_, _channel, high, low, ..] = *buffer else {
         return None;
     };
     let total = 4 + usize::from(u16::from_be_bytes([high, low]));
-    (buffer.len() >= total).then_some((Frame::Interleaved { channel }, total))
+    (buffer.len() >= total).then_some((Frame::Interleaved, total))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -120,7 +118,7 @@ mod tests {
         );
         let rest = &bytes[used..];
         let (second, used2) = next_frame(rest, &limits()).unwrap().unwrap();
-        assert!(matches!(second, Frame::Interleaved { channel: 1 }));
+        assert!(matches!(second, Frame::Interleaved));
         assert_eq!(used2, 6);
         let rest = &rest[used2..];
         assert!(next_frame(&rest[..rest.len() - 1], &limits())

@@ -282,6 +282,7 @@ fn setup(context: &Context, request: &Request<Vec<u8>>, mount: &Mount, user: &Us
     let ssrc = random_u32();
     let sender = RtpSender::new(ssrc, random_u32() as u16, random_u32());
     let session = Session {
+        connection: context.connection,
         user: user.name.clone(),
         source: mount.token.clone(),
         delivery,
@@ -321,7 +322,6 @@ fn choose(context: &Context, transport: &Transport) -> Option<(Delivery, RtpTran
             params.interleaved = Some((channel, Some(channel + 1)));
             Delivery::Interleaved {
                 channel,
-                connection: context.connection,
                 out: context.out.clone(),
             }
         }

@@ -42,6 +42,8 @@ pub struct RtspConfig {
     pub rtp_port: u16,
     pub max_sessions: usize,
     pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_address: usize,
     /// A session not heard of for this long (no request, no RTCP) is removed.
     pub session_timeout: Duration,
     /// A source that published nothing for this long gets an empty frame.
@@ -56,6 +58,7 @@ impl Default for RtspConfig {
             rtp_port: 0,
             max_sessions: 64,
             max_connections: 64,
+            max_connections_per_address: 8,
             session_timeout: Duration::from_secs(60),
             keep_alive_after: Duration::from_secs(1),
             limits: Limits::default(),
@@ -71,7 +74,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// A request must arrive whole this long after its first byte (slow senders).
     pub request_timeout: Duration,
-    /// A connection without a session that sends nothing for this long is closed.
+    /// A connection without a session that sends nothing for this long is closed (one with
+    /// a session: after the session timeout).
     pub idle_timeout: Duration,
 }
 
@@ -82,7 +86,7 @@ impl Default for Limits {
             max_headers: 32,
             max_body_bytes: 4 * 1024,
             request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -114,6 +118,8 @@ pub(crate) struct Shared {
     /// When each source last had a document sent.
     last_document: Mutex<HashMap<String, Instant>>,
     pub connections: Arc<Semaphore>,
+    /// Open connections per client address.
+    pub per_address: Mutex<HashMap<IpAddr, usize>>,
 }
 
 struct Tasks(Vec<JoinHandle<()>>);
@@ -147,6 +153,7 @@ impl RtspServer {
             rtcp,
             sessions: Mutex::new(Sessions::default()),
             last_document: Mutex::new(HashMap::new()),
+            per_address: Mutex::new(HashMap::new()),
         });
         let tasks = vec![
             tokio::spawn(connection::accept(shared.clone(), listener)),
@@ -213,8 +220,9 @@ impl Shared {
     }
 }
 
-/// Every tick: expires silent sessions, sends an empty frame to sources idle for
-/// `keep_alive_after`, and every few seconds an RTCP sender report.
+/// Every tick: expires silent sessions, sends an empty frame to sources that would
+/// otherwise go `keep_alive_after` without a document, and every few seconds an RTCP
+/// sender report.
 async fn keep_alive(shared: Arc<Shared>) {
     let tick = (shared.config.keep_alive_after / 5).max(Duration::from_millis(20));
     let mut ticker = tokio::time::interval(tick);
@@ -231,7 +239,7 @@ async fn keep_alive(shared: Arc<Shared>) {
                 .last_document
                 .lock()
                 .get(&source)
-                .is_none_or(|at| at.elapsed() >= shared.config.keep_alive_after);
+                .is_none_or(|at| at.elapsed() + tick >= shared.config.keep_alive_after);
             if idle {
                 shared.publish(&source, &MetadataFrame::keep_alive(SystemTime::now()));
             }

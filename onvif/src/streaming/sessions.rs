@@ -21,13 +21,14 @@ pub enum Delivery {
     /// `$`-framed on the RTSP connection that set the session up.
     Interleaved {
         channel: u8,
-        connection: u64,
         out: mpsc::Sender<Vec<u8>>,
     },
 }
 
 #[derive(Debug)]
 pub struct Session {
+    /// The RTSP connection that set it up.
+    pub connection: u64,
     pub user: String,
     pub source: String,
     pub delivery: Delivery,
@@ -94,20 +95,27 @@ impl Sessions {
         }
     }
 
-    /// RTCP on an interleaved connection keeps its sessions alive.
+    /// Any request or interleaved RTCP on a connection keeps the sessions it set up alive
+    /// (ONVIF Streaming: every request but TEARDOWN is a keep-alive).
     pub fn heard_on(&mut self, connection: u64) {
-        for session in self.by_id.values_mut() {
-            if matches!(session.delivery, Delivery::Interleaved { connection: c, .. } if c == connection)
-            {
-                session.last_seen = Instant::now();
-            }
+        for session in self
+            .by_id
+            .values_mut()
+            .filter(|s| s.connection == connection)
+        {
+            session.last_seen = Instant::now();
         }
+    }
+
+    pub fn on_connection(&self, connection: u64) -> bool {
+        self.by_id.values().any(|s| s.connection == connection)
     }
 
     /// Removes the interleaved sessions of a closed connection.
     pub fn close_connection(&mut self, connection: u64) {
         self.by_id.retain(|_, session| {
-            !matches!(session.delivery, Delivery::Interleaved { connection: c, .. } if c == connection)
+            session.connection != connection
+                || !matches!(session.delivery, Delivery::Interleaved { .. })
         });
     }
 

@@ -169,6 +169,14 @@ impl RawClient {
         self.reply().await.expect("a reply")
     }
 
+    /// The status of a bodiless request, or `None` if the server closed the connection.
+    pub async fn request_or_close(&mut self, method: &str, url: &str) -> Option<u16> {
+        self.cseq += 1;
+        let text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n\r\n", self.cseq);
+        self.stream.write_all(text.as_bytes()).await.ok()?;
+        self.reply().await.map(|r| r.status)
+    }
+
     /// Like `request`, answering a 401's challenge with `user`'s `password` (RFC 2069).
     pub async fn authorized(
         &mut self,
