@@ -53,6 +53,8 @@ pub(super) enum Refusal {
     Version,
     #[error("the session is already set up")]
     AlreadySetUp,
+    #[error("only application/sdp is offered")]
+    NotAcceptable,
 }
 
 impl Refusal {
@@ -69,6 +71,7 @@ impl Refusal {
             Self::ParameterNotUnderstood => StatusCode::ParameterNotUnderstood,
             Self::Version => StatusCode::RTSPVersionNotSupported,
             Self::AlreadySetUp => StatusCode::AggregateOperationNotAllowed,
+            Self::NotAcceptable => StatusCode::NotAcceptable,
         }
     }
 }
@@ -250,9 +253,7 @@ fn describe(
         .header(&h::ACCEPT)
         .is_none_or(|a| a.as_str().contains("application/sdp") || a.as_str().contains("*/*"));
     if !accepts_sdp {
-        return Err(Refusal::BadRequest(
-            "only application/sdp is offered".into(),
-        ));
+        return Err(Refusal::NotAcceptable);
     }
     let sdp = format!(
         "v=0\r\no=- {id} 1 IN IP4 0.0.0.0\r\ns=Vigil metadata\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
