@@ -1,6 +1,7 @@
-//! GStreamer's rtspsrc (Debian's python3-gi) reads the metadata stream over UDP and over
-//! interleaved TCP with Digest credentials: published frames arrive whole, as XML with the
-//! right objects, and an empty frame keeps the stream alive when nothing is published.
+//! GStreamer's rtspsrc (Debian's python3-gi) reads the metadata stream over UDP, over
+//! interleaved TCP and tunnelled over HTTP, with Digest credentials: published frames
+//! arrive whole, as XML with the right objects, and an empty frame keeps the stream alive
+//! when nothing is published.
 
 mod support;
 
@@ -175,6 +176,11 @@ async fn gstreamer_reads_frames_and_keep_alives_over_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gstreamer_reads_frames_and_keep_alives_over_tcp() {
     reads_published_frames("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_reads_frames_and_keep_alives_tunnelled_over_http() {
+    reads_published_frames("http").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,3 +283,43 @@ async fn connections_are_capped_per_address() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn broken_http_tunnels_are_refused() {
+    let (server, _device) = server(|_| {}).await;
+    let mut no_cookie = RawClient::connect(&server).await;
+    no_cookie
+        .stream
+        .write_all(
+            b"GET /onvif/metadata/door HTTP/1.0\r\nAccept: application/x-rtsp-tunnelled\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let reply = no_cookie.reply().await.expect("an answer");
+    assert_eq!(reply.status, 400);
+    assert!(no_cookie.reply().await.is_none());
+
+    // A POST whose GET was never opened carries nothing anywhere.
+    let mut orphan = RawClient::connect(&server).await;
+    orphan
+        .stream
+        .write_all(b"POST /onvif/metadata/door HTTP/1.0\r\nx-sessioncookie: nobody\r\nContent-Length: 32767\r\n\r\nT1BUSU9OUyAqIFJUU1AvMS4wDQpDU2VxOiAxDQoNCg==")
+        .await
+        .unwrap();
+    assert!(orphan.reply().await.is_none(), "closed without an answer");
+
+    // A GET answered, then a POST with its cookie: the answer comes on the GET.
+    let mut get = RawClient::connect(&server).await;
+    get.stream
+        .write_all(b"GET /onvif/metadata/door HTTP/1.0\r\nx-sessioncookie: c1\r\nAccept: application/x-rtsp-tunnelled\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(get.reply().await.expect("the tunnel opens").status, 200);
+    let mut post = RawClient::connect(&server).await;
+    post.stream
+        .write_all(b"POST /onvif/metadata/door HTTP/1.0\r\nx-sessioncookie: c1\r\nContent-Length: 32767\r\n\r\nT1BUSU9OUyAqIFJUU1AvMS4wDQpDU2VxOiAxDQoNCg==")
+        .await
+        .unwrap();
+    let options = get.reply().await.expect("the OPTIONS answer on the GET");
+    assert_eq!((options.status, options.header("CSeq")), (200, Some("1")));
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Reads an ONVIF metadata stream with GStreamer's rtspsrc, as a VMS would.
 
-Usage: rtsp_metadata_client.py URL USER PASSWORD udp|tcp SECONDS
+Usage: rtsp_metadata_client.py URL USER PASSWORD udp|tcp|http SECONDS
+
+http: RTSP tunnelled over HTTP (rtspsrc's rtsph:// scheme), RTP interleaved in it.
 
 Receives the RTP packets of the metadata track, joins their payloads into documents at
 each packet with the marker bit, and prints one JSON line per document
@@ -38,10 +40,12 @@ def main():
         "rtspsrc name=src latency=0 tcp-timeout=5000000 ! appsink name=sink emit-signals=true sync=false"
     )
     source = pipeline.get_by_name("src")
+    if protocol == "http":
+        url = "rtsph://" + url.split("://", 1)[1]
     source.set_property("location", url)
     source.set_property("user-id", user)
     source.set_property("user-pw", password)
-    source.set_property("protocols", "tcp" if protocol == "tcp" else "udp")
+    source.set_property("protocols", "udp" if protocol == "udp" else "tcp")
     loop = GLib.MainLoop()
     pending = bytearray()
     packets = [0]

@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::{timeout_at, Instant};
 
-use super::framing::{next_frame, Frame};
+use super::framing::{next_frame, Frame, FramingError};
 use super::methods::{self, Context};
+use super::tunnel::{self, Base64Stream, Opening, Tunnel};
 use super::Shared;
 
 /// Responses and interleaved packets queued for one connection's writer.
@@ -88,56 +89,39 @@ async fn refuse(mut stream: TcpStream) {
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
     let (out, queue) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
     let writing = tokio::spawn(write_all(writer, queue));
+    let mut input = Input {
+        reader,
+        buffer: Vec::with_capacity(1_024),
+        base64: None,
+    };
     let context = Context {
         shared: shared.clone(),
         peer,
         connection,
-        out: out.clone(),
+        out,
     };
     let limits = &shared.config.limits;
-    let mut buffer: Vec<u8> = Vec::with_capacity(1_024);
-    // The deadline of the request being read: set by its first byte, or an idle limit.
-    let mut deadline = Instant::now() + limits.idle_timeout;
-    loop {
-        match next_frame(&buffer, limits) {
-            Ok(Some((frame, used))) => {
-                buffer.drain(..used);
-                shared.sessions.lock().heard_on(connection);
-                if let Frame::Request(request) = frame {
-                    let response = methods::answer(&context, &request);
-                    if out.send(response).await.is_err() {
-                        break;
-                    }
-                }
-                deadline = idle_deadline(&context);
-                continue;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(%peer, %error, "RTSP request refused");
-                let _ = out.send(methods::bad_request(error)).await;
-                break;
-            }
+    let deadline = Instant::now() + limits.request_timeout;
+    let opening = loop {
+        if let Some(opening) = tunnel::opening(&input.buffer) {
+            break Some(opening);
         }
-        if !buffer.is_empty() {
-            deadline = deadline.min(Instant::now() + limits.request_timeout);
+        if input.read(deadline).await != Read::Data {
+            break None;
         }
-        match timeout_at(deadline, reader.read_buf(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                tracing::debug!(%peer, "RTSP connection timed out");
-                break;
-            }
-        }
+    };
+    match opening {
+        Some(Opening::Rtsp) => requests(&context, &mut input).await,
+        Some(Opening::Get) => tunnel_get(&context, &mut input).await,
+        Some(Opening::Post) => tunnel_post(&context, &mut input).await,
+        None => {}
     }
-    drop(context);
-    drop(out);
     // Interleaved sessions end with their connection; UDP ones live until TEARDOWN or expiry.
     shared.sessions.lock().close_connection(connection);
+    drop(context);
     let abort = writing.abort_handle();
     if tokio::time::timeout(limits.request_timeout, writing)
         .await
@@ -145,6 +129,181 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     {
         abort.abort();
     }
+}
+
+/// A connection's incoming bytes, base64-decoded on a tunnel's POST.
+struct Input {
+    reader: OwnedReadHalf,
+    buffer: Vec<u8>,
+    base64: Option<Base64Stream>,
+}
+
+/// How a read ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Data,
+    TimedOut,
+    /// Closed by the client, failed, or bad base64.
+    Ended,
+}
+
+impl Input {
+    /// Reads more into the buffer before `deadline`.
+    async fn read(&mut self, deadline: Instant) -> Read {
+        let mut chunk = [0u8; 4_096];
+        let n = match timeout_at(deadline, self.reader.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            Ok(_) => return Read::Ended,
+            Err(_) => return Read::TimedOut,
+        };
+        match &mut self.base64 {
+            None => self.buffer.extend_from_slice(&chunk[..n]),
+            Some(stream) => {
+                if stream.feed(&chunk[..n], &mut self.buffer).is_err() {
+                    return Read::Ended;
+                }
+            }
+        }
+        Read::Data
+    }
+}
+
+/// Answers requests in order until the connection ends, breaks a limit or goes quiet.
+async fn requests(context: &Context, input: &mut Input) {
+    let limits = &context.shared.config.limits;
+    // The deadline of the request being read: set by its first byte, or an idle limit.
+    let mut deadline = Instant::now() + limits.idle_timeout;
+    loop {
+        match next_frame(&input.buffer, limits) {
+            Ok(Some((frame, used))) => {
+                input.buffer.drain(..used);
+                context.shared.sessions.lock().heard_on(context.connection);
+                if let Frame::Request(request) = frame {
+                    let response = methods::answer(context, &request);
+                    if context.out.send(response).await.is_err() {
+                        return;
+                    }
+                }
+                deadline = idle_deadline(context);
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(peer = %context.peer, %error, "RTSP request refused");
+                let _ = context.out.send(methods::bad_request(error)).await;
+                return;
+            }
+        }
+        if !input.buffer.is_empty() {
+            deadline = deadline.min(Instant::now() + limits.request_timeout);
+        }
+        if input.read(deadline).await != Read::Data {
+            tracing::debug!(peer = %context.peer, "RTSP connection ended or timed out");
+            return;
+        }
+    }
+}
+
+/// A tunnel's GET: answers 200 and then carries what its POSTs' requests are answered with,
+/// for as long as the client keeps it and it is used.
+async fn tunnel_get(context: &Context, input: &mut Input) {
+    let Some(cookie) = tunnel_head(context, input).await else {
+        return;
+    };
+    let tunnel = Tunnel {
+        connection: context.connection,
+        peer: context.peer.ip(),
+        out: context.out.clone(),
+    };
+    if !context.shared.tunnels.lock().open(&cookie, tunnel) {
+        let _ = context
+            .out
+            .send(methods::bad_request(FramingError::Malformed))
+            .await;
+        return;
+    }
+    if context.out.send(tunnel::GET_ANSWER.to_vec()).await.is_ok() {
+        // Nothing more comes on a GET: it lives while its sessions do, or the idle limit.
+        loop {
+            input.buffer.clear();
+            match input.read(idle_deadline(context)).await {
+                Read::Data => {}
+                Read::TimedOut if has_sessions(context) => {}
+                Read::TimedOut | Read::Ended => break,
+            }
+        }
+    }
+    context
+        .shared
+        .tunnels
+        .lock()
+        .close(&cookie, context.connection);
+}
+
+/// A tunnel's POST: its body's requests are answered on the GET with the same cookie.
+async fn tunnel_post(context: &Context, input: &mut Input) {
+    let Some(cookie) = tunnel_head(context, input).await else {
+        return;
+    };
+    let found = context
+        .shared
+        .tunnels
+        .lock()
+        .find(&cookie, context.peer.ip());
+    let Some(tunnel) = found else {
+        tracing::warn!(peer = %context.peer, "RTSP tunnel POST without its GET");
+        return;
+    };
+    let encoded = std::mem::take(&mut input.buffer);
+    let mut stream = Base64Stream::default();
+    if stream.feed(&encoded, &mut input.buffer).is_err() {
+        return;
+    }
+    input.base64 = Some(stream);
+    let through = Context {
+        shared: context.shared.clone(),
+        peer: context.peer,
+        connection: tunnel.connection,
+        out: tunnel.out,
+    };
+    requests(&through, input).await;
+}
+
+/// The cookie of a tunnel request, its head taken from the buffer; a bad head is answered
+/// 400.
+async fn tunnel_head(context: &Context, input: &mut Input) -> Option<String> {
+    let limits = &context.shared.config.limits;
+    let deadline = Instant::now() + limits.request_timeout;
+    loop {
+        match tunnel::cookie(&input.buffer, limits) {
+            Ok(Some((cookie, used))) => {
+                input.buffer.drain(..used);
+                return Some(cookie);
+            }
+            Ok(None) if input.read(deadline).await == Read::Data => {}
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(peer = %context.peer, %error, "RTSP tunnel refused");
+                let _ = context.out.send(tunnel_refusal(error)).await;
+                return None;
+            }
+        }
+    }
+}
+
+fn tunnel_refusal(error: FramingError) -> Vec<u8> {
+    format!(
+        "HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n{error}"
+    )
+    .into_bytes()
+}
+
+fn has_sessions(context: &Context) -> bool {
+    context
+        .shared
+        .sessions
+        .lock()
+        .on_connection(context.connection)
 }
 
 /// How long a quiet connection may stay: as long as a session of it would, else the idle

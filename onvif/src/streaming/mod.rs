@@ -1,7 +1,7 @@
 //! Vigil's own RTSP server for the ONVIF metadata stream (Profile M): one mount per video
 //! source, `rtsp://HOST:PORT/onvif/metadata/<source token>`, carrying one
-//! `vnd.onvif.metadata` RTP track over UDP or interleaved in the RTSP connection, behind
-//! Digest authentication with the ONVIF users. See `DESIGN.md` beside this file.
+//! `vnd.onvif.metadata` RTP track over UDP, interleaved in the RTSP connection, or in an
+//! RTSP-over-HTTP tunnel on the same port, behind Digest authentication with the ONVIF users. See `DESIGN.md` beside this file.
 //!
 //! The product starts an [`RtspServer`] with its [`Device`], then calls
 //! [`RtspServer::publish`] with a [`MetadataFrame`] per analysed frame of a source; a source
@@ -13,6 +13,7 @@ pub mod metadata;
 mod methods;
 pub mod rtp;
 mod sessions;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -120,6 +121,7 @@ pub(crate) struct Shared {
     pub connections: Arc<Semaphore>,
     /// Open connections per client address.
     pub per_address: Mutex<HashMap<IpAddr, usize>>,
+    pub tunnels: Mutex<tunnel::Tunnels>,
 }
 
 struct Tasks(Vec<JoinHandle<()>>);
@@ -154,6 +156,7 @@ impl RtspServer {
             sessions: Mutex::new(Sessions::default()),
             last_document: Mutex::new(HashMap::new()),
             per_address: Mutex::new(HashMap::new()),
+            tunnels: Mutex::new(tunnel::Tunnels::default()),
         });
         let tasks = vec![
             tokio::spawn(connection::accept(shared.clone(), listener)),
