@@ -105,7 +105,7 @@ pub(super) fn answer(context: &Context, request: &Request<Vec<u8>>) -> Vec<u8> {
 
 /// The answer to bytes that are not a request: 400, and the connection closes.
 pub(super) fn bad_request(error: FramingError) -> Vec<u8> {
-    let response = ok_or(StatusCode::BadRequest)
+    let response = builder(StatusCode::BadRequest)
         .header(h::CONNECTION, "close")
         .build(error.to_string().into_bytes());
     serialize(response)
@@ -118,12 +118,12 @@ fn serialize(response: Response<Vec<u8>>) -> Vec<u8> {
     bytes
 }
 
-fn ok_or(status: StatusCode) -> rtsp_types::ResponseBuilder {
+fn builder(status: StatusCode) -> rtsp_types::ResponseBuilder {
     Response::builder(Version::V1_0, status).header(h::SERVER, "Vigil")
 }
 
 fn refused(context: &Context, refusal: &Refusal) -> rtsp_types::ResponseBuilder {
-    let builder = ok_or(refusal.status());
+    let builder = builder(refusal.status());
     match refusal {
         Refusal::Unauthorized { stale } => builder.header(
             h::WWW_AUTHENTICATE,
@@ -142,15 +142,23 @@ fn respond(
         return Err(Refusal::Version);
     }
     if *request.method() == Method::Options {
-        return Ok((ok_or(StatusCode::Ok).header(h::PUBLIC, PUBLIC), Vec::new()));
+        return Ok((
+            builder(StatusCode::Ok).header(h::PUBLIC, PUBLIC),
+            Vec::new(),
+        ));
     }
     let user = authenticate(context, request)?;
-    let target = Target::of(context, request)?;
     let empty = |answer: Answer| answer.map(|b| (b, Vec::new()));
+    // Only these name a stream; the others act on the session named, whatever the URI.
     match request.method() {
-        Method::Describe => describe(request, &target.required()?),
-        Method::Setup => empty(setup(context, request, &target.required()?, &user)),
-        Method::Play => empty(play(context, request, &target.required()?, &user)),
+        Method::Describe => describe(request, &Mount::of(context, request)?),
+        Method::Setup => empty(setup(
+            context,
+            request,
+            &Mount::of(context, request)?,
+            &user,
+        )),
+        Method::Play => empty(play(context, request, &Mount::of(context, request)?, &user)),
         Method::Pause => empty(with_session(context, request, &user, |s| s.playing = false)),
         Method::Teardown => empty(teardown(context, request, &user)),
         Method::GetParameter => empty(keep_alive(context, request, &user)),
@@ -192,24 +200,17 @@ fn is_digest(authorization: Option<&str>) -> bool {
     })
 }
 
-/// What a request URI names: a source's mount (`/onvif/metadata/<token>/`) or its track
-/// (`.../<token>/track1`), or nothing (`*`, for the keep-alive methods).
-struct Target {
-    mount: Option<Mount>,
-}
-
-#[derive(Clone)]
+/// A source's mount as a request URI names it: `/onvif/metadata/<token>/`, or its track
+/// `.../<token>/track1`.
 struct Mount {
     token: String,
     /// `rtsp://host:port/onvif/metadata/<token>/` as the client addressed us.
     base: Url,
 }
 
-impl Target {
+impl Mount {
     fn of(context: &Context, request: &Request<Vec<u8>>) -> Result<Self, Refusal> {
-        let Some(uri) = request.request_uri() else {
-            return Ok(Self { mount: None });
-        };
+        let uri = request.request_uri().ok_or(Refusal::NotFound)?;
         let rest = uri
             .path()
             .strip_prefix(MOUNT_PREFIX)
@@ -218,14 +219,8 @@ impl Target {
         if !(track.is_empty() || track == TRACK) || token.is_empty() {
             return Err(Refusal::NotFound);
         }
-        let known = context
-            .shared
-            .device
-            .product
-            .video_sources()
-            .iter()
-            .any(|s| s.token == token);
-        if !known {
+        let sources = context.shared.device.product.video_sources();
+        if !sources.iter().any(|s| s.token == token) {
             return Err(Refusal::NotFound);
         }
         let mut base = uri.clone();
@@ -233,15 +228,9 @@ impl Target {
         base.set_fragment(None);
         base.set_path(&format!("{MOUNT_PREFIX}{token}/"));
         Ok(Self {
-            mount: Some(Mount {
-                token: token.to_string(),
-                base,
-            }),
+            token: token.to_string(),
+            base,
         })
-    }
-
-    fn required(&self) -> Result<Mount, Refusal> {
-        self.mount.clone().ok_or(Refusal::NotFound)
     }
 }
 
@@ -262,7 +251,7 @@ fn describe(
          a=control:{TRACK}\r\na=sendonly\r\n",
         id = random_u32(),
     );
-    let builder = ok_or(StatusCode::Ok)
+    let builder = builder(StatusCode::Ok)
         .header(h::CONTENT_TYPE, "application/sdp")
         .header(h::CONTENT_BASE, mount.base.as_str());
     Ok((builder, sdp.into_bytes()))
@@ -296,7 +285,7 @@ fn setup(context: &Context, request: &Request<Vec<u8>>, mount: &Mount, user: &Us
     tracing::info!(session = %id, user = %user.name, source = %mount.token, peer = %context.peer, "RTSP session set up");
     let mut reply = reply;
     reply.params.ssrc = vec![ssrc];
-    Ok(ok_or(StatusCode::Ok)
+    Ok(builder(StatusCode::Ok)
         .typed_header(&Transports::from(vec![Transport::Rtp(reply)]))
         .typed_header(&session_header(context, id)))
 }
@@ -368,7 +357,7 @@ fn play(context: &Context, request: &Request<Vec<u8>>, mount: &Mount, user: &Use
     };
     let mut track = mount.base.clone();
     track.set_path(&format!("{}{TRACK}", mount.base.path()));
-    Ok(ok_or(StatusCode::Ok)
+    Ok(builder(StatusCode::Ok)
         .typed_header(&session_header(context, id))
         .header(h::RANGE, "npt=now-")
         .header(
@@ -381,13 +370,13 @@ fn teardown(context: &Context, request: &Request<Vec<u8>>, user: &User) -> Answe
     let id = session_id(request)?;
     context.shared.sessions.lock().remove(&id, &user.name)?;
     tracing::info!(session = %id, "RTSP session torn down");
-    Ok(ok_or(StatusCode::Ok))
+    Ok(builder(StatusCode::Ok))
 }
 
 /// GET_PARAMETER / SET_PARAMETER without parameters: a keep-alive.
 fn keep_alive(context: &Context, request: &Request<Vec<u8>>, user: &User) -> Answer {
     if request.header(&h::SESSION).is_none() {
-        return Ok(ok_or(StatusCode::Ok));
+        return Ok(builder(StatusCode::Ok));
     }
     with_session(context, request, user, |_| {})
 }
@@ -400,7 +389,7 @@ fn with_session(
 ) -> Answer {
     let id = session_id(request)?;
     change(context.shared.sessions.lock().touch(&id, &user.name)?);
-    Ok(ok_or(StatusCode::Ok).typed_header(&session_header(context, id)))
+    Ok(builder(StatusCode::Ok).typed_header(&session_header(context, id)))
 }
 
 fn session_id(request: &Request<Vec<u8>>) -> Result<String, Refusal> {
