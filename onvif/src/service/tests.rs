@@ -523,6 +523,20 @@ async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
     assert!(profile
         .find(&["Profile", "MetadataConfiguration"])
         .is_some());
+    let protocols = body(
+        &call(
+            &device,
+            "/onvif/device_service",
+            ADMIN,
+            "<tds:GetNetworkProtocols/>",
+        )
+        .await,
+    );
+    let rtsp = protocols
+        .children_named("NetworkProtocols")
+        .find(|p| p.child_text("Name") == Some("RTSP"))
+        .expect("RTSP listed");
+    assert_eq!(rtsp.child_text("Port"), Some("8554"));
     device.set_metadata_rtsp_port(None);
     assert_eq!(
         media2_tokens(device.clone()).await,

@@ -32,7 +32,8 @@ pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         let Some(admitted) = Admission::new(&shared, peer) else {
-            tracing::warn!(%peer, "RTSP connection refused: too many connections");
+            // Debug only: a flood of connections must not flood the log too.
+            tracing::debug!(%peer, "RTSP connection refused: too many connections");
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -54,12 +55,12 @@ struct Admission {
 impl Admission {
     fn new(shared: &Arc<Shared>, peer: SocketAddr) -> Option<Self> {
         let mut per_address = shared.per_address.lock();
-        let open = per_address.entry(peer.ip()).or_insert(0);
-        if *open >= shared.config.max_connections_per_address {
+        let open = per_address.get(&peer.ip()).copied().unwrap_or(0);
+        if open >= shared.config.max_connections_per_address {
             return None;
         }
         let permit = shared.connections.clone().try_acquire_owned().ok()?;
-        *open += 1;
+        per_address.insert(peer.ip(), open + 1);
         Some(Self {
             shared: shared.clone(),
             peer: peer.ip(),
@@ -81,9 +82,9 @@ impl Drop for Admission {
 }
 
 async fn refuse(mut stream: TcpStream) {
-    let _ = stream
-        .write_all(b"RTSP/1.0 503 Service Unavailable\r\nCSeq: 0\r\nConnection: close\r\n\r\n")
-        .await;
+    let refusal = b"RTSP/1.0 503 Service Unavailable\r\nCSeq: 0\r\nConnection: close\r\n\r\n";
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(refusal)).await;
 }
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {

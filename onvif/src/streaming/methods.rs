@@ -92,7 +92,8 @@ pub(super) fn answer(context: &Context, request: &Request<Vec<u8>>) -> Vec<u8> {
     let (builder, body) = match respond(context, request) {
         Ok((builder, body)) => (builder, body),
         Err(refusal) => {
-            tracing::info!(peer = %context.peer, method = ?request.method(), %refusal, "RTSP request refused");
+            // Every client's first request is refused for credentials: not worth a line.
+            tracing::debug!(peer = %context.peer, method = ?request.method(), %refusal, "RTSP request refused");
             (refused(context, &refusal), Vec::new())
         }
     };
