@@ -323,3 +323,15 @@ async fn broken_http_tunnels_are_refused() {
     let options = get.reply().await.expect("the OPTIONS answer on the GET");
     assert_eq!((options.status, options.header("CSeq")), (200, Some("1")));
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_its_connections_and_its_profiles() {
+    let (server, device) = server(|_| {}).await;
+    assert!(device.metadata_rtsp_port().is_some());
+    let mut client = RawClient::connect(&server).await;
+    assert_eq!(client.request("OPTIONS", "*", &[]).await.status, 200);
+    drop(server);
+    assert_eq!(device.metadata_rtsp_port(), None, "Media stops naming it");
+    let closed = tokio::time::timeout(Duration::from_secs(5), client.reply()).await;
+    assert!(matches!(closed, Ok(None)), "its connections close");
+}

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
 use super::framing::{next_frame, Frame, FramingError};
@@ -21,28 +22,36 @@ const OUT_QUEUE: usize = 256;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
+/// Accepts connections until aborted; the connections' tasks live in a set owned here, so
+/// aborting this stops them too.
 pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
+    let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "RTSP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(admitted) = Admission::new(&shared, peer) else {
-            // Debug only: a flood of connections must not flood the log too.
-            tracing::debug!(%peer, "RTSP connection refused: too many connections");
-            tokio::spawn(refuse(stream));
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            serve(shared, stream, peer).await;
-            drop(admitted);
-        });
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => admit(&shared, &mut connections, stream, peer),
+                Err(error) => {
+                    tracing::warn!(%error, "RTSP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
+}
+
+fn admit(shared: &Arc<Shared>, connections: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr) {
+    let Some(admitted) = Admission::new(shared, peer) else {
+        // Debug only: a flood of connections must not flood the log too.
+        tracing::debug!(%peer, "RTSP connection refused: too many connections");
+        connections.spawn(refuse(stream));
+        return;
+    };
+    let shared = shared.clone();
+    connections.spawn(async move {
+        serve(shared, stream, peer).await;
+        drop(admitted);
+    });
 }
 
 /// A connection's place under the total and per-address limits, given back on drop.

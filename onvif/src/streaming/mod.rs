@@ -124,13 +124,19 @@ pub(crate) struct Shared {
     pub tunnels: Mutex<tunnel::Tunnels>,
 }
 
-struct Tasks(Vec<JoinHandle<()>>);
+/// The server's tasks; when the last clone goes they stop, and Media stops offering the
+/// metadata profiles.
+struct Tasks {
+    handles: Vec<JoinHandle<()>>,
+    device: Arc<Device>,
+}
 
 impl Drop for Tasks {
     fn drop(&mut self) {
-        for task in &self.0 {
+        for task in &self.handles {
             task.abort();
         }
+        self.device.set_metadata_rtsp_port(None);
     }
 }
 
@@ -165,8 +171,11 @@ impl RtspServer {
         ];
         tracing::info!(address = %local, "RTSP metadata server listening");
         Ok(Self {
-            shared,
-            _tasks: Arc::new(Tasks(tasks)),
+            shared: shared.clone(),
+            _tasks: Arc::new(Tasks {
+                handles: tasks,
+                device: shared.device.clone(),
+            }),
         })
     }
 
