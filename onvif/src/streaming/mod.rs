@@ -213,13 +213,7 @@ impl RtspServer {
 
 impl Shared {
     fn publish(&self, source: &str, frame: &MetadataFrame) -> usize {
-        if !self
-            .sessions
-            .lock()
-            .playing_sources()
-            .iter()
-            .any(|s| s == source)
-        {
+        if self.sessions.lock().playing(source) == 0 {
             return 0;
         }
         let document = frame.to_xml();

@@ -171,7 +171,7 @@ impl Sessions {
     }
 
     /// An RTCP sender report to every playing session.
-    pub fn report(&mut self, rtcp: &UdpSocket, cname: &str) {
+    pub fn report(&self, rtcp: &UdpSocket, cname: &str) {
         for session in self.by_id.values().filter(|s| s.playing) {
             let report = session.sender.sender_report(cname);
             send(&session.delivery, vec![report], rtcp, true);
