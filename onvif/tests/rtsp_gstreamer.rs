@@ -123,7 +123,7 @@ async fn reads_published_frames(protocol: &str) {
     let expected: Vec<String> = published.iter().map(MetadataFrame::to_xml).collect();
     let mut seen = Vec::new();
     let mut keep_alive_after_publishing = false;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !(seen.len() == expected.len() && keep_alive_after_publishing) {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(Some(document)) = tokio::time::timeout(left, client.documents.recv()).await else {
