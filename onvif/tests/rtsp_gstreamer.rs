@@ -25,7 +25,7 @@ struct Client {
 impl Client {
     fn start(url: &str, protocol: &str) -> Self {
         let mut child = Command::new("/usr/bin/python3")
-            .args([CLIENT, url, USER, PASSWORD, protocol, "30"])
+            .args([CLIENT, url, USER, PASSWORD, protocol, "60"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
