@@ -168,16 +168,10 @@ async fn malformed_oversized_and_slow_requests_leave_a_playing_session_alone() {
     let frame = MetadataFrame::keep_alive(std::time::SystemTime::now());
     assert_eq!(server.publish("door", &frame), 1);
     let expected = frame.to_xml();
-    // Keep-alive documents may come first: find the published one.
-    let mut found = false;
-    while let Some(packet) = good.frame(0, Duration::from_secs(5)).await {
-        assert_eq!(packet[1] & 0x7f, 107);
-        if packet[1] & 0x80 != 0 && packet[12..] == *expected.as_bytes() {
-            found = true;
-            break;
-        }
-    }
-    assert!(found, "the good session still gets its documents");
+    assert!(
+        receives(&mut good, &expected).await,
+        "the good session still gets its documents"
+    );
 }
 
 #[tokio::test]
@@ -334,4 +328,39 @@ async fn stopping_the_server_ends_its_connections_and_its_profiles() {
     assert_eq!(device.metadata_rtsp_port(), None, "Media stops naming it");
     let closed = tokio::time::timeout(Duration::from_secs(5), client.reply()).await;
     assert!(matches!(closed, Ok(None)), "its connections close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_on_one_source_each_get_every_document() {
+    let (server, _device) = server(|c| {
+        c.max_connections_per_address = 64;
+        c.keep_alive_after = Duration::from_secs(60);
+    })
+    .await;
+    let base = url(&server, "door");
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        let mut client = RawClient::connect(&server).await;
+        play(&mut client, &base, "RTP/AVP/TCP;unicast;interleaved=0-1").await;
+        clients.push(client);
+    }
+    assert_eq!(server.playing_sessions("door"), 50);
+    let frame = MetadataFrame::keep_alive(std::time::SystemTime::now());
+    assert_eq!(server.publish("door", &frame), 50);
+    let expected = frame.to_xml();
+    for client in &mut clients {
+        assert!(receives(client, &expected).await);
+    }
+}
+
+/// Whether `client` gets `document` (one packet, marker set) on channel 0; keep-alive
+/// documents may come before it.
+async fn receives(client: &mut RawClient, document: &str) -> bool {
+    while let Some(packet) = client.frame(0, Duration::from_secs(10)).await {
+        assert_eq!(packet[1] & 0x7f, 107);
+        if packet[1] & 0x80 != 0 && packet[12..] == *document.as_bytes() {
+            return true;
+        }
+    }
+    false
 }

@@ -17,7 +17,9 @@ pub struct MetadataFrame {
     /// When the frame was captured (UTC).
     pub utc_time: Option<SystemTime>,
     pub objects: Vec<MetadataObject>,
-    /// Events that go with the frame, sent as `wsnt:NotificationMessage`s.
+    /// Events that go with the frame, sent as `wsnt:NotificationMessage`s. A picture
+    /// attached to one is not served from here: publish the event through the event broker
+    /// for that, and give its URI as a data item.
     pub events: Vec<EventMessage>,
 }
 
