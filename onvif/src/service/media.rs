@@ -100,7 +100,8 @@ pub(super) fn metadata_profile_source<'a>(
 
 pub(super) const METADATA_PROFILE: &str = "metadata_";
 
-/// `rtsp://<the host the client reached us by>:<RTSP port>/onvif/metadata/<source token>`.
+/// `rtsp://<the host the client reached us by>:<RTSP port>/onvif/metadata/<source token>`
+/// (`http://` for RTSP over HTTP).
 pub(super) fn metadata_stream_uri(call: &Call<'_>, source: &VideoSource) -> Option<String> {
     let port = call.device.metadata_rtsp_port()?;
     let authority = call
@@ -111,10 +112,26 @@ pub(super) fn metadata_stream_uri(call: &Call<'_>, source: &VideoSource) -> Opti
         Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or_default()),
         None => authority.split(':').next().unwrap_or_default().to_string(),
     };
+    // RTSP over HTTP is served on the same port: such clients get an http:// URI for it.
+    let scheme = if over_http(&call.request.body) {
+        "http"
+    } else {
+        "rtsp"
+    };
     Some(format!(
-        "rtsp://{host}:{port}{}",
+        "{scheme}://{host}:{port}{}",
         crate::streaming::RtspServer::mount_path(&source.token)
     ))
+}
+
+/// Whether GetStreamUri asks for RTSP tunnelled over HTTP: Media2's `Protocol` is
+/// `RtspOverHttp`, Media's `StreamSetup/Transport/Protocol` is `HTTP`.
+fn over_http(operation: &crate::xml::Element) -> bool {
+    let media2 = operation.child_text("Protocol") == Some("RtspOverHttp");
+    let media1 = operation
+        .find(&["StreamSetup", "Transport", "Protocol"])
+        .is_some_and(|p| p.text.trim() == "HTTP");
+    media2 || media1
 }
 
 /// A profile with the source and its metadata only: what a Profile M client streams.

@@ -523,6 +523,12 @@ async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
     assert!(profile
         .find(&["Profile", "MetadataConfiguration"])
         .is_some());
+    let tunnelled = body(&call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetStreamUri><tr2:Protocol>RtspOverHttp</tr2:Protocol><tr2:ProfileToken>metadata_door</tr2:ProfileToken></tr2:GetStreamUri>").await);
+    assert_eq!(
+        tunnelled.child_text("Uri"),
+        Some("http://192.0.2.1:8554/onvif/metadata/door")
+    );
     let protocols = body(
         &call(
             &device,
