@@ -220,3 +220,84 @@ pub fn random_u32() -> u32 {
     let _ = openssl::rand::rand_bytes(&mut buffer);
     u32::from_be_bytes(buffer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(connection: u64, delivery: Delivery) -> Session {
+        Session {
+            connection,
+            user: "viewer".into(),
+            source: "door".into(),
+            delivery,
+            playing: true,
+            last_seen: Instant::now(),
+            sender: RtpSender::new(1, 0, 0),
+        }
+    }
+
+    fn udp(port: u16) -> Delivery {
+        Delivery::Udp {
+            rtp: SocketAddr::from(([127, 0, 0, 1], port)),
+            rtcp: Some(SocketAddr::from(([127, 0, 0, 1], port + 1))),
+        }
+    }
+
+    #[test]
+    fn sessions_belong_to_their_user_and_are_capped() {
+        let mut sessions = Sessions::default();
+        let id = sessions.insert(session(1, udp(5000)), 2).unwrap();
+        sessions.insert(session(1, udp(5002)), 2).unwrap();
+        assert_eq!(
+            sessions.insert(session(1, udp(5004)), 2),
+            Err(SessionError::Full(2))
+        );
+        assert!(sessions.touch(&id, "someone else").is_err());
+        assert_eq!(
+            sessions.remove(&id, "someone else"),
+            Err(SessionError::NotFound)
+        );
+        assert!(sessions.remove(&id, "viewer").is_ok());
+        assert_eq!(sessions.len(), 1);
+    }
+
+    #[test]
+    fn silent_sessions_expire_and_rtcp_or_requests_keep_them() {
+        let mut sessions = Sessions::default();
+        let old = Instant::now() - Duration::from_secs(120);
+        for (connection, port) in [(1, 5000), (2, 5002), (3, 5004)] {
+            let mut s = session(connection, udp(port));
+            s.last_seen = old;
+            sessions.insert(s, 10).unwrap();
+        }
+        sessions.heard_from(SocketAddr::from(([127, 0, 0, 1], 5001)));
+        sessions.heard_on(2);
+        assert_eq!(sessions.expire(Duration::from_secs(60)), 1);
+        assert!(sessions.on_connection(1) && sessions.on_connection(2));
+        assert!(!sessions.on_connection(3));
+    }
+
+    #[test]
+    fn interleaved_sessions_end_with_their_connection() {
+        let mut sessions = Sessions::default();
+        let (out, queue) = mpsc::channel(4);
+        sessions
+            .insert(session(7, Delivery::Interleaved { channel: 0, out }), 10)
+            .unwrap();
+        sessions.insert(session(7, udp(5000)), 10).unwrap();
+        sessions.close_connection(7);
+        assert_eq!(sessions.len(), 1, "its UDP session stays");
+        let (out, queue2) = mpsc::channel(4);
+        sessions
+            .insert(session(8, Delivery::Interleaved { channel: 0, out }), 10)
+            .unwrap();
+        drop(queue);
+        drop(queue2);
+        assert_eq!(
+            sessions.expire(Duration::from_secs(60)),
+            1,
+            "a closed writer ends it"
+        );
+    }
+}
