@@ -364,3 +364,31 @@ async fn receives(client: &mut RawClient, document: &str) -> bool {
     }
     false
 }
+
+#[tokio::test]
+async fn an_idle_source_sends_a_document_every_second() {
+    let (server, _device) = server(|_| {}).await;
+    let mut client = RawClient::connect(&server).await;
+    play(
+        &mut client,
+        &url(&server, "door"),
+        "RTP/AVP/TCP;unicast;interleaved=0-1",
+    )
+    .await;
+    let mut arrivals = Vec::new();
+    while arrivals.len() < 4 {
+        let packet = client
+            .frame(0, Duration::from_secs(5))
+            .await
+            .expect("a keep-alive");
+        assert_ne!(packet[1] & 0x80, 0, "one packet, marker set");
+        let text = String::from_utf8(packet[12..].to_vec()).unwrap();
+        assert!(text.contains("<tt:Frame UtcTime=") && !text.contains("<tt:Object"));
+        arrivals.push(std::time::Instant::now());
+    }
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        // One second by design; the margin is for a loaded test machine's timers.
+        assert!(gap <= Duration::from_millis(1_500), "{gap:?}");
+    }
+}
