@@ -14,6 +14,7 @@ pub mod server;
 mod service;
 pub mod settings;
 pub mod soap;
+pub mod streaming;
 pub mod system;
 #[cfg(test)]
 mod testing;

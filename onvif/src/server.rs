@@ -108,6 +108,8 @@ pub struct Device {
     settings: Mutex<Settings>,
     /// Bumped whenever scopes or the discovery mode change, so discovery re-announces.
     settings_version: watch::Sender<u64>,
+    /// The port of the RTSP server carrying the metadata streams, once one runs.
+    metadata_rtsp_port: Mutex<Option<u16>>,
 }
 
 /// The context one operation runs in.
@@ -150,6 +152,7 @@ impl Device {
             fixed_scopes,
             settings: Mutex::new(settings),
             settings_version: watch::channel(0).0,
+            metadata_rtsp_port: Mutex::new(None),
         }))
     }
 
@@ -222,6 +225,17 @@ impl Device {
             Ok(())
         })
         .map_err(|fault| fault.reason)
+    }
+
+    /// Where the metadata RTSP server listens (set by [`crate::streaming::RtspServer::start`]);
+    /// while set, Media and Media2 list a metadata profile per source whose stream URI
+    /// names this port.
+    pub fn set_metadata_rtsp_port(&self, port: Option<u16>) {
+        *self.metadata_rtsp_port.lock() = port;
+    }
+
+    pub fn metadata_rtsp_port(&self) -> Option<u16> {
+        *self.metadata_rtsp_port.lock()
     }
 
     /// Changes of scopes or discovery mode, for the discovery side.

@@ -109,6 +109,41 @@ impl DigestAuthenticator {
         path: &str,
         users: &dyn UserDirectory,
     ) -> Result<User, AuthFailure> {
+        self.verify_with(header, method, path, users, false)
+    }
+
+    /// As [`Self::verify`], and also accepts RFC 2069 answers (no `qop`, no nonce count) with
+    /// MD5, which is all RTSP clients such as GStreamer's send. Such an answer can be replayed
+    /// for the nonce's lifetime, so only RTSP (whose stream is plain RTP anyway) takes them.
+    pub fn verify_rtsp(
+        &self,
+        header: &str,
+        method: &str,
+        path: &str,
+        users: &dyn UserDirectory,
+    ) -> Result<User, AuthFailure> {
+        self.verify_with(header, method, path, users, true)
+    }
+
+    /// The one challenge an RTSP 401 carries: MD5, the algorithm every RTSP client speaks
+    /// (several cannot pick among challenges folded into one header line).
+    pub fn rtsp_challenge(&self, stale: bool) -> String {
+        format!(
+            "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5{}",
+            self.realm,
+            self.nonce(now_secs()),
+            if stale { ", stale=TRUE" } else { "" }
+        )
+    }
+
+    fn verify_with(
+        &self,
+        header: &str,
+        method: &str,
+        path: &str,
+        users: &dyn UserDirectory,
+        rfc2069: bool,
+    ) -> Result<User, AuthFailure> {
         let fields = parse_fields(
             header
                 .strip_prefix("Digest ")
@@ -138,6 +173,15 @@ impl DigestAuthenticator {
         if get("realm") != Some(self.realm.as_str()) {
             return Err(AuthFailure::WrongCredentials);
         }
+        if rfc2069 && get("qop").is_none() && algorithm == Algorithm::Md5 {
+            let user = self.user_for(nonce, username, users)?;
+            let (ha1, ha2) = Self::halves(algorithm, &self.realm, username, &user, method, uri);
+            let expected = algorithm.hex(&format!("{ha1}:{nonce}:{ha2}"));
+            if !constant_eq(expected.as_bytes(), response.as_bytes()) {
+                return Err(AuthFailure::WrongCredentials);
+            }
+            return Ok(user);
+        }
         if get("qop") != Some("auth") {
             return Err(AuthFailure::Malformed("qop=auth is required"));
         }
@@ -145,13 +189,8 @@ impl DigestAuthenticator {
             return Err(AuthFailure::Malformed("nc and cnonce are required"));
         };
         let nc = u64::from_str_radix(nc_text, 16).map_err(|_| AuthFailure::Malformed("bad nc"))?;
-        let issued = self.check_nonce(nonce)?;
-        if now_secs().saturating_sub(issued) > self.lifetime.as_secs() {
-            return Err(AuthFailure::Stale);
-        }
-        let user = users.get(username).ok_or(AuthFailure::WrongCredentials)?;
-        let ha1 = algorithm.hex(&format!("{username}:{}:{}", self.realm, user.password));
-        let ha2 = algorithm.hex(&format!("{method}:{uri}"));
+        let user = self.user_for(nonce, username, users)?;
+        let (ha1, ha2) = Self::halves(algorithm, &self.realm, username, &user, method, uri);
         let expected = algorithm.hex(&format!("{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}"));
         if !constant_eq(expected.as_bytes(), response.as_bytes()) {
             return Err(AuthFailure::WrongCredentials);
@@ -170,6 +209,34 @@ impl DigestAuthenticator {
         }
         *last = nc;
         Ok(user)
+    }
+
+    /// The user a fresh, genuine nonce is answered for.
+    fn user_for(
+        &self,
+        nonce: &str,
+        username: &str,
+        users: &dyn UserDirectory,
+    ) -> Result<User, AuthFailure> {
+        let issued = self.check_nonce(nonce)?;
+        if now_secs().saturating_sub(issued) > self.lifetime.as_secs() {
+            return Err(AuthFailure::Stale);
+        }
+        users.get(username).ok_or(AuthFailure::WrongCredentials)
+    }
+
+    fn halves(
+        algorithm: Algorithm,
+        realm: &str,
+        username: &str,
+        user: &User,
+        method: &str,
+        uri: &str,
+    ) -> (String, String) {
+        (
+            algorithm.hex(&format!("{username}:{realm}:{}", user.password)),
+            algorithm.hex(&format!("{method}:{uri}")),
+        )
     }
 
     fn check_nonce(&self, nonce: &str) -> Result<u64, AuthFailure> {
@@ -323,6 +390,55 @@ pub(crate) mod tests {
         assert_eq!(
             digest.verify(&forged, "GET", "/", &users),
             Err(AuthFailure::WrongCredentials)
+        );
+    }
+
+    #[test]
+    fn rtsp_takes_rfc2069_answers_and_nothing_else_does() {
+        let users = MemoryUsers::new([User {
+            name: "viewer".into(),
+            password: "pw".into(),
+            level: UserLevel::User,
+        }]);
+        let digest = DigestAuthenticator::new("vigil");
+        let challenge = digest.rtsp_challenge(false);
+        assert!(challenge.contains("algorithm=MD5") && !challenge.contains("qop"));
+        let nonce =
+            parse_fields(challenge.strip_prefix("Digest ").unwrap()).unwrap()["nonce"].clone();
+        let uri = "rtsp://127.0.0.1:8554/onvif/metadata/door/";
+        let rfc2069 = |password: &str| {
+            let ha1 = Algorithm::Md5.hex(&format!("viewer:vigil:{password}"));
+            let ha2 = Algorithm::Md5.hex(&format!("DESCRIBE:{uri}"));
+            let response = Algorithm::Md5.hex(&format!("{ha1}:{nonce}:{ha2}"));
+            format!(
+                "Digest username=\"viewer\", realm=\"vigil\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+            )
+        };
+        let path = "/onvif/metadata/door/";
+        let answer = rfc2069("pw");
+        assert_eq!(
+            digest
+                .verify_rtsp(&answer, "DESCRIBE", path, &users)
+                .unwrap()
+                .name,
+            "viewer"
+        );
+        // No nonce count to replay-check: the same answer passes again (RTSP only).
+        assert!(digest
+            .verify_rtsp(&answer, "DESCRIBE", path, &users)
+            .is_ok());
+        assert_eq!(
+            digest.verify_rtsp(&rfc2069("guess"), "DESCRIBE", path, &users),
+            Err(AuthFailure::WrongCredentials)
+        );
+        assert_eq!(
+            digest.verify(&answer, "DESCRIBE", path, &users),
+            Err(AuthFailure::Malformed("qop=auth is required"))
+        );
+        let sha = answer.replace("response=", "algorithm=SHA-256, response=");
+        assert_eq!(
+            digest.verify_rtsp(&sha, "DESCRIBE", path, &users),
+            Err(AuthFailure::Malformed("qop=auth is required"))
         );
     }
 

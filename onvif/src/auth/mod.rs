@@ -101,6 +101,36 @@ impl Authenticator {
         result
     }
 
+    /// The caller of an RTSP request: Digest only, RFC 2069 answers included (see
+    /// [`digest::DigestAuthenticator::verify_rtsp`]), under the same limits as every other door.
+    pub fn rtsp_caller(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+        peer: IpAddr,
+    ) -> Result<Option<User>, AuthFailure> {
+        self.failures.check(peer)?;
+        let result = match authorization {
+            Some(header) => {
+                let claimed = digest::DigestAuthenticator::claimed_user(header).unwrap_or_default();
+                self.signing_in(&claimed, peer, || {
+                    self.digest
+                        .verify_rtsp(header, method, path, self.users.as_ref())
+                })
+                .map(Some)
+            }
+            None => Ok(None),
+        };
+        self.record(peer, &result);
+        result
+    }
+
+    /// The WWW-Authenticate value of an RTSP 401.
+    pub fn rtsp_challenge(&self, stale: bool) -> String {
+        self.digest.rtsp_challenge(stale)
+    }
+
     fn digest_caller(
         &self,
         header: &str,

@@ -108,10 +108,12 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
                 let ports: String = ports.iter().map(|p| leaf("tt:Port", p)).collect();
                 format!("<tds:NetworkProtocols><tt:Name>{name}</tt:Name><tt:Enabled>true</tt:Enabled>{ports}</tds:NetworkProtocols>")
             };
+            let rtsp: Vec<u16> = device.metadata_rtsp_port().into_iter().collect();
             format!(
-                "<tds:GetNetworkProtocolsResponse>{}{}</tds:GetNetworkProtocolsResponse>",
+                "<tds:GetNetworkProtocolsResponse>{}{}{}</tds:GetNetworkProtocolsResponse>",
                 protocol("HTTP", &device.config.http_ports),
-                protocol("HTTPS", &device.config.https_ports)
+                protocol("HTTPS", &device.config.https_ports),
+                protocol("RTSP", &rtsp)
             )
         }
         "GetDNS" => {

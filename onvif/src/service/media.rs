@@ -16,15 +16,19 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
             service_capabilities(call)
         ),
         "GetProfiles" => {
-            let profiles: String = sources.iter().map(|s| profile("trt:Profiles", s)).collect();
+            let mut profiles: String = sources.iter().map(|s| profile("trt:Profiles", s)).collect();
+            if call.device.metadata_rtsp_port().is_some() {
+                profiles.extend(sources.iter().map(|s| metadata_profile("trt:Profiles", s)));
+            }
             format!("<trt:GetProfilesResponse>{profiles}</trt:GetProfilesResponse>")
         }
         "GetProfile" => {
-            let source = by_profile(&sources, operation.child_text("ProfileToken"))?;
-            format!(
-                "<trt:GetProfileResponse>{}</trt:GetProfileResponse>",
-                profile("trt:Profile", source)
-            )
+            let token = operation.child_text("ProfileToken");
+            let answer = match metadata_profile_source(call, &sources, token) {
+                Some(source) => metadata_profile("trt:Profile", source),
+                None => profile("trt:Profile", by_profile(&sources, token)?),
+            };
+            format!("<trt:GetProfileResponse>{answer}</trt:GetProfileResponse>")
         }
         "GetVideoSources" => {
             let all: String = sources
@@ -57,10 +61,7 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
             "GetMetadataConfigurations",
             metadata_configuration,
         ),
-        "GetStreamUri" => {
-            let source = by_profile(&sources, operation.child_text("ProfileToken"))?;
-            media_uri("GetStreamUri", &source.stream_uri)
-        }
+        "GetStreamUri" => media_uri("GetStreamUri", &stream_uri(call, &sources)?),
         "GetSnapshotUri" => {
             let source = by_profile(&sources, operation.child_text("ProfileToken"))?;
             media_uri("GetSnapshotUri", &snapshot_uri(call, source))
@@ -72,6 +73,92 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
 
 pub(super) fn snapshot_uri(call: &Call<'_>, source: &VideoSource) -> String {
     format!("{}{SNAPSHOT_PATH}{}.jpg", call.base, source.token)
+}
+
+/// The stream of the request's profile: a camera's own, or Vigil's metadata mount.
+pub(super) fn stream_uri(call: &Call<'_>, sources: &[VideoSource]) -> Result<String, Fault> {
+    let token = call.request.body.child_text("ProfileToken");
+    if let Some(source) = metadata_profile_source(call, sources, token) {
+        if let Some(uri) = metadata_stream_uri(call, source) {
+            return Ok(uri);
+        }
+    }
+    Ok(by_profile(sources, token)?.stream_uri.clone())
+}
+
+/// The source of a metadata profile token (`metadata_<source token>`), while the metadata
+/// RTSP server runs.
+pub(super) fn metadata_profile_source<'a>(
+    call: &Call<'_>,
+    sources: &'a [VideoSource],
+    token: Option<&str>,
+) -> Option<&'a VideoSource> {
+    call.device.metadata_rtsp_port()?;
+    let wanted = token?.strip_prefix(METADATA_PROFILE)?;
+    sources.iter().find(|s| s.token == wanted)
+}
+
+pub(super) const METADATA_PROFILE: &str = "metadata_";
+
+/// `rtsp://<the host the client reached us by>:<RTSP port>/onvif/metadata/<source token>`
+/// (`http://` for RTSP over HTTP).
+pub(super) fn metadata_stream_uri(call: &Call<'_>, source: &VideoSource) -> Option<String> {
+    let port = call.device.metadata_rtsp_port()?;
+    let authority = call
+        .base
+        .split_once("://")
+        .map_or(call.base.as_str(), |(_, a)| a);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or_default()),
+        None => authority.split(':').next().unwrap_or_default().to_string(),
+    };
+    // RTSP over HTTP is served on the same port: such clients get an http:// URI for it.
+    let scheme = if over_http(&call.request.body) {
+        "http"
+    } else {
+        "rtsp"
+    };
+    Some(format!(
+        "{scheme}://{host}:{port}{}",
+        crate::streaming::RtspServer::mount_path(&source.token)
+    ))
+}
+
+/// Whether GetStreamUri asks for RTSP tunnelled over HTTP: Media2's `Protocol` is
+/// `RtspOverHttp`, Media's `StreamSetup/Transport/Protocol` is `HTTP`.
+fn over_http(operation: &crate::xml::Element) -> bool {
+    let media2 = operation.child_text("Protocol") == Some("RtspOverHttp");
+    let media1 = operation
+        .find(&["StreamSetup", "Transport", "Protocol"])
+        .is_some_and(|p| p.text.trim() == "HTTP");
+    media2 || media1
+}
+
+/// A profile with the source and its metadata only: what a Profile M client streams.
+pub(super) fn metadata_profile(tag: &str, source: &VideoSource) -> String {
+    let inner = if tag.starts_with("tr2:") {
+        format!(
+            "<tr2:Configurations>{}{}</tr2:Configurations>",
+            video_source_configuration("tr2:VideoSource", source),
+            metadata_configuration("tr2:Metadata", source)
+        )
+    } else {
+        format!(
+            "{}{}",
+            video_source_configuration("tt:VideoSourceConfiguration", source),
+            metadata_configuration("tt:MetadataConfiguration", source)
+        )
+    };
+    let name = if tag.starts_with("tr2:") {
+        "tr2:Name"
+    } else {
+        "tt:Name"
+    };
+    format!(
+        "<{tag} token=\"{METADATA_PROFILE}{}\" fixed=\"true\">{}{inner}</{tag}>",
+        escape(&source.token),
+        leaf(name, format!("{} metadata", source.name)),
+    )
 }
 
 pub(super) fn by_profile<'a>(

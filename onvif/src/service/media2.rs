@@ -1,7 +1,10 @@
 //! Media2 (ver20): the same profiles as Media, in Media2's shape, where H.265 can say so.
 
 use super::leaf;
-use super::media::{by_profile, metadata_configuration, snapshot_uri, video_source_configuration};
+use super::media::{
+    by_profile, metadata_configuration, metadata_profile, metadata_profile_source, snapshot_uri,
+    stream_uri, video_source_configuration,
+};
 use crate::device::VideoSource;
 use crate::server::Call;
 use crate::soap::Fault;
@@ -11,9 +14,12 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
     let operation = &call.request.body;
     let all_sources = call.device.product.video_sources();
     // Configuration queries may narrow to one profile or one configuration token.
-    let sources: Vec<&VideoSource> = match operation.child_text("ProfileToken") {
-        Some(token) => vec![by_profile(&all_sources, Some(token))?],
-        None => all_sources.iter().collect(),
+    let profile_token = operation.child_text("ProfileToken");
+    let metadata_only = metadata_profile_source(call, &all_sources, profile_token);
+    let sources: Vec<&VideoSource> = match (profile_token, metadata_only) {
+        (Some(_), Some(source)) => vec![source],
+        (Some(token), None) => vec![by_profile(&all_sources, Some(token))?],
+        (None, _) => all_sources.iter().collect(),
     };
     let configuration = operation.child_text("ConfigurationToken");
     let pick = |prefix: &str| -> Vec<&VideoSource> {
@@ -30,11 +36,19 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
         ),
         "GetProfiles" => {
             let wanted = operation.child_text("Token");
-            let profiles: String = all_sources
+            let mut profiles: String = all_sources
                 .iter()
                 .filter(|s| wanted.is_none_or(|t| t == s.profile_token()))
                 .map(profile)
                 .collect();
+            if call.device.metadata_rtsp_port().is_some() {
+                profiles.extend(
+                    all_sources
+                        .iter()
+                        .filter(|s| wanted.is_none_or(|t| t == format!("metadata_{}", s.token)))
+                        .map(|s| metadata_profile("tr2:Profiles", s)),
+                );
+            }
             if wanted.is_some() && profiles.is_empty() {
                 return Err(Fault::invalid_arg("ter:NoProfile", "no such profile"));
             }
@@ -48,8 +62,10 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
             format!("<tr2:GetVideoSourceConfigurationsResponse>{all}</tr2:GetVideoSourceConfigurationsResponse>")
         }
         "GetVideoEncoderConfigurations" => {
+            // A metadata profile has no encoder.
             let all: String = pick("vec_")
                 .iter()
+                .filter(|_| metadata_only.is_none())
                 .map(|s| video_encoder("tr2:Configurations", s))
                 .collect();
             format!("<tr2:GetVideoEncoderConfigurationsResponse>{all}</tr2:GetVideoEncoderConfigurationsResponse>")
@@ -61,13 +77,10 @@ pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
                 .collect();
             format!("<tr2:GetMetadataConfigurationsResponse>{all}</tr2:GetMetadataConfigurationsResponse>")
         }
-        "GetStreamUri" => {
-            let source = by_profile(&all_sources, operation.child_text("ProfileToken"))?;
-            format!(
-                "<tr2:GetStreamUriResponse>{}</tr2:GetStreamUriResponse>",
-                leaf("tr2:Uri", &source.stream_uri)
-            )
-        }
+        "GetStreamUri" => format!(
+            "<tr2:GetStreamUriResponse>{}</tr2:GetStreamUriResponse>",
+            leaf("tr2:Uri", stream_uri(call, &all_sources)?)
+        ),
         "GetSnapshotUri" => {
             let source = by_profile(&all_sources, operation.child_text("ProfileToken"))?;
             format!(

@@ -456,3 +456,96 @@ async fn event_properties_pull_points_and_push_refusals() {
     assert!(subcodes(&content_filter).contains("InvalidMessageContentExpressionFault"));
     let _ = ns::TEV;
 }
+
+#[tokio::test]
+async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
+    let (device, _) = device(None);
+    let media2_tokens = |d: std::sync::Arc<crate::Device>| async move {
+        body(&call(&d, "/onvif/media2_service", OPERATOR, "<tr2:GetProfiles/>").await)
+            .children_named("Profiles")
+            .map(|p| p.attribute("token").unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        media2_tokens(device.clone()).await,
+        ["profile_door", "profile_lobby"]
+    );
+    device.set_metadata_rtsp_port(Some(8554));
+    assert_eq!(
+        media2_tokens(device.clone()).await,
+        [
+            "profile_door",
+            "profile_lobby",
+            "metadata_door",
+            "metadata_lobby"
+        ]
+    );
+    let one = body(
+        &call(
+            &device,
+            "/onvif/media2_service",
+            OPERATOR,
+            "<tr2:GetProfiles><tr2:Token>metadata_door</tr2:Token></tr2:GetProfiles>",
+        )
+        .await,
+    );
+    let profile = one.child("Profiles").unwrap();
+    assert!(profile.find(&["Configurations", "Metadata"]).is_some());
+    assert!(profile.find(&["Configurations", "VideoEncoder"]).is_none());
+    let uri = body(&call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetStreamUri><tr2:Protocol>RtspUnicast</tr2:Protocol><tr2:ProfileToken>metadata_door</tr2:ProfileToken></tr2:GetStreamUri>").await);
+    assert_eq!(
+        uri.child_text("Uri"),
+        Some("rtsp://192.0.2.1:8554/onvif/metadata/door")
+    );
+    // The cameras' own profiles keep their streams.
+    let camera = body(&call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetStreamUri><tr2:Protocol>RTSP</tr2:Protocol><tr2:ProfileToken>profile_door</tr2:ProfileToken></tr2:GetStreamUri>").await);
+    assert_eq!(camera.child_text("Uri"), Some("rtsp://10.0.0.9/door"));
+    let encoders = body(&call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetVideoEncoderConfigurations><tr2:ProfileToken>metadata_door</tr2:ProfileToken></tr2:GetVideoEncoderConfigurations>").await);
+    assert!(encoders.children.is_empty());
+    let media1 = body(&call(&device, "/onvif/media_service", OPERATOR,
+        "<trt:GetStreamUri><trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream><tt:Transport><tt:Protocol>RTSP</tt:Protocol></tt:Transport></trt:StreamSetup><trt:ProfileToken>metadata_lobby</trt:ProfileToken></trt:GetStreamUri>").await);
+    assert_eq!(
+        media1.find(&["MediaUri", "Uri"]).unwrap().text,
+        "rtsp://192.0.2.1:8554/onvif/metadata/lobby"
+    );
+    let profile = body(
+        &call(
+            &device,
+            "/onvif/media_service",
+            OPERATOR,
+            "<trt:GetProfile><trt:ProfileToken>metadata_lobby</trt:ProfileToken></trt:GetProfile>",
+        )
+        .await,
+    );
+    assert!(profile
+        .find(&["Profile", "MetadataConfiguration"])
+        .is_some());
+    let tunnelled = body(&call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetStreamUri><tr2:Protocol>RtspOverHttp</tr2:Protocol><tr2:ProfileToken>metadata_door</tr2:ProfileToken></tr2:GetStreamUri>").await);
+    assert_eq!(
+        tunnelled.child_text("Uri"),
+        Some("http://192.0.2.1:8554/onvif/metadata/door")
+    );
+    let protocols = body(
+        &call(
+            &device,
+            "/onvif/device_service",
+            ADMIN,
+            "<tds:GetNetworkProtocols/>",
+        )
+        .await,
+    );
+    let rtsp = protocols
+        .children_named("NetworkProtocols")
+        .find(|p| p.child_text("Name") == Some("RTSP"))
+        .expect("RTSP listed");
+    assert_eq!(rtsp.child_text("Port"), Some("8554"));
+    device.set_metadata_rtsp_port(None);
+    assert_eq!(
+        media2_tokens(device.clone()).await,
+        ["profile_door", "profile_lobby"]
+    );
+}
