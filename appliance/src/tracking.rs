@@ -35,6 +35,17 @@ const MIN_OBSERVATIONS_FOR_UNREGISTERED: usize = 2;
 const THUMBNAIL_MARGIN: f32 = 0.3;
 const THUMBNAIL_MAX_SIDE: u32 = 256;
 
+/// A face in the latest frame of a camera, as its track knows it.
+#[derive(Clone, Debug)]
+pub struct TrackInView {
+    pub track: u64,
+    pub bbox: BoundingBox,
+    /// The detector's face probability.
+    pub score: f32,
+    /// The person the track was matched to (its alert's), if any.
+    pub matched: Option<Candidate>,
+}
+
 /// When a frame was taken.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameTime {
@@ -46,6 +57,8 @@ pub struct FrameTime {
 #[derive(Clone, Debug)]
 pub struct Observation {
     pub bbox: BoundingBox,
+    /// The detector's face probability.
+    pub score: f32,
     pub quality: f32,
     pub embedding: Vec<f32>,
     /// The most similar enrolled person; `matched` says whether they reach their list's
@@ -64,6 +77,7 @@ impl Observation {
     pub fn of(face: crate::vision::Face, gallery: &crate::watchlist::Gallery) -> Self {
         Self {
             bbox: face.detection.bbox,
+            score: face.detection.score,
             quality: face.quality.score,
             candidate: face
                 .recognisable
@@ -115,6 +129,8 @@ struct Track {
     start: FrameTime,
     last: FrameTime,
     bbox: BoundingBox,
+    /// The detector's face probability in the latest frame.
+    score: f32,
     /// Running mean of the track's recognisable embeddings, unit length (the latest turned
     /// one's until the face shows).
     embedding: Vec<f32>,
@@ -173,6 +189,23 @@ impl Tracker {
         self.tracks.len()
     }
 
+    /// The tracks whose face was in the latest frame, where it was and whom it matched.
+    pub fn in_view(&self) -> Vec<TrackInView> {
+        let Some(now) = self.last_frame else {
+            return Vec::new();
+        };
+        self.tracks
+            .iter()
+            .filter(|t| t.last.stream_time_s == now)
+            .map(|t| TrackInView {
+                track: t.id,
+                bbox: t.bbox,
+                score: t.score,
+                matched: t.alert.as_ref().map(|a| a.candidate.clone()),
+            })
+            .collect()
+    }
+
     /// Takes the faces of one frame; returns the events they cause.
     pub fn observe(
         &mut self,
@@ -200,6 +233,7 @@ impl Tracker {
                         start: at,
                         last: at,
                         bbox: observation.bbox,
+                        score: observation.score,
                         embedding: observation.embedding.clone(),
                         observations: 0,
                         recognised: 0,
@@ -302,6 +336,7 @@ impl Tracker {
         let track = &mut self.tracks[index];
         track.last = at;
         track.bbox = observation.bbox;
+        track.score = observation.score;
         track.observations += 1;
         if observation.recognisable && !observation.repeated {
             track.recognised += 1;
@@ -511,6 +546,7 @@ mod tests {
     fn obs(seed: usize, x: f32, quality: f32, c: Option<Candidate>) -> Observation {
         Observation {
             bbox: bbox(x),
+            score: 0.99,
             quality,
             embedding: unit(seed),
             candidate: c,

@@ -1,7 +1,7 @@
 //! ffmpeg reads the metadata track as a VMS built on it does (`-map 0:d -c copy`), over
 //! interleaved TCP and over UDP, with Digest credentials in the URL: the payloads it copies
 //! out are the published documents, whole and in order. Needs the `ffmpeg` program (Debian's
-//! `ffmpeg`); without it the test says so and checks nothing.
+//! `ffmpeg`, installed by `tools/setup.sh`).
 
 mod support;
 
@@ -111,10 +111,10 @@ fn frame(id: u64) -> MetadataFrame {
 }
 
 async fn copies_published_documents(transport: &str) {
-    if !ffmpeg_present() {
-        eprintln!("no ffmpeg program: not tested");
-        return;
-    }
+    assert!(
+        ffmpeg_present(),
+        "the ffmpeg program (Debian's ffmpeg: run ./just setup)"
+    );
     let (server, _device) = server(|_| {}).await;
     let address = server.local_addr();
     let url = format!("rtsp://{USER}:{PASSWORD}@{address}/onvif/metadata/lobby");

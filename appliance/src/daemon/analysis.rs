@@ -16,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::camera::queue::Doorbell;
 use crate::camera::{DropOldestQueue, Frame};
 use crate::events::{Event, EventBus};
+use super::faces_feed::{FacesFeed, FacesInFrame};
 use super::scan::{Scan, ScanPlanner};
 use crate::tracking::{FrameTime, Observation, Tracker, TrackerSettings};
 use crate::vision::{Face, FacePipeline, LocatedFace};
@@ -91,6 +92,17 @@ impl SlotState {
         ));
         events
     }
+
+    /// The faces in view in the frame just observed.
+    fn faces_in(&self, camera: &str, frame: &Frame) -> FacesInFrame {
+        FacesInFrame {
+            camera: camera.to_string(),
+            time: frame.received,
+            width: frame.image.width(),
+            height: frame.image.height(),
+            faces: self.tracker.in_view(),
+        }
+    }
 }
 
 impl CameraSlot {
@@ -114,6 +126,7 @@ struct Shared {
     gallery: SharedGallery,
     bus: EventBus,
     latest: super::LatestFrames,
+    faces: FacesFeed,
 }
 
 /// How the pool treats one camera's frames.
@@ -137,6 +150,7 @@ impl AnalysisPool {
         gallery: SharedGallery,
         bus: EventBus,
         latest: super::LatestFrames,
+        faces: FacesFeed,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             slots: RwLock::new(Vec::new()),
@@ -147,6 +161,7 @@ impl AnalysisPool {
             gallery,
             bus,
             latest,
+            faces,
         });
         let workers = (0..workers.max(1))
             .map(|i| {
@@ -303,10 +318,12 @@ impl Shared {
         for (((slot, frame), count), (scan, standing)) in batch.into_iter().zip(counts).zip(plans)
         {
             let found: Vec<Face> = faces.by_ref().take(count).collect();
-            let events = slot
-                .state
-                .lock()
-                .observe(&frame, &scan, standing, found, &gallery);
+            let events = {
+                let mut state = slot.state.lock();
+                let events = state.observe(&frame, &scan, standing, found, &gallery);
+                self.faces.send(|| state.faces_in(&slot.camera, &frame));
+                events
+            };
             // From the frame's arrival to its events: what an alert waited for.
             let waited = (chrono::Utc::now() - frame.received)
                 .to_std()

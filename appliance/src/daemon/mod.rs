@@ -3,6 +3,7 @@
 //! changes, without touching the others.
 
 mod analysis;
+pub mod faces_feed;
 pub mod scan;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub struct LiveView {
     frames: LatestFrames,
     /// The running cameras' analysis slots, for their load counters.
     slots: Arc<Mutex<BTreeMap<String, Arc<analysis::CameraSlot>>>>,
+    faces: faces_feed::FacesFeed,
 }
 
 impl LiveView {
@@ -46,6 +48,13 @@ impl LiveView {
     pub fn load(&self, camera: &str) -> Option<LoadSnapshot> {
         let slot = self.slots.lock().get(camera).cloned()?;
         Some(slot.load.snapshot(slot.queue.dropped()))
+    }
+
+    /// The faces of every analysed frame from now on (see [`faces_feed`]).
+    pub fn subscribe_faces(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<faces_feed::FacesInFrame>> {
+        self.faces.subscribe()
     }
 
     pub fn latest_frame(&self, camera: &str) -> Option<Arc<image::RgbImage>> {
@@ -165,6 +174,7 @@ impl Daemon {
             statuses: statuses.clone(),
             frames: Arc::new(Mutex::new(BTreeMap::new())),
             slots: Arc::new(Mutex::new(BTreeMap::new())),
+            faces: faces_feed::FacesFeed::default(),
         };
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = AnalysisPool::start(
@@ -173,6 +183,7 @@ impl Daemon {
             gallery.clone(),
             bus.clone(),
             live.frames.clone(),
+            live.faces.clone(),
         )
         .map_err(DaemonError::Thread)?;
         let mut daemon = Self {
