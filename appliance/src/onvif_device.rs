@@ -558,7 +558,9 @@ async fn start_metadata_stream(
         address: listen.to_string(),
         reason,
     };
-    let bind = listen.parse().map_err(|e: std::net::AddrParseError| failed(e.to_string()))?;
+    let bind = listen
+        .parse()
+        .map_err(|e: std::net::AddrParseError| failed(e.to_string()))?;
     let server = onvif::streaming::RtspServer::start(
         device.clone(),
         onvif::streaming::RtspConfig {

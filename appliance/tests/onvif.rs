@@ -731,3 +731,71 @@ fn default_discovery_on_loopback_answers_multicast_and_unicast_probes() {
     let (exit, _) = daemon.terminate();
     assert!(exit.success());
 }
+
+/// Profile M as a VMS reads it: GStreamer's `rtspsrc` plays the camera's metadata stream from
+/// Vigil's own RTSP server (Digest, interleaved TCP) while the test video plays; the
+/// documents carry each face in view with its track id, and the person a FaceMatched event
+/// named under that track.
+#[test]
+fn the_metadata_stream_carries_the_faces_and_matches_of_the_test_video() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let slides = slides();
+    enrol_video_people(data, &slides);
+    set_user(data, "vms", "vms-secret-1", "user");
+    let (port, metadata_port, video_port) = (free_port(), free_port(), free_port());
+    let camera = camera_config(
+        "cam1",
+        &format!("rtsp://127.0.0.1:{video_port}/stream"),
+        "fps = 5\nmode = \"both\"",
+    );
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[onvif]\nlisten = \"127.0.0.1:{port}\"\nrtsp_listen = \"127.0.0.1:{metadata_port}\"\n\
+             discovery_interfaces = []\n{camera}"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start_as_configured(data, &config);
+    common::wait_until_listening(&format!("127.0.0.1:{metadata_port}"));
+    let url = format!("rtsp://127.0.0.1:{metadata_port}/onvif/metadata/cam1");
+    let client = Client::start({
+        let mut command = Command::new("/usr/bin/python3");
+        command
+            .arg(common::repo().join("onvif/tests/rtsp_metadata_client.py"))
+            .args([url.as_str(), "vms", "vms-secret-1", "tcp", "150"]);
+        command
+    });
+    // Playing: the idle camera's stream sends a document a second.
+    let first = client.next("a first document", START);
+    assert!(
+        first["xml"].as_str().unwrap().contains("tt:MetadataStream"),
+        "{first}"
+    );
+    let video = RtspServer::start(video_port, &[]);
+    let matched = daemon.wait_for("a FaceMatched", START, |e| e["type"] == "FaceMatched");
+    let (track, person) = (
+        matched["track"].as_u64().unwrap(),
+        matched["person_id"].as_str().unwrap().to_string(),
+    );
+    let object = format!("ObjectId=\"{track}\"");
+    let enrolment = format!("EnrollmentID=\"{person}\"");
+    let mut faces_seen = 0;
+    let document = loop {
+        let document = client.next("a document naming the matched track", START);
+        let xml = document["xml"].as_str().unwrap().to_string();
+        faces_seen += xml.matches("HumanFace").count();
+        if xml.contains(&object) && xml.contains(&enrolment) {
+            break xml;
+        }
+    };
+    assert!(faces_seen >= 1);
+    assert!(document.contains("tt:BoundingBox"), "{document}");
+    assert!(document.contains("<tt:Type Likelihood="), "{document}");
+    drop(video);
+    drop(client);
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}

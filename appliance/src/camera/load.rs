@@ -181,7 +181,10 @@ mod tests {
             (5, 7, 1)
         );
         assert_eq!(s.analysed_fps, 0.5);
-        assert_eq!((s.searched_whole, s.searched_regions, s.unchanged), (2, 1, 2));
+        assert_eq!(
+            (s.searched_whole, s.searched_regions, s.unchanged),
+            (2, 1, 2)
+        );
         assert_eq!(s.latency_ms_median, Some(60.0));
         assert_eq!(s.latency_ms_p95, Some(2000.0));
         // 20 ms is in the first bucket, 2 s in the 2.5 s one; the last is every frame.

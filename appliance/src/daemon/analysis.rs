@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::faces_feed::{FacesFeed, FacesInFrame};
+use super::scan::{Scan, ScanPlanner};
 use crate::camera::queue::Doorbell;
 use crate::camera::{DropOldestQueue, Frame};
 use crate::events::{Event, EventBus};
-use super::faces_feed::{FacesFeed, FacesInFrame};
-use super::scan::{Scan, ScanPlanner};
 use crate::tracking::{FrameTime, Observation, Tracker, TrackerSettings};
 use crate::vision::{Face, FacePipeline, LocatedFace};
 use crate::watchlist::Gallery;
@@ -315,8 +315,7 @@ impl Shared {
         };
         let mut faces = faces.into_iter();
         let gallery = self.gallery.read().clone();
-        for (((slot, frame), count), (scan, standing)) in batch.into_iter().zip(counts).zip(plans)
-        {
+        for (((slot, frame), count), (scan, standing)) in batch.into_iter().zip(counts).zip(plans) {
             let found: Vec<Face> = faces.by_ref().take(count).collect();
             let events = {
                 let mut state = slot.state.lock();

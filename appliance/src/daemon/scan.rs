@@ -130,7 +130,11 @@ impl ScanPlanner {
     pub fn settle(&mut self, scan: &Scan, standing: Vec<Face>, found: &[Face]) -> Vec<Face> {
         let kept: Vec<Face> = standing
             .into_iter()
-            .filter(|s| !found.iter().any(|f| overlap(&s.detection.bbox, &f.detection.bbox) > SAME_FACE_OVERLAP))
+            .filter(|s| {
+                !found
+                    .iter()
+                    .any(|f| overlap(&s.detection.bbox, &f.detection.bbox) > SAME_FACE_OVERLAP)
+            })
             .collect();
         self.faces = kept.iter().chain(found).cloned().collect();
         if let Some(current) = self.current.take() {
@@ -227,7 +231,10 @@ mod tests {
     fn a_still_scene_is_searched_once_then_its_faces_stand() {
         let mut p = ScanPlanner::new(10.0);
         let image = frame(&[(100, 100)]);
-        assert_eq!(step(&mut p, &image, 0.0, &[face_at(100, 100)]).0, Scan::Whole);
+        assert_eq!(
+            step(&mut p, &image, 0.0, &[face_at(100, 100)]).0,
+            Scan::Whole
+        );
         for t in 1..10 {
             let (scan, stood) = step(&mut p, &image, f64::from(t), &[]);
             assert_eq!(scan, Scan::Unchanged);
@@ -247,7 +254,10 @@ mod tests {
         };
         assert_eq!(regions.len(), 1);
         let r = regions[0];
-        assert!(r.x1 <= 450.0 && r.x2 >= 498.0 && r.y1 <= 200.0 && r.y2 >= 248.0, "{r:?}");
+        assert!(
+            r.x1 <= 450.0 && r.x2 >= 498.0 && r.y1 <= 200.0 && r.y2 >= 248.0,
+            "{r:?}"
+        );
         assert!(r.x1 > 148.0, "the region stays off the first face: {r:?}");
         assert_eq!(stood, 1);
     }
@@ -263,7 +273,10 @@ mod tests {
         assert_eq!(regions.len(), 1);
         let r = regions[0];
         // The earlier box grown by a quarter of its width, and the new position.
-        assert!(r.x1 <= 88.0 && r.x2 >= 178.0 && r.y1 <= 88.0 && r.y2 >= 160.0, "{r:?}");
+        assert!(
+            r.x1 <= 88.0 && r.x2 >= 178.0 && r.y1 <= 88.0 && r.y2 >= 160.0,
+            "{r:?}"
+        );
         assert_eq!(stood, 0, "the old box does not stand beside the new one");
     }
 

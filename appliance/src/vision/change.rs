@@ -44,8 +44,8 @@ impl LumaGrid {
             let cell_row = (y / CELL as usize) * cols;
             for (x, px) in row.chunks_exact(3).enumerate().step_by(2) {
                 // Rec. 601 weights in integers: (77 R + 150 G + 29 B) / 256.
-                let luma = (77 * u32::from(px[0]) + 150 * u32::from(px[1]) + 29 * u32::from(px[2]))
-                    >> 8;
+                let luma =
+                    (77 * u32::from(px[0]) + 150 * u32::from(px[1]) + 29 * u32::from(px[2])) >> 8;
                 let cell = cell_row + x / CELL as usize;
                 sums[cell] += luma;
                 counts[cell] += 1;
@@ -252,7 +252,9 @@ mod tests {
 
     fn picture(width: u32, height: u32, square: Option<(u32, u32, u32)>) -> RgbImage {
         RgbImage::from_fn(width, height, |x, y| match square {
-            Some((sx, sy, side)) if (sx..sx + side).contains(&x) && (sy..sy + side).contains(&y) => {
+            Some((sx, sy, side))
+                if (sx..sx + side).contains(&x) && (sy..sy + side).contains(&y) =>
+            {
                 image::Rgb([230, 200, 180])
             }
             _ => image::Rgb([40, 60, 50]),
@@ -290,8 +292,14 @@ mod tests {
         assert_eq!(regions.len(), 1, "{regions:?}");
         let r = regions[0];
         // The square's cells (96..144 x 48..96, some only partly covered), grown by 8.
-        assert!(r.x1 <= 100.0 && r.y1 <= 50.0 && r.x2 >= 140.0 && r.y2 >= 90.0, "{r:?}");
-        assert!(r.x1 >= 80.0 && r.y1 >= 32.0 && r.x2 <= 160.0 && r.y2 <= 112.0, "{r:?}");
+        assert!(
+            r.x1 <= 100.0 && r.y1 <= 50.0 && r.x2 >= 140.0 && r.y2 >= 90.0,
+            "{r:?}"
+        );
+        assert!(
+            r.x1 >= 80.0 && r.y1 >= 32.0 && r.x2 <= 160.0 && r.y2 <= 112.0,
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -342,6 +350,10 @@ mod tests {
             // Nothing searched: the reference keeps its cells.
             reference.update_within(&current, &[]);
         }
-        assert_eq!(crossed_at, Some(2), "8 levels past the reference is a change");
+        assert_eq!(
+            crossed_at,
+            Some(2),
+            "8 levels past the reference is a change"
+        );
     }
 }
