@@ -158,6 +158,7 @@ impl Daemon {
         bus: EventBus,
         timeouts: IngestTimeouts,
     ) -> Result<Self, DaemonError> {
+        limit_malloc_arenas();
         std::fs::create_dir_all(data_dir).map_err(|source| DaemonError::DataDir {
             dir: data_dir.to_path_buf(),
             source,
@@ -330,6 +331,17 @@ impl Daemon {
         }
         self.pool.shutdown();
         tracing::info!("daemon stopped");
+    }
+}
+
+/// Caps glibc's malloc at two arenas. Every camera has an ingest thread that allocates a
+/// frame a second; with an arena per thread (glibc allows 8 per core) memory freed in one
+/// arena serves that thread alone. Set before the camera threads start (a thread takes an
+/// arena at its first allocation under contention).
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets a malloc tunable; M_ARENA_MAX takes any positive count.
+    if unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) } != 1 {
+        tracing::debug!("malloc's arena limit could not be set");
     }
 }
 
