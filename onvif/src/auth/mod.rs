@@ -75,7 +75,9 @@ impl Authenticator {
                 })
                 .map(Some),
             Ok(None) => match authorization {
-                Some(value) => self.digest_caller(value, method, path, peer).map(Some),
+                Some(value) => self
+                    .digest_caller(value, method, path, peer, false)
+                    .map(Some),
                 None => Ok(None),
             },
             Err(failure) => Err(failure),
@@ -92,13 +94,7 @@ impl Authenticator {
         path: &str,
         peer: IpAddr,
     ) -> Result<Option<User>, AuthFailure> {
-        self.failures.check(peer)?;
-        let result = match authorization {
-            Some(value) => self.digest_caller(value, method, path, peer).map(Some),
-            None => Ok(None),
-        };
-        self.record(peer, &result);
-        result
+        self.digest_door(authorization, method, path, peer, false)
     }
 
     /// The caller of an RTSP request: Digest only, RFC 2069 answers included (see
@@ -110,16 +106,24 @@ impl Authenticator {
         path: &str,
         peer: IpAddr,
     ) -> Result<Option<User>, AuthFailure> {
+        self.digest_door(authorization, method, path, peer, true)
+    }
+
+    /// A request's caller by HTTP or RTSP Digest (`None` without credentials), under the
+    /// per-address failure limit; `rfc2069` also takes answers without `qop`.
+    fn digest_door(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+        peer: IpAddr,
+        rfc2069: bool,
+    ) -> Result<Option<User>, AuthFailure> {
         self.failures.check(peer)?;
         let result = match authorization {
-            Some(header) => {
-                let claimed = digest::DigestAuthenticator::claimed_user(header).unwrap_or_default();
-                self.signing_in(&claimed, peer, || {
-                    self.digest
-                        .verify_rtsp(header, method, path, self.users.as_ref())
-                })
-                .map(Some)
-            }
+            Some(value) => self
+                .digest_caller(value, method, path, peer, rfc2069)
+                .map(Some),
             None => Ok(None),
         };
         self.record(peer, &result);
@@ -137,11 +141,16 @@ impl Authenticator {
         method: &str,
         path: &str,
         peer: IpAddr,
+        rfc2069: bool,
     ) -> Result<User, AuthFailure> {
         let claimed = digest::DigestAuthenticator::claimed_user(header).unwrap_or_default();
+        let users = self.users.as_ref();
         self.signing_in(&claimed, peer, || {
-            self.digest
-                .verify(header, method, path, self.users.as_ref())
+            if rfc2069 {
+                self.digest.verify_rtsp(header, method, path, users)
+            } else {
+                self.digest.verify(header, method, path, users)
+            }
         })
     }
 
