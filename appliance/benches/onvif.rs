@@ -112,7 +112,9 @@ fn alert(number: u64) -> Event {
         person: "Jane Doe".into(),
         watchlist_id: uuid::Uuid::new_v4(),
         watchlist: "staff".into(),
+        watchlist_kind: Default::default(),
         score: 0.8,
+        likelihood: 0.83,
         time: chrono::Utc::now(),
         stream_time_s: 0.0,
         bbox: BoundingBox {

@@ -122,6 +122,8 @@ pub struct OnvifConfig {
     /// and discovery announces only HTTPS (the web listener's, or `https_listen`), until an
     /// administrator allows it for an old VMS in the web UI's settings.
     pub plain_http: bool,
+    /// Seconds `VideoSource/MotionAlarm` stays true after a camera's picture last changed.
+    pub motion_hold_s: f64,
 }
 
 impl Default for OnvifConfig {
@@ -141,6 +143,7 @@ impl Default for OnvifConfig {
             max_subscriptions: 256,
             max_subscriptions_per_user: 32,
             limits: ListenerLimits::default(),
+            motion_hold_s: 5.0,
         }
     }
 }
@@ -570,6 +573,12 @@ impl Config {
             return Err(invalid(
                 "onvif.listen".into(),
                 "must be an IP address and port, e.g. 127.0.0.1:8080",
+            ));
+        }
+        if !(o.motion_hold_s.is_finite() && (0.0..=3600.0).contains(&o.motion_hold_s)) {
+            return Err(invalid(
+                "onvif.motion_hold_s".into(),
+                "must be between 0 and 3600 seconds",
             ));
         }
         if !o.rtsp_listen.is_empty() && o.rtsp_listen.parse::<std::net::SocketAddr>().is_err() {

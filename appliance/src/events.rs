@@ -47,7 +47,12 @@ pub struct FaceMatched {
     pub person: String,
     pub watchlist_id: Uuid,
     pub watchlist: String,
+    pub watchlist_kind: crate::watchlist::WatchlistKind,
+    /// Cosine similarity of the face to the person's enrolment.
     pub score: f32,
+    /// The score as a likelihood, 0.5 at the watchlist's threshold (see
+    /// `watchlist::gallery::likelihood`).
+    pub likelihood: f32,
     /// When the frame was received.
     pub time: DateTime<Utc>,
     /// Seconds into the camera's stream (since this connection's first frame).
@@ -71,6 +76,8 @@ pub struct UnregisteredFace {
     pub quality: f32,
     /// The best similarity to any enrolled face (below every threshold), if any is enrolled.
     pub best_score: Option<f32>,
+    /// That face's likelihood (below 0.5), if any is enrolled.
+    pub best_likelihood: Option<f32>,
     #[serde(rename = "thumbnail_jpeg_base64", serialize_with = "base64_bytes")]
     pub thumbnail_jpeg: Arc<Vec<u8>>,
 }

@@ -142,6 +142,8 @@ struct Track {
     alert: Option<Alert>,
     unregistered_raised: bool,
     best_score: Option<f32>,
+    /// The best candidate's likelihood (see `watchlist::gallery::likelihood`).
+    best_likelihood: Option<f32>,
 }
 
 pub struct Tracker {
@@ -241,6 +243,7 @@ impl Tracker {
                         alert: None,
                         unregistered_raised: false,
                         best_score: None,
+                        best_likelihood: None,
                     });
                     events.push(Event::TrackStarted(TrackStarted {
                         camera: self.camera.clone(),
@@ -350,6 +353,11 @@ impl Tracker {
         }
         if let Some(c) = &observation.candidate {
             track.best_score = Some(track.best_score.map_or(c.score, |s| s.max(c.score)));
+            track.best_likelihood = Some(
+                track
+                    .best_likelihood
+                    .map_or(c.likelihood, |l| l.max(c.likelihood)),
+            );
         }
 
         let worth_keeping = !observation.repeated
@@ -407,7 +415,9 @@ impl Tracker {
             person: candidate.person,
             watchlist_id: candidate.watchlist_id,
             watchlist: candidate.watchlist,
+            watchlist_kind: candidate.kind,
             score: candidate.score,
+            likelihood: candidate.likelihood,
             time: at.time,
             stream_time_s: at.stream_time_s,
             bbox: observation.bbox,
@@ -461,6 +471,7 @@ fn unregistered_event(camera: &str, track: &Track) -> Event {
         bbox: best.map_or(track.bbox, |s| s.bbox),
         quality: best.map_or(0.0, |s| s.quality),
         best_score: track.best_score,
+        best_likelihood: track.best_likelihood,
         thumbnail_jpeg: best.map_or_else(Default::default, |s| s.thumbnail_jpeg.clone()),
     })
 }
@@ -540,6 +551,8 @@ mod tests {
             watchlist: "list".into(),
             score,
             matched,
+            likelihood: crate::watchlist::gallery::likelihood(score, 0.4),
+            kind: Default::default(),
         }
     }
 

@@ -76,7 +76,8 @@ impl Drop for Client {
 fn start_daemon(data: &Path, port: u16, rest: &str) -> Daemon {
     let config = data.join("vigil.toml");
     let onvif = onvif_section(&format!("127.0.0.1:{port}"), "");
-    std::fs::write(&config, format!("{onvif}{rest}")).unwrap();
+    // A short motion hold: the test video's slides stand still for 2 s.
+    std::fs::write(&config, format!("{onvif}motion_hold_s = 1.0\n{rest}")).unwrap();
     Daemon::start_as_configured(data, &config)
 }
 
@@ -204,33 +205,84 @@ fn home_assistant_set_up_and_face_alerts_by_pull_point_and_push() {
             .filter(|m| m["topic"] == "tns1:RuleEngine/Recognition/Face")
             .collect();
         assert!(!faces.is_empty(), "no face message {how}");
-        for face in faces {
-            let label = items(face, "data", "Label").unwrap();
-            assert!(
-                enrolled.contains(label),
-                "{how}: {label} is not enrolled: {face}"
-            );
+        // As the Analytics spec's face recognition rule engine lays it out.
+        for face in &faces {
+            assert_eq!(items(face, "source", "VideoSource"), Some("cam1"), "{face}");
+            assert_eq!(items(face, "source", "Rule"), Some("demo"), "{face}");
             let likelihood: f64 = items(face, "data", "Likelihood").unwrap().parse().unwrap();
-            assert!(likelihood > 0.3 && likelihood <= 1.0, "{face}");
+            assert!(
+                (0.5..=1.0).contains(&likelihood),
+                "a match reads 0.5 or more: {face}"
+            );
             assert!(
                 items(face, "data", "EnrollmentID").unwrap().len() == 36,
                 "{face}"
             );
-            assert_eq!(
-                items(face, "source", "VideoSourceConfigurationToken"),
-                Some("vsc_cam1")
-            );
+            // The demo list is a watch list: neither white- nor blacklisted.
+            assert_eq!(items(face, "data", "Label"), None, "{face}");
             assert!(items(face, "data", "ImageUri")
                 .unwrap()
                 .starts_with(&format!("http://127.0.0.1:{port}/onvif/images/")));
+            let object = &face["elements"]["ObjectId"]["ObjectId"];
             assert!(
-                items(face, "data", "BoundingBox")
-                    .unwrap()
-                    .split(',')
-                    .count()
-                    == 4
+                object.as_str().is_some_and(|id| id.parse::<u64>().is_ok()),
+                "{face}"
+            );
+            let edges: Vec<f64> = ["left", "top", "right", "bottom"]
+                .iter()
+                .filter_map(|e| face["elements"]["BoundingBox"][e].as_str()?.parse().ok())
+                .collect();
+            assert_eq!(edges.len(), 4, "a normalised box: {face}");
+            assert!(edges.iter().all(|e| (-1.0..=1.0).contains(e)), "{face}");
+            assert!(
+                edges[0] < edges[2] && edges[1] > edges[3],
+                "y points up: {face}"
             );
         }
+        // The vendor topic names the person and the list.
+        let matches: Vec<&Value> = messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["topic"] == "vigil:Recognition/FaceMatch")
+            .collect();
+        assert!(!matches.is_empty(), "no vendor match message {how}");
+        for m in &matches {
+            let person = items(m, "data", "Person").unwrap();
+            assert!(
+                enrolled.contains(person),
+                "{how}: {person} is not enrolled: {m}"
+            );
+            assert_eq!(items(m, "data", "Watchlist"), Some("demo"));
+            assert_eq!(items(m, "data", "WatchlistKind"), Some("watch"));
+        }
+        let ids = |ms: &[&Value]| -> std::collections::BTreeSet<String> {
+            ms.iter()
+                .filter_map(|m| items(m, "data", "EnrollmentID").map(str::to_string))
+                .collect()
+        };
+        assert_eq!(
+            ids(&faces),
+            ids(&matches),
+            "{how}: the two topics name the same people"
+        );
+    }
+    // Home Assistant's own parsers made per-camera binary sensors of the properties, and saw
+    // them go on and off as the video played.
+    let entities = steps["entities"]["entities"].as_object().unwrap();
+    for name in ["Face Detection", "Motion Alarm"] {
+        let (uid, entity) = entities
+            .iter()
+            .find(|(_, e)| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} entity: {entities:?}"));
+        assert_eq!(entity["platform"], "binary_sensor");
+        assert!(uid.ends_with("_cam1"), "{name} is per camera: {uid}");
+        let values = entity["values"].as_array().unwrap();
+        let on = values.iter().position(|v| v == true);
+        assert!(
+            on.is_some_and(|i| values[i..].contains(&Value::Bool(false))),
+            "{name} did not go on and off: {values:?}"
+        );
     }
     let pulled = done["pulled"].as_array().unwrap();
     assert!(

@@ -7,7 +7,8 @@ pub trait Product: Send + Sync + 'static {
     fn information(&self) -> DeviceInformation;
     /// One entry per camera the product analyses; each becomes a media profile.
     fn video_sources(&self) -> Vec<VideoSource>;
-    /// The latest frame of a source as JPEG, if there is one.
+    /// The latest frame of a source as JPEG, if there is one. Called on a blocking thread: it
+    /// may wait a little for a frame.
     fn snapshot(&self, source_token: &str) -> Option<Vec<u8>>;
     /// The topics the product publishes, for GetEventProperties.
     fn topics(&self) -> Vec<TopicDescription>;
@@ -82,12 +83,16 @@ impl VideoSource {
 /// One topic of the event service's topic set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
-    /// Path below `tns1:`, e.g. `RuleEngine/Recognition/Face`.
+    /// Path below `tns1:`, e.g. `RuleEngine/Recognition/Face`; a vendor topic names its
+    /// prefix, e.g. `vigil:Recognition/FaceMatch`.
     pub path: String,
     pub is_property: bool,
     pub source: Vec<ItemDescription>,
     pub key: Vec<ItemDescription>,
     pub data: Vec<ItemDescription>,
+    /// Data items whose values are elements (`tt:ElementItemDescription`), e.g. an
+    /// `ObjectId` of type `tt:ObjectId` or a `BoundingBox` of type `tt:Rectangle`.
+    pub data_elements: Vec<ItemDescription>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,9 +120,42 @@ pub struct EventMessage {
     pub source: Vec<(String, String)>,
     pub key: Vec<(String, String)>,
     pub data: Vec<(String, String)>,
+    /// Data as `tt:ElementItem`s, after the simple items.
+    pub data_elements: Vec<(String, ElementItem)>,
     /// A picture that goes with the event (a face thumbnail): the device serves it and
     /// the message carries its URI as the `ImageUri` data item.
     pub image_jpeg: Option<Vec<u8>>,
+}
+
+/// The value of a `tt:ElementItem`: the schema types events carry as elements.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ElementItem {
+    /// `tt:ObjectId`: the tracked object an event is about (the metadata stream's ObjectId).
+    ObjectId(u64),
+    /// `tt:Rectangle` in normalised coordinates, -1..1 with y pointing up, as the metadata
+    /// stream's bounding boxes.
+    Rectangle {
+        left: f32,
+        top: f32,
+        right: f32,
+        bottom: f32,
+    },
+}
+
+impl ElementItem {
+    pub fn to_xml(&self) -> String {
+        match self {
+            Self::ObjectId(id) => format!("<tt:ObjectId ObjectId=\"{id}\"/>"),
+            Self::Rectangle {
+                left,
+                top,
+                right,
+                bottom,
+            } => format!(
+                "<tt:Rectangle bottom=\"{bottom:.4}\" top=\"{top:.4}\" right=\"{right:.4}\" left=\"{left:.4}\"/>"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

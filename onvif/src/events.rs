@@ -255,8 +255,19 @@ pub(crate) fn render(
     if !message.key.is_empty() {
         xml.push_str(&format!("<tt:Key>{}</tt:Key>", items(&message.key, None)));
     }
+    let elements: String = message
+        .data_elements
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<tt:ElementItem Name=\"{}\">{}</tt:ElementItem>",
+                escape(name),
+                value.to_xml()
+            )
+        })
+        .collect();
     xml.push_str(&format!(
-        "<tt:Data>{}</tt:Data></tt:Message>",
+        "<tt:Data>{}{elements}</tt:Data></tt:Message>",
         items(&message.data, image_uri.map(|uri| ("ImageUri", uri)))
     ));
     Rendered {
@@ -645,6 +656,7 @@ mod tests {
             source: vec![("Source".into(), source.into())],
             key: Vec::new(),
             data: vec![("State".into(), "true".into())],
+            data_elements: Vec::new(),
             image_jpeg: None,
         }
     }

@@ -274,7 +274,7 @@ impl Device {
             );
         }
         if request.method == "GET" {
-            return self.get(request);
+            return self.get(request).await;
         }
         if request.method != "POST" {
             return HttpResponse::plain(405, "ONVIF services take POST");
@@ -337,7 +337,7 @@ impl Device {
     /// Snapshots and event pictures: HTTP Digest, media read access.
     /// The caller is authenticated before any picture is looked up or encoded: an
     /// unauthenticated request costs no work.
-    fn get(self: &Arc<Self>, request: HttpRequest<'_>) -> HttpResponse {
+    async fn get(self: &Arc<Self>, request: HttpRequest<'_>) -> HttpResponse {
         let (operation, target, snapshot) =
             if let Some(name) = request.path.strip_prefix(SNAPSHOT_PATH) {
                 ("GetSnapshot", name.strip_suffix(".jpg"), true)
@@ -366,7 +366,13 @@ impl Device {
             Err(failure) => return self.refuse_http(failure),
         };
         let found = if snapshot {
-            self.product.snapshot(target).map(Arc::new)
+            // A product may wait for the camera's next frame: not on the runtime's threads.
+            let (product, token) = (self.product.clone(), target.to_string());
+            tokio::task::spawn_blocking(move || product.snapshot(&token))
+                .await
+                .ok()
+                .flatten()
+                .map(Arc::new)
         } else {
             self.events.image(target)
         };

@@ -19,6 +19,8 @@ pub mod ns {
     pub const TNS1: &str = "http://www.onvif.org/ver10/topics";
     pub const TER: &str = "http://www.onvif.org/ver10/error";
     pub const XSD: &str = "http://www.w3.org/2001/XMLSchema";
+    /// Vigil's own: vendor topics (`vigil:...`) and metadata extensions.
+    pub const VENDOR: &str = "http://vigil.invalid/onvif/metadata";
 }
 
 /// The prefixes every response declares on its envelope, so bodies can use them freely.
@@ -33,6 +35,7 @@ const RESPONSE_NAMESPACES: &[(&str, &str)] = &[
     ("wsnt", ns::WSNT),
     ("wstop", ns::WSTOP),
     ("tns1", ns::TNS1),
+    ("vigil", ns::VENDOR),
     ("ter", ns::TER),
     ("xs", ns::XSD),
     ("wsrf-rw", "http://docs.oasis-open.org/wsrf/rw-2"),

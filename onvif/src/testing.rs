@@ -62,6 +62,7 @@ impl Product for SampleProduct {
             )],
             key: Vec::new(),
             data: vec![ItemDescription::new("Likelihood", "xs:float")],
+            data_elements: vec![ItemDescription::new("ObjectId", "tt:ObjectId")],
         }]
     }
 

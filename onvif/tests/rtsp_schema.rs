@@ -56,6 +56,7 @@ fn documents() -> Vec<MetadataFrame> {
             ("EnrollmentID".into(), "person <7>".into()),
             ("Likelihood".into(), "0.71".into()),
         ],
+        data_elements: Vec::new(),
         image_jpeg: None,
     };
     vec![

@@ -1,6 +1,8 @@
 """Walks the steps Home Assistant's ONVIF integration takes against a device, with the same
 client library (onvif-zeep-async), then waits for a face recognition event by pull point
-and by Base Notification push to a consumer of its own.
+and by Base Notification push to a consumer of its own. Every pulled message also goes
+through Home Assistant's own event parsers (onvif-parsers), as its integration does, and the
+flow goes on until the face and motion binary sensors they make have been on and off again.
 
 Prints one JSON object per line: {"step": ...} as it goes, "ready" once both subscriptions
 exist (the caller then makes faces appear), and a final {"step": "done", ...} summary.
@@ -16,8 +18,10 @@ import sys
 
 import aiohttp
 import onvif
+import onvif_parsers
 from aiohttp import web
 from onvif import ONVIFCamera
+from onvif_parsers.errors import UnknownTopicError
 
 FACE_TOPIC = "tns1:RuleEngine/Recognition/Face"
 
@@ -38,6 +42,17 @@ def simple_items(element):
     return {item.Name: item.Value for item in (element.SimpleItem or [])}
 
 
+def element_items(element):
+    """ElementItem Name -> the attributes of the element it holds."""
+    if element is None:
+        return {}
+    found = {}
+    for item in getattr(element, "ElementItem", None) or []:
+        inner = item._value_1
+        found[item.Name] = dict(inner.attrib) if inner is not None else {}
+    return found
+
+
 def describe(message):
     """Topic, source and data of one NotificationMessage."""
     topic = message.Topic._value_1
@@ -46,8 +61,41 @@ def describe(message):
         "topic": topic,
         "source": simple_items(payload.Source),
         "data": simple_items(payload.Data),
+        "elements": element_items(payload.Data),
         "operation": payload.PropertyOperation,
     }
+
+
+class Entities:
+    """What Home Assistant's ONVIF integration makes of the messages: entity uid -> its name,
+    platform and the values it took, in order (a value repeated is not a change)."""
+
+    def __init__(self):
+        self.seen = {}
+        self.unknown_topics = set()
+
+    async def feed(self, message):
+        # As homeassistant/components/onvif/event.py does before it calls the parsers.
+        topic = message.Topic._value_1.rstrip("/.")
+        try:
+            parsed = await onvif_parsers.parse(topic, "vigil", message)
+        except UnknownTopicError:
+            self.unknown_topics.add(topic)
+            return
+        for entity in parsed or []:
+            entry = self.seen.setdefault(entity.uid, {
+                "name": entity.name, "platform": entity.platform,
+                "device_class": entity.device_class, "values": []})
+            if not entry["values"] or entry["values"][-1] != entity.value:
+                entry["values"].append(entity.value)
+
+    def went_on_and_off(self, name):
+        """Whether an entity of this name was on and then off again."""
+        for entry in self.seen.values():
+            values = entry["values"]
+            if entry["name"] == name and True in values and False in values[values.index(True):]:
+                return True
+        return False
 
 
 async def main():
@@ -136,12 +184,14 @@ async def main():
     emit(step="ready")
 
     pulled = []
+    entities = Entities()
     deadline = asyncio.get_running_loop().time() + args.wait
     renewed = False
     while asyncio.get_running_loop().time() < deadline:
         response = await pull_service.PullMessages({"MessageLimit": 100, "Timeout": dt.timedelta(seconds=5)})
         for message in response.NotificationMessage or []:
             pulled.append(describe(message))
+            await entities.feed(message)
         if not renewed:
             # Home Assistant renews well before the termination time; do it once here.
             await pullpoint._renew_subscription()
@@ -152,6 +202,17 @@ async def main():
             break
     else:
         fail(f"no face event in time; pulled {pulled}, pushed {pushed}")
+
+    # Home Assistant's sensors: on as faces and motion come, off once they are gone.
+    sensors = ("Face Detection", "Motion Alarm")
+    while not all(entities.went_on_and_off(name) for name in sensors):
+        if asyncio.get_running_loop().time() > deadline:
+            fail(f"Home Assistant's sensors did not go on and off in time: {entities.seen}")
+        response = await pull_service.PullMessages({"MessageLimit": 100, "Timeout": dt.timedelta(seconds=5)})
+        for message in response.NotificationMessage or []:
+            pulled.append(describe(message))
+            await entities.feed(message)
+    emit(step="entities", entities=entities.seen, unknown_topics=sorted(entities.unknown_topics))
 
     snapshot = await camera.get_snapshot(profile.token)
     emit(step="snapshot", bytes=len(snapshot or b""), jpeg=bool(snapshot and snapshot[:2] == b"\xff\xd8"))

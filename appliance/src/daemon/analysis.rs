@@ -101,6 +101,7 @@ impl SlotState {
             width: frame.image.width(),
             height: frame.image.height(),
             faces: self.tracker.in_view(),
+            motion: self.scan.motion(),
         }
     }
 }
@@ -125,7 +126,7 @@ struct Shared {
     pipeline: Arc<FacePipeline>,
     gallery: SharedGallery,
     bus: EventBus,
-    latest: super::LatestFrames,
+    snapshots: Arc<super::snapshots::Snapshots>,
     faces: FacesFeed,
 }
 
@@ -149,7 +150,7 @@ impl AnalysisPool {
         pipeline: Arc<FacePipeline>,
         gallery: SharedGallery,
         bus: EventBus,
-        latest: super::LatestFrames,
+        snapshots: Arc<super::snapshots::Snapshots>,
         faces: FacesFeed,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
@@ -160,7 +161,7 @@ impl AnalysisPool {
             pipeline,
             gallery,
             bus,
-            latest,
+            snapshots,
             faces,
         });
         let workers = (0..workers.max(1))
@@ -324,10 +325,8 @@ impl Shared {
                 .to_std()
                 .unwrap_or_default();
             slot.load.analysed(waited, scan.searched());
-            // Moved, not copied: the frame is not needed any more.
-            self.latest
-                .lock()
-                .insert(slot.camera.clone(), Arc::new(frame.image));
+            // Moved, not copied: analysis is done with it.
+            self.snapshots.offer(&slot.camera, frame.image);
             slot.release();
             self.publish(&slot.camera, events);
         }

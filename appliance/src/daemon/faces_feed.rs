@@ -22,6 +22,8 @@ pub struct FacesInFrame {
     pub width: u32,
     pub height: u32,
     pub faces: Vec<TrackInView>,
+    /// Whether the picture changed since the camera's frame before.
+    pub motion: bool,
 }
 
 /// The sending side, shared by the analysis workers; cheap to clone.

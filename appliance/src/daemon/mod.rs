@@ -5,6 +5,7 @@
 mod analysis;
 pub mod faces_feed;
 pub mod scan;
+pub mod snapshots;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,18 +18,19 @@ use serde::Serialize;
 
 pub use crate::camera::{CameraLoad, LoadSnapshot, LATENCY_BUCKETS_S};
 pub use analysis::SharedGallery;
+
+/// How long a snapshot of a camera nobody looked at lately waits for its next analysed frame:
+/// longer than a keyframe-only camera's usual 1-2 s between keyframes.
+pub const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 use analysis::{AnalysisPool, CameraSlot, SlotSettings};
 
-/// The latest analysed frame of each camera.
-pub type LatestFrames = Arc<Mutex<BTreeMap<String, Arc<image::RgbImage>>>>;
-
 /// What adapters (ONVIF, later the web UI) may read of the running daemon from other
-/// threads: the cameras as configured, their status and their latest frame.
+/// threads: the cameras as configured, their status, load and snapshots.
 #[derive(Clone, Default)]
 pub struct LiveView {
     cameras: Arc<RwLock<Vec<CameraConfig>>>,
     statuses: Arc<Mutex<BTreeMap<String, CameraStatus>>>,
-    frames: LatestFrames,
+    snapshots: Arc<snapshots::Snapshots>,
     /// The running cameras' analysis slots, for their load counters.
     slots: Arc<Mutex<BTreeMap<String, Arc<analysis::CameraSlot>>>>,
     faces: faces_feed::FacesFeed,
@@ -57,22 +59,15 @@ impl LiveView {
         self.faces.subscribe()
     }
 
-    pub fn latest_frame(&self, camera: &str) -> Option<Arc<image::RgbImage>> {
-        self.frames.lock().get(camera).cloned()
+    /// Width and height of the camera's analysed frames, once one was.
+    pub fn frame_size(&self, camera: &str) -> Option<(u32, u32)> {
+        self.snapshots.frame_size(camera)
     }
 
-    /// The latest analysed frame as JPEG, for snapshots.
+    /// The camera's latest analysed frame as JPEG. Blocks up to [`SNAPSHOT_WAIT`] when nobody
+    /// looked at the camera lately (see [`snapshots`]): call it off the async runtime.
     pub fn snapshot_jpeg(&self, camera: &str) -> Option<Vec<u8>> {
-        let frame = self.latest_frame(camera)?;
-        let mut jpeg = Vec::new();
-        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
-        match frame.write_with_encoder(encoder) {
-            Ok(()) => Some(jpeg),
-            Err(e) => {
-                tracing::warn!(camera, error = %e, "snapshot encoding failed");
-                None
-            }
-        }
+        self.snapshots.jpeg(camera, SNAPSHOT_WAIT)
     }
 }
 
@@ -173,7 +168,7 @@ impl Daemon {
         let live = LiveView {
             cameras: Arc::new(RwLock::new(Vec::new())),
             statuses: statuses.clone(),
-            frames: Arc::new(Mutex::new(BTreeMap::new())),
+            snapshots: Arc::default(),
             slots: Arc::new(Mutex::new(BTreeMap::new())),
             faces: faces_feed::FacesFeed::default(),
         };
@@ -183,7 +178,7 @@ impl Daemon {
             pipeline.clone(),
             gallery.clone(),
             bus.clone(),
-            live.frames.clone(),
+            live.snapshots.clone(),
             live.faces.clone(),
         )
         .map_err(DaemonError::Thread)?;
@@ -258,7 +253,7 @@ impl Daemon {
             }
             if !wanted.contains_key(&id) {
                 self.statuses.lock().remove(&id);
-                self.live.frames.lock().remove(&id);
+                self.live.snapshots.forget(&id);
                 self.live.slots.lock().remove(&id);
             }
         }

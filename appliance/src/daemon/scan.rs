@@ -68,6 +68,10 @@ pub struct ScanPlanner {
     current: Option<LumaGrid>,
     last_full_scan: Option<f64>,
     faces: Vec<Face>,
+    /// The grid of the frame before, for motion (which the search's reference, updated only
+    /// where searched, does not tell).
+    previous: Option<LumaGrid>,
+    motion: bool,
 }
 
 impl ScanPlanner {
@@ -79,7 +83,14 @@ impl ScanPlanner {
             current: None,
             last_full_scan: None,
             faces: Vec::new(),
+            previous: None,
+            motion: false,
         }
+    }
+
+    /// Whether the frame planned last differs from the one before (VideoSource/MotionAlarm).
+    pub fn motion(&self) -> bool {
+        self.motion
     }
 
     /// Forgets the last frame (a new connection: stream time starts again, the scene may have
@@ -90,10 +101,16 @@ impl ScanPlanner {
 
     /// What to search in `image`, taken at `stream_time_s`.
     pub fn plan(&mut self, image: &RgbImage, stream_time_s: f64) -> Scan {
+        let current = LumaGrid::of(image);
+        self.motion = self
+            .previous
+            .as_ref()
+            .and_then(|previous| previous.changes(&current))
+            .is_some_and(|changes| !changes.is_unchanged());
+        self.previous = Some(current.clone());
         if self.full_scan_s <= 0.0 {
             return Scan::Whole;
         }
-        let current = LumaGrid::of(image);
         let due = self
             .last_full_scan
             .is_none_or(|t| stream_time_s - t >= self.full_scan_s || stream_time_s < t);
@@ -250,6 +267,23 @@ mod tests {
         }
         // The safety net: a whole search every 10 s of stream time.
         assert_eq!(step(&mut p, &image, 10.0, &[]).0, Scan::Whole);
+    }
+
+    #[test]
+    fn motion_is_a_change_from_the_frame_before_even_on_full_scans() {
+        // Gating off: every frame is searched whole, and motion is still told.
+        for full_scan_s in [10.0, 0.0] {
+            let mut p = ScanPlanner::new(full_scan_s);
+            step(&mut p, &frame(&[(100, 100)]), 0.0, &[]);
+            assert!(!p.motion(), "a first frame has nothing to differ from");
+            step(&mut p, &frame(&[(100, 100)]), 1.0, &[]);
+            assert!(!p.motion(), "a still scene");
+            step(&mut p, &frame(&[(300, 100)]), 2.0, &[]);
+            assert!(p.motion(), "the square moved");
+            // Past the full-scan interval, compared with the frame before, not the reference.
+            step(&mut p, &frame(&[(300, 100)]), 30.0, &[]);
+            assert!(!p.motion(), "still again");
+        }
     }
 
     #[test]

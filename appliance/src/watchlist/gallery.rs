@@ -29,6 +29,22 @@ pub struct Candidate {
     pub score: f32,
     /// Whether `score` reaches the watchlist's threshold.
     pub matched: bool,
+    /// The score as a likelihood (see [`likelihood`]).
+    pub likelihood: f32,
+    pub kind: super::WatchlistKind,
+}
+
+/// A score read against its watchlist's threshold as a likelihood between 0 and 1 (ONVIF's
+/// `Likelihood`): the threshold maps to 0.5 and a perfect match to 1, linearly on each side,
+/// so a match reads 0.5 or more whatever its list's threshold.
+pub fn likelihood(score: f32, threshold: f32) -> f32 {
+    let threshold = threshold.clamp(0.01, 0.99);
+    let l = if score >= threshold {
+        0.5 + 0.5 * (score - threshold) / (1.0 - threshold)
+    } else {
+        0.5 * score.max(0.0) / threshold
+    };
+    l.clamp(0.0, 1.0)
 }
 
 struct Entry {
@@ -164,6 +180,8 @@ impl Gallery {
                     watchlist: list.name.clone(),
                     score,
                     matched: score >= list.threshold,
+                    likelihood: likelihood(score, list.threshold),
+                    kind: list.kind,
                 }
             })
             .collect()
@@ -250,6 +268,17 @@ mod tests {
             kind: Default::default(),
             created: Utc::now(),
         }
+    }
+
+    #[test]
+    fn likelihood_puts_the_threshold_at_one_half() {
+        assert_eq!(likelihood(0.4, 0.4), 0.5);
+        assert_eq!(likelihood(1.0, 0.4), 1.0);
+        assert!((likelihood(0.7, 0.4) - 0.75).abs() < 1e-6);
+        assert!((likelihood(0.2, 0.4) - 0.25).abs() < 1e-6);
+        assert_eq!(likelihood(-0.3, 0.4), 0.0);
+        // The same score means more on a lenient list than on a strict one.
+        assert!(likelihood(0.6, 0.3) > likelihood(0.6, 0.5));
     }
 
     #[test]

@@ -208,7 +208,7 @@ fn event_properties(call: &Call<'_>) -> String {
             } else {
                 items("tt:Key", &topic.key)
             },
-            items("tt:Data", &topic.data),
+            data_items(&topic.data, &topic.data_elements),
         );
         tree.insert(
             topic.path.split('/').collect::<Vec<_>>().as_slice(),
@@ -229,17 +229,31 @@ fn event_properties(call: &Call<'_>) -> String {
 }
 
 fn items(tag: &str, items: &[ItemDescription]) -> String {
-    let inner: String = items
+    format!(
+        "<{tag}>{}</{tag}>",
+        descriptions("tt:SimpleItemDescription", items)
+    )
+}
+
+fn data_items(simple: &[ItemDescription], elements: &[ItemDescription]) -> String {
+    format!(
+        "<tt:Data>{}{}</tt:Data>",
+        descriptions("tt:SimpleItemDescription", simple),
+        descriptions("tt:ElementItemDescription", elements)
+    )
+}
+
+fn descriptions(tag: &str, items: &[ItemDescription]) -> String {
+    items
         .iter()
         .map(|i| {
             format!(
-                "<tt:SimpleItemDescription Name=\"{}\" Type=\"{}\"/>",
+                "<{tag} Name=\"{}\" Type=\"{}\"/>",
                 escape(&i.name),
                 escape(&i.xml_type)
             )
         })
-        .collect();
-    format!("<{tag}>{inner}</{tag}>")
+        .collect()
 }
 
 #[derive(Default)]
@@ -269,8 +283,9 @@ impl TopicTree {
         self.children
             .iter()
             .map(|(name, child)| {
-                // Only the first level carries the namespace prefix.
-                let tag = if top {
+                // Only the first level carries the namespace prefix: ONVIF's, or a vendor's
+                // named in the path.
+                let tag = if top && !name.contains(':') {
                     format!("tns1:{name}")
                 } else {
                     name.clone()

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::device::EventMessage;
+use crate::device::{ElementItem, EventMessage};
 use crate::soap::ns;
 use crate::testing::{body, call, device};
 
@@ -378,6 +378,10 @@ async fn event_properties_pull_points_and_push_refusals() {
     assert!(face
         .find(&["MessageDescription", "Data", "SimpleItemDescription"])
         .is_some());
+    let element = face
+        .find(&["MessageDescription", "Data", "ElementItemDescription"])
+        .expect("element items are described");
+    assert_eq!(element.attribute("Type"), Some("tt:ObjectId"));
 
     let created = body(&call(&device, "/onvif/events_service", OPERATOR,
         "<tev:CreatePullPointSubscription><tev:Filter><wsnt:TopicExpression Dialect=\"http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet\">\
@@ -403,6 +407,18 @@ async fn event_properties_pull_points_and_push_refusals() {
             source: vec![("VideoSourceConfigurationToken".into(), "vsc_door".into())],
             key: Vec::new(),
             data: vec![("Likelihood".into(), "0.9".into())],
+            data_elements: vec![
+                ("ObjectId".into(), ElementItem::ObjectId(7)),
+                (
+                    "BoundingBox".into(),
+                    ElementItem::Rectangle {
+                        left: -0.5,
+                        top: 0.5,
+                        right: 0.25,
+                        bottom: -0.25,
+                    },
+                ),
+            ],
             image_jpeg: Some(vec![0xff, 0xd8]),
         });
     }
@@ -421,6 +437,18 @@ async fn event_properties_pull_points_and_push_refusals() {
         .find(|i| i.attribute("Name") == Some("ImageUri"))
         .unwrap();
     assert!(image.attribute("Value").unwrap().contains("/onvif/images/"));
+    // Element items follow the simple ones, each holding its typed element.
+    let elements: Vec<_> = data.children_named("ElementItem").collect();
+    assert_eq!(elements.len(), 2);
+    assert_eq!(
+        data.children.last().and_then(|i| i.attribute("Name")),
+        Some("BoundingBox")
+    );
+    let object = elements[0].child("ObjectId").expect("tt:ObjectId");
+    assert_eq!(object.attribute("ObjectId"), Some("7"));
+    let rectangle = elements[1].child("Rectangle").expect("tt:Rectangle");
+    assert_eq!(rectangle.attribute("left"), Some("-0.5000"));
+    assert_eq!(rectangle.attribute("bottom"), Some("-0.2500"));
 
     let renew = call(
         &device,

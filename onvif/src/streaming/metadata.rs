@@ -9,7 +9,7 @@ use crate::soap::ns;
 use crate::xml::escape;
 
 /// Namespace of Vigil's own elements (the schema lets vendors add any element to an object).
-pub const VENDOR_NS: &str = "http://vigil.invalid/onvif/metadata";
+pub const VENDOR_NS: &str = crate::soap::ns::VENDOR;
 
 /// What was seen in one analysed frame of one source.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -237,6 +237,7 @@ mod tests {
                 source: vec![("VideoSource".into(), "door".into())],
                 key: Vec::new(),
                 data: vec![("EnrollmentID".into(), "p<1>".into())],
+                data_elements: Vec::new(),
                 image_jpeg: None,
             }],
         };

@@ -1,22 +1,13 @@
 //! Vigil as an ONVIF device: the adapter between the daemon (cameras, event bus, users)
-//! and the face-agnostic `onvif` library.
-//!
-//! Topics published:
-//! - `tns1:RuleEngine/Recognition/Face`: a watchlist match (and its upgrades);
-//! - `tns1:RuleEngine/Recognition/UnregisteredFace`: a face that matches no watchlist
-//!   (Label `unknown`);
-//! - `tns1:RuleEngine/MyRuleDetector/FaceDetect`: property, true while a face is in
-//!   view of a camera (the topic Home Assistant turns into a binary sensor);
-//! - `tns1:VideoSource/SignalLoss`: property, true while a camera is not streaming.
+//! and the face-agnostic `onvif` library. Its events and topics are in [`events`].
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod events;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use onvif::device::{
-    Access, DeviceInformation, EventMessage, ItemDescription, Product, PropertyOperation,
-    TopicDescription, VideoEncoding, VideoSource,
+    Access, DeviceInformation, Product, TopicDescription, VideoEncoding, VideoSource,
 };
 use onvif::Device;
 use tokio::sync::broadcast::error::RecvError;
@@ -24,14 +15,8 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::audit::{Actor, AuditLog};
 use crate::daemon::faces_feed::FacesInFrame;
 use crate::daemon::LiveView;
-use crate::events::{CameraState, Event, EventBus};
-use crate::vision::BoundingBox;
-
-pub const TOPIC_FACE: &str = "tns1:RuleEngine/Recognition/Face";
-pub const TOPIC_UNREGISTERED: &str = "tns1:RuleEngine/Recognition/UnregisteredFace";
-pub const TOPIC_FACE_DETECT: &str = "tns1:RuleEngine/MyRuleDetector/FaceDetect";
-pub const TOPIC_SIGNAL_LOSS: &str = "tns1:VideoSource/SignalLoss";
-const ANALYTICS_TOKEN: &str = "vigil_faces";
+use crate::events::EventBus;
+pub use events::{TOPIC_FACE, TOPIC_FACE_DETECT, TOPIC_SIGNAL_LOSS, TOPIC_UNREGISTERED};
 
 pub struct VigilProduct {
     live: LiveView,
@@ -79,10 +64,7 @@ impl Product for VigilProduct {
             .cameras()
             .into_iter()
             .map(|camera| {
-                let (width, height) = self
-                    .live
-                    .latest_frame(&camera.id)
-                    .map_or((0, 0), |frame| (frame.width(), frame.height()));
+                let (width, height) = self.live.frame_size(&camera.id).unwrap_or((0, 0));
                 VideoSource {
                     token: source_token(&camera.id),
                     name: if camera.name.is_empty() {
@@ -106,61 +88,7 @@ impl Product for VigilProduct {
     }
 
     fn topics(&self) -> Vec<TopicDescription> {
-        let item = ItemDescription::new;
-        let face_source = vec![
-            item("VideoSourceConfigurationToken", "tt:ReferenceToken"),
-            item("VideoAnalyticsConfigurationToken", "tt:ReferenceToken"),
-            item("Rule", "xs:string"),
-        ];
-        let face_data = |enrolled: bool| {
-            let mut data = vec![item("Likelihood", "xs:float")];
-            if enrolled {
-                data.push(item("EnrollmentID", "xs:string"));
-            }
-            data.extend([
-                item("ObjectId", "xs:integer"),
-                item("Label", "xs:string"),
-                item("BoundingBox", "xs:string"),
-                item("ImageUri", "xs:anyURI"),
-            ]);
-            if enrolled {
-                data.extend([
-                    item("Watchlist", "xs:string"),
-                    item("Upgrade", "xs:boolean"),
-                ]);
-            }
-            data
-        };
-        vec![
-            TopicDescription {
-                path: "RuleEngine/Recognition/Face".into(),
-                is_property: false,
-                source: face_source.clone(),
-                key: Vec::new(),
-                data: face_data(true),
-            },
-            TopicDescription {
-                path: "RuleEngine/Recognition/UnregisteredFace".into(),
-                is_property: false,
-                source: face_source.clone(),
-                key: Vec::new(),
-                data: face_data(false),
-            },
-            TopicDescription {
-                path: "RuleEngine/MyRuleDetector/FaceDetect".into(),
-                is_property: true,
-                source: face_source,
-                key: Vec::new(),
-                data: vec![item("IsFace", "xs:boolean")],
-            },
-            TopicDescription {
-                path: "VideoSource/SignalLoss".into(),
-                is_property: true,
-                source: vec![item("Source", "tt:ReferenceToken")],
-                key: Vec::new(),
-                data: vec![item("State", "xs:boolean"), item("Reason", "xs:string")],
-            },
-        ]
+        events::topics()
     }
 
     fn reboot(&self) {
@@ -199,157 +127,6 @@ pub fn endpoint_uuid(data_dir: &Path) -> std::io::Result<uuid::Uuid> {
         }
         Err(e) => Err(e),
     }
-}
-
-/// Turns bus events into ONVIF messages until the bus closes.
-pub async fn forward_events(bus: EventBus, device: Arc<Device>) {
-    let mut events = bus.subscribe();
-    let mut translator = Translator::default();
-    loop {
-        match events.recv().await {
-            Ok(event) => {
-                for message in translator.translate(&event) {
-                    device.events().publish(message);
-                }
-            }
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(lost = n, "ONVIF event forwarding fell behind")
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Keeps what the property topics need: which tracks are in view per camera.
-#[derive(Default)]
-struct Translator {
-    tracks_in_view: BTreeMap<String, BTreeSet<u64>>,
-}
-
-impl Translator {
-    fn translate(&mut self, event: &Event) -> Vec<EventMessage> {
-        match event {
-            Event::TrackStarted(t) => {
-                let tracks = self.tracks_in_view.entry(t.camera.clone()).or_default();
-                let first = tracks.is_empty();
-                tracks.insert(t.track);
-                if first {
-                    vec![face_detect(&t.camera, true, t.time.into())]
-                } else {
-                    Vec::new()
-                }
-            }
-            Event::TrackEnded(t) => {
-                let tracks = self.tracks_in_view.entry(t.camera.clone()).or_default();
-                if tracks.remove(&t.track) && tracks.is_empty() {
-                    vec![face_detect(&t.camera, false, t.end.into())]
-                } else {
-                    Vec::new()
-                }
-            }
-            Event::FaceMatched(m) => vec![EventMessage {
-                topic: TOPIC_FACE.into(),
-                time: m.time.into(),
-                property: None,
-                source: face_source(&m.camera, "WatchlistMatch"),
-                key: Vec::new(),
-                data: vec![
-                    ("Likelihood".into(), format!("{:.4}", m.score)),
-                    ("EnrollmentID".into(), m.person_id.to_string()),
-                    ("ObjectId".into(), m.track.to_string()),
-                    ("Label".into(), m.person.clone()),
-                    ("BoundingBox".into(), bounding_box(&m.bbox)),
-                    ("Watchlist".into(), m.watchlist.clone()),
-                    ("Upgrade".into(), m.upgrade.to_string()),
-                ],
-                image_jpeg: Some(m.thumbnail_jpeg.as_ref().clone()),
-            }],
-            Event::UnregisteredFace(u) => vec![EventMessage {
-                topic: TOPIC_UNREGISTERED.into(),
-                time: u.time.into(),
-                property: None,
-                source: face_source(&u.camera, "UnregisteredFace"),
-                key: Vec::new(),
-                data: vec![
-                    (
-                        "Likelihood".into(),
-                        format!("{:.4}", u.best_score.unwrap_or(0.0)),
-                    ),
-                    ("ObjectId".into(), u.track.to_string()),
-                    ("Label".into(), "unknown".into()),
-                    ("BoundingBox".into(), bounding_box(&u.bbox)),
-                ],
-                image_jpeg: Some(u.thumbnail_jpeg.as_ref().clone()),
-            }],
-            // Storage is the web UI's and the audit's business, not a VMS's.
-            Event::SightingStored(_) | Event::StorageStateChanged(_) => Vec::new(),
-            Event::CameraStateChanged(c) => {
-                let (lost, reason) = match &c.state {
-                    CameraState::Streaming => (false, String::new()),
-                    CameraState::Connecting => (true, "connecting".to_string()),
-                    CameraState::Failed(why) => (true, why.clone()),
-                    CameraState::Stopped => (true, "stopped".to_string()),
-                };
-                let mut messages = Vec::new();
-                if lost
-                    && self
-                        .tracks_in_view
-                        .remove(&c.camera)
-                        .is_some_and(|t| !t.is_empty())
-                {
-                    messages.push(face_detect(&c.camera, false, c.time.into()));
-                }
-                messages.push(EventMessage {
-                    topic: TOPIC_SIGNAL_LOSS.into(),
-                    time: c.time.into(),
-                    property: Some(if matches!(c.state, CameraState::Stopped) {
-                        PropertyOperation::Deleted
-                    } else {
-                        PropertyOperation::Changed
-                    }),
-                    source: vec![("Source".into(), source_token(&c.camera))],
-                    key: Vec::new(),
-                    data: vec![
-                        ("State".into(), lost.to_string()),
-                        ("Reason".into(), reason),
-                    ],
-                    image_jpeg: None,
-                });
-                messages
-            }
-        }
-    }
-}
-
-fn face_source(camera: &str, rule: &str) -> Vec<(String, String)> {
-    vec![
-        (
-            "VideoSourceConfigurationToken".into(),
-            format!("vsc_{}", source_token(camera)),
-        ),
-        (
-            "VideoAnalyticsConfigurationToken".into(),
-            ANALYTICS_TOKEN.into(),
-        ),
-        ("Rule".into(), rule.into()),
-    ]
-}
-
-fn face_detect(camera: &str, in_view: bool, time: SystemTime) -> EventMessage {
-    EventMessage {
-        topic: TOPIC_FACE_DETECT.into(),
-        time,
-        property: Some(PropertyOperation::Changed),
-        source: face_source(camera, "FaceDetect"),
-        key: Vec::new(),
-        data: vec![("IsFace".into(), in_view.to_string())],
-        image_jpeg: None,
-    }
-}
-
-/// Pixels, `left,top,right,bottom`.
-fn bounding_box(b: &BoundingBox) -> String {
-    format!("{:.0},{:.0},{:.0},{:.0}", b.x1, b.y1, b.x2, b.y2)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -487,7 +264,16 @@ impl OnvifService {
                 stopped.clone(),
             ));
         }
-        tokio::spawn(forward_events(bus.clone(), device.clone()));
+        tokio::spawn(events::forward_events(
+            bus.clone(),
+            live_faces.clone(),
+            device.clone(),
+        ));
+        tokio::spawn(events::forward_motion(
+            live_faces.clone(),
+            std::time::Duration::from_secs_f64(config.motion_hold_s),
+            device.clone(),
+        ));
         let rtsp = match config.rtsp_listen.as_str() {
             "" => None,
             listen => Some(start_metadata_stream(listen, &device, &live_faces).await?),
@@ -621,8 +407,8 @@ fn metadata_frame(frame: &FacesInFrame) -> onvif::streaming::MetadataFrame {
                 recognition: f.matched.as_ref().map(|m| onvif::streaming::Recognition {
                     enrollment_id: m.person_id.to_string(),
                     rule: Some(m.watchlist.clone()),
-                    label: None,
-                    likelihood: m.score.clamp(0.0, 1.0),
+                    label: events::recognition_label(m.kind).map(str::to_string),
+                    likelihood: m.likelihood,
                 }),
                 image_ref: None,
             })
