@@ -44,6 +44,12 @@ image: build
 image-relock: setup
     image-build/build.sh --relock
 
+# A signed update bundle of the current tree into target/image (vigil-VERSION.bundle), and the
+# image that takes it: KEY is the release's Ed25519 private key (never committed).
+# image-build/README.md, "Updates".
+update-bundle KEY: build
+    image-build/bundle.sh {{KEY}} target/image
+
 # Boot target/image/vigil.qcow2 in QEMU: the web UI and ONVIF on https://127.0.0.1:8443.
 image-run:
     image-build/run-qemu.sh target/image/vigil.qcow2

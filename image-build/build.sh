@@ -17,12 +17,16 @@
 #
 # Environment: VIGIL_BIN (default target/release/vigil), SOURCE_DATE_EPOCH (default: the
 # commit's time), VIGIL_IMAGE_MIRROR (default http://deb.debian.org, e.g. a snapshot.debian.org
-# archive URL base), VIGIL_IMAGE_CACHE (downloaded .debs, default target/image-cache).
+# archive URL base), VIGIL_IMAGE_CACHE (downloaded .debs, default target/image-cache),
+# VIGIL_UPDATE_PUBKEY (the release's Ed25519 public key, PEM: the image takes only updates
+# signed with its private key; without it the image takes no updates), VIGIL_RELEASE_VERSION
+# (default: the package version and the commit). OUT_DIR/release/ keeps the root file
+# system, kernel, initrd and command line that `./just update-bundle` signs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-usage() { sed -n '7,19s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '7,25s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 mode=build lock=$here/packages.lock out='' resolved=''
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,6 +49,8 @@ cache=${VIGIL_IMAGE_CACHE:-$root/target/image-cache}
 openvino=$root/.deps/openvino/openvino/libs
 models=$root/.deps/models
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct)}
+version=${VIGIL_RELEASE_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)+g$(git -C "$root" rev-parse --short=12 HEAD)}
+update_key=${VIGIL_UPDATE_PUBKEY:-}
 export LC_ALL=C.UTF-8 TZ=UTC
 
 # Fixed identities: the GPT disk and partitions, the file systems.
@@ -71,6 +77,12 @@ if [ "$mode" = build ]; then
   [ -x "$bin" ] || { echo "image: no vigil binary at $bin (./just build)" >&2; exit 1; }
   [ -d "$openvino" ] || { echo "image: no OpenVINO runtime in $openvino (./just setup)" >&2; exit 1; }
   [ -f "$models/manifest" ] || { echo "image: no models in $models (./just setup)" >&2; exit 1; }
+  if [ -n "$update_key" ]; then
+    openssl pkey -pubin -in "$update_key" -noout 2>/dev/null \
+      || { echo "image: VIGIL_UPDATE_PUBKEY=$update_key is not a PEM public key" >&2; exit 1; }
+  else
+    echo "image: no VIGIL_UPDATE_PUBKEY: this image will take no updates" >&2
+  fi
 fi
 
 started=$(date +%s)
@@ -92,7 +104,8 @@ fi
 
 # Scratch space for the hooks: what goes in, and what they report.
 export VIGIL_IMAGE_BIN=$bin VIGIL_IMAGE_OPENVINO=$openvino VIGIL_IMAGE_MODELS=$models \
-  VIGIL_IMAGE_HERE=$here VIGIL_IMAGE_WORK=$work
+  VIGIL_IMAGE_HERE=$here VIGIL_IMAGE_WORK=$work VIGIL_IMAGE_VERSION=$version \
+  VIGIL_IMAGE_UPDATE_KEY=$update_key
 
 if [ "$mode" = build ]; then
   echo "image: debootstrapping Debian 12 (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)" >&2
@@ -166,7 +179,9 @@ rootfs=$work/rootfs
 rm -f "$rootfs"/var/cache/apt/*.bin
 kernel=$(cd "$rootfs/boot" && ls vmlinuz-* | sort -V | tail -1)
 initrd=initrd.img-${kernel#vmlinuz-}
-cmdline="root=PARTUUID=$root_a_uuid rootfstype=squashfs ro console=tty0 console=ttyS0,115200 loglevel=4"
+# The slot's root= comes first; updates give their slot its own (update::entries).
+options="rootfstype=squashfs ro console=tty0 console=ttyS0,115200 loglevel=4"
+cmdline="root=PARTUUID=$root_a_uuid $options"
 
 echo "image: boot partition (systemd-boot, $kernel)" >&2
 esp=$work/esp.img
@@ -234,12 +249,22 @@ dd if="$data_img" of="$raw" bs=1M seek="$data_start" conv=notrunc,sparse status=
 
 qemu-img convert -q -f raw -O qcow2 -c "$raw" "$work/vigil.qcow2"
 mv "$raw" "$work/vigil.qcow2" "$out/"
+# What an update bundle of this release carries (./just update-bundle signs it).
+mkdir -p "$out/release"
+mv "$root_img" "$out/release/root.squashfs"
+cp "$rootfs/boot/$kernel" "$out/release/vmlinuz"
+cp "$rootfs/boot/$initrd" "$out/release/initrd.img"
+printf '%s\n' "$options" > "$out/release/cmdline"
+printf '%s\n' "$version" > "$out/release/version"
+root_img=$out/release/root.squashfs
 cp "$work/installed" "$out/packages.installed"
 (cd "$out" && sha256sum vigil.img vigil.qcow2 packages.installed > SHA256SUMS)
 {
   echo "built_in_s=$(( $(date +%s) - started ))"
   echo "source_date_epoch=$SOURCE_DATE_EPOCH"
   echo "kernel=${kernel#vmlinuz-}"
+  echo "version=$version"
+  echo "update_key_sha256=$([ -n "$update_key" ] && openssl pkey -pubin -in "$update_key" -outform DER | sha256sum | cut -d' ' -f1)"
   echo "root_squashfs_bytes=$(stat -c %s "$root_img")"
   echo "raw_bytes=$(stat -c %s "$out/vigil.img")"
   echo "raw_allocated_bytes=$(( $(stat -c %b "$out/vigil.img") * 512 ))"

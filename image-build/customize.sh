@@ -10,11 +10,14 @@ in_root() { chroot "$rootfs" "$@"; }
 # --- configuration and units -----------------------------------------------------------------
 cp -a --no-preserve=ownership "$here/rootfs/." "$rootfs/"
 install -m 0644 -t "$rootfs/usr/lib/systemd/system/" "$here/systemd/vigil.service" \
-  "$here/systemd/vigil-firstboot.service" "$here/systemd/vigil-factory-reset.service"
+  "$here/systemd/vigil-firstboot.service" "$here/systemd/vigil-factory-reset.service" \
+  "$here/systemd/vigil-boot-check.service" "$here/systemd/vigil-update-settle.service" \
+  "$here/systemd/vigil-update.path" "$here/systemd/vigil-update.service"
 install -D -m 0644 "$here/README.md" "$rootfs/usr/share/doc/vigil/README.md"
 in_root useradd --system --uid 990 --user-group --home-dir /var/lib/vigil --no-create-home \
   --shell /usr/sbin/nologin --comment "Vigil appliance" vigil
 in_root systemctl enable --quiet vigil.service vigil-firstboot.service vigil-factory-reset.service \
+  vigil-boot-check.service vigil-update-settle.service vigil-update.path \
   systemd-networkd.service systemd-networkd-wait-online.service systemd-resolved.service \
   systemd-timesyncd.service
 # The read-only root keeps no machine id: systemd makes a transient one at each boot.
@@ -31,6 +34,12 @@ mkdir -p "$ov"
 (cd "$VIGIL_IMAGE_OPENVINO" && cp -t "$ov" libopenvino.so.* libopenvino_c.so.* \
   libopenvino_intel_cpu_plugin.so libopenvino_tensorflow_lite_frontend.so.* \
   libtbb.so.* libtbbmalloc.so.* libhwloc.so.*)
+# The release this root is, and the key its updates must be signed with (update::mod).
+printf 'version=%s\nsource_date_epoch=%s\n' "$VIGIL_IMAGE_VERSION" "$SOURCE_DATE_EPOCH" \
+  > "$rootfs/usr/lib/vigil/release"
+if [ -n "$VIGIL_IMAGE_UPDATE_KEY" ]; then
+  install -D -m 0644 "$VIGIL_IMAGE_UPDATE_KEY" "$rootfs/usr/share/vigil/update-key.pem"
+fi
 mkdir -p "$rootfs/usr/share/vigil/models"
 install -m 0644 -t "$rootfs/usr/share/vigil/models" "$VIGIL_IMAGE_MODELS"/*
 if in_root ldd /usr/bin/vigil | grep 'not found'; then

@@ -121,9 +121,31 @@ impl AuditLog {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        Ok(Self {
+        let log = Self {
             dir: dir.to_path_buf(),
-        })
+        };
+        log.keep_folder_owner()?;
+        Ok(log)
+    }
+
+    /// Root (the updater, at boot) may be first to open the log: the folder it makes
+    /// belongs to the data directory's owner, as the daemon would have made it.
+    fn keep_folder_owner(&self) -> Result<(), AuditError> {
+        use std::os::unix::fs::MetadataExt as _;
+        // SAFETY: no arguments; reads the process's effective user.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(());
+        }
+        let Some(parent) = self.dir.parent() else {
+            return Ok(());
+        };
+        let folder = std::fs::metadata(&self.dir).map_err(self.io(&self.dir))?;
+        let owner = std::fs::metadata(parent).map_err(self.io(parent))?;
+        if folder.uid() == 0 && owner.uid() != 0 {
+            std::os::unix::fs::chown(&self.dir, Some(owner.uid()), Some(owner.gid()))
+                .map_err(self.io(&self.dir))?;
+        }
+        Ok(())
     }
 
     fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> AuditError {
@@ -181,6 +203,7 @@ impl AuditLog {
             .mode(0o600)
             .open(&path)
             .map_err(self.io(&path))?;
+        self.keep_owner(&file, &path)?;
         let mut line = serde_json::to_vec(&record).expect("records serialise");
         line.push(b'\n');
         file.write_all(&line).map_err(self.io(&path))?;
@@ -286,6 +309,23 @@ impl AuditLog {
         Ok(removed)
     }
 
+    /// Root writes here too (the updater): a file it creates is given to the log folder's
+    /// owner, or the daemon could no longer append to it.
+    fn keep_owner(&self, file: &File, path: &Path) -> Result<(), AuditError> {
+        use std::os::unix::fs::MetadataExt as _;
+        // SAFETY: no arguments; reads the process's effective user.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(());
+        }
+        let folder = std::fs::metadata(&self.dir).map_err(self.io(&self.dir))?;
+        let own = file.metadata().map_err(self.io(path))?;
+        if (own.uid(), own.gid()) != (folder.uid(), folder.gid()) {
+            std::os::unix::fs::fchown(file, Some(folder.uid()), Some(folder.gid()))
+                .map_err(self.io(path))?;
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> Result<File, AuditError> {
         let path = self.dir.join("lock");
         let file = OpenOptions::new()
@@ -295,6 +335,7 @@ impl AuditLog {
             .mode(0o600)
             .open(&path)
             .map_err(self.io(&path))?;
+        self.keep_owner(&file, &path)?;
         // SAFETY: a valid open descriptor; the lock is released when `file` is dropped.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(AuditError::Io {

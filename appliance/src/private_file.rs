@@ -7,6 +7,11 @@ use std::path::Path;
 /// Writes `bytes` to a new mode-0600 file beside `path`, syncs it and renames it over
 /// `path`: readers see the old content or the new, never a part.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, 0o600)
+}
+
+/// [`write`] with another mode (a status file others may read).
+pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = Path::new(&temporary);
@@ -14,7 +19,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .open(temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;

@@ -4,7 +4,10 @@
 //! the admin password and certificate fingerprint on the console, ONVIF and the HTTPS login
 //! answer on the forwarded ports, and a killed daemon is restarted by systemd. Then the boot
 //! menu's factory reset entry, chosen for one boot, empties the data partition: a new first
-//! password and certificate, the old password refused.
+//! password and certificate, the old password refused. Then signed A/B updates, with a
+//! throwaway release key the image build takes: refusals before any write, a power cut while
+//! writing, a good bundle uploaded through the web UI booting into slot B, and a bundle whose
+//! daemon never gets ready falling back by itself (`updates_apply_refuse_and_roll_back`).
 //!
 //! Debian's mirror serves only the newest versions of Debian 12, so the committed
 //! `packages.lock` goes stale at every point release or security update. The test builds from
@@ -130,7 +133,13 @@ fn binary_copy(work: &Path) -> PathBuf {
 
 /// Runs image-build/build.sh from `lock` with `binary` into `out`; returns its SHA256SUMS and
 /// build-info.
-fn build(out: &Path, lock: &Path, binary: &Path, epoch: &str) -> (String, String) {
+fn build(
+    out: &Path,
+    lock: &Path,
+    binary: &Path,
+    epoch: &str,
+    update_key: &Path,
+) -> (String, String) {
     let started = Instant::now();
     let o = Command::new(common::repo().join("image-build/build.sh"))
         .arg("--lock")
@@ -138,6 +147,7 @@ fn build(out: &Path, lock: &Path, binary: &Path, epoch: &str) -> (String, String
         .arg(out)
         .env("VIGIL_BIN", binary)
         .env("SOURCE_DATE_EPOCH", epoch)
+        .env("VIGIL_UPDATE_PUBKEY", update_key)
         .output()
         .expect("image-build/build.sh runs");
     assert!(
@@ -158,10 +168,23 @@ fn build(out: &Path, lock: &Path, binary: &Path, epoch: &str) -> (String, String
 struct Guest {
     qemu: Child,
     dir: PathBuf,
+    command: Vec<String>,
 }
 
 impl Guest {
     fn boot(image: &Path, dir: &Path, onvif_port: u16, https_port: u16) -> Self {
+        Self::boot_with(image, dir, onvif_port, https_port, &[])
+    }
+
+    /// With `drives` (serial, raw file) attached read-only: the guest sees each as
+    /// /dev/disk/by-id/virtio-SERIAL.
+    fn boot_with(
+        image: &Path,
+        dir: &Path,
+        onvif_port: u16,
+        https_port: u16,
+        drives: &[(&str, &Path)],
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let disk = dir.join("disk.qcow2");
         let _ = std::fs::remove_file(&disk);
@@ -183,50 +206,132 @@ impl Guest {
         let forwards = format!(
             "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{onvif_port}-:80,hostfwd=tcp:127.0.0.1:{https_port}-:443"
         );
-        let qemu = Command::new("qemu-system-x86_64")
-            .args([
-                "-machine",
-                "q35",
-                "-accel",
-                "tcg,thread=multi",
-                "-cpu",
-                "max",
-            ])
-            .args([
-                "-m", "3072", "-smp", "2", "-display", "none", "-monitor", "none",
-            ])
-            .arg("-nodefaults")
-            .arg("-drive")
-            .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-            .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-            .args([
-                "-netdev",
-                &forwards,
-                "-device",
-                "virtio-net-pci,netdev=net0",
-            ])
-            .arg("-chardev")
-            .arg(format!(
+        let mut command: Vec<String> = [
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-m",
+            "3072",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-nodefaults",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut arg = |a: String, b: String| {
+            command.push(a);
+            command.push(b);
+        };
+        arg(
+            "-drive".into(),
+            "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+        );
+        arg(
+            "-drive".into(),
+            format!("if=pflash,format=raw,file={}", vars.display()),
+        );
+        arg(
+            "-drive".into(),
+            format!("file={},if=virtio,format=qcow2", disk.display()),
+        );
+        for (serial, file) in drives {
+            arg(
+                "-drive".into(),
+                format!(
+                    "file={},if=none,id={serial},format=raw,readonly=on",
+                    file.display()
+                ),
+            );
+            arg(
+                "-device".into(),
+                format!("virtio-blk-pci,drive={serial},serial={serial}"),
+            );
+        }
+        arg("-netdev".into(), forwards);
+        arg("-device".into(), "virtio-net-pci,netdev=net0".into());
+        arg(
+            "-chardev".into(),
+            format!(
                 "socket,id=qga,path={},server=on,wait=off",
                 dir.join("qga.sock").display()
-            ))
-            .args(["-device", "virtio-serial"])
-            .args([
-                "-device",
-                "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
-            ])
-            .arg("-serial")
-            .arg(format!("file:{}", dir.join("serial.log").display()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("qemu.err")).unwrap())
-            .spawn()
-            .expect("qemu-system-x86_64 runs");
+            ),
+        );
+        arg("-device".into(), "virtio-serial".into());
+        arg(
+            "-device".into(),
+            "virtserialport,chardev=qga,name=org.qemu.guest_agent.0".into(),
+        );
+        // Appended to: a guest started again (after a power cut) keeps its earlier console.
+        arg(
+            "-chardev".into(),
+            format!(
+                "file,id=console,append=on,path={}",
+                dir.join("serial.log").display()
+            ),
+        );
+        arg("-serial".into(), "chardev:console".into());
+        let qemu = Self::spawn(dir, &command);
         Self {
             qemu,
             dir: dir.to_path_buf(),
+            command,
+        }
+    }
+
+    fn spawn(dir: &Path, command: &[String]) -> Child {
+        Command::new("qemu-system-x86_64")
+            .args(command)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("qemu.err")).unwrap())
+            .spawn()
+            .expect("qemu-system-x86_64 runs")
+    }
+
+    /// Pulls the plug: QEMU killed, nothing flushed by the guest.
+    fn power_cut(&mut self) {
+        self.qemu.kill().unwrap();
+        self.qemu.wait().unwrap();
+    }
+
+    /// Powers the same machine on again (its disk and firmware variables as they were).
+    fn power_on(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("qga.sock"));
+        self.qemu = Self::spawn(&self.dir, &self.command);
+    }
+
+    /// How much console output there is so far: a mark for [`Guest::console_after`].
+    fn mark(&self) -> usize {
+        self.serial().len()
+    }
+
+    /// Waits for a console line containing `marker` after `mark`; returns the rest of it.
+    fn console_after(&mut self, marker: &str, mark: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let serial = self.serial();
+            let from = (mark.min(serial.len())..serial.len())
+                .find(|&i| serial.is_char_boundary(i))
+                .unwrap_or(serial.len());
+            if let Some(line) = serial[from..].lines().find(|l| l.contains(marker)) {
+                let at = line.find(marker).unwrap() + marker.len();
+                return line[at..].trim().to_string();
+            }
+            if let Ok(Some(status)) = self.qemu.try_wait() {
+                panic!("QEMU ended ({status}); console:\n{}", self.tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no console line with {marker:?} within {timeout:?}; console:\n{}",
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
@@ -438,8 +543,9 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     let lock = resolve(&work);
     report_drift(&lock, &drift);
     let binary = binary_copy(&work);
-    let (sums_a, info) = build(&work.join("a"), &lock, &binary, &epoch);
-    let (sums_b, _) = build(&work.join("b"), &lock, &binary, &epoch);
+    let keys = release_keys(&work);
+    let (sums_a, info) = build(&work.join("a"), &lock, &binary, &epoch, &keys.public);
+    let (sums_b, _) = build(&work.join("b"), &lock, &binary, &epoch, &keys.public);
     eprintln!("{sums_a}{info}");
     assert_eq!(sums_a, sums_b, "two builds of the same inputs differ");
     assert!(sums_a.contains("vigil.img") && sums_a.contains("vigil.qcow2"));
@@ -571,4 +677,385 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
         assert!(Instant::now() < deadline, "the guest did not power off");
         std::thread::sleep(Duration::from_millis(500));
     }
+    drop(guest);
+    // The second image is only for the comparison: its disk space goes to the bundles.
+    let _ = std::fs::remove_dir_all(work.join("b"));
+
+    updates_apply_refuse_and_roll_back(&work, &keys);
+}
+
+/// A throwaway release key pair (PEM files) for the images and bundles of one run.
+struct ReleaseKeys {
+    private: PathBuf,
+    public: PathBuf,
+    /// Another party's key: what a forger would sign with.
+    other: PathBuf,
+}
+
+fn release_keys(work: &Path) -> ReleaseKeys {
+    let keys = ReleaseKeys {
+        private: work.join("release-key.pem"),
+        public: work.join("release-key.pub.pem"),
+        other: work.join("other-key.pem"),
+    };
+    for private in [&keys.private, &keys.other] {
+        let o = Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(private)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+    }
+    let o = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&keys.private)
+        .arg("-out")
+        .arg(&keys.public)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    keys
+}
+
+fn run_ok(command: &mut Command) {
+    let o = command.output().unwrap();
+    assert!(o.status.success(), "{command:?}: {}", common::stderr(&o));
+}
+
+/// `vigil update pack` of `root` with the release's kernel, initrd and command line.
+fn pack(release: &Path, root: &Path, key: &Path, version: &str, out: &Path) {
+    let cmdline = std::fs::read_to_string(release.join("cmdline")).unwrap();
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["update", "pack", "--key"])
+            .arg(key)
+            .arg("--root")
+            .arg(root)
+            .arg("--kernel")
+            .arg(release.join("vmlinuz"))
+            .arg("--initrd")
+            .arg(release.join("initrd.img"))
+            .args(["--version", version, "--cmdline", cmdline.trim()])
+            .arg("--out")
+            .arg(out)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+}
+
+fn mksquashfs(tree: &Path, out: &Path) {
+    run_ok(Command::new("mksquashfs").arg(tree).arg(out).args([
+        "-noappend",
+        "-comp",
+        "zstd",
+        "-b",
+        "1M",
+        "-quiet",
+        "-no-progress",
+    ]));
+}
+
+/// The bundles the update test applies, made from an image build's release: `good` (a new
+/// version), `dud` (its daemon exits at once, so it never gets ready), `forged` (signed
+/// with another key) and `flipped` (one byte of the root file system changed after
+/// signing). Returns (serial, bundle) pairs and the two versions.
+fn update_bundles(
+    work: &Path,
+    release: &Path,
+    keys: &ReleaseKeys,
+) -> (Vec<(String, PathBuf)>, String, String) {
+    let dir = work.join("bundles");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::read_to_string(release.join("version")).unwrap();
+    let (good_version, dud_version) = (
+        format!("{}.next", base.trim()),
+        format!("{}.dud", base.trim()),
+    );
+    let tree = dir.join("tree");
+    run_ok(
+        Command::new("unsquashfs")
+            .args(["-quiet", "-no-progress", "-d"])
+            .arg(&tree)
+            .arg(release.join("root.squashfs")),
+    );
+    let set_version = |version: &str| {
+        std::fs::write(
+            tree.join("usr/lib/vigil/release"),
+            format!("version={version}\n"),
+        )
+        .unwrap();
+    };
+    set_version(&good_version);
+    let root = dir.join("root.squashfs");
+    mksquashfs(&tree, &root);
+    let good = dir.join("good.bundle");
+    pack(release, &root, &keys.private, &good_version, &good);
+    let forged = dir.join("forged.bundle");
+    pack(release, &root, &keys.other, &good_version, &forged);
+    let flipped = dir.join("flipped.bundle");
+    let mut bytes = std::fs::read(&good).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&flipped, bytes).unwrap();
+
+    set_version(&dud_version);
+    let unit = tree.join("usr/lib/systemd/system/vigil.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let dud_unit: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("ExecStart=") {
+                "ExecStart=/bin/false\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert_ne!(dud_unit, text);
+    std::fs::write(&unit, dud_unit).unwrap();
+    mksquashfs(&tree, &root);
+    let dud = dir.join("dud.bundle");
+    pack(release, &root, &keys.private, &dud_version, &dud);
+    std::fs::remove_dir_all(&tree).unwrap();
+    std::fs::remove_file(&root).unwrap();
+    let bundles = [
+        ("good", good),
+        ("dud", dud),
+        ("forged", forged),
+        ("flipped", flipped),
+    ]
+    .into_iter()
+    .map(|(s, p)| (s.to_string(), p))
+    .collect();
+    (bundles, good_version, dud_version)
+}
+
+/// `tests/image/update_web.py`: the web UI's update page through the forwarded port.
+fn update_web(https_port: u16, password: &str, what: &[&str]) -> Value {
+    let o = Command::new("python3")
+        .arg(common::repo().join("tests/image/update_web.py"))
+        .args([
+            "--https-port",
+            &https_port.to_string(),
+            "--password",
+            password,
+        ])
+        .args(["--new-password", WEB_PASSWORD])
+        .args(what)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        o.status.success(),
+        "update_web failed: {}",
+        common::stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The admin password the update test sets through the web UI: data that must survive.
+const WEB_PASSWORD: &str = "update-test-password-2";
+
+/// The guest's own account of the last update (`vigil update status`).
+fn update_status(agent: &mut Agent) -> Value {
+    let (code, out) = agent.shell("vigil --data-dir /var/lib/vigil update status 2>/dev/null");
+    assert_eq!(code, 0, "{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn slot_b_digest(agent: &mut Agent) -> String {
+    let (code, out) = agent.shell("sha256sum /dev/disk/by-partlabel/vigil-root-b | cut -c1-64");
+    assert_eq!(code, 0, "{out}");
+    out.trim().to_string()
+}
+
+/// Signed A/B updates, booted under QEMU: bundles with a bad signature or a flipped byte
+/// are refused before any write; a power cut while writing leaves the old slot booting; a
+/// good bundle uploaded in the web UI boots into slot B with the new version and the data
+/// kept; a bundle whose daemon never gets ready falls back to the slot that ran.
+fn updates_apply_refuse_and_roll_back(work: &Path, keys: &ReleaseKeys) {
+    let started = Instant::now();
+    let release = work.join("a/release");
+    let (bundles, good_version, dud_version) = update_bundles(work, &release, keys);
+    eprintln!(
+        "update bundles made in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let drives: Vec<(&str, &Path)> = bundles
+        .iter()
+        .map(|(s, p)| (s.as_str(), p.as_path()))
+        .collect();
+    let https_port = common::free_port();
+    let mut guest = Guest::boot_with(
+        &work.join("a/vigil.qcow2"),
+        &work.join("update"),
+        common::free_port(),
+        https_port,
+        &drives,
+    );
+    let password = guest.console_line(PASSWORD_LINE, 0, Duration::from_secs(900));
+    let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
+    agent.wait_for("systemctl is-active vigil", Duration::from_secs(600), |s| {
+        s == "active"
+    });
+    // The web UI: slot A, updates possible, none yet. The password changed on the way is
+    // data the updates must keep.
+    let web = update_web(https_port, &password, &["--status"]);
+    assert_eq!(web["status"], 200, "{web}");
+    assert_eq!(web["answer"]["running_slot"], "A", "{web}");
+    assert_eq!(web["answer"]["updates_possible"], true, "{web}");
+    let first_version = web["answer"]["running_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Refused before any write: the empty slot B is byte for byte what it was.
+    let untouched = slot_b_digest(&mut agent);
+    for (bundle, why) in [
+        ("forged", "signature does not verify"),
+        ("flipped", "SHA-256"),
+    ] {
+        let (code, out) = agent.shell(&format!(
+            "vigil --data-dir /var/lib/vigil update apply --no-reboot /dev/disk/by-id/virtio-{bundle} 2>&1"
+        ));
+        assert_ne!(code, 0, "{bundle}: {out}");
+        assert!(out.contains(why), "{bundle}: {out}");
+        let status = update_status(&mut agent);
+        assert_eq!(status["last"]["phase"], "refused", "{status}");
+        assert_eq!(status["last"]["written"], 0, "{status}");
+    }
+    assert_eq!(
+        slot_b_digest(&mut agent),
+        untouched,
+        "a refused bundle wrote slot B"
+    );
+
+    // Power cut while slot B is being written: the next boot is slot A, and says so.
+    agent.call(
+        json!({"execute": "guest-exec", "arguments": {"path": "/usr/bin/vigil", "arg": [
+        "--data-dir", "/var/lib/vigil", "update", "apply", "--no-reboot",
+        "/dev/disk/by-id/virtio-good"]}}),
+    );
+    let progress = agent.wait_for(
+        "vigil --data-dir /var/lib/vigil update status 2>/dev/null",
+        Duration::from_secs(600),
+        |s| {
+            serde_json::from_str::<Value>(s).is_ok_and(|v| {
+                v["last"]["phase"] == "writing" && v["last"]["written"].as_u64() > Some(0)
+            })
+        },
+    );
+    drop(agent);
+    guest.power_cut();
+    let cut: Value = serde_json::from_str(&progress).unwrap();
+    eprintln!(
+        "power cut at {} of {} bytes written",
+        cut["last"]["written"], cut["last"]["total"]
+    );
+    assert!(
+        cut["last"]["written"].as_u64() < cut["last"]["total"].as_u64(),
+        "{cut}"
+    );
+    let mark = guest.mark();
+    guest.power_on();
+    let outcome = guest.console_after("Vigil update: last update", mark, Duration::from_secs(900));
+    assert!(outcome.starts_with("Interrupted"), "{outcome}");
+    let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
+    agent.wait_for("systemctl is-active vigil", Duration::from_secs(600), |s| {
+        s == "active"
+    });
+    let status = update_status(&mut agent);
+    assert_eq!(status["running_slot"], "A", "{status}");
+    assert_eq!(status["last"]["phase"], "interrupted", "{status}");
+
+    // The good bundle, uploaded as the web UI's Settings page does: verified, written to
+    // slot B, booted once, found ready, blessed and made the default.
+    let mark = guest.mark();
+    drop(agent);
+    let uploaded = update_web(
+        https_port,
+        WEB_PASSWORD,
+        &["--upload", bundles[0].1.to_str().unwrap()],
+    );
+    assert_eq!(uploaded["status"], 202, "{uploaded}");
+    assert_eq!(
+        uploaded["answer"]["version"],
+        good_version.as_str(),
+        "{uploaded}"
+    );
+    let outcome = guest.console_after("Vigil update: last update", mark, Duration::from_secs(1800));
+    assert!(outcome.starts_with("Succeeded"), "{outcome}");
+    let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
+    agent.wait_for("systemctl is-active vigil", Duration::from_secs(600), |s| {
+        s == "active"
+    });
+    let (_, facts) = agent.shell(
+        "cat /usr/lib/vigil/release; cat /boot/efi/loader/loader.conf; ls /boot/efi/loader/entries",
+    );
+    assert!(
+        facts.contains(&format!("version={good_version}")),
+        "{facts}"
+    );
+    assert!(facts.contains("default vigil-b.conf"), "{facts}");
+    assert!(
+        facts.contains("vigil-b.conf") && facts.contains("vigil-b-reset.conf"),
+        "{facts}"
+    );
+    // The data partition came along: the password changed before the update still logs in.
+    let web = update_web(https_port, WEB_PASSWORD, &["--status"]);
+    assert_eq!(web["answer"]["running_slot"], "B", "{web}");
+    assert_eq!(
+        web["answer"]["running_version"],
+        good_version.as_str(),
+        "{web}"
+    );
+    assert_eq!(web["answer"]["last"]["phase"], "succeeded", "{web}");
+    assert_eq!(
+        web["answer"]["last"]["from_version"],
+        first_version.as_str(),
+        "{web}"
+    );
+
+    // A bundle whose daemon never gets ready: its trial boot fails, and the box comes back
+    // on slot B by itself.
+    let mark = guest.mark();
+    agent.send(
+        &json!({"execute": "guest-exec", "arguments": {"path": "/usr/bin/vigil", "arg": [
+        "--data-dir", "/var/lib/vigil", "update", "apply", "/dev/disk/by-id/virtio-dud"]}}),
+    );
+    drop(agent);
+    guest.console_after("trial boot failed", mark, Duration::from_secs(1800));
+    let outcome = guest.console_after("Vigil update: last update", mark, Duration::from_secs(1800));
+    assert!(outcome.starts_with("RolledBack"), "{outcome}");
+    let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
+    agent.wait_for("systemctl is-active vigil", Duration::from_secs(600), |s| {
+        s == "active"
+    });
+    let status = update_status(&mut agent);
+    assert_eq!(status["running_slot"], "B", "{status}");
+    assert_eq!(status["running_version"], good_version.as_str(), "{status}");
+    assert_eq!(status["last"]["phase"], "rolled_back", "{status}");
+    assert_eq!(status["last"]["version"], dud_version.as_str(), "{status}");
+    let web = update_web(https_port, WEB_PASSWORD, &["--status"]);
+    assert_eq!(web["answer"]["last"]["phase"], "rolled_back", "{web}");
+    // Every attempt is in the audit log.
+    let (_, audit) = agent.shell("vigil --data-dir /var/lib/vigil audit list 2>/dev/null");
+    for action in [
+        "update.refused",
+        "update.write",
+        "update.interrupted",
+        "update.upload",
+        "update.installed",
+        "update.succeeded",
+        "update.rolled_back",
+    ] {
+        assert!(
+            audit.contains(&format!("\"{action}\"")),
+            "{action} missing:\n{audit}"
+        );
+    }
+    eprintln!(
+        "updates checked in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    agent.send(&json!({"execute": "guest-shutdown"}));
 }

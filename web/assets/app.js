@@ -537,11 +537,12 @@ $("person-delete").addEventListener("click", () => guarded("person-form-error", 
 }));
 
 /// Sends the form with upload progress (fetch has none), resolving with the JSON answer.
-function upload(path, form, onProgress) {
+function upload(path, form, onProgress, contentType) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     request.open("POST", path);
     request.setRequestHeader("X-CSRF-Token", csrf);
+    if (contentType) request.setRequestHeader("Content-Type", contentType);
     request.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
     request.onload = () => {
       let data = null;
@@ -833,6 +834,47 @@ $("certificate-form").addEventListener("submit", (e) => {
   });
 });
 
+const UPDATE_PHASES = {
+  verifying: "being verified", refused: "refused, nothing written", writing: "being written",
+  installed: "installed, tried at the next boot", succeeded: "succeeded", rolled_back: "rolled back: the new slot did not come up",
+  interrupted: "interrupted while writing; the old slot runs on", failed: "failed while writing; the old slot runs on",
+};
+
+async function loadUpdate() {
+  const status = await api("GET", "/api/v1/system/update");
+  $("update-slot").textContent = status.running_slot || "not an A/B appliance image";
+  $("update-version").textContent = status.running_version;
+  const last = status.last;
+  $("update-last").textContent = last
+    ? `${last.version || "a bundle"} ${UPDATE_PHASES[last.phase] || last.phase} (${when(last.finished || last.started)}, by ${last.by}): ${last.message}`
+    : "none";
+  $("update-last").dataset.phase = last ? last.phase : "";
+  $("update-form").querySelector("button").disabled = !status.updates_possible;
+  if (!status.updates_possible) $("update-form-status").textContent = "This installation takes no signed updates (no release key: not an appliance image).";
+}
+
+$("update-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const file = e.target.elements.bundle.files[0];
+  const progress = $("update-progress");
+  $("update-form-status").textContent = "";
+  guarded("update-error", async () => {
+    if (!file) throw new Error("pick an update bundle");
+    progress.hidden = false;
+    try {
+      const manifest = await upload("/api/v1/system/update", file, (f) => { progress.value = f; }, "application/octet-stream");
+      $("update-form-status").textContent = `Version ${manifest.version} verified; the appliance installs it and restarts.`;
+      e.target.reset();
+    } finally {
+      progress.hidden = true;
+    }
+  });
+});
+
+async function loadSettingsPage() {
+  await Promise.all([loadSettings(), loadUpdate()]);
+}
+
 // --- audit ------------------------------------------------------------------------------
 
 async function loadAudit() {
@@ -943,7 +985,7 @@ $("import-form").addEventListener("submit", (e) => {
 
 const LOADERS = {
   live: loadLive, cameras: loadCameras, watchlists: loadWatchlists, person: loadPerson, search: loadSearch,
-  imports: loadImports, settings: loadSettings, audit: loadAudit, users: loadUsers,
+  imports: loadImports, settings: loadSettingsPage, audit: loadAudit, users: loadUsers,
 };
 
 api("GET", "/api/v1/session").then(enter, () => showOnly("login"));

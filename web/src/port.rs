@@ -274,4 +274,17 @@ pub trait Appliance: Send + Sync + 'static {
     ) -> Result<serde_json::Value, Failure>;
     /// Audit records, oldest first, as JSON objects.
     fn audit_records(&self, query: &AuditQuery) -> Result<Vec<serde_json::Value>, Failure>;
+
+    /// Software updates: the running slot and version, the last attempt and its outcome.
+    fn update_status(&self) -> serde_json::Value;
+    /// Where an uploaded update bundle is written while it arrives; `None` where this
+    /// appliance takes no updates (then uploads are refused before a byte is stored).
+    fn update_upload_dir(&self) -> Option<std::path::PathBuf>;
+    /// Verifies the bundle uploaded to `path` and hands it to the updater, which installs
+    /// it and reboots. The bundle's manifest; the file is gone either way.
+    fn submit_update(
+        &self,
+        caller: &Caller,
+        path: &std::path::Path,
+    ) -> Result<serde_json::Value, Failure>;
 }

@@ -15,6 +15,10 @@ struct SampleAppliance {
     audits: Mutex<Vec<String>>,
     events: tokio::sync::broadcast::Sender<Arc<Value>>,
     uploads: Mutex<Vec<ReceivedUpload>>,
+    /// Where update uploads land; `None`: this appliance takes no updates.
+    update_dir: Mutex<Option<std::path::PathBuf>>,
+    /// Each submitted update bundle's bytes, as the appliance received them.
+    updates: Mutex<Vec<Vec<u8>>>,
 }
 
 /// One enrolment upload as the appliance received it: (person, file) pairs and the files
@@ -38,6 +42,8 @@ impl SampleAppliance {
             audits: Mutex::new(Vec::new()),
             events: tokio::sync::broadcast::channel(16).0,
             uploads: Mutex::new(Vec::new()),
+            update_dir: Mutex::new(None),
+            updates: Mutex::new(Vec::new()),
         })
     }
 }
@@ -235,6 +241,20 @@ impl Appliance for SampleAppliance {
             "action": "x", "target": "=cmd|' /C calc'!A0", "detail": {"a": "b,\"c\""}, "hash": "ab"}),
         ])
     }
+    fn update_status(&self) -> Value {
+        json!({"running_slot": "A", "running_version": "test", "last": null})
+    }
+    fn update_upload_dir(&self) -> Option<std::path::PathBuf> {
+        self.update_dir.lock().clone()
+    }
+    fn submit_update(&self, _caller: &Caller, path: &std::path::Path) -> Result<Value, Failure> {
+        let bytes = std::fs::read(path).map_err(|e| Failure::Unavailable(e.to_string()))?;
+        if !bytes.starts_with(b"signed") {
+            return Err(Failure::Invalid("the signature does not verify".into()));
+        }
+        self.updates.lock().push(bytes);
+        Ok(json!({"version": "2.0"}))
+    }
 }
 
 /// Every documented operation: method, path (ids filled in) and lowest role.
@@ -339,7 +359,7 @@ impl Client {
 async fn every_documented_route_exists_and_refuses_without_a_session() {
     let client = Client::new(SampleAppliance::new());
     let routes = documented();
-    assert_eq!(routes.len(), 45, "{routes:?}");
+    assert_eq!(routes.len(), 47, "{routes:?}");
     for (method, path) in routes {
         let r = client.send(&method, &path, None, None, None).await;
         let public =
@@ -861,4 +881,64 @@ async fn clips_for_import_are_for_administrators_and_bounded() {
     let (olga, olga_csrf) = ready_session(&client, "olga", "operator-pass").await;
     let r = post(olga, olga_csrf, clip(10)).await;
     assert_eq!(r.status(), 403, "{:?}", r.body());
+}
+
+#[tokio::test]
+async fn update_bundles_are_streamed_to_the_appliance_by_administrators_only() {
+    let app = SampleAppliance::new();
+    let client = Client::new(app.clone());
+    let upload = |token: String, csrf: String, body: Vec<u8>| {
+        let filter = client.filter.clone();
+        async move {
+            warp::test::request()
+                .method("POST")
+                .path("/api/v1/system/update")
+                .header("cookie", format!("vigil_session={token}"))
+                .header("x-csrf-token", csrf)
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .reply(&filter)
+                .await
+        }
+    };
+    let (admin, admin_csrf) = ready_session(&client, "admin", "first-password").await;
+    // Not an appliance image: refused, and said so.
+    let r = upload(admin.clone(), admin_csrf.clone(), b"signed".to_vec()).await;
+    assert_eq!(r.status(), 409, "{:?}", r.body());
+
+    let dir = std::env::temp_dir().join(format!("vigil-web-update-{}", std::process::id()));
+    *app.update_dir.lock() = Some(dir.clone());
+    // Larger than one write batch, so the body arrives in pieces.
+    let mut bundle = b"signed".to_vec();
+    bundle.extend((0..3_000_000u32).map(|i| (i % 251) as u8));
+    let r = upload(admin.clone(), admin_csrf.clone(), bundle.clone()).await;
+    assert_eq!(r.status(), 202, "{:?}", r.body());
+    let manifest: Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(manifest["version"], "2.0");
+    assert!(
+        app.updates.lock().last() == Some(&bundle),
+        "the bundle arrived whole"
+    );
+
+    let r = upload(admin.clone(), admin_csrf.clone(), b"forged".to_vec()).await;
+    assert_eq!(r.status(), 400, "{:?}", r.body());
+    let body: Value = serde_json::from_slice(r.body()).unwrap();
+    assert!(body.to_string().contains("signature"), "{body}");
+    // Accepted or refused, no upload stays behind.
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        app.audits
+            .lock()
+            .iter()
+            .filter(|a| a.as_str() == "admin update.upload ")
+            .count(),
+        3
+    );
+
+    let (olga, olga_csrf) = ready_session(&client, "olga", "operator-pass").await;
+    let r = upload(olga, olga_csrf, b"signed".to_vec()).await;
+    assert_eq!(r.status(), 403, "{:?}", r.body());
+    assert_eq!(app.updates.lock().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

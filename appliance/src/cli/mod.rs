@@ -9,6 +9,7 @@ mod pairs;
 mod registry;
 mod run;
 mod sightings;
+mod update;
 mod user;
 
 use std::path::PathBuf;
@@ -83,6 +84,9 @@ enum Command {
     /// The audit log: list and verify.
     #[command(subcommand)]
     Audit(sightings::AuditCommand),
+    /// Signed A/B updates: verify, apply, status, and the boot steps (image-build/README.md).
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
     /// The built-in demo: enrols people of ../shared/testdata and identifies other photos of them.
     Demo(demo::DemoArgs),
 }
@@ -144,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Index(c) => sightings::index(&ctx, c),
         Command::Key(c) => sightings::key(&ctx, c),
         Command::Audit(c) => sightings::audit(&ctx, c),
+        Command::Update(c) => update::run(&ctx, c),
     }
 }
 

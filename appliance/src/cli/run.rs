@@ -103,6 +103,8 @@ impl RunningAppliance {
             .unwrap_or_else(|| ctx.data_dir.clone());
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        // Before anything reads the data: a newer release's format is refused, not misread.
+        vigil::data_format::ensure(&data_dir)?;
         let (control, config) = Control::load(args.config.clone(), file_config, &data_dir)?;
         let control = Arc::new(control);
         let bus = EventBus::new();

@@ -8,6 +8,7 @@ mod cameras;
 mod imports;
 mod search;
 mod settings_fields;
+mod update;
 mod watchlists;
 
 use std::path::PathBuf;
@@ -391,5 +392,21 @@ impl web::Appliance for WebAppliance {
             .into_iter()
             .filter_map(|r| serde_json::to_value(r).ok())
             .collect())
+    }
+
+    fn update_status(&self) -> Value {
+        self.update_status_now()
+    }
+
+    fn update_upload_dir(&self) -> Option<PathBuf> {
+        self.update_upload_folder()
+    }
+
+    fn submit_update(
+        &self,
+        caller: &web::Caller,
+        path: &std::path::Path,
+    ) -> Result<Value, Failure> {
+        self.update_submit(caller, path)
     }
 }

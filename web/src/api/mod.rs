@@ -11,6 +11,7 @@ mod alerts;
 mod cameras;
 mod imports;
 mod sightings;
+mod update;
 mod watchlists;
 
 #[doc(hidden)]
@@ -524,6 +525,8 @@ pub fn routes(
         .or(imports::routes(app.clone(), sessions.clone()))
         .unify()
         .or(alerts::routes(app.clone(), sessions.clone()))
+        .unify()
+        .or(update::routes(app.clone(), sessions.clone()))
         .unify()
         .or(admin::routes(app, sessions))
         .unify()
