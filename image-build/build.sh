@@ -179,8 +179,10 @@ rootfs=$work/rootfs
 rm -f "$rootfs"/var/cache/apt/*.bin
 kernel=$(cd "$rootfs/boot" && ls vmlinuz-* | sort -V | tail -1)
 initrd=initrd.img-${kernel#vmlinuz-}
-# The slot's root= comes first; updates give their slot its own (update::entries).
-options="rootfstype=squashfs ro console=tty0 console=ttyS0,115200 loglevel=4"
+# The slot's root= comes first; updates give their slot its own (update::entries). panic=10:
+# a kernel or initramfs that cannot go on reboots instead of waiting for a person, so an
+# update's trial boot that fails that early falls back to the old slot too.
+options="rootfstype=squashfs ro panic=10 console=tty0 console=ttyS0,115200 loglevel=4"
 cmdline="root=PARTUUID=$root_a_uuid $options"
 
 echo "image: boot partition (systemd-boot, $kernel)" >&2

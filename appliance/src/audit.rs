@@ -139,10 +139,16 @@ impl AuditLog {
         let Some(parent) = self.dir.parent() else {
             return Ok(());
         };
-        let folder = std::fs::metadata(&self.dir).map_err(self.io(&self.dir))?;
+        // The folder itself, never what a link there points to.
+        let folder = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&self.dir)
+            .map_err(self.io(&self.dir))?;
+        let own = folder.metadata().map_err(self.io(&self.dir))?;
         let owner = std::fs::metadata(parent).map_err(self.io(parent))?;
-        if folder.uid() == 0 && owner.uid() != 0 {
-            std::os::unix::fs::chown(&self.dir, Some(owner.uid()), Some(owner.gid()))
+        if own.uid() == 0 && owner.uid() != 0 {
+            std::os::unix::fs::fchown(&folder, Some(owner.uid()), Some(owner.gid()))
                 .map_err(self.io(&self.dir))?;
         }
         Ok(())
@@ -201,6 +207,8 @@ impl AuditLog {
             .create(true)
             .append(true)
             .mode(0o600)
+            // Root appends here too: a link planted in the daemon's folder is not followed.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(self.io(&path))?;
         self.keep_owner(&file, &path)?;
@@ -333,6 +341,7 @@ impl AuditLog {
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(self.io(&path))?;
         self.keep_owner(&file, &path)?;

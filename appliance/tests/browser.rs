@@ -191,6 +191,19 @@ fn an_operator_runs_the_appliance_from_the_browser() {
     assert!(stored >= 1, "{seen}");
     assert_eq!(seen["settings_error"], "", "{seen}");
     assert_eq!(seen["saved_retention"], "20", "{seen}");
+    // Not an appliance image (no release key): the page says so and offers no update.
+    let update = &seen["update"];
+    assert_eq!(update["slot"], "not an A/B appliance image", "{seen}");
+    assert_eq!(update["version"], env!("CARGO_PKG_VERSION"), "{seen}");
+    assert_eq!(update["last"], "none", "{seen}");
+    assert_eq!(update["disabled"], true, "{seen}");
+    assert!(
+        update["note"]
+            .as_str()
+            .unwrap()
+            .contains("takes no signed updates"),
+        "{seen}"
+    );
     assert_eq!(
         seen["upgrade_margin_value"], "0.05",
         "no float noise: {seen}"

@@ -681,7 +681,7 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     // The second image is only for the comparison: its disk space goes to the bundles.
     let _ = std::fs::remove_dir_all(work.join("b"));
 
-    updates_apply_refuse_and_roll_back(&work, &keys);
+    updates_apply_refuse_and_roll_back(&work, &keys, epoch.parse().unwrap());
 }
 
 /// A throwaway release key pair (PEM files) for the images and bundles of one run.
@@ -723,7 +723,7 @@ fn run_ok(command: &mut Command) {
 }
 
 /// `vigil update pack` of `root` with the release's kernel, initrd and command line.
-fn pack(release: &Path, root: &Path, key: &Path, version: &str, out: &Path) {
+fn pack(release: &Path, root: &Path, key: &Path, version: &str, made: u64, out: &Path) {
     let cmdline = std::fs::read_to_string(release.join("cmdline")).unwrap();
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -738,7 +738,7 @@ fn pack(release: &Path, root: &Path, key: &Path, version: &str, out: &Path) {
             .args(["--version", version, "--cmdline", cmdline.trim()])
             .arg("--out")
             .arg(out)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
+            .env("SOURCE_DATE_EPOCH", made.to_string()),
     );
 }
 
@@ -754,14 +754,16 @@ fn mksquashfs(tree: &Path, out: &Path) {
     ]));
 }
 
-/// The bundles the update test applies, made from an image build's release: `good` (a new
-/// version), `dud` (its daemon exits at once, so it never gets ready), `forged` (signed
-/// with another key) and `flipped` (one byte of the root file system changed after
-/// signing). Returns (serial, bundle) pairs and the two versions.
+/// The bundles the update test applies, made from an image build's release (made at
+/// `epoch`): `good` (a new version), `dud` (its daemon exits at once, so it never gets
+/// ready), `forged` (signed with another key), `flipped` (one byte of the root file system
+/// changed after signing) and `older` (made before the image). Returns (serial, bundle)
+/// pairs and the two versions.
 fn update_bundles(
     work: &Path,
     release: &Path,
     keys: &ReleaseKeys,
+    epoch: u64,
 ) -> (Vec<(String, PathBuf)>, String, String) {
     let dir = work.join("bundles");
     let _ = std::fs::remove_dir_all(&dir);
@@ -789,9 +791,25 @@ fn update_bundles(
     let root = dir.join("root.squashfs");
     mksquashfs(&tree, &root);
     let good = dir.join("good.bundle");
-    pack(release, &root, &keys.private, &good_version, &good);
+    pack(
+        release,
+        &root,
+        &keys.private,
+        &good_version,
+        epoch + 1,
+        &good,
+    );
     let forged = dir.join("forged.bundle");
-    pack(release, &root, &keys.other, &good_version, &forged);
+    pack(
+        release,
+        &root,
+        &keys.other,
+        &good_version,
+        epoch + 1,
+        &forged,
+    );
+    let older = dir.join("older.bundle");
+    pack(release, &root, &keys.private, "0.0.1", epoch - 1, &older);
     let flipped = dir.join("flipped.bundle");
     let mut bytes = std::fs::read(&good).unwrap();
     let middle = bytes.len() / 2;
@@ -815,7 +833,7 @@ fn update_bundles(
     std::fs::write(&unit, dud_unit).unwrap();
     mksquashfs(&tree, &root);
     let dud = dir.join("dud.bundle");
-    pack(release, &root, &keys.private, &dud_version, &dud);
+    pack(release, &root, &keys.private, &dud_version, epoch + 2, &dud);
     std::fs::remove_dir_all(&tree).unwrap();
     std::fs::remove_file(&root).unwrap();
     let bundles = [
@@ -868,14 +886,14 @@ fn slot_b_digest(agent: &mut Agent) -> String {
     out.trim().to_string()
 }
 
-/// Signed A/B updates, booted under QEMU: bundles with a bad signature or a flipped byte
-/// are refused before any write; a power cut while writing leaves the old slot booting; a
+/// Signed A/B updates, booted under QEMU: bundles with a bad signature, a flipped byte or an
+/// older release are refused before any write; a power cut while writing leaves the old slot booting; a
 /// good bundle uploaded in the web UI boots into slot B with the new version and the data
 /// kept; a bundle whose daemon never gets ready falls back to the slot that ran.
-fn updates_apply_refuse_and_roll_back(work: &Path, keys: &ReleaseKeys) {
+fn updates_apply_refuse_and_roll_back(work: &Path, keys: &ReleaseKeys, epoch: u64) {
     let started = Instant::now();
     let release = work.join("a/release");
-    let (bundles, good_version, dud_version) = update_bundles(work, &release, keys);
+    let (bundles, good_version, dud_version) = update_bundles(work, &release, keys, epoch);
     eprintln!(
         "update bundles made in {:.0} s",
         started.elapsed().as_secs_f64()

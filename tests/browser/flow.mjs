@@ -253,6 +253,15 @@ try {
     || document.getElementById("settings-error").textContent !== "");
   seen.settings_error = await page.textContent("#settings-error");
   seen.saved_retention = await page.inputValue(retention);
+  // Software update: what runs, and (not an appliance image) why no update can be applied.
+  await page.waitForFunction(() => document.getElementById("update-version").textContent !== "");
+  seen.update = await page.evaluate(() => ({
+    slot: document.getElementById("update-slot").textContent,
+    version: document.getElementById("update-version").textContent,
+    last: document.getElementById("update-last").textContent,
+    note: document.getElementById("update-form-status").textContent,
+    disabled: document.querySelector("#update-form button").disabled,
+  }));
   await check("09-settings");
 
   await nav("users");

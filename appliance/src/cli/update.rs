@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use vigil::audit::{Actor, AuditLog};
-use vigil::update::{self, boot, bundle, install::Installer, request, slots::Layout, status};
+use vigil::update::{
+    self, boot, bundle, install, install::Installer, request, slots::Layout, status,
+};
 
 #[derive(Subcommand)]
 pub enum UpdateCommand {
@@ -28,6 +30,9 @@ pub enum UpdateCommand {
         /// Do not reboot afterwards (the next boot tries the new slot).
         #[arg(long)]
         no_reboot: bool,
+        /// Take a release older than the running one.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Apply the bundle uploaded in the web UI (vigil-update.service runs this).
     ApplyRequest {
@@ -76,14 +81,30 @@ pub fn run(ctx: &super::Context, command: UpdateCommand) -> anyhow::Result<ExitC
             bundle,
             key,
             no_reboot,
-        } => apply(data_dir, &bundle, key, &Actor::local_user(), no_reboot),
+            allow_downgrade,
+        } => {
+            let how = How {
+                no_reboot,
+                allow_downgrade,
+            };
+            apply(data_dir, &bundle, key, &Actor::local_user(), how)
+        }
         UpdateCommand::ApplyRequest { key, no_reboot } => {
-            let Some((bundle, actor)) = request::take(data_dir)? else {
+            let Some((folder, actor)) = request::take(data_dir)? else {
                 println!("no update request waits");
                 return Ok(ExitCode::SUCCESS);
             };
-            let outcome = apply(data_dir, &bundle, key, &actor, no_reboot);
-            let _ = std::fs::remove_file(&bundle);
+            if !folder.is_plain(install::INCOMING) {
+                let _ = folder.remove(install::INCOMING);
+                bail!("the uploaded bundle is not a plain file");
+            }
+            let how = How {
+                no_reboot,
+                allow_downgrade: false,
+            };
+            let bundle = folder.file_path(install::INCOMING);
+            let outcome = apply(data_dir, &bundle, key, &actor, how);
+            let _ = folder.remove(install::INCOMING);
             outcome
         }
         UpdateCommand::Status => {
@@ -160,12 +181,18 @@ fn verify(data_dir: &Path, path: &Path, key_path: Option<PathBuf>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// How an update is applied: options of the console's `apply`.
+struct How {
+    no_reboot: bool,
+    allow_downgrade: bool,
+}
+
 fn apply(
     data_dir: &Path,
     path: &Path,
     key_path: Option<PathBuf>,
     actor: &Actor,
-    no_reboot: bool,
+    how: How,
 ) -> anyhow::Result<ExitCode> {
     // SAFETY: no arguments; reads the process's effective user.
     if unsafe { libc::geteuid() } != 0 {
@@ -180,10 +207,15 @@ fn apply(
         key: &key,
         audit: &audit,
         actor,
+        oldest_release: if how.allow_downgrade {
+            None
+        } else {
+            update::running_release_epoch()
+        },
     };
     let attempt = installer.apply(path)?;
     println!("{}", attempt.message);
-    if !no_reboot {
+    if !how.no_reboot {
         let o = Command::new("systemctl")
             .arg("reboot")
             .status()

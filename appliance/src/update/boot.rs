@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::install::ApplyError;
+use super::root_folder::RootFolder;
 use super::slots::Layout;
 use super::status::{self, Phase, UpdateStatus};
 use super::{entries, running_version};
@@ -43,14 +44,26 @@ pub fn wait_until_ready(unit: &str, limit: Duration) -> Result<Duration, String>
 
 /// Records the running slot and version, and ends the last attempt: succeeded (its slot
 /// runs: made the default), rolled back (the old slot runs: the failed slot's entries go),
-/// or interrupted (it stopped while writing). The audit log is opened only when an attempt
-/// ends (this runs at every boot, possibly before the daemon first made its folders).
+/// or interrupted (it stopped while verifying or writing). The audit log is opened only
+/// when an attempt ends (this runs at every boot, possibly before the daemon first made its
+/// folders). The running slot's entries are never removed, whatever the status says.
 pub fn settle(
     data_dir: &Path,
     layout: &Layout,
     audit: impl FnOnce() -> Result<AuditLog, AuditError>,
 ) -> Result<UpdateStatus, ApplyError> {
-    let mut status = status::load(data_dir);
+    let io = |what: &'static str| {
+        move |source| ApplyError::Io {
+            what: what.into(),
+            source,
+        }
+    };
+    let folder = RootFolder::open(data_dir).map_err(io("the update folder"))?;
+    let _one_at_a_time = folder
+        .try_lock()
+        .map_err(io("the update lock"))?
+        .ok_or_else(|| ApplyError::Busy("an update is being applied".into()))?;
+    let mut status = status::load_from(&folder);
     status.running_slot = Some(layout.booted);
     status.running_version = Some(running_version());
     let booted = layout.booted;
@@ -58,8 +71,9 @@ pub fn settle(
     if let Some(last) = status.last.as_mut() {
         let version = last.version.clone().unwrap_or_else(|| "?".into());
         let slot = last.slot.unwrap_or(booted.other());
-        match last.phase {
-            Phase::Installed if slot == booted => {
+        let other = (slot != booted).then_some(slot);
+        match (last.phase, other) {
+            (Phase::Installed, None) => {
                 entries::make_default(&layout.esp, booted)?;
                 last.phase = Phase::Succeeded;
                 last.message = format!(
@@ -69,22 +83,30 @@ pub fn settle(
                 );
                 ended = Some("update.succeeded");
             }
-            Phase::Installed => {
-                entries::remove_slot(&layout.esp, slot)?;
+            (Phase::Installed, Some(failed)) => {
+                entries::remove_slot(&layout.esp, failed)?;
                 last.phase = Phase::RolledBack;
                 last.message = format!(
-                    "version {version} in slot {slot} did not become ready on its trial boot; \
+                    "version {version} in slot {failed} did not become ready on its trial boot; \
                      slot {booted} ({}) booted again by itself",
                     status.running_version.as_deref().unwrap_or("?")
                 );
                 ended = Some("update.rolled_back");
             }
-            Phase::Verifying | Phase::Writing => {
-                entries::remove_slot(&layout.esp, slot)?;
+            (Phase::Verifying | Phase::Writing, other) => {
+                // Only a write leaves a slot half made (and its entries were removed first).
+                if let (Phase::Writing, Some(half)) = (last.phase, other) {
+                    entries::remove_slot(&layout.esp, half)?;
+                }
                 last.phase = Phase::Interrupted;
                 last.message = format!(
-                    "the update to version {version} stopped while writing slot {slot} (power \
-                     cut or crash); slot {booted} runs on. Apply the update again"
+                    "the update to version {version} stopped while {} slot {slot} (power cut \
+                     or crash); slot {booted} runs on. Apply the update again",
+                    if last.written > 0 {
+                        "writing"
+                    } else {
+                        "verifying, before writing"
+                    }
                 );
                 ended = Some("update.interrupted");
             }
@@ -94,10 +116,7 @@ pub fn settle(
             last.finished = Some(Utc::now());
         }
     }
-    status::save(data_dir, &status).map_err(|source| ApplyError::Io {
-        what: "update status".into(),
-        source,
-    })?;
+    status::save_to(&folder, &status).map_err(io("the update status"))?;
     if let (Some(action), Some(last)) = (ended, &status.last) {
         let detail = serde_json::to_value(last).unwrap_or_default();
         let target = last.version.clone().unwrap_or_default();

@@ -12,6 +12,13 @@ const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 /// Non-volatile, boot-service and runtime access.
 const ATTRIBUTES: u32 = 0x7;
 
+/// Set by systemd-boot when it booted an entry with a boot counter: an update's trial boot.
+pub fn trial_boot(efivars: &Path) -> bool {
+    efivars
+        .join(format!("LoaderBootCountPath-{LOADER_GUID}"))
+        .exists()
+}
+
 pub fn oneshot_path(efivars: &Path) -> PathBuf {
     efivars.join(format!("LoaderEntryOneShot-{LOADER_GUID}"))
 }

@@ -78,30 +78,26 @@ pub fn write_trial(esp: &Path, slot: &Slot, manifest: &Manifest) -> Result<(), A
     write_file(&path, &text)
 }
 
-/// Makes `slot` the loader's default and moves the factory-reset entry to it.
+/// Makes `slot` the loader's default and moves the factory-reset entry to it. Only a
+/// blessed entry (`vigil-b.conf`, its counter gone) may become the default: a default that
+/// names no entry would have systemd-boot take the first in its order, which could be a
+/// factory reset.
 pub fn make_default(esp: &Path, slot: SlotName) -> Result<(), ApplyError> {
-    let entry = boot_entry(esp, slot)?.ok_or_else(|| {
-        ApplyError::Refused(format!("slot {slot} has no boot entry to make the default"))
-    })?;
-    let text = std::fs::read_to_string(&entry).map_err(io(&entry))?;
-    let mut reset = String::from("title Vigil: factory reset (erases all data)\n");
-    for line in text.lines().filter(|l| !l.starts_with("title ")) {
-        reset.push_str(line);
-        if line.starts_with("options ") {
-            reset.push_str(" vigil.factory_reset=1");
-        }
-        reset.push('\n');
-    }
     let dir = entries_dir(esp);
-    write_file(
-        &dir.join(format!("vigil-{}-reset.conf", slot.letter())),
-        &reset,
-    )?;
-    let stale = dir.join(format!("vigil-{}-reset.conf", slot.other().letter()));
-    if stale.exists() {
-        std::fs::remove_file(&stale).map_err(io(&stale))?;
-    }
-
+    let entry = dir.join(slot.entry_id());
+    let text = match std::fs::read_to_string(&entry) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApplyError::Refused(format!(
+                "slot {slot} has no blessed boot entry ({}): systemd-bless-boot did not mark \
+                 this boot good, so it does not become the default",
+                slot.entry_id()
+            )))
+        }
+        Err(e) => return Err(io(&entry)(e)),
+    };
+    // The default first: a power cut after it leaves the old slot's reset entry, which
+    // still works; the reverse order could leave none.
     let loader = esp.join("loader/loader.conf");
     let old = std::fs::read_to_string(&loader).unwrap_or_default();
     let mut new: String = old
@@ -112,6 +108,24 @@ pub fn make_default(esp: &Path, slot: SlotName) -> Result<(), ApplyError> {
     new.insert_str(0, &format!("default {}\n", slot.entry_id()));
     if new != old {
         write_file(&loader, &new)?;
+        sync(esp)?;
+    }
+    let mut reset = String::from("title Vigil: factory reset (erases all data)\n");
+    for line in text.lines().filter(|l| !l.starts_with("title ")) {
+        reset.push_str(line);
+        if line.starts_with("options ") {
+            reset.push_str(" vigil.factory_reset=1");
+        }
+        reset.push('\n');
+    }
+    write_file(
+        &dir.join(format!("vigil-{}-reset.conf", slot.letter())),
+        &reset,
+    )?;
+    sync(esp)?;
+    let stale = dir.join(format!("vigil-{}-reset.conf", slot.other().letter()));
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(io(&stale))?;
     }
     sync(esp)
 }

@@ -5,13 +5,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::Utc;
 use openssl::pkey::{PKey, Public};
 use openssl::sha::Sha256;
 
 use super::bundle::{self, BundleError, Verified};
+use super::root_folder::RootFolder;
 use super::slots::{Layout, Slot};
 use super::status::{self, Attempt, Phase, UpdateStatus};
 use super::{efi, entries, running_version};
@@ -37,6 +38,8 @@ pub enum ApplyError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    Busy(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ApplyError {
@@ -51,11 +54,23 @@ pub struct Installer<'a> {
     pub key: &'a PKey<Public>,
     pub audit: &'a AuditLog,
     pub actor: &'a Actor,
+    /// Releases made before this time (`source_date_epoch`) are refused: the running
+    /// release's, so that a stolen admin session cannot bring back old holes; `None` on the
+    /// console's `--allow-downgrade`.
+    pub oldest_release: Option<i64>,
 }
 
 impl Installer<'_> {
     /// Verifies and writes `bundle`; `Ok` once the next boot is set to try it.
     pub fn apply(&self, bundle_path: &Path) -> Result<Attempt, ApplyError> {
+        let folder = RootFolder::open(self.data_dir).map_err(io("the update folder"))?;
+        let _one_at_a_time = folder
+            .try_lock()
+            .map_err(io("the update lock"))?
+            .ok_or_else(|| ApplyError::Busy("another update is being applied".into()))?;
+        if let Some(why) = self.busy(&folder) {
+            return Err(ApplyError::Busy(why));
+        }
         let target = self.layout.inactive().clone();
         let mut attempt = Attempt {
             started: Utc::now(),
@@ -70,13 +85,13 @@ impl Installer<'_> {
             written: 0,
             total: 0,
         };
-        self.record(&attempt)?;
+        self.record(&folder, &attempt)?;
         let verified = match self.check(bundle_path, &target) {
             Ok(v) => v,
             Err(e) => {
                 attempt.phase = Phase::Refused;
                 attempt.message = format!("refused, nothing was written: {e}");
-                self.finish(&mut attempt, "update.refused")?;
+                self.finish(&folder, &mut attempt, "update.refused")?;
                 return Err(e);
             }
         };
@@ -87,15 +102,15 @@ impl Installer<'_> {
             "writing version {} into slot {}",
             verified.manifest.version, target.name
         );
-        self.record(&attempt)?;
+        self.record(&folder, &attempt)?;
         self.audit_attempt(&attempt, "update.write");
-        if let Err(e) = self.install(&verified, &target, &mut attempt) {
+        if let Err(e) = self.install(&folder, &verified, &target, &mut attempt) {
             attempt.phase = Phase::Failed;
             attempt.message = format!(
                 "failed while writing slot {}: {e}; slot {} runs on",
                 target.name, self.layout.booted
             );
-            self.finish(&mut attempt, "update.failed")?;
+            self.finish(&folder, &mut attempt, "update.failed")?;
             return Err(e);
         }
         attempt.phase = Phase::Installed;
@@ -104,9 +119,28 @@ impl Installer<'_> {
              unless the daemon becomes ready",
             verified.manifest.version, target.name, self.layout.booted
         );
-        self.record(&attempt)?;
+        self.record(&folder, &attempt)?;
         self.audit_attempt(&attempt, "update.installed");
         Ok(attempt)
+    }
+
+    /// Why no update may start now, if so.
+    fn busy(&self, folder: &RootFolder) -> Option<String> {
+        if efi::trial_boot(&self.layout.efivars) {
+            return Some(
+                "this boot is an update's trial boot, not yet known good: wait until it is \
+                 settled"
+                    .into(),
+            );
+        }
+        let last = status::load_from(folder).last?;
+        (last.phase == Phase::Installed).then(|| {
+            format!(
+                "version {} is installed in slot {} and waits for its trial boot: reboot first",
+                last.version.as_deref().unwrap_or("?"),
+                last.slot.map(|s| s.to_string()).unwrap_or_default()
+            )
+        })
     }
 
     fn check(&self, bundle_path: &Path, target: &Slot) -> Result<Verified, ApplyError> {
@@ -114,6 +148,16 @@ impl Installer<'_> {
         verified
             .manifest
             .check_compatible(data_format::read(self.data_dir)?)?;
+        if let Some(oldest) = self.oldest_release {
+            if verified.manifest.source_date_epoch < oldest {
+                return Err(ApplyError::Refused(format!(
+                    "version {} is older than the running release {}: a downgrade is taken \
+                     only on the console (vigil update apply --allow-downgrade)",
+                    verified.manifest.version,
+                    running_version()
+                )));
+            }
+        }
         let room = device_size(&target.device)?;
         let root = &verified.manifest.files[0];
         if root.size > room {
@@ -127,6 +171,7 @@ impl Installer<'_> {
 
     fn install(
         &self,
+        folder: &RootFolder,
         verified: &Verified,
         target: &Slot,
         attempt: &mut Attempt,
@@ -138,7 +183,7 @@ impl Installer<'_> {
             .expect("verified bundles hold a root");
         let mut progress = |written: u64| {
             attempt.written = written;
-            if let Err(e) = self.record(attempt) {
+            if let Err(e) = self.record(folder, attempt) {
                 tracing::warn!(error = %e, "update progress not recorded");
             }
         };
@@ -162,15 +207,20 @@ impl Installer<'_> {
         Ok(())
     }
 
-    fn record(&self, attempt: &Attempt) -> Result<(), ApplyError> {
-        let mut status: UpdateStatus = status::load(self.data_dir);
+    fn record(&self, folder: &RootFolder, attempt: &Attempt) -> Result<(), ApplyError> {
+        let mut status: UpdateStatus = status::load_from(folder);
         status.last = Some(attempt.clone());
-        status::save(self.data_dir, &status).map_err(io("update status"))
+        status::save_to(folder, &status).map_err(io("update status"))
     }
 
-    fn finish(&self, attempt: &mut Attempt, action: &str) -> Result<(), ApplyError> {
+    fn finish(
+        &self,
+        folder: &RootFolder,
+        attempt: &mut Attempt,
+        action: &str,
+    ) -> Result<(), ApplyError> {
         attempt.finished = Some(Utc::now());
-        self.record(attempt)?;
+        self.record(folder, attempt)?;
         self.audit_attempt(attempt, action);
         Ok(())
     }
@@ -248,7 +298,6 @@ fn copy_verified(
     Ok(())
 }
 
-/// Where a bundle waits between its upload and the root updater (`update::request`).
-pub fn incoming(data_dir: &Path) -> PathBuf {
-    status::folder(data_dir).join("incoming.bundle")
-}
+/// The name of a bundle waiting in root's folder between its upload and the root updater
+/// (`update::request`).
+pub const INCOMING: &str = "incoming.bundle";

@@ -12,6 +12,7 @@ pub mod efi;
 pub mod entries;
 pub mod install;
 pub mod request;
+pub mod root_folder;
 pub mod slots;
 pub mod status;
 #[cfg(test)]
@@ -35,13 +36,18 @@ pub fn public_key_path() -> PathBuf {
 /// The running release's version: the image's record (`version=` in
 /// /usr/lib/vigil/release), else the binary's own.
 pub fn running_version() -> String {
-    std::fs::read_to_string(RELEASE_FILE)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("version="))
-                .map(|v| v.trim().to_string())
-        })
+    release_field("version").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+}
+
+/// When the running release was made (`source_date_epoch=`), where the image recorded it.
+pub fn running_release_epoch() -> Option<i64> {
+    release_field("source_date_epoch")?.parse().ok()
+}
+
+fn release_field(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(RELEASE_FILE).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bundle::{self, BundleError, Manifest};
 use super::install;
+use super::root_folder::RootFolder;
 use super::status::{self, Phase};
 use crate::audit::Actor;
 use crate::data_format;
@@ -90,48 +91,53 @@ pub fn submit(
 
 /// The root updater's side: the waiting bundle moved into root's folder, and who asked.
 /// `None` when no request waits.
-pub fn take(data_dir: &Path) -> Result<Option<(PathBuf, Actor)>, RequestError> {
+pub fn take(data_dir: &Path) -> Result<Option<(RootFolder, Actor)>, RequestError> {
     let folder = upload_folder(data_dir);
     let io = |what: &str| {
         let what = what.to_string();
         move |source| RequestError::Io { what, source }
     };
     let request_path = folder.join(REQUEST);
+    // Not following a link, not waiting on a pipe: the daemon's user made this file.
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&request_path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("the update request")(e)),
+        Err(e) => {
+            // Whatever it is, it must not start the updater again and again.
+            let _ = std::fs::remove_file(&request_path);
+            return Err(io("the update request")(e));
+        }
     };
+    let plain = file.metadata().is_ok_and(|m| m.is_file());
     let mut text = Vec::new();
-    file.by_ref()
-        .take(MAX_REQUEST)
-        .read_to_end(&mut text)
-        .map_err(io("the update request"))?;
+    if plain {
+        file.by_ref()
+            .take(MAX_REQUEST)
+            .read_to_end(&mut text)
+            .map_err(io("the update request"))?;
+    }
     std::fs::remove_file(&request_path).map_err(io("the update request"))?;
+    if !plain {
+        return Err(RequestError::Io {
+            what: "the update request".into(),
+            source: std::io::Error::other("not a plain file"),
+        });
+    }
     let request: Request = serde_json::from_slice(&text).unwrap_or(Request {
         user: "unknown".into(),
         origin: "web".into(),
     });
-    // Root's folder: made (and made root's) by saving the status.
-    status::save(data_dir, &status::load(data_dir)).map_err(io("the update status"))?;
-    let incoming = install::incoming(data_dir);
-    let _ = std::fs::remove_file(&incoming);
-    std::fs::rename(folder.join(BUNDLE), &incoming).map_err(io("the uploaded bundle"))?;
-    let meta = std::fs::symlink_metadata(&incoming).map_err(io("the uploaded bundle"))?;
-    if !meta.file_type().is_file() {
-        let _ = std::fs::remove_file(&incoming);
-        return Err(RequestError::Io {
-            what: "the uploaded bundle".into(),
-            source: std::io::Error::other("not a plain file"),
-        });
-    }
+    let root = RootFolder::open(data_dir).map_err(io("the update folder"))?;
+    let _ = root.remove(install::INCOMING);
+    root.take_in(&folder, BUNDLE, install::INCOMING)
+        .map_err(io("the uploaded bundle"))?;
     let actor = Actor {
         user: request.user.chars().take(64).collect(),
         origin: request.origin.chars().take(64).collect(),
     };
-    Ok(Some((incoming, actor)))
+    Ok(Some((root, actor)))
 }

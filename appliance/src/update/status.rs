@@ -2,15 +2,18 @@
 //! the slot and version running, and the last update attempt with its outcome. Written by
 //! the updater (root) into a folder only root may change; the daemon only reads it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::root_folder::RootFolder;
 use super::slots::SlotName;
 
 const FOLDER: &str = "update";
 const FILE: &str = "status.json";
+/// Far above any real status: a planted giant is not read whole.
+const MAX_BYTES: u64 = 64 * 1024;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateStatus {
@@ -57,50 +60,39 @@ pub enum Phase {
     Failed,
 }
 
-/// The folder root writes the status into.
-pub fn folder(data_dir: &Path) -> PathBuf {
-    data_dir.join(FOLDER)
-}
-
-pub fn path(data_dir: &Path) -> PathBuf {
-    folder(data_dir).join(FILE)
-}
-
-/// The recorded status; the default where nothing was recorded (not an appliance image,
-/// or never updated) or the file is unreadable (the status is advice, not state).
+/// The status as the daemon reads it (for the web UI); the default where nothing was
+/// recorded (not an appliance image, or never updated) or it is unreadable.
 pub fn load(data_dir: &Path) -> UpdateStatus {
-    let path = path(data_dir);
+    let path = data_dir.join(FOLDER).join(FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "update status unreadable");
-            UpdateStatus::default()
-        }),
+        Ok(bytes) => parse(&bytes, &path),
         Err(_) => UpdateStatus::default(),
     }
 }
 
-/// Replaces the status, durably (it is what the next boot decides from). Readable by the
-/// daemon's user; the folder is root's.
-pub fn save(data_dir: &Path, status: &UpdateStatus) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    let folder = folder(data_dir);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&folder)?;
-    let meta = std::fs::symlink_metadata(&folder)?;
-    if !meta.is_dir() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a folder",
-            folder.display()
-        )));
+/// The status as root reads it, through its own folder: what the daemon's user may have
+/// put elsewhere is not taken for it.
+pub fn load_from(folder: &RootFolder) -> UpdateStatus {
+    match folder.read(FILE, MAX_BYTES) {
+        Ok(Some(bytes)) => parse(&bytes, &folder.file_path(FILE)),
+        Ok(None) => UpdateStatus::default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "update status unreadable");
+            UpdateStatus::default()
+        }
     }
-    // The daemon's user owns the data folder; this one must be root's alone, or that user
-    // could plant what root then writes through.
-    if unsafe { libc::geteuid() } == 0 {
-        std::os::unix::fs::chown(&folder, Some(0), Some(0))?;
-    }
-    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755))?;
+}
+
+fn parse(bytes: &[u8], path: &Path) -> UpdateStatus {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+        tracing::warn!(path = %path.display(), error = %e, "update status unreadable");
+        UpdateStatus::default()
+    })
+}
+
+/// Replaces the status, durably (it is what the next boot decides from); readable by the
+/// daemon's user.
+pub fn save_to(folder: &RootFolder, status: &UpdateStatus) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(status).expect("statuses serialise");
-    crate::private_file::write_with_mode(&path(data_dir), &bytes, 0o644)
+    folder.write(FILE, &bytes)
 }

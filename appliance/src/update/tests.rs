@@ -9,12 +9,15 @@ use openssl::pkey::{Id, PKey, Private, Public};
 
 use super::bundle::{self, Release};
 use super::install::{ApplyError, Installer};
+use super::root_folder::RootFolder;
 use super::slots::{Layout, Slot, SlotName};
 use super::status::{self, Phase};
 use super::{boot, efi, entries};
 use crate::audit::{Actor, AuditLog};
 
 const SLOT_BYTES: u64 = 4 << 20;
+/// When the running release was made; the bundles here are newer unless named older.
+const RELEASED: i64 = 1_700_000_000;
 
 struct Disk {
     dir: tempfile::TempDir,
@@ -78,6 +81,18 @@ impl Disk {
         root_bytes: usize,
         signer: &PKey<Private>,
     ) -> PathBuf {
+        self.bundle_of(name, version, root_bytes, signer, RELEASED + 86_400)
+    }
+
+    /// The same, made at `made` (`source_date_epoch`).
+    fn bundle_of(
+        &self,
+        name: &str,
+        version: &str,
+        root_bytes: usize,
+        signer: &PKey<Private>,
+        made: i64,
+    ) -> PathBuf {
         let files: Vec<(&str, PathBuf)> = bundle::PAYLOAD
             .iter()
             .map(|&file| {
@@ -98,7 +113,7 @@ impl Disk {
         let release = Release {
             version: version.into(),
             cmdline: "rootfstype=squashfs ro".into(),
-            source_date_epoch: 1_700_000_000,
+            source_date_epoch: made,
         };
         bundle::pack(&out, signer, &release, &files).unwrap();
         out
@@ -112,6 +127,7 @@ impl Disk {
             key: &self.key,
             audit: &audit,
             actor: &Actor::local_user(),
+            oldest_release: Some(RELEASED),
         }
         .apply(bundle)
     }
@@ -258,13 +274,26 @@ fn a_trial_boot_that_fails_rolls_back_and_an_interrupted_write_is_named() {
     );
 
     // A write cut short leaves the status at Writing; the next boot names it.
-    let mut status = status::load(&disk.path("data"));
-    let last = status.last.as_mut().unwrap();
-    last.phase = Phase::Writing;
-    last.written = 1 << 20;
-    status::save(&disk.path("data"), &status).unwrap();
+    let folder = RootFolder::open(&disk.path("data")).unwrap();
+    let forge = |phase: Phase, slot: SlotName, written: u64| {
+        let mut status = status::load_from(&folder);
+        let last = status.last.as_mut().unwrap();
+        (last.phase, last.slot, last.written) = (phase, Some(slot), written);
+        status::save_to(&folder, &status).unwrap();
+    };
+    forge(Phase::Writing, SlotName::B, 1 << 20);
     let settled = disk.settle(SlotName::A);
     assert_eq!(settled.last.unwrap().phase, Phase::Interrupted);
+    // Whatever the status claims, the running slot's entries stay.
+    forge(Phase::Writing, SlotName::A, 1 << 20);
+    disk.settle(SlotName::A);
+    forge(Phase::Installed, SlotName::A, 1 << 20);
+    assert!(disk.settle(SlotName::A).last.is_some());
+    assert!(
+        disk.entries().contains(&"vigil-a.conf".to_string()),
+        "{:?}",
+        disk.entries()
+    );
     let actions = disk.audit_actions();
     assert!(
         actions.iter().any(|a| a == "update.rolled_back"),
@@ -273,5 +302,60 @@ fn a_trial_boot_that_fails_rolls_back_and_an_interrupted_write_is_named() {
     assert!(
         actions.iter().any(|a| a == "update.interrupted"),
         "{actions:?}"
+    );
+}
+
+#[test]
+fn an_unblessed_boot_an_older_release_and_a_waiting_trial_are_not_taken() {
+    let disk = Disk::new();
+    let older = disk.bundle_of("older", "0.9", 1 << 20, &disk.signer, RELEASED - 1);
+    let e = disk.apply(SlotName::A, &older).unwrap_err();
+    assert!(
+        e.to_string().contains("older than the running release"),
+        "{e}"
+    );
+
+    let good = disk.bundle("good", "2.0", 1 << 20, &disk.signer);
+    disk.apply(SlotName::A, &good).unwrap();
+    // Installed, not yet booted: a second update waits for the trial.
+    let e = disk.apply(SlotName::A, &good).unwrap_err();
+    assert!(matches!(e, ApplyError::Busy(_)), "{e}");
+    // B booted but systemd-bless-boot did not mark it good: B does not become the default
+    // (and no factory-reset entry is made for it); the next boot is A's.
+    disk.boot_trial(SlotName::B, false);
+    assert!(
+        boot::settle(&disk.path("data"), &disk.layout(SlotName::B), || {
+            AuditLog::open(&disk.path("data/audit"))
+        })
+        .is_err()
+    );
+    assert_eq!(
+        entries::default_entry(&disk.path("esp")).as_deref(),
+        Some("vigil-a.conf")
+    );
+    assert_eq!(disk.entries(), ["vigil-a.conf", "vigil-b+0-1.conf"]);
+    assert_eq!(
+        disk.settle(SlotName::A).last.unwrap().phase,
+        Phase::RolledBack
+    );
+
+    // A power cut while verifying wrote nothing: the other slot's release stays bootable.
+    disk.apply(SlotName::A, &good).unwrap();
+    disk.boot_trial(SlotName::B, true);
+    disk.settle(SlotName::B);
+    let folder = RootFolder::open(&disk.path("data")).unwrap();
+    let mut status = status::load_from(&folder);
+    let last = status.last.as_mut().unwrap();
+    (last.phase, last.slot, last.written) = (Phase::Verifying, Some(SlotName::A), 0);
+    status::save_to(&folder, &status).unwrap();
+    drop(folder);
+    assert_eq!(
+        disk.settle(SlotName::B).last.unwrap().phase,
+        Phase::Interrupted
+    );
+    assert!(
+        disk.entries().contains(&"vigil-a.conf".to_string()),
+        "{:?}",
+        disk.entries()
     );
 }
