@@ -126,7 +126,7 @@ impl Installer<'_> {
 
     /// Why no update may start now, if so.
     fn busy(&self, folder: &RootFolder) -> Option<String> {
-        if efi::trial_boot(&self.layout.efivars) {
+        if efi::unblessed_trial(&self.layout.efivars, &self.layout.esp) {
             return Some(
                 "this boot is an update's trial boot, not yet known good: wait until it is \
                  settled"
