@@ -845,8 +845,10 @@ async function loadUpdate() {
   $("update-slot").textContent = status.running_slot || "not an A/B appliance image";
   $("update-version").textContent = status.running_version;
   const last = status.last;
+  const progress = last && last.phase === "writing" && last.total
+    ? ` ${Math.floor(last.written / 1048576)} of ${Math.ceil(last.total / 1048576)} MiB written.` : "";
   $("update-last").textContent = last
-    ? `${last.version || "a bundle"} ${UPDATE_PHASES[last.phase] || last.phase} (${when(last.finished || last.started)}, by ${last.by}): ${last.message}`
+    ? `${last.version || "a bundle"} ${UPDATE_PHASES[last.phase] || last.phase} (${when(last.finished || last.started)}, by ${last.by}): ${last.message}.${progress}`
     : "none";
   $("update-last").dataset.phase = last ? last.phase : "";
   $("update-form").querySelector("button").disabled = !status.updates_possible;
