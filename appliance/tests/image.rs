@@ -313,13 +313,28 @@ impl Guest {
 
     /// Waits for a console line containing `marker` after `mark`; returns the rest of it.
     fn console_after(&mut self, marker: &str, mark: usize, timeout: Duration) -> String {
+        self.console_match(marker, mark, 0, timeout)
+    }
+
+    /// Waits for the `nth` (from 0) console line containing `marker` after byte `mark`.
+    fn console_match(
+        &mut self,
+        marker: &str,
+        mark: usize,
+        nth: usize,
+        timeout: Duration,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let serial = self.serial();
             let from = (mark.min(serial.len())..serial.len())
                 .find(|&i| serial.is_char_boundary(i))
                 .unwrap_or(serial.len());
-            if let Some(line) = serial[from..].lines().find(|l| l.contains(marker)) {
+            if let Some(line) = serial[from..]
+                .lines()
+                .filter(|l| l.contains(marker))
+                .nth(nth)
+            {
                 let at = line.find(marker).unwrap() + marker.len();
                 return line[at..].trim().to_string();
             }
@@ -342,27 +357,7 @@ impl Guest {
 
     /// Waits for the `nth` (from 0) console line containing `marker`; returns the rest of it.
     fn console_line(&mut self, marker: &str, nth: usize, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self
-                .serial()
-                .lines()
-                .filter(|l| l.contains(marker))
-                .nth(nth)
-            {
-                let at = line.find(marker).unwrap() + marker.len();
-                return line[at..].trim().to_string();
-            }
-            if let Ok(Some(status)) = self.qemu.try_wait() {
-                panic!("QEMU ended ({status}); console:\n{}", self.tail());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no console line with {marker:?} within {timeout:?}; console:\n{}",
-                self.tail()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        self.console_match(marker, 0, nth, timeout)
     }
 
     fn tail(&self) -> String {

@@ -36,6 +36,11 @@ pub enum RequestError {
     },
 }
 
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> RequestError {
+    let what = what.to_string();
+    move |source| RequestError::Io { what, source }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Request {
     user: String,
@@ -74,10 +79,6 @@ pub fn submit(
     verified
         .manifest
         .check_compatible(data_format::read(data_dir)?)?;
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| RequestError::Io { what, source }
-    };
     std::fs::rename(upload, folder.join(BUNDLE)).map_err(io("the uploaded bundle"))?;
     let request = serde_json::to_vec(&Request {
         user: by.user.clone(),
@@ -93,10 +94,6 @@ pub fn submit(
 /// `None` when no request waits.
 pub fn take(data_dir: &Path) -> Result<Option<(RootFolder, Actor)>, RequestError> {
     let folder = upload_folder(data_dir);
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| RequestError::Io { what, source }
-    };
     let request_path = folder.join(REQUEST);
     // Not following a link, not waiting on a pipe: the daemon's user made this file.
     let mut file = match std::fs::OpenOptions::new()
