@@ -2,6 +2,8 @@
 
 use std::time::SystemTime;
 
+pub use crate::analytics::{DetectorSettings, RecognitionList};
+
 /// The product behind the device. Everything face-specific stays on its side.
 pub trait Product: Send + Sync + 'static {
     fn information(&self) -> DeviceInformation;
@@ -14,10 +16,24 @@ pub trait Product: Send + Sync + 'static {
     fn topics(&self) -> Vec<TopicDescription>;
     /// SystemReboot: restart the service (not the machine) after the answer is sent.
     fn reboot(&self);
-    /// Someone changed the device (an operation of class WriteSystem or Unrecoverable
-    /// succeeded) or fetched a picture (a snapshot or an event image): the product's audit
+    /// Someone changed the device (an operation of class WriteSystem, Actuate or
+    /// Unrecoverable succeeded) or fetched a picture (a snapshot or an event image): the product's audit
     /// trail. The default keeps none.
     fn audit(&self, _access: &Access) {}
+    /// The lists faces are recognised against (watchlists): each gets a default
+    /// face-recognition rule. The default has none.
+    fn recognition_lists(&self) -> Vec<RecognitionList> {
+        Vec::new()
+    }
+    /// The face detector's parameters (the analytics module).
+    fn detector(&self) -> DetectorSettings {
+        DetectorSettings::default()
+    }
+    /// ModifyAnalyticsModules: changes the detector's parameters, or says why not (the
+    /// reason goes to the client). `Ok(true)`: they take effect at the service's next start.
+    fn set_detector(&self, _settings: DetectorSettings) -> Result<bool, String> {
+        Err("this device's detector parameters are fixed".into())
+    }
 }
 
 /// One audited access: who, from where, what, on what.

@@ -5,6 +5,7 @@
 //! server it runs, publishes events through [`events::EventBroker::publish`], and runs
 //! [`discovery`] to be found.
 
+pub mod analytics;
 pub mod auth;
 pub mod device;
 pub mod discovery;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::analytics::{self, RecognitionRule};
 use crate::auth::{AccessClass, AuthFailure, Authenticator, User, UserDirectory};
-use crate::device::{Access, Product};
+use crate::device::{Access, EventMessage, ItemDescription, Product, TopicDescription};
 use crate::events::{ConsumerAllowList, EventBroker, EventLimits};
 use crate::service;
 use crate::settings::{Settings, SettingsError};
@@ -90,10 +91,40 @@ impl HttpResponse {
     }
 }
 
+pub const TOPIC_CONFIGURATION_CHANGED: &str = "tns1:Media/ConfigurationChanged";
+pub const TOPIC_PROFILE_CHANGED: &str = "tns1:Media/ProfileChanged";
+
+/// The topics the device itself publishes (beside the product's).
+pub(crate) fn device_topics() -> Vec<TopicDescription> {
+    let token = || vec![ItemDescription::new("Token", "tt:ReferenceToken")];
+    vec![
+        TopicDescription {
+            path: "Media/ProfileChanged".into(),
+            is_property: false,
+            source: token(),
+            key: Vec::new(),
+            data: Vec::new(),
+            data_elements: Vec::new(),
+        },
+        TopicDescription {
+            path: "Media/ConfigurationChanged".into(),
+            is_property: false,
+            source: vec![
+                ItemDescription::new("Token", "tt:ReferenceToken"),
+                ItemDescription::new("Type", "xs:string"),
+            ],
+            key: Vec::new(),
+            data: Vec::new(),
+            data_elements: Vec::new(),
+        },
+    ]
+}
+
 pub const DEVICE_PATH: &str = "/onvif/device_service";
 pub const MEDIA_PATH: &str = "/onvif/media_service";
 pub const MEDIA2_PATH: &str = "/onvif/media2_service";
 pub const EVENTS_PATH: &str = "/onvif/events_service";
+pub const ANALYTICS_PATH: &str = "/onvif/analytics_service";
 pub const SUBSCRIPTION_PATH: &str = "/onvif/subscription/";
 pub const SNAPSHOT_PATH: &str = "/onvif/snapshot/";
 pub const IMAGES_PATH: &str = "/onvif/images/";
@@ -139,6 +170,7 @@ impl Device {
             discoverable: config.discoverable,
             consumer_allow: None,
             plain_http: None,
+            recognition_rules: Default::default(),
         };
         let settings = Settings::load(config.settings_file.as_ref(), defaults)?;
         let auth = Authenticator::new(users, &config.realm);
@@ -243,6 +275,53 @@ impl Device {
         self.settings_version.subscribe()
     }
 
+    /// The face-recognition rules of an analytics configuration: the ones clients set, else
+    /// one per recognition list.
+    pub fn recognition_rules(&self, configuration: &str) -> Vec<RecognitionRule> {
+        if let Some(rules) = self.settings.lock().recognition_rules.get(configuration) {
+            return rules.clone();
+        }
+        analytics::default_rules(&self.product.recognition_lists())
+    }
+
+    /// The rules that report a match on `source_token` against the list `list`.
+    pub fn rules_reporting(&self, source_token: &str, list: &str) -> Vec<RecognitionRule> {
+        let configuration = format!("{}{source_token}", analytics::CONFIGURATION_PREFIX);
+        self.recognition_rules(&configuration)
+            .into_iter()
+            .filter(|r| r.covers(list))
+            .collect()
+    }
+
+    /// Tells subscribers a configuration changed (`tns1:Media/ConfigurationChanged`); `kind`
+    /// is Media2's configuration type, e.g. `Analytics`.
+    pub fn configuration_changed(&self, token: &str, kind: &str) {
+        self.events.publish(EventMessage {
+            topic: TOPIC_CONFIGURATION_CHANGED.into(),
+            time: std::time::SystemTime::now(),
+            property: None,
+            source: vec![("Token".into(), token.into()), ("Type".into(), kind.into())],
+            key: Vec::new(),
+            data: Vec::new(),
+            data_elements: Vec::new(),
+            image_jpeg: None,
+        });
+    }
+
+    /// Tells subscribers a media profile changed or came or went (`tns1:Media/ProfileChanged`).
+    pub fn profile_changed(&self, token: &str) {
+        self.events.publish(EventMessage {
+            topic: TOPIC_PROFILE_CHANGED.into(),
+            time: std::time::SystemTime::now(),
+            property: None,
+            source: vec![("Token".into(), token.into())],
+            key: Vec::new(),
+            data: Vec::new(),
+            data_elements: Vec::new(),
+            image_jpeg: None,
+        });
+    }
+
     pub(crate) fn change_settings(
         &self,
         change: impl FnOnce(&mut Settings) -> Result<(), Fault>,
@@ -287,9 +366,10 @@ impl Device {
             Err(fault) => return HttpResponse::fault(&fault),
         };
         let operation = &soap_request.body;
-        let Some(class) = service::access_class(&operation.ns, &operation.name) else {
+        let Some(supported) = service::operation(&operation.ns, &operation.name) else {
             return HttpResponse::fault(&Fault::action_not_supported(&operation.name));
         };
+        let class = supported.access;
         let caller = match self.auth.soap_caller(
             soap_request.header.as_ref(),
             request.authorization,
@@ -318,9 +398,12 @@ impl Device {
             request: &soap_request,
             path: request.path,
         };
-        match service::dispatch(&call).await {
+        match supported.answer(&call).await {
             Ok(body) => {
-                if matches!(class, AccessClass::WriteSystem | AccessClass::Unrecoverable) {
+                if matches!(
+                    class,
+                    AccessClass::WriteSystem | AccessClass::Unrecoverable | AccessClass::Actuate
+                ) {
                     self.product.audit(&Access {
                         user,
                         peer: request.peer.ip(),

@@ -1,10 +1,13 @@
 //! What clients and the product's administrator may change and the device must remember:
-//! configurable scopes, the discovery mode, the networks push consumers may be in, and
-//! whether ONVIF is served over plain HTTP. Kept as a small JSON file written atomically.
+//! configurable scopes, the discovery mode, the networks push consumers may be in,
+//! whether ONVIF is served over plain HTTP, and the face-recognition rules clients set. Kept as a small JSON file written atomically.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::analytics::RecognitionRule;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -17,6 +20,10 @@ pub struct Settings {
     /// The administrator's choice to serve ONVIF over plain HTTP too; `None`: the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_http: Option<bool>,
+    /// Face-recognition rules clients set, by analytics configuration token; a
+    /// configuration not here has the default rules (`analytics::default_rules`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recognition_rules: BTreeMap<String, Vec<RecognitionRule>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,8 @@ pub mod ns {
     pub const TRT: &str = "http://www.onvif.org/ver10/media/wsdl";
     pub const TR2: &str = "http://www.onvif.org/ver20/media/wsdl";
     pub const TEV: &str = "http://www.onvif.org/ver10/events/wsdl";
+    pub const TAN: &str = "http://www.onvif.org/ver20/analytics/wsdl";
+    pub const AXT: &str = "http://www.onvif.org/ver20/analytics";
     pub const TT: &str = "http://www.onvif.org/ver10/schema";
     pub const WSNT: &str = "http://docs.oasis-open.org/wsn/b-2";
     pub const WSTOP: &str = "http://docs.oasis-open.org/wsn/t-1";
@@ -32,6 +34,8 @@ const RESPONSE_NAMESPACES: &[(&str, &str)] = &[
     ("trt", ns::TRT),
     ("tr2", ns::TR2),
     ("tev", ns::TEV),
+    ("tan", ns::TAN),
+    ("axt", ns::AXT),
     ("wsnt", ns::WSNT),
     ("wstop", ns::WSTOP),
     ("tns1", ns::TNS1),

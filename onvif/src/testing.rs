@@ -16,9 +16,29 @@ use crate::xml::{self, Element, Limits};
 pub struct SampleProduct {
     pub rebooted: AtomicBool,
     pub audits: std::sync::Mutex<Vec<Access>>,
+    pub detector: std::sync::Mutex<Option<crate::device::DetectorSettings>>,
 }
 
 impl Product for SampleProduct {
+    fn recognition_lists(&self) -> Vec<crate::device::RecognitionList> {
+        ["Staff", "Banned"]
+            .iter()
+            .map(|name| crate::device::RecognitionList {
+                token: name.to_lowercase(),
+                name: name.to_string(),
+            })
+            .collect()
+    }
+
+    fn set_detector(&self, settings: crate::device::DetectorSettings) -> Result<bool, String> {
+        *self.detector.lock().unwrap() = Some(settings);
+        Ok(true)
+    }
+
+    fn detector(&self) -> crate::device::DetectorSettings {
+        self.detector.lock().unwrap().unwrap_or_default()
+    }
+
     fn information(&self) -> DeviceInformation {
         DeviceInformation {
             manufacturer: "Acme".into(),
@@ -137,7 +157,7 @@ pub async fn call(
     let envelope = format!(
         "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:tds=\"http://www.onvif.org/ver10/device/wsdl\" \
          xmlns:trt=\"http://www.onvif.org/ver10/media/wsdl\" xmlns:tr2=\"http://www.onvif.org/ver20/media/wsdl\" \
-         xmlns:tev=\"http://www.onvif.org/ver10/events/wsdl\" xmlns:wsnt=\"http://docs.oasis-open.org/wsn/b-2\" \
+         xmlns:tev=\"http://www.onvif.org/ver10/events/wsdl\" xmlns:tan=\"http://www.onvif.org/ver20/analytics/wsdl\" xmlns:wsnt=\"http://docs.oasis-open.org/wsn/b-2\" \
          xmlns:wsa=\"http://www.w3.org/2005/08/addressing\" xmlns:tt=\"http://www.onvif.org/ver10/schema\">\
          <s:Header>{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>"
     );

@@ -3,214 +3,331 @@
 
 use chrono::{Datelike, Timelike, Utc};
 
-use super::leaf;
-use crate::auth::{User, UserError, UserLevel};
-use crate::server::{scope_text, Call, DEVICE_PATH, EVENTS_PATH, MEDIA2_PATH, MEDIA_PATH};
+use super::{leaf, response, Answer, Operation};
+use crate::auth::{AccessClass::*, User, UserError, UserLevel};
+use crate::server::{
+    scope_text, Call, ANALYTICS_PATH, DEVICE_PATH, EVENTS_PATH, MEDIA2_PATH, MEDIA_PATH,
+};
 use crate::soap::{ns, Fault};
 use crate::xml::{escape, Element};
 
-pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
-    let operation = &call.request.body;
-    let device = call.device;
-    let body = match operation.name.as_str() {
-        "GetSystemDateAndTime" => system_date_and_time(),
-        "GetDeviceInformation" => {
-            let info = device.product.information();
-            format!(
-                "<tds:GetDeviceInformationResponse>{}{}{}{}{}</tds:GetDeviceInformationResponse>",
-                leaf("tds:Manufacturer", &info.manufacturer),
-                leaf("tds:Model", &info.model),
-                leaf("tds:FirmwareVersion", &info.firmware_version),
-                leaf("tds:SerialNumber", &info.serial_number),
-                leaf("tds:HardwareId", &info.hardware_id)
-            )
-        }
-        "GetCapabilities" => capabilities(call, operation)?,
-        "GetServices" => services(call, operation.child_text("IncludeCapability") == Some("true")),
-        "GetServiceCapabilities" => format!(
-            "<tds:GetServiceCapabilitiesResponse>{}</tds:GetServiceCapabilitiesResponse>",
-            service_capabilities(call)
-        ),
-        "GetWsdlUrl" => "<tds:GetWsdlUrlResponse><tds:WsdlUrl>https://www.onvif.org/profiles/specifications/</tds:WsdlUrl></tds:GetWsdlUrlResponse>".into(),
-        "GetEndpointReference" => format!(
-            "<tds:GetEndpointReferenceResponse>{}</tds:GetEndpointReferenceResponse>",
-            leaf("tds:GUID", device.endpoint_reference())
-        ),
-        "GetHostname" => format!(
-            "<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP>{}</tds:HostnameInformation></tds:GetHostnameResponse>",
-            leaf("tt:Name", crate::system::hostname())
-        ),
-        "GetScopes" => {
-            let (fixed, configurable) = device.scopes();
-            let scope = |def: &str, item: &String| {
-                format!("<tds:Scopes><tt:ScopeDef>{def}</tt:ScopeDef>{}</tds:Scopes>", leaf("tt:ScopeItem", item))
-            };
-            let all: String = fixed
-                .iter()
-                .map(|s| scope("Fixed", s))
-                .chain(configurable.iter().map(|s| scope("Configurable", s)))
-                .collect();
-            format!("<tds:GetScopesResponse>{all}</tds:GetScopesResponse>")
-        }
-        "SetScopes" => {
-            let scopes = scope_items(operation, "Scopes")?;
-            if scopes.len() > 64 {
-                return Err(Fault::receiver("ter:TooManyScopes", "at most 64 configurable scopes"));
-            }
-            device.change_settings(|s| {
-                s.configurable_scopes = scopes;
-                Ok(())
-            })?;
-            "<tds:SetScopesResponse/>".into()
-        }
-        "AddScopes" => {
-            let scopes = scope_items(operation, "ScopeItem")?;
-            device.change_settings(|s| {
-                for scope in scopes {
-                    if !s.configurable_scopes.contains(&scope) {
-                        s.configurable_scopes.push(scope);
-                    }
-                }
-                if s.configurable_scopes.len() > 64 {
-                    return Err(Fault::receiver("ter:TooManyScopes", "at most 64 configurable scopes"));
-                }
-                Ok(())
-            })?;
-            "<tds:AddScopesResponse/>".into()
-        }
-        "RemoveScopes" => {
-            let scopes = scope_items(operation, "ScopeItem")?;
-            let (fixed, _) = device.scopes();
-            if scopes.iter().any(|s| fixed.contains(s)) {
-                return Err(Fault {
-                    subcodes: vec!["ter:OperationProhibited", "ter:FixedScope"],
-                    ..Fault::sender("", "fixed scopes cannot be removed")
-                });
-            }
-            device.change_settings(|s| {
-                for scope in &scopes {
-                    if !s.configurable_scopes.contains(scope) {
-                        return Err(Fault::invalid_arg("ter:NoScope", format!("no scope {scope}")));
-                    }
-                }
-                s.configurable_scopes.retain(|s| !scopes.contains(s));
-                Ok(())
-            })?;
-            let removed: String = scopes.iter().map(|s| leaf("tds:ScopeItem", s)).collect();
-            format!("<tds:RemoveScopesResponse>{removed}</tds:RemoveScopesResponse>")
-        }
-        "GetNetworkInterfaces" => network_interfaces(),
-        "GetNetworkProtocols" => {
-            let protocol = |name: &str, ports: &[u16]| {
-                if ports.is_empty() {
-                    return String::new();
-                }
-                let ports: String = ports.iter().map(|p| leaf("tt:Port", p)).collect();
-                format!("<tds:NetworkProtocols><tt:Name>{name}</tt:Name><tt:Enabled>true</tt:Enabled>{ports}</tds:NetworkProtocols>")
-            };
-            let rtsp: Vec<u16> = device.metadata_rtsp_port().into_iter().collect();
-            format!(
-                "<tds:GetNetworkProtocolsResponse>{}{}{}</tds:GetNetworkProtocolsResponse>",
-                protocol("HTTP", &device.config.http_ports),
-                protocol("HTTPS", &device.config.https_ports),
-                protocol("RTSP", &rtsp)
-            )
-        }
-        "GetDNS" => {
-            let (servers, search) = crate::system::dns();
-            let search: String = search.iter().map(|d| leaf("tt:SearchDomain", d)).collect();
-            let servers: String = servers
-                .iter()
-                .filter(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
-                .map(|s| format!("<tt:DNSManual><tt:Type>IPv4</tt:Type>{}</tt:DNSManual>", leaf("tt:IPv4Address", s)))
-                .collect();
-            format!("<tds:GetDNSResponse><tds:DNSInformation><tt:FromDHCP>false</tt:FromDHCP>{search}{servers}</tds:DNSInformation></tds:GetDNSResponse>")
-        }
-        "GetNTP" => "<tds:GetNTPResponse><tds:NTPInformation><tt:FromDHCP>false</tt:FromDHCP></tds:NTPInformation></tds:GetNTPResponse>".into(),
-        "GetDiscoveryMode" => format!(
-            "<tds:GetDiscoveryModeResponse><tds:DiscoveryMode>{}</tds:DiscoveryMode></tds:GetDiscoveryModeResponse>",
-            if device.discoverable() { "Discoverable" } else { "NonDiscoverable" }
-        ),
-        "SetDiscoveryMode" => {
-            let discoverable = match operation.child_text("DiscoveryMode") {
-                Some("Discoverable") => true,
-                Some("NonDiscoverable") => false,
-                _ => return Err(Fault::invalid_arg("ter:InvalidArgVal", "DiscoveryMode is Discoverable or NonDiscoverable")),
-            };
-            device.change_settings(|s| {
-                s.discoverable = discoverable;
-                Ok(())
-            })?;
-            "<tds:SetDiscoveryModeResponse/>".into()
-        }
-        "GetUsers" => {
-            let users: String = device
-                .auth
-                .users()
-                .list()
-                .iter()
-                .map(|u| format!("<tds:User>{}{}</tds:User>", leaf("tt:Username", &u.name), leaf("tt:UserLevel", u.level.as_str())))
-                .collect();
-            format!("<tds:GetUsersResponse>{users}</tds:GetUsersResponse>")
-        }
-        "CreateUsers" => {
-            let users = users_of(operation, true)?;
-            strong_enough(&users, device.config.min_password_chars)?;
-            let who = caller_name(call);
-            device.auth.users().change(&|table| {
-                for user in &users {
-                    table.create(User {
-                        name: user.name.clone(),
-                        password: user.password.clone().unwrap_or_default(),
-                        level: user.level,
-                    })?;
-                }
-                Ok(())
-            }).map_err(user_fault)?;
-            tracing::info!(by = %who, users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users created");
-            "<tds:CreateUsersResponse/>".into()
-        }
-        "SetUser" => {
-            let users = users_of(operation, false)?;
-            strong_enough(&users, device.config.min_password_chars)?;
-            let who = caller_name(call);
-            device.auth.users().change(&|table| {
-                for user in &users {
-                    table.set(&user.name, user.password.clone(), user.level)?;
-                }
-                Ok(())
-            }).map_err(user_fault)?;
-            tracing::info!(by = %who, users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users changed");
-            "<tds:SetUserResponse/>".into()
-        }
-        "DeleteUsers" => {
-            let names: Vec<String> = operation.children_named("Username").map(|u| u.text.trim().to_string()).collect();
-            if names.is_empty() {
-                return Err(Fault::invalid_arg("ter:UsernameMissing", "no Username given"));
-            }
-            let who = caller_name(call);
-            device.auth.users().change(&|table| {
-                for name in &names {
-                    table.delete(name)?;
-                }
-                Ok(())
-            }).map_err(user_fault)?;
-            tracing::info!(by = %who, users = ?names, "ONVIF users deleted");
-            "<tds:DeleteUsersResponse/>".into()
-        }
-        "SystemReboot" => {
-            let product = device.product.clone();
-            tracing::warn!(by = %caller_name(call), "ONVIF SystemReboot: restarting the service");
-            // Answer first; restart a moment later so the client gets the response.
-            tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                product.reboot();
-            });
-            "<tds:SystemRebootResponse><tds:Message>Restarting the service</tds:Message></tds:SystemRebootResponse>".into()
-        }
-        other => return Err(Fault::action_not_supported(other)),
+pub(super) const OPERATIONS: &[Operation] = &[
+    Operation::now("GetServiceCapabilities", PreAuth, get_service_capabilities),
+    Operation::now("GetSystemDateAndTime", PreAuth, |_| {
+        Ok(system_date_and_time())
+    }),
+    Operation::now("GetCapabilities", PreAuth, capabilities),
+    Operation::now("GetServices", PreAuth, services),
+    Operation::now("GetWsdlUrl", PreAuth, get_wsdl_url),
+    Operation::now("GetHostname", PreAuth, get_hostname),
+    Operation::now("GetEndpointReference", PreAuth, get_endpoint_reference),
+    Operation::now("GetDeviceInformation", ReadSystem, get_device_information),
+    Operation::now("GetScopes", ReadSystem, get_scopes),
+    Operation::now("GetNetworkInterfaces", ReadSystem, |_| {
+        Ok(network_interfaces())
+    }),
+    Operation::now("GetNetworkProtocols", ReadSystem, get_network_protocols),
+    Operation::now("GetDNS", ReadSystem, |_| Ok(get_dns())),
+    Operation::now("GetNTP", ReadSystem, |_| {
+        Ok("<tds:GetNTPResponse><tds:NTPInformation><tt:FromDHCP>false</tt:FromDHCP></tds:NTPInformation></tds:GetNTPResponse>".into())
+    }),
+    Operation::now("GetDiscoveryMode", ReadSystem, get_discovery_mode),
+    Operation::now("GetUsers", ReadSystemSecret, get_users),
+    Operation::now("SetScopes", WriteSystem, set_scopes),
+    Operation::now("AddScopes", WriteSystem, add_scopes),
+    Operation::now("RemoveScopes", WriteSystem, remove_scopes),
+    Operation::now("SetDiscoveryMode", WriteSystem, set_discovery_mode),
+    Operation::now("CreateUsers", WriteSystem, create_users),
+    Operation::now("SetUser", WriteSystem, set_user),
+    Operation::now("DeleteUsers", WriteSystem, delete_users),
+    Operation::now("SystemReboot", Unrecoverable, system_reboot),
+];
+
+/// The most configurable scopes a device keeps.
+const MAX_SCOPES: usize = 64;
+
+fn get_service_capabilities(call: &Call<'_>) -> Answer {
+    Ok(response(
+        "tds",
+        "GetServiceCapabilities",
+        &service_capabilities(call),
+    ))
+}
+
+fn get_wsdl_url(_: &Call<'_>) -> Answer {
+    Ok("<tds:GetWsdlUrlResponse><tds:WsdlUrl>https://www.onvif.org/profiles/specifications/</tds:WsdlUrl></tds:GetWsdlUrlResponse>".into())
+}
+
+fn get_hostname(_: &Call<'_>) -> Answer {
+    Ok(format!(
+        "<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP>{}</tds:HostnameInformation></tds:GetHostnameResponse>",
+        leaf("tt:Name", crate::system::hostname())
+    ))
+}
+
+fn get_endpoint_reference(call: &Call<'_>) -> Answer {
+    Ok(response(
+        "tds",
+        "GetEndpointReference",
+        &leaf("tds:GUID", call.device.endpoint_reference()),
+    ))
+}
+
+fn get_device_information(call: &Call<'_>) -> Answer {
+    let info = call.device.product.information();
+    Ok(response(
+        "tds",
+        "GetDeviceInformation",
+        &[
+            leaf("tds:Manufacturer", &info.manufacturer),
+            leaf("tds:Model", &info.model),
+            leaf("tds:FirmwareVersion", &info.firmware_version),
+            leaf("tds:SerialNumber", &info.serial_number),
+            leaf("tds:HardwareId", &info.hardware_id),
+        ]
+        .concat(),
+    ))
+}
+
+fn get_scopes(call: &Call<'_>) -> Answer {
+    let (fixed, configurable) = call.device.scopes();
+    let scope = |def: &str, item: &String| {
+        format!(
+            "<tds:Scopes><tt:ScopeDef>{def}</tt:ScopeDef>{}</tds:Scopes>",
+            leaf("tt:ScopeItem", item)
+        )
     };
-    Ok(body)
+    let all: String = fixed
+        .iter()
+        .map(|s| scope("Fixed", s))
+        .chain(configurable.iter().map(|s| scope("Configurable", s)))
+        .collect();
+    Ok(response("tds", "GetScopes", &all))
+}
+
+fn too_many_scopes() -> Fault {
+    Fault::receiver(
+        "ter:TooManyScopes",
+        format!("at most {MAX_SCOPES} configurable scopes"),
+    )
+}
+
+fn set_scopes(call: &Call<'_>) -> Answer {
+    let scopes = scope_items(&call.request.body, "Scopes")?;
+    if scopes.len() > MAX_SCOPES {
+        return Err(too_many_scopes());
+    }
+    call.device.change_settings(|s| {
+        s.configurable_scopes = scopes;
+        Ok(())
+    })?;
+    Ok("<tds:SetScopesResponse/>".into())
+}
+
+fn add_scopes(call: &Call<'_>) -> Answer {
+    let scopes = scope_items(&call.request.body, "ScopeItem")?;
+    call.device.change_settings(|s| {
+        for scope in scopes {
+            if !s.configurable_scopes.contains(&scope) {
+                s.configurable_scopes.push(scope);
+            }
+        }
+        if s.configurable_scopes.len() > MAX_SCOPES {
+            return Err(too_many_scopes());
+        }
+        Ok(())
+    })?;
+    Ok("<tds:AddScopesResponse/>".into())
+}
+
+fn remove_scopes(call: &Call<'_>) -> Answer {
+    let scopes = scope_items(&call.request.body, "ScopeItem")?;
+    let (fixed, _) = call.device.scopes();
+    if scopes.iter().any(|s| fixed.contains(s)) {
+        return Err(Fault {
+            subcodes: vec!["ter:OperationProhibited", "ter:FixedScope"],
+            ..Fault::sender("", "fixed scopes cannot be removed")
+        });
+    }
+    call.device.change_settings(|s| {
+        for scope in &scopes {
+            if !s.configurable_scopes.contains(scope) {
+                return Err(Fault::invalid_arg(
+                    "ter:NoScope",
+                    format!("no scope {scope}"),
+                ));
+            }
+        }
+        s.configurable_scopes.retain(|s| !scopes.contains(s));
+        Ok(())
+    })?;
+    let removed: String = scopes.iter().map(|s| leaf("tds:ScopeItem", s)).collect();
+    Ok(response("tds", "RemoveScopes", &removed))
+}
+
+fn get_network_protocols(call: &Call<'_>) -> Answer {
+    let protocol = |name: &str, ports: &[u16]| {
+        if ports.is_empty() {
+            return String::new();
+        }
+        let ports: String = ports.iter().map(|p| leaf("tt:Port", p)).collect();
+        format!("<tds:NetworkProtocols><tt:Name>{name}</tt:Name><tt:Enabled>true</tt:Enabled>{ports}</tds:NetworkProtocols>")
+    };
+    let device = call.device;
+    let rtsp: Vec<u16> = device.metadata_rtsp_port().into_iter().collect();
+    Ok(response(
+        "tds",
+        "GetNetworkProtocols",
+        &[
+            protocol("HTTP", &device.config.http_ports),
+            protocol("HTTPS", &device.config.https_ports),
+            protocol("RTSP", &rtsp),
+        ]
+        .concat(),
+    ))
+}
+
+fn get_dns() -> String {
+    let (servers, search) = crate::system::dns();
+    let search: String = search.iter().map(|d| leaf("tt:SearchDomain", d)).collect();
+    let servers: String = servers
+        .iter()
+        .filter(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(|s| {
+            format!(
+                "<tt:DNSManual><tt:Type>IPv4</tt:Type>{}</tt:DNSManual>",
+                leaf("tt:IPv4Address", s)
+            )
+        })
+        .collect();
+    format!("<tds:GetDNSResponse><tds:DNSInformation><tt:FromDHCP>false</tt:FromDHCP>{search}{servers}</tds:DNSInformation></tds:GetDNSResponse>")
+}
+
+fn get_discovery_mode(call: &Call<'_>) -> Answer {
+    let mode = if call.device.discoverable() {
+        "Discoverable"
+    } else {
+        "NonDiscoverable"
+    };
+    Ok(response(
+        "tds",
+        "GetDiscoveryMode",
+        &leaf("tds:DiscoveryMode", mode),
+    ))
+}
+
+fn set_discovery_mode(call: &Call<'_>) -> Answer {
+    let discoverable = match call.request.body.child_text("DiscoveryMode") {
+        Some("Discoverable") => true,
+        Some("NonDiscoverable") => false,
+        _ => {
+            return Err(Fault::invalid_arg(
+                "ter:InvalidArgVal",
+                "DiscoveryMode is Discoverable or NonDiscoverable",
+            ))
+        }
+    };
+    call.device.change_settings(|s| {
+        s.discoverable = discoverable;
+        Ok(())
+    })?;
+    Ok("<tds:SetDiscoveryModeResponse/>".into())
+}
+
+fn get_users(call: &Call<'_>) -> Answer {
+    let users: String = call
+        .device
+        .auth
+        .users()
+        .list()
+        .iter()
+        .map(|u| {
+            format!(
+                "<tds:User>{}{}</tds:User>",
+                leaf("tt:Username", &u.name),
+                leaf("tt:UserLevel", u.level.as_str())
+            )
+        })
+        .collect();
+    Ok(response("tds", "GetUsers", &users))
+}
+
+fn create_users(call: &Call<'_>) -> Answer {
+    let device = call.device;
+    let users = users_of(&call.request.body, true)?;
+    strong_enough(&users, device.config.min_password_chars)?;
+    device
+        .auth
+        .users()
+        .change(&|table| {
+            for user in &users {
+                table.create(User {
+                    name: user.name.clone(),
+                    password: user.password.clone().unwrap_or_default(),
+                    level: user.level,
+                })?;
+            }
+            Ok(())
+        })
+        .map_err(user_fault)?;
+    tracing::info!(by = %caller_name(call), users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users created");
+    Ok("<tds:CreateUsersResponse/>".into())
+}
+
+fn set_user(call: &Call<'_>) -> Answer {
+    let device = call.device;
+    let users = users_of(&call.request.body, false)?;
+    strong_enough(&users, device.config.min_password_chars)?;
+    device
+        .auth
+        .users()
+        .change(&|table| {
+            for user in &users {
+                table.set(&user.name, user.password.clone(), user.level)?;
+            }
+            Ok(())
+        })
+        .map_err(user_fault)?;
+    tracing::info!(by = %caller_name(call), users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users changed");
+    Ok("<tds:SetUserResponse/>".into())
+}
+
+fn delete_users(call: &Call<'_>) -> Answer {
+    let names: Vec<String> = call
+        .request
+        .body
+        .children_named("Username")
+        .map(|u| u.text.trim().to_string())
+        .collect();
+    if names.is_empty() {
+        return Err(Fault::invalid_arg(
+            "ter:UsernameMissing",
+            "no Username given",
+        ));
+    }
+    call.device
+        .auth
+        .users()
+        .change(&|table| {
+            for name in &names {
+                table.delete(name)?;
+            }
+            Ok(())
+        })
+        .map_err(user_fault)?;
+    tracing::info!(by = %caller_name(call), users = ?names, "ONVIF users deleted");
+    Ok("<tds:DeleteUsersResponse/>".into())
+}
+
+fn system_reboot(call: &Call<'_>) -> Answer {
+    let product = call.device.product.clone();
+    tracing::warn!(by = %caller_name(call), "ONVIF SystemReboot: restarting the service");
+    // Answer first; restart a moment later so the client gets the response.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        product.reboot();
+    });
+    Ok("<tds:SystemRebootResponse><tds:Message>Restarting the service</tds:Message></tds:SystemRebootResponse>".into())
 }
 
 fn caller_name(call: &Call<'_>) -> String {
@@ -239,7 +356,8 @@ fn system_date_and_time() -> String {
     )
 }
 
-fn capabilities(call: &Call<'_>, operation: &Element) -> Result<String, Fault> {
+fn capabilities(call: &Call<'_>) -> Answer {
+    let operation = &call.request.body;
     let categories: Vec<&str> = operation
         .children_named("Category")
         .map(|c| c.text.trim())
@@ -264,7 +382,7 @@ fn capabilities(call: &Call<'_>, operation: &Element) -> Result<String, Fault> {
                 format!("unknown category {category}"),
             ));
         }
-        if ["Analytics", "Imaging", "PTZ"].contains(category) {
+        if ["Imaging", "PTZ"].contains(category) {
             return Err(Fault {
                 subcodes: vec!["ter:ActionNotSupported", "ter:NoSuchService"],
                 ..Fault::receiver("", format!("this device has no {category} service"))
@@ -274,6 +392,14 @@ fn capabilities(call: &Call<'_>, operation: &Element) -> Result<String, Fault> {
     let base = &call.base;
     let https = base.starts_with("https");
     let mut out = String::from("<tds:GetCapabilitiesResponse><tds:Capabilities>");
+    // tt:Capabilities is a sequence: Analytics comes first.
+    if wants("Analytics") {
+        out.push_str(&format!(
+            "<tt:Analytics>{}<tt:RuleSupport>true</tt:RuleSupport>\
+             <tt:AnalyticsModuleSupport>true</tt:AnalyticsModuleSupport></tt:Analytics>",
+            leaf("tt:XAddr", format!("{base}{ANALYTICS_PATH}"))
+        ));
+    }
     if wants("Device") {
         out.push_str(&format!(
             "<tt:Device>{}<tt:Network><tt:IPFilter>false</tt:IPFilter><tt:ZeroConfiguration>false</tt:ZeroConfiguration>\
@@ -323,7 +449,8 @@ pub(super) fn service_capabilities(call: &Call<'_>) -> String {
     )
 }
 
-fn services(call: &Call<'_>, include_capability: bool) -> String {
+fn services(call: &Call<'_>) -> Answer {
+    let include_capability = call.request.body.child_text("IncludeCapability") == Some("true");
     let base = &call.base;
     let entries = [
         (ns::TDS, DEVICE_PATH, 2, 60, service_capabilities(call)),
@@ -348,6 +475,13 @@ fn services(call: &Call<'_>, include_capability: bool) -> String {
             60,
             super::events::service_capabilities(call),
         ),
+        (
+            ns::TAN,
+            ANALYTICS_PATH,
+            2,
+            60,
+            super::analytics::service_capabilities(call),
+        ),
     ];
     let mut out = String::from("<tds:GetServicesResponse>");
     for (namespace, path, major, minor, capabilities) in entries {
@@ -362,7 +496,7 @@ fn services(call: &Call<'_>, include_capability: bool) -> String {
         out.push_str(&format!("<tds:Version><tt:Major>{major}</tt:Major><tt:Minor>{minor}</tt:Minor></tds:Version></tds:Service>"));
     }
     out.push_str("</tds:GetServicesResponse>");
-    out
+    Ok(out)
 }
 
 fn network_interfaces() -> String {

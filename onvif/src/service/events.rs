@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 
-use super::leaf;
+use super::{leaf, response, Answer, Handler, Operation};
+use crate::auth::AccessClass::*;
 use crate::device::ItemDescription;
 use crate::events::{parse_duration, termination, Delivery, EventBroker, TopicFilter};
 use crate::push;
@@ -13,136 +14,164 @@ use crate::server::{Call, SUBSCRIPTION_PATH};
 use crate::soap::Fault;
 use crate::xml::escape;
 
-pub(super) async fn handle(call: &Call<'_>) -> Result<String, Fault> {
+pub(super) const OPERATIONS: &[Operation] = &[
+    Operation::now("GetServiceCapabilities", PreAuth, |call| {
+        Ok(response(
+            "tev",
+            "GetServiceCapabilities",
+            &service_capabilities(call),
+        ))
+    }),
+    Operation::now("GetEventProperties", ReadMedia, |call| {
+        Ok(event_properties(call))
+    }),
+    Operation::now(
+        "CreatePullPointSubscription",
+        ReadMedia,
+        create_pull_point_subscription,
+    ),
+    Operation {
+        name: "PullMessages",
+        access: ReadMedia,
+        handler: Handler::Later(|call| Box::pin(pull_messages(call))),
+    },
+    Operation::now("SetSynchronizationPoint", ReadMedia, |call| {
+        call.device.events.synchronize(&subscription_id(call)?)?;
+        Ok("<tev:SetSynchronizationPointResponse/>".into())
+    }),
+];
+
+/// WS-BaseNotification's operations (its own namespace).
+pub(super) const SUBSCRIPTION_OPERATIONS: &[Operation] = &[
+    Operation::now("Subscribe", ReadMedia, subscribe),
+    Operation::now("Renew", ReadMedia, renew),
+    Operation::now("Unsubscribe", ReadMedia, |call| {
+        call.device.events.unsubscribe(&subscription_id(call)?)?;
+        Ok("<wsnt:UnsubscribeResponse/>".into())
+    }),
+];
+
+fn time(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn create_pull_point_subscription(call: &Call<'_>) -> Answer {
+    let broker = &call.device.events;
+    let now = Utc::now();
+    let (filter, lifetime) = filter_and_lifetime(&call.request.body, broker, now)?;
+    let id = broker.subscribe(
+        &owner(call),
+        filter,
+        lifetime,
+        Delivery::Pull(EventBroker::new_pull_queue()),
+    )?;
+    tracing::info!(subscription = %id, peer = ?call.caller.as_ref().map(|u| &u.name), "pull-point subscription created");
+    Ok(format!(
+        "<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>{}</tev:SubscriptionReference>\
+         {}{}</tev:CreatePullPointSubscriptionResponse>",
+        leaf("wsa:Address", subscription_address(call, &id)),
+        leaf("wsnt:CurrentTime", time(now)),
+        leaf("wsnt:TerminationTime", time(now + lifetime)),
+    ))
+}
+
+fn subscribe(call: &Call<'_>) -> Answer {
     let operation = &call.request.body;
     let device = call.device;
     let broker = &device.events;
     let now = Utc::now();
-    let time = |at: chrono::DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let body = match operation.name.as_str() {
-        "GetServiceCapabilities" => format!(
-            "<tev:GetServiceCapabilitiesResponse>{}</tev:GetServiceCapabilitiesResponse>",
-            service_capabilities(call)
-        ),
-        "GetEventProperties" => event_properties(call),
-        "CreatePullPointSubscription" => {
-            let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
-            let id = broker.subscribe(
-                &owner(call),
-                filter,
-                lifetime,
-                Delivery::Pull(EventBroker::new_pull_queue()),
-            )?;
-            tracing::info!(subscription = %id, peer = ?call.caller.as_ref().map(|u| &u.name), "pull-point subscription created");
-            format!(
-                "<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>{}</tev:SubscriptionReference>\
-                 {}{}</tev:CreatePullPointSubscriptionResponse>",
-                leaf("wsa:Address", subscription_address(call, &id)),
-                leaf("wsnt:CurrentTime", time(now)),
-                leaf("wsnt:TerminationTime", time(now + lifetime)),
+    let consumer = operation
+        .find(&["ConsumerReference", "Address"])
+        .map(|a| a.text.trim().to_string())
+        .ok_or_else(|| {
+            Fault::sender(
+                "wsnt:SubscribeCreationFailedFault",
+                "no ConsumerReference Address",
             )
-        }
-        "Subscribe" => {
-            let consumer = operation
-                .find(&["ConsumerReference", "Address"])
-                .map(|a| a.text.trim().to_string())
-                .ok_or_else(|| {
-                    Fault::sender(
-                        "wsnt:SubscribeCreationFailedFault",
-                        "no ConsumerReference Address",
-                    )
-                })?;
-            let allowed = device.consumer_allow();
-            if allowed.is_empty() {
-                return Err(Fault::sender(
-                    "wsnt:SubscribeCreationFailedFault",
-                    "events are pushed to no address until an administrator names the VMS's \
-                     (web UI settings, ONVIF event consumers); pull points work meanwhile",
-                ));
-            }
-            let target = push::Target::parse(&consumer, &allowed)
-                .map_err(|why| Fault::sender("wsnt:SubscribeCreationFailedFault", why))?;
-            let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
-            let (sender, receiver) = tokio::sync::mpsc::channel(256);
-            let id = broker.subscribe(&owner(call), filter, lifetime, Delivery::Push(sender))?;
-            let address = subscription_address(call, &id);
-            tokio::spawn(push::deliver(target, address.clone(), receiver));
-            tracing::info!(subscription = %id, consumer = %consumer, "push subscription created");
-            format!(
-                "<wsnt:SubscribeResponse><wsnt:SubscriptionReference>{}</wsnt:SubscriptionReference>{}{}</wsnt:SubscribeResponse>",
-                leaf("wsa:Address", address),
-                leaf("wsnt:CurrentTime", time(now)),
-                leaf("wsnt:TerminationTime", time(now + lifetime)),
-            )
-        }
-        "PullMessages" => {
-            let id = subscription_id(call)?;
-            let queue = broker.pull_queue(&id)?;
-            let timeout = operation
-                .child_text("Timeout")
-                .map(|t| {
-                    parse_duration(t).ok_or_else(|| {
-                        Fault::invalid_arg("ter:InvalidArgVal", "Timeout is not an xs:duration")
-                    })
-                })
-                .transpose()?
-                .unwrap_or(Duration::from_secs(10))
-                .min(broker.limits().max_pull_timeout);
-            let limit = operation
-                .child_text("MessageLimit")
-                .map(|l| {
-                    l.parse::<usize>().map_err(|_| {
-                        Fault::invalid_arg("ter:InvalidArgVal", "MessageLimit is not a number")
-                    })
-                })
-                .transpose()?
-                .unwrap_or(100)
-                .clamp(1, broker.limits().max_messages_per_pull);
-            let messages = queue.pull(timeout, limit).await;
-            let address = subscription_address(call, &id);
-            let remaining = broker.remaining(&id).unwrap_or_default();
-            let after = Utc::now();
-            let notifications: String = messages
-                .iter()
-                .map(|m| m.notification_xml(&address))
-                .collect();
-            format!(
-                "<tev:PullMessagesResponse>{}{}{notifications}</tev:PullMessagesResponse>",
-                leaf("tev:CurrentTime", time(after)),
-                leaf("tev:TerminationTime", time(after + remaining)),
-            )
-        }
-        "Renew" => {
-            let id = subscription_id(call)?;
-            let lifetime = termination(
-                operation.child_text("TerminationTime"),
-                broker.limits(),
-                now,
-            )
-            .map_err(|f| Fault {
-                subcodes: vec!["wsnt:UnacceptableTerminationTimeFault"],
-                ..f
-            })?;
-            broker.renew(&id, lifetime)?;
-            format!(
-                "<wsnt:RenewResponse>{}{}</wsnt:RenewResponse>",
-                leaf("wsnt:TerminationTime", time(now + lifetime)),
-                leaf("wsnt:CurrentTime", time(now)),
-            )
-        }
-        "Unsubscribe" => {
-            let id = subscription_id(call)?;
-            broker.unsubscribe(&id)?;
-            "<wsnt:UnsubscribeResponse/>".into()
-        }
-        "SetSynchronizationPoint" => {
-            let id = subscription_id(call)?;
-            broker.synchronize(&id)?;
-            "<tev:SetSynchronizationPointResponse/>".into()
-        }
-        other => return Err(Fault::action_not_supported(other)),
-    };
-    Ok(body)
+        })?;
+    let allowed = device.consumer_allow();
+    if allowed.is_empty() {
+        return Err(Fault::sender(
+            "wsnt:SubscribeCreationFailedFault",
+            "events are pushed to no address until an administrator names the VMS's \
+             (web UI settings, ONVIF event consumers); pull points work meanwhile",
+        ));
+    }
+    let target = push::Target::parse(&consumer, &allowed)
+        .map_err(|why| Fault::sender("wsnt:SubscribeCreationFailedFault", why))?;
+    let (filter, lifetime) = filter_and_lifetime(operation, broker, now)?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(256);
+    let id = broker.subscribe(&owner(call), filter, lifetime, Delivery::Push(sender))?;
+    let address = subscription_address(call, &id);
+    tokio::spawn(push::deliver(target, address.clone(), receiver));
+    tracing::info!(subscription = %id, consumer = %consumer, "push subscription created");
+    Ok(format!(
+        "<wsnt:SubscribeResponse><wsnt:SubscriptionReference>{}</wsnt:SubscriptionReference>{}{}</wsnt:SubscribeResponse>",
+        leaf("wsa:Address", address),
+        leaf("wsnt:CurrentTime", time(now)),
+        leaf("wsnt:TerminationTime", time(now + lifetime)),
+    ))
+}
+
+async fn pull_messages(call: &Call<'_>) -> Answer {
+    let operation = &call.request.body;
+    let broker = &call.device.events;
+    let id = subscription_id(call)?;
+    let queue = broker.pull_queue(&id)?;
+    let timeout = operation
+        .child_text("Timeout")
+        .map(|t| {
+            parse_duration(t).ok_or_else(|| {
+                Fault::invalid_arg("ter:InvalidArgVal", "Timeout is not an xs:duration")
+            })
+        })
+        .transpose()?
+        .unwrap_or(Duration::from_secs(10))
+        .min(broker.limits().max_pull_timeout);
+    let limit = operation
+        .child_text("MessageLimit")
+        .map(|l| {
+            l.parse::<usize>().map_err(|_| {
+                Fault::invalid_arg("ter:InvalidArgVal", "MessageLimit is not a number")
+            })
+        })
+        .transpose()?
+        .unwrap_or(100)
+        .clamp(1, broker.limits().max_messages_per_pull);
+    let messages = queue.pull(timeout, limit).await;
+    let address = subscription_address(call, &id);
+    let remaining = broker.remaining(&id).unwrap_or_default();
+    let after = Utc::now();
+    let notifications: String = messages
+        .iter()
+        .map(|m| m.notification_xml(&address))
+        .collect();
+    Ok(format!(
+        "<tev:PullMessagesResponse>{}{}{notifications}</tev:PullMessagesResponse>",
+        leaf("tev:CurrentTime", time(after)),
+        leaf("tev:TerminationTime", time(after + remaining)),
+    ))
+}
+
+fn renew(call: &Call<'_>) -> Answer {
+    let broker = &call.device.events;
+    let now = Utc::now();
+    let id = subscription_id(call)?;
+    let lifetime = termination(
+        call.request.body.child_text("TerminationTime"),
+        broker.limits(),
+        now,
+    )
+    .map_err(|f| Fault {
+        subcodes: vec!["wsnt:UnacceptableTerminationTimeFault"],
+        ..f
+    })?;
+    broker.renew(&id, lifetime)?;
+    Ok(format!(
+        "<wsnt:RenewResponse>{}{}</wsnt:RenewResponse>",
+        leaf("wsnt:TerminationTime", time(now + lifetime)),
+        leaf("wsnt:CurrentTime", time(now)),
+    ))
 }
 
 pub(super) fn service_capabilities(call: &Call<'_>) -> String {
@@ -198,7 +227,13 @@ fn event_properties(call: &Call<'_>) -> String {
     // Topics nest as elements: tns1:RuleEngine/Recognition/Face becomes
     // <tns1:RuleEngine><Recognition><Face wstop:topic="true">...</Face></Recognition></tns1:RuleEngine>.
     let mut tree = TopicTree::default();
-    for topic in call.device.product.topics() {
+    for topic in call
+        .device
+        .product
+        .topics()
+        .into_iter()
+        .chain(crate::server::device_topics())
+    {
         let description = format!(
             "<tt:MessageDescription IsProperty=\"{}\">{}{}{}</tt:MessageDescription>",
             topic.is_property,

@@ -1,74 +1,101 @@
 //! Media (ver10): one fixed profile per video source with its source, an H.264 encoder
 //! configuration describing the camera's stream, and a metadata configuration.
 
-use super::leaf;
+use super::analytics::analytics_configuration;
+use super::{leaf, response, Answer, Operation};
+use crate::auth::AccessClass::*;
 use crate::device::VideoSource;
 use crate::server::{Call, SNAPSHOT_PATH};
 use crate::soap::Fault;
 use crate::xml::escape;
 
-pub(super) fn handle(call: &Call<'_>) -> Result<String, Fault> {
-    let operation = &call.request.body;
-    let sources = call.device.product.video_sources();
-    let body = match operation.name.as_str() {
-        "GetServiceCapabilities" => format!(
-            "<trt:GetServiceCapabilitiesResponse>{}</trt:GetServiceCapabilitiesResponse>",
-            service_capabilities(call)
-        ),
-        "GetProfiles" => {
-            let mut profiles: String = sources.iter().map(|s| profile("trt:Profiles", s)).collect();
-            if call.device.metadata_rtsp_port().is_some() {
-                profiles.extend(sources.iter().map(|s| metadata_profile("trt:Profiles", s)));
-            }
-            format!("<trt:GetProfilesResponse>{profiles}</trt:GetProfilesResponse>")
-        }
-        "GetProfile" => {
-            let token = operation.child_text("ProfileToken");
-            let answer = match metadata_profile_source(call, &sources, token) {
-                Some(source) => metadata_profile("trt:Profile", source),
-                None => profile("trt:Profile", by_profile(&sources, token)?),
-            };
-            format!("<trt:GetProfileResponse>{answer}</trt:GetProfileResponse>")
-        }
-        "GetVideoSources" => {
-            let all: String = sources
-                .iter()
-                .map(|s| {
-                    format!(
-                        "<trt:VideoSources token=\"{}\"><tt:Framerate>{}</tt:Framerate><tt:Resolution><tt:Width>{}</tt:Width>\
-                         <tt:Height>{}</tt:Height></tt:Resolution></trt:VideoSources>",
-                        escape(&s.token),
-                        s.framerate,
-                        s.width,
-                        s.height
-                    )
-                })
-                .collect();
-            format!("<trt:GetVideoSourcesResponse>{all}</trt:GetVideoSourcesResponse>")
-        }
-        "GetVideoSourceConfigurations" => configurations(
-            &sources,
+pub(super) const OPERATIONS: &[Operation] = &[
+    Operation::now("GetServiceCapabilities", PreAuth, |call| {
+        Ok(response(
+            "trt",
+            "GetServiceCapabilities",
+            &service_capabilities(call),
+        ))
+    }),
+    Operation::now("GetProfiles", ReadMedia, get_profiles),
+    Operation::now("GetProfile", ReadMedia, get_profile),
+    Operation::now("GetVideoSources", ReadMedia, get_video_sources),
+    Operation::now("GetVideoSourceConfigurations", ReadMedia, |call| {
+        Ok(configurations(
+            call,
             "GetVideoSourceConfigurations",
             video_source_configuration,
-        ),
-        "GetVideoEncoderConfigurations" => configurations(
-            &sources,
+        ))
+    }),
+    Operation::now("GetVideoEncoderConfigurations", ReadMedia, |call| {
+        Ok(configurations(
+            call,
             "GetVideoEncoderConfigurations",
             video_encoder_configuration,
-        ),
-        "GetMetadataConfigurations" => configurations(
-            &sources,
+        ))
+    }),
+    Operation::now("GetMetadataConfigurations", ReadMedia, |call| {
+        Ok(configurations(
+            call,
             "GetMetadataConfigurations",
             metadata_configuration,
-        ),
-        "GetStreamUri" => media_uri("GetStreamUri", &stream_uri(call, &sources)?),
-        "GetSnapshotUri" => {
-            let source = by_profile(&sources, operation.child_text("ProfileToken"))?;
-            media_uri("GetSnapshotUri", &snapshot_uri(call, source))
-        }
-        other => return Err(Fault::action_not_supported(other)),
+        ))
+    }),
+    Operation::now("GetStreamUri", ReadMedia, |call| {
+        let sources = call.device.product.video_sources();
+        Ok(media_uri("GetStreamUri", &stream_uri(call, &sources)?))
+    }),
+    Operation::now("GetSnapshotUri", ReadMedia, |call| {
+        let sources = call.device.product.video_sources();
+        let source = by_profile(&sources, call.request.body.child_text("ProfileToken"))?;
+        Ok(media_uri("GetSnapshotUri", &snapshot_uri(call, source)))
+    }),
+];
+
+fn get_profiles(call: &Call<'_>) -> Answer {
+    let sources = call.device.product.video_sources();
+    let mut profiles: String = sources
+        .iter()
+        .map(|s| profile("trt:Profiles", call, s))
+        .collect();
+    if call.device.metadata_rtsp_port().is_some() {
+        profiles.extend(
+            sources
+                .iter()
+                .map(|s| metadata_profile("trt:Profiles", call, s)),
+        );
+    }
+    Ok(response("trt", "GetProfiles", &profiles))
+}
+
+fn get_profile(call: &Call<'_>) -> Answer {
+    let sources = call.device.product.video_sources();
+    let token = call.request.body.child_text("ProfileToken");
+    let answer = match metadata_profile_source(call, &sources, token) {
+        Some(source) => metadata_profile("trt:Profile", call, source),
+        None => profile("trt:Profile", call, by_profile(&sources, token)?),
     };
-    Ok(body)
+    Ok(response("trt", "GetProfile", &answer))
+}
+
+fn get_video_sources(call: &Call<'_>) -> Answer {
+    let all: String = call
+        .device
+        .product
+        .video_sources()
+        .iter()
+        .map(|s| {
+            format!(
+                "<trt:VideoSources token=\"{}\"><tt:Framerate>{}</tt:Framerate><tt:Resolution><tt:Width>{}</tt:Width>\
+                 <tt:Height>{}</tt:Height></tt:Resolution></trt:VideoSources>",
+                escape(&s.token),
+                s.framerate,
+                s.width,
+                s.height
+            )
+        })
+        .collect();
+    Ok(response("trt", "GetVideoSources", &all))
 }
 
 pub(super) fn snapshot_uri(call: &Call<'_>, source: &VideoSource) -> String {
@@ -134,18 +161,20 @@ fn over_http(operation: &crate::xml::Element) -> bool {
     media2 || media1
 }
 
-/// A profile with the source and its metadata only: what a Profile M client streams.
-pub(super) fn metadata_profile(tag: &str, source: &VideoSource) -> String {
+/// A profile with the source, its analytics and its metadata: what a Profile M client streams.
+pub(super) fn metadata_profile(tag: &str, call: &Call<'_>, source: &VideoSource) -> String {
     let inner = if tag.starts_with("tr2:") {
         format!(
-            "<tr2:Configurations>{}{}</tr2:Configurations>",
+            "<tr2:Configurations>{}{}{}</tr2:Configurations>",
             video_source_configuration("tr2:VideoSource", source),
+            analytics_configuration("tr2:Analytics", call, source),
             metadata_configuration("tr2:Metadata", source)
         )
     } else {
         format!(
-            "{}{}",
+            "{}{}{}",
             video_source_configuration("tt:VideoSourceConfiguration", source),
+            analytics_configuration("tt:VideoAnalyticsConfiguration", call, source),
             metadata_configuration("tt:MetadataConfiguration", source)
         )
     };
@@ -190,24 +219,28 @@ fn media_uri(operation: &str, uri: &str) -> String {
 }
 
 fn configurations(
-    sources: &[VideoSource],
+    call: &Call<'_>,
     operation: &str,
     render: fn(&str, &VideoSource) -> String,
 ) -> String {
-    let all: String = sources
+    let all: String = call
+        .device
+        .product
+        .video_sources()
         .iter()
         .map(|s| render("trt:Configurations", s))
         .collect();
     format!("<trt:{operation}Response>{all}</trt:{operation}Response>")
 }
 
-fn profile(tag: &str, source: &VideoSource) -> String {
+fn profile(tag: &str, call: &Call<'_>, source: &VideoSource) -> String {
     format!(
-        "<{tag} token=\"{}\" fixed=\"true\">{}{}{}{}</{tag}>",
+        "<{tag} token=\"{}\" fixed=\"true\">{}{}{}{}{}</{tag}>",
         escape(&source.profile_token()),
         leaf("tt:Name", &source.name),
         video_source_configuration("tt:VideoSourceConfiguration", source),
         video_encoder_configuration("tt:VideoEncoderConfiguration", source),
+        analytics_configuration("tt:VideoAnalyticsConfiguration", call, source),
         metadata_configuration("tt:MetadataConfiguration", source),
     )
 }

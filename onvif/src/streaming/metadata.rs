@@ -97,6 +97,31 @@ impl BoundingBox {
     }
 }
 
+/// A document as the detector writes them: one face, recognised (GetSupportedMetadata).
+pub fn sample_frame() -> MetadataFrame {
+    MetadataFrame {
+        utc_time: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600)),
+        objects: vec![MetadataObject {
+            object_id: 1,
+            bounding_box: BoundingBox {
+                left: -0.2,
+                top: 0.6,
+                right: 0.0,
+                bottom: 0.2,
+            },
+            class: Some((ObjectClass::HumanFace, 0.99)),
+            recognition: Some(Recognition {
+                enrollment_id: "00000000-0000-4000-8000-000000000001".into(),
+                rule: Some("Staff".into()),
+                label: Some("Whitelisted".into()),
+                likelihood: 0.8,
+            }),
+            image_ref: Some("https://vigil.example/onvif/images/0123456789abcdef.jpg".into()),
+        }],
+        events: Vec::new(),
+    }
+}
+
 impl MetadataFrame {
     /// The document of an idle second: an empty frame stamped `time`.
     pub fn keep_alive(time: SystemTime) -> Self {
@@ -106,21 +131,24 @@ impl MetadataFrame {
         }
     }
 
+    /// The frame (a `tt:Frame`) as element `tag`; the namespaces `tt` and `vigil` must be
+    /// declared around it.
+    pub fn frame_xml(&self, tag: &str) -> String {
+        let time = self.utc_time.unwrap_or_else(SystemTime::now);
+        let objects: String = self.objects.iter().map(MetadataObject::to_xml).collect();
+        format!("<{tag} UtcTime=\"{}\">{objects}</{tag}>", xml_time(time))
+    }
+
     /// The whole `tt:MetadataStream` document, UTF-8.
     pub fn to_xml(&self) -> String {
-        let time = self.utc_time.unwrap_or_else(SystemTime::now);
         let mut xml = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><tt:MetadataStream xmlns:tt=\"{}\" xmlns:wsnt=\"{}\" \
-             xmlns:tns1=\"{}\" xmlns:vigil=\"{VENDOR_NS}\"><tt:VideoAnalytics><tt:Frame UtcTime=\"{}\">",
+             xmlns:tns1=\"{}\" xmlns:vigil=\"{VENDOR_NS}\"><tt:VideoAnalytics>{}</tt:VideoAnalytics>",
             ns::TT,
             ns::WSNT,
             ns::TNS1,
-            xml_time(time)
+            self.frame_xml("tt:Frame"),
         );
-        for object in &self.objects {
-            xml.push_str(&object.to_xml());
-        }
-        xml.push_str("</tt:Frame></tt:VideoAnalytics>");
         if !self.events.is_empty() {
             xml.push_str("<tt:Event>");
             for event in &self.events {
@@ -149,6 +177,11 @@ impl MetadataObject {
                 likelihood.clamp(0.0, 1.0),
                 class.as_str()
             ));
+            // The face descriptor (humanface.xsd): its presence says "a face" to clients
+            // that read descriptors rather than classes; Vigil estimates none of its fields.
+            if class == ObjectClass::HumanFace {
+                xml.push_str("<tt:HumanFace/>");
+            }
         }
         if let Some(uri) = &self.image_ref {
             xml.push_str(&format!("<tt:ImageRef>{}</tt:ImageRef>", escape(uri)));

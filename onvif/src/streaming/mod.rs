@@ -26,7 +26,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::server::Device;
-pub use metadata::{BoundingBox, MetadataFrame, MetadataObject, ObjectClass, Recognition};
+pub use metadata::{
+    sample_frame, BoundingBox, MetadataFrame, MetadataObject, ObjectClass, Recognition,
+};
 use sessions::Sessions;
 
 /// Where mounts live: `MOUNT_PREFIX` + source token.
