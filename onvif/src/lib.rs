@@ -10,6 +10,7 @@ pub mod auth;
 pub mod device;
 pub mod discovery;
 pub mod events;
+pub mod profiles;
 pub mod push;
 pub mod server;
 mod service;

@@ -13,6 +13,7 @@ use crate::analytics::{self, RecognitionRule};
 use crate::auth::{AccessClass, AuthFailure, Authenticator, User, UserDirectory};
 use crate::device::{Access, EventMessage, ItemDescription, Product, TopicDescription};
 use crate::events::{ConsumerAllowList, EventBroker, EventLimits};
+use crate::profiles::{self, MetadataSettings, Profile};
 use crate::service;
 use crate::settings::{Settings, SettingsError};
 use crate::soap::{self, Fault, Request};
@@ -94,6 +95,21 @@ impl HttpResponse {
 pub const TOPIC_CONFIGURATION_CHANGED: &str = "tns1:Media/ConfigurationChanged";
 pub const TOPIC_PROFILE_CHANGED: &str = "tns1:Media/ProfileChanged";
 
+/// `tns1:Media/ProfileChanged` for the profile `token`: a product whose sources come and go
+/// sends it with its other events.
+pub fn profile_changed(token: &str) -> EventMessage {
+    EventMessage {
+        topic: TOPIC_PROFILE_CHANGED.into(),
+        time: std::time::SystemTime::now(),
+        property: None,
+        source: vec![("Token".into(), token.into())],
+        key: Vec::new(),
+        data: Vec::new(),
+        data_elements: Vec::new(),
+        image_jpeg: None,
+    }
+}
+
 /// The topics the device itself publishes (beside the product's).
 pub(crate) fn device_topics() -> Vec<TopicDescription> {
     let token = || vec![ItemDescription::new("Token", "tt:ReferenceToken")];
@@ -171,6 +187,8 @@ impl Device {
             consumer_allow: None,
             plain_http: None,
             recognition_rules: Default::default(),
+            profiles: Default::default(),
+            metadata: Default::default(),
         };
         let settings = Settings::load(config.settings_file.as_ref(), defaults)?;
         let auth = Authenticator::new(users, &config.realm);
@@ -284,6 +302,27 @@ impl Device {
         analytics::default_rules(&self.product.recognition_lists())
     }
 
+    /// Every media profile (see [`crate::profiles`]).
+    pub fn profiles(&self) -> Vec<Profile> {
+        let changes = self.settings.lock().profiles.clone();
+        profiles::profiles(
+            &self.product.video_sources(),
+            self.metadata_rtsp_port().is_some(),
+            &changes,
+        )
+    }
+
+    /// What clients set of the metadata configuration of `source_token`.
+    pub fn metadata_settings(&self, source_token: &str) -> MetadataSettings {
+        let token = format!("{}{source_token}", profiles::Kind::Metadata.prefix());
+        self.settings
+            .lock()
+            .metadata
+            .get(&token)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The rules that report a match on `source_token` against the list `list`.
     pub fn rules_reporting(&self, source_token: &str, list: &str) -> Vec<RecognitionRule> {
         let configuration = format!("{}{source_token}", analytics::CONFIGURATION_PREFIX);
@@ -310,16 +349,7 @@ impl Device {
 
     /// Tells subscribers a media profile changed or came or went (`tns1:Media/ProfileChanged`).
     pub fn profile_changed(&self, token: &str) {
-        self.events.publish(EventMessage {
-            topic: TOPIC_PROFILE_CHANGED.into(),
-            time: std::time::SystemTime::now(),
-            property: None,
-            source: vec![("Token".into(), token.into())],
-            key: Vec::new(),
-            data: Vec::new(),
-            data_elements: Vec::new(),
-            image_jpeg: None,
-        });
+        self.events.publish(profile_changed(token));
     }
 
     pub(crate) fn change_settings(

@@ -1,6 +1,7 @@
 //! What clients and the product's administrator may change and the device must remember:
 //! configurable scopes, the discovery mode, the networks push consumers may be in,
-//! whether ONVIF is served over plain HTTP, and the face-recognition rules clients set. Kept as a small JSON file written atomically.
+//! whether ONVIF is served over plain HTTP, and what clients set of the analytics rules, the
+//! media profiles and the metadata configurations. Kept as a small JSON file written atomically.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::RecognitionRule;
+use crate::profiles::{MetadataSettings, ProfileChanges};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -24,6 +26,16 @@ pub struct Settings {
     /// configuration not here has the default rules (`analytics::default_rules`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub recognition_rules: BTreeMap<String, Vec<RecognitionRule>>,
+    /// Profiles clients created or edited.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub profiles: ProfileChanges,
+    /// Metadata configurations clients set, by token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, MetadataSettings>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 #[derive(Debug, thiserror::Error)]

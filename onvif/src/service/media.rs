@@ -1,10 +1,11 @@
-//! Media (ver10): one fixed profile per video source with its source, an H.264 encoder
-//! configuration describing the camera's stream, and a metadata configuration.
+//! Media (ver10): the device's profiles (`crate::profiles`) in Media's shape, and where their
+//! streams and snapshots are. Profiles and configurations are changed through Media2.
 
 use super::analytics::analytics_configuration;
 use super::{leaf, response, Answer, Operation};
 use crate::auth::AccessClass::*;
 use crate::device::VideoSource;
+use crate::profiles::{Kind, Profile};
 use crate::server::{Call, SNAPSHOT_PATH};
 use crate::soap::Fault;
 use crate::xml::escape;
@@ -24,14 +25,14 @@ pub(super) const OPERATIONS: &[Operation] = &[
         Ok(configurations(
             call,
             "GetVideoSourceConfigurations",
-            video_source_configuration,
+            |tag, _, s| video_source_configuration(tag, s),
         ))
     }),
     Operation::now("GetVideoEncoderConfigurations", ReadMedia, |call| {
         Ok(configurations(
             call,
             "GetVideoEncoderConfigurations",
-            video_encoder_configuration,
+            |tag, _, s| video_encoder_configuration(tag, s),
         ))
     }),
     Operation::now("GetMetadataConfigurations", ReadMedia, |call| {
@@ -42,40 +43,34 @@ pub(super) const OPERATIONS: &[Operation] = &[
         ))
     }),
     Operation::now("GetStreamUri", ReadMedia, |call| {
-        let sources = call.device.product.video_sources();
-        Ok(media_uri("GetStreamUri", &stream_uri(call, &sources)?))
+        let profile = profile_named(call, call.request.body.child_text("ProfileToken"))?;
+        Ok(media_uri("GetStreamUri", &stream_uri(call, &profile)?))
     }),
     Operation::now("GetSnapshotUri", ReadMedia, |call| {
-        let sources = call.device.product.video_sources();
-        let source = by_profile(&sources, call.request.body.child_text("ProfileToken"))?;
-        Ok(media_uri("GetSnapshotUri", &snapshot_uri(call, source)))
+        let profile = profile_named(call, call.request.body.child_text("ProfileToken"))?;
+        Ok(media_uri("GetSnapshotUri", &snapshot_uri(call, &profile)?))
     }),
 ];
 
 fn get_profiles(call: &Call<'_>) -> Answer {
     let sources = call.device.product.video_sources();
-    let mut profiles: String = sources
+    let profiles: String = call
+        .device
+        .profiles()
         .iter()
-        .map(|s| profile("trt:Profiles", call, s))
+        .map(|p| profile("trt:Profiles", call, p, &sources))
         .collect();
-    if call.device.metadata_rtsp_port().is_some() {
-        profiles.extend(
-            sources
-                .iter()
-                .map(|s| metadata_profile("trt:Profiles", call, s)),
-        );
-    }
     Ok(response("trt", "GetProfiles", &profiles))
 }
 
 fn get_profile(call: &Call<'_>) -> Answer {
+    let wanted = profile_named(call, call.request.body.child_text("ProfileToken"))?;
     let sources = call.device.product.video_sources();
-    let token = call.request.body.child_text("ProfileToken");
-    let answer = match metadata_profile_source(call, &sources, token) {
-        Some(source) => metadata_profile("trt:Profile", call, source),
-        None => profile("trt:Profile", call, by_profile(&sources, token)?),
-    };
-    Ok(response("trt", "GetProfile", &answer))
+    Ok(response(
+        "trt",
+        "GetProfile",
+        &profile("trt:Profile", call, &wanted, &sources),
+    ))
 }
 
 fn get_video_sources(call: &Call<'_>) -> Answer {
@@ -98,34 +93,109 @@ fn get_video_sources(call: &Call<'_>) -> Answer {
     Ok(response("trt", "GetVideoSources", &all))
 }
 
-pub(super) fn snapshot_uri(call: &Call<'_>, source: &VideoSource) -> String {
-    format!("{}{SNAPSHOT_PATH}{}.jpg", call.base, source.token)
+/// A profile in Media's shape (`tt:Profile`: its configurations in the schema's order).
+fn profile(tag: &str, call: &Call<'_>, profile: &Profile, sources: &[VideoSource]) -> String {
+    let of = |kind: Kind| {
+        sources
+            .iter()
+            .find(|s| Some(s.token.as_str()) == profile.content.get(kind))
+    };
+    let mut inner = leaf("tt:Name", &profile.name);
+    if let Some(s) = of(Kind::VideoSource) {
+        inner.push_str(&video_source_configuration(
+            "tt:VideoSourceConfiguration",
+            s,
+        ));
+    }
+    if let Some(s) = of(Kind::VideoEncoder) {
+        inner.push_str(&video_encoder_configuration(
+            "tt:VideoEncoderConfiguration",
+            s,
+        ));
+    }
+    if let Some(s) = of(Kind::Analytics) {
+        inner.push_str(&analytics_configuration(
+            "tt:VideoAnalyticsConfiguration",
+            call,
+            s,
+        ));
+    }
+    if let Some(s) = of(Kind::Metadata) {
+        inner.push_str(&metadata_configuration("tt:MetadataConfiguration", call, s));
+    }
+    format!(
+        "<{tag} token=\"{}\" fixed=\"{}\">{inner}</{tag}>",
+        escape(&profile.token),
+        profile.fixed
+    )
 }
 
-/// The stream of the request's profile: a camera's own, or Vigil's metadata mount.
-pub(super) fn stream_uri(call: &Call<'_>, sources: &[VideoSource]) -> Result<String, Fault> {
-    let token = call.request.body.child_text("ProfileToken");
-    if let Some(source) = metadata_profile_source(call, sources, token) {
-        if let Some(uri) = metadata_stream_uri(call, source) {
+/// The profile a request names.
+pub(super) fn profile_named(call: &Call<'_>, token: Option<&str>) -> Result<Profile, Fault> {
+    let token =
+        token.ok_or_else(|| Fault::invalid_arg("ter:NoProfile", "no ProfileToken given"))?;
+    call.device
+        .profiles()
+        .into_iter()
+        .find(|p| p.token == token)
+        .ok_or_else(|| Fault::invalid_arg("ter:NoProfile", format!("no profile {token}")))
+}
+
+/// The source of a configuration token of `kind`.
+pub(super) fn source_named(call: &Call<'_>, kind: Kind, token: &str) -> Result<VideoSource, Fault> {
+    kind.source_of(token)
+        .and_then(|wanted| {
+            call.device
+                .product
+                .video_sources()
+                .into_iter()
+                .find(|s| s.token == wanted)
+        })
+        .ok_or_else(|| Fault::invalid_arg("ter:NoConfig", format!("no configuration {token}")))
+}
+
+fn incomplete(profile: &Profile, what: &str) -> Fault {
+    Fault::invalid_arg(
+        "ter:IncompleteConfiguration",
+        format!("profile {} has no {what}", profile.token),
+    )
+}
+
+/// Where a profile streams: the camera itself where it has an encoder (video), else Vigil's
+/// metadata stream of its source.
+pub(super) fn stream_uri(call: &Call<'_>, profile: &Profile) -> Result<String, Fault> {
+    let content = &profile.content;
+    let source_token = content
+        .video_source
+        .as_deref()
+        .ok_or_else(|| incomplete(profile, "video source"))?;
+    let source = source_named(
+        call,
+        Kind::VideoSource,
+        &format!("{}{source_token}", Kind::VideoSource.prefix()),
+    )?;
+    if content.video_encoder.is_some() {
+        return Ok(source.stream_uri.clone());
+    }
+    if content.metadata.is_some() {
+        if let Some(uri) = metadata_stream_uri(call, &source) {
             return Ok(uri);
         }
     }
-    Ok(by_profile(sources, token)?.stream_uri.clone())
+    Err(incomplete(
+        profile,
+        "stream to serve (an encoder, or metadata while the metadata stream runs)",
+    ))
 }
 
-/// The source of a metadata profile token (`metadata_<source token>`), while the metadata
-/// RTSP server runs.
-pub(super) fn metadata_profile_source<'a>(
-    call: &Call<'_>,
-    sources: &'a [VideoSource],
-    token: Option<&str>,
-) -> Option<&'a VideoSource> {
-    call.device.metadata_rtsp_port()?;
-    let wanted = token?.strip_prefix(METADATA_PROFILE)?;
-    sources.iter().find(|s| s.token == wanted)
+pub(super) fn snapshot_uri(call: &Call<'_>, profile: &Profile) -> Result<String, Fault> {
+    let source = profile
+        .content
+        .video_source
+        .as_deref()
+        .ok_or_else(|| incomplete(profile, "video source"))?;
+    Ok(format!("{}{SNAPSHOT_PATH}{source}.jpg", call.base))
 }
-
-pub(super) const METADATA_PROFILE: &str = "metadata_";
 
 /// `rtsp://<the host the client reached us by>:<RTSP port>/onvif/metadata/<source token>`
 /// (`http://` for RTSP over HTTP).
@@ -161,47 +231,6 @@ fn over_http(operation: &crate::xml::Element) -> bool {
     media2 || media1
 }
 
-/// A profile with the source, its analytics and its metadata: what a Profile M client streams.
-pub(super) fn metadata_profile(tag: &str, call: &Call<'_>, source: &VideoSource) -> String {
-    let inner = if tag.starts_with("tr2:") {
-        format!(
-            "<tr2:Configurations>{}{}{}</tr2:Configurations>",
-            video_source_configuration("tr2:VideoSource", source),
-            analytics_configuration("tr2:Analytics", call, source),
-            metadata_configuration("tr2:Metadata", source)
-        )
-    } else {
-        format!(
-            "{}{}{}",
-            video_source_configuration("tt:VideoSourceConfiguration", source),
-            analytics_configuration("tt:VideoAnalyticsConfiguration", call, source),
-            metadata_configuration("tt:MetadataConfiguration", source)
-        )
-    };
-    let name = if tag.starts_with("tr2:") {
-        "tr2:Name"
-    } else {
-        "tt:Name"
-    };
-    format!(
-        "<{tag} token=\"{METADATA_PROFILE}{}\" fixed=\"true\">{}{inner}</{tag}>",
-        escape(&source.token),
-        leaf(name, format!("{} metadata", source.name)),
-    )
-}
-
-pub(super) fn by_profile<'a>(
-    sources: &'a [VideoSource],
-    token: Option<&str>,
-) -> Result<&'a VideoSource, Fault> {
-    let token =
-        token.ok_or_else(|| Fault::invalid_arg("ter:NoProfile", "no ProfileToken given"))?;
-    sources
-        .iter()
-        .find(|s| s.profile_token() == token)
-        .ok_or_else(|| Fault::invalid_arg("ter:NoProfile", format!("no profile {token}")))
-}
-
 pub(super) fn service_capabilities(_call: &Call<'_>) -> String {
     "<trt:Capabilities SnapshotUri=\"true\" Rotation=\"false\" VideoSourceMode=\"false\" OSD=\"false\">\
      <trt:ProfileCapabilities MaximumNumberOfProfiles=\"64\"/>\
@@ -221,28 +250,16 @@ fn media_uri(operation: &str, uri: &str) -> String {
 fn configurations(
     call: &Call<'_>,
     operation: &str,
-    render: fn(&str, &VideoSource) -> String,
+    render: fn(&str, &Call<'_>, &VideoSource) -> String,
 ) -> String {
     let all: String = call
         .device
         .product
         .video_sources()
         .iter()
-        .map(|s| render("trt:Configurations", s))
+        .map(|s| render("trt:Configurations", call, s))
         .collect();
     format!("<trt:{operation}Response>{all}</trt:{operation}Response>")
-}
-
-fn profile(tag: &str, call: &Call<'_>, source: &VideoSource) -> String {
-    format!(
-        "<{tag} token=\"{}\" fixed=\"true\">{}{}{}{}{}</{tag}>",
-        escape(&source.profile_token()),
-        leaf("tt:Name", &source.name),
-        video_source_configuration("tt:VideoSourceConfiguration", source),
-        video_encoder_configuration("tt:VideoEncoderConfiguration", source),
-        analytics_configuration("tt:VideoAnalyticsConfiguration", call, source),
-        metadata_configuration("tt:MetadataConfiguration", source),
-    )
 }
 
 pub(super) fn video_source_configuration(tag: &str, source: &VideoSource) -> String {
@@ -276,14 +293,29 @@ fn video_encoder_configuration(tag: &str, source: &VideoSource) -> String {
     )
 }
 
-pub(super) fn metadata_configuration(tag: &str, source: &VideoSource) -> String {
+/// A source's metadata configuration, as a client last set it.
+pub(super) fn metadata_configuration(tag: &str, call: &Call<'_>, source: &VideoSource) -> String {
+    let settings = call.device.metadata_settings(&source.token);
+    let name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{} metadata", source.name));
+    let events = match &settings.events {
+        None => String::new(),
+        Some(expression) if expression.is_empty() => "<tt:Events/>".into(),
+        Some(expression) => format!(
+            "<tt:Events><tt:Filter><wsnt:TopicExpression Dialect=\"http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet\">{}</wsnt:TopicExpression></tt:Filter></tt:Events>",
+            escape(expression)
+        ),
+    };
     format!(
-        "<{tag} token=\"meta_{token}\"><tt:Name>{name} events</tt:Name><tt:UseCount>1</tt:UseCount>\
-         <tt:Events/><tt:Analytics>true</tt:Analytics>\
+        "<{tag} token=\"meta_{token}\">{}<tt:UseCount>1</tt:UseCount>\
+         {events}<tt:Analytics>{}</tt:Analytics>\
          <tt:Multicast><tt:Address><tt:Type>IPv4</tt:Type><tt:IPv4Address>0.0.0.0</tt:IPv4Address></tt:Address>\
          <tt:Port>0</tt:Port><tt:TTL>0</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast>\
          <tt:SessionTimeout>PT60S</tt:SessionTimeout></{tag}>",
+        leaf("tt:Name", name),
+        settings.analytics,
         token = escape(&source.token),
-        name = escape(&source.name),
     )
 }

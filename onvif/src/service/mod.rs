@@ -13,6 +13,8 @@ mod events;
 mod media;
 mod media2;
 #[cfg(test)]
+mod media2_tests;
+#[cfg(test)]
 mod tests;
 
 use std::future::Future;

@@ -218,7 +218,16 @@ impl Shared {
         if self.sessions.lock().playing(source) == 0 {
             return 0;
         }
-        let document = frame.to_xml();
+        // A client that set the metadata configuration's Analytics off gets no faces.
+        let document = if self.device.metadata_settings(source).analytics {
+            frame.to_xml()
+        } else {
+            MetadataFrame {
+                objects: Vec::new(),
+                ..frame.clone()
+            }
+            .to_xml()
+        };
         self.last_document
             .lock()
             .insert(source.to_string(), Instant::now());
