@@ -352,6 +352,8 @@ struct State {
 pub struct EventBroker {
     limits: EventLimits,
     state: Mutex<State>,
+    /// Every published message, for the metadata streams (pictures as `ImageUri` items).
+    stream: tokio::sync::broadcast::Sender<Arc<EventMessage>>,
     /// Base of the URIs of served pictures, e.g. `http://127.0.0.1:8080`.
     image_base: Mutex<String>,
 }
@@ -361,8 +363,14 @@ impl EventBroker {
         Self {
             limits,
             state: Mutex::new(State::default()),
+            stream: tokio::sync::broadcast::channel(256).0,
             image_base: Mutex::new(String::new()),
         }
+    }
+
+    /// Every message published from now on; a reader that falls behind loses the oldest.
+    pub fn stream_events(&self) -> tokio::sync::broadcast::Receiver<Arc<EventMessage>> {
+        self.stream.subscribe()
     }
 
     pub fn limits(&self) -> &EventLimits {
@@ -403,6 +411,14 @@ impl EventBroker {
             }
         }
         let rendered = Arc::new(render(&message, message.property, image_uri.as_deref()));
+        if self.stream.receiver_count() > 0 {
+            let mut streamed = message.clone();
+            if let Some(uri) = &image_uri {
+                streamed.data.push(("ImageUri".into(), uri.clone()));
+            }
+            // No reader playing is no error.
+            let _ = self.stream.send(Arc::new(streamed));
+        }
         let now = Instant::now();
         state.subscriptions.retain(|_, s| s.expires > now);
         for subscription in state.subscriptions.values() {

@@ -323,6 +323,35 @@ impl Device {
             .unwrap_or_default()
     }
 
+    /// Keeps what a client set of a metadata configuration and tells subscribers
+    /// (`ConfigurationChanged`). `token` must name a source's metadata configuration.
+    pub fn set_metadata_settings(
+        &self,
+        token: &str,
+        settings: MetadataSettings,
+    ) -> Result<(), Fault> {
+        let known = profiles::Kind::Metadata
+            .source_of(token)
+            .is_some_and(|source| {
+                self.product
+                    .video_sources()
+                    .iter()
+                    .any(|s| s.token == source)
+            });
+        if !known {
+            return Err(Fault::invalid_arg(
+                "ter:NoConfig",
+                format!("no configuration {token}"),
+            ));
+        }
+        self.change_settings(|s| {
+            s.metadata.insert(token.to_string(), settings);
+            Ok(())
+        })?;
+        self.configuration_changed(token, profiles::Kind::Metadata.name());
+        Ok(())
+    }
+
     /// The rules that report a match on `source_token` against the list `list`.
     pub fn rules_reporting(&self, source_token: &str, list: &str) -> Vec<RecognitionRule> {
         let configuration = format!("{}{source_token}", analytics::CONFIGURATION_PREFIX);

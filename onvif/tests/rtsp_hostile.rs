@@ -7,47 +7,11 @@ mod support;
 use std::time::Duration;
 
 use onvif::streaming::MetadataFrame;
-use support::{authorization, challenge_nonce, eventually, server, url, RawClient, PASSWORD, USER};
+use support::{
+    authorization, challenge_nonce, eventually, play, server, url, RawClient, PASSWORD, USER,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
-
-/// DESCRIBE, SETUP and PLAY with the right credentials; returns the session id.
-async fn play(client: &mut RawClient, base: &str, transport: &str) -> String {
-    let describe = client
-        .authorized("DESCRIBE", base, &[], USER, PASSWORD)
-        .await;
-    assert_eq!(describe.status, 200);
-    let track = format!("{base}/track1");
-    let setup = client
-        .authorized(
-            "SETUP",
-            &track,
-            &[format!("Transport: {transport}")],
-            USER,
-            PASSWORD,
-        )
-        .await;
-    assert_eq!(setup.status, 200, "{setup:?}");
-    let session = setup
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let play = client
-        .authorized(
-            "PLAY",
-            base,
-            &[format!("Session: {session}")],
-            USER,
-            PASSWORD,
-        )
-        .await;
-    assert_eq!(play.status, 200, "{play:?}");
-    assert!(play.header("RTP-Info").unwrap().contains("seq="));
-    session
-}
 
 #[tokio::test]
 async fn no_or_wrong_credentials_get_401_with_a_digest_challenge() {

@@ -379,12 +379,7 @@ fn set_metadata_configuration(call: &Call<'_>) -> Answer {
         analytics,
         events,
     };
-    call.device.change_settings(|s| {
-        s.metadata.insert(token.to_string(), settings);
-        Ok(())
-    })?;
-    call.device
-        .configuration_changed(token, Kind::Metadata.name());
+    call.device.set_metadata_settings(token, settings)?;
     Ok("<tr2:SetMetadataConfigurationResponse/>".into())
 }
 

@@ -141,13 +141,21 @@ impl MetadataFrame {
 
     /// The whole `tt:MetadataStream` document, UTF-8.
     pub fn to_xml(&self) -> String {
+        // A document of events alone has no scene: an empty frame would say "nobody here".
+        let analytics = if self.objects.is_empty() && !self.events.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<tt:VideoAnalytics>{}</tt:VideoAnalytics>",
+                self.frame_xml("tt:Frame")
+            )
+        };
         let mut xml = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><tt:MetadataStream xmlns:tt=\"{}\" xmlns:wsnt=\"{}\" \
-             xmlns:tns1=\"{}\" xmlns:vigil=\"{VENDOR_NS}\"><tt:VideoAnalytics>{}</tt:VideoAnalytics>",
+             xmlns:tns1=\"{}\" xmlns:vigil=\"{VENDOR_NS}\">{analytics}",
             ns::TT,
             ns::WSNT,
             ns::TNS1,
-            self.frame_xml("tt:Frame"),
         );
         if !self.events.is_empty() {
             xml.push_str("<tt:Event>");

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::events::TopicFilter;
 use crate::server::Device;
 pub use metadata::{
     sample_frame, BoundingBox, MetadataFrame, MetadataObject, ObjectClass, Recognition,
@@ -170,6 +171,7 @@ impl RtspServer {
             tokio::spawn(connection::accept(shared.clone(), listener)),
             tokio::spawn(keep_alive(shared.clone())),
             tokio::spawn(receive_rtcp(shared.clone())),
+            tokio::spawn(forward_events(shared.clone())),
         ];
         tracing::info!(address = %local, "RTSP metadata server listening");
         Ok(Self {
@@ -266,6 +268,66 @@ async fn keep_alive(shared: Arc<Shared>) {
             shared.sessions.lock().report(&shared.rtcp, "vigil");
         }
     }
+}
+
+/// The events a source's metadata configuration asks for (SetMetadataConfiguration's
+/// `Events`), into the streams playing it, each in a document of its own.
+async fn forward_events(shared: Arc<Shared>) {
+    let mut events = shared.device.events().stream_events();
+    loop {
+        let message = match events.recv().await {
+            Ok(message) => message,
+            Err(broadcast::error::RecvError::Lagged(lost)) => {
+                tracing::warn!(lost, "metadata streams missed events");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let playing = shared.sessions.lock().playing_sources();
+        for source in playing {
+            let Some(expression) = shared.device.metadata_settings(&source).events else {
+                continue;
+            };
+            let filter = if expression.is_empty() {
+                TopicFilter::all()
+            } else {
+                match TopicFilter::parse(&expression) {
+                    Ok(filter) => filter,
+                    Err(_) => continue,
+                }
+            };
+            let topic = crate::events::render(&message, message.property, None).topic;
+            if filter.matches(&topic) && concerns(&message, &source) {
+                let frame = MetadataFrame {
+                    utc_time: Some(message.time),
+                    objects: Vec::new(),
+                    events: vec![message.as_ref().clone()],
+                };
+                shared.publish(&source, &frame);
+            }
+        }
+    }
+}
+
+/// Whether an event is about `source`: it names it (or its video source configuration), or
+/// names no video source at all (the device's own events).
+fn concerns(message: &crate::device::EventMessage, source: &str) -> bool {
+    const NAMING: [&str; 4] = [
+        "VideoSource",
+        "Source",
+        "VideoSourceToken",
+        "VideoSourceConfigurationToken",
+    ];
+    let named: Vec<&str> = message
+        .source
+        .iter()
+        .filter(|(name, _)| NAMING.contains(&name.as_str()))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    named.is_empty()
+        || named
+            .iter()
+            .any(|v| *v == source || v.strip_prefix("vsc_") == Some(source))
 }
 
 /// RTCP from UDP clients (receiver reports) counts as their keep-alive.

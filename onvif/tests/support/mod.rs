@@ -296,3 +296,41 @@ pub fn authorization(user: &str, password: &str, nonce: &str, method: &str, uri:
         "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
     )
 }
+
+/// DESCRIBE, SETUP and PLAY with the right credentials; returns the session id.
+pub async fn play(client: &mut RawClient, base: &str, transport: &str) -> String {
+    let describe = client
+        .authorized("DESCRIBE", base, &[], USER, PASSWORD)
+        .await;
+    assert_eq!(describe.status, 200);
+    let track = format!("{base}/track1");
+    let setup = client
+        .authorized(
+            "SETUP",
+            &track,
+            &[format!("Transport: {transport}")],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    assert_eq!(setup.status, 200, "{setup:?}");
+    let session = setup
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let play = client
+        .authorized(
+            "PLAY",
+            base,
+            &[format!("Session: {session}")],
+            USER,
+            PASSWORD,
+        )
+        .await;
+    assert_eq!(play.status, 200, "{play:?}");
+    assert!(play.header("RTP-Info").unwrap().contains("seq="));
+    session
+}
