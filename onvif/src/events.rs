@@ -16,7 +16,11 @@ use tokio::sync::{mpsc, Notify};
 // Tokio's clock, so that expiry follows a paused test clock too.
 use tokio::time::Instant;
 
+use crate::content_filter::ContentFilter;
 use crate::device::{EventMessage, PropertyOperation};
+
+/// The message content filter dialect the device reads.
+pub const ITEM_FILTER: &str = "http://www.onvif.org/ver10/tev/messageContentFilter/ItemFilter";
 use crate::soap::Fault;
 use crate::xml::{escape, Element};
 
@@ -111,11 +115,15 @@ impl ConsumerAllowList {
     }
 }
 
-/// A topic expression: alternatives separated by `|`, each a path whose segments may be
-/// `*`, optionally ending in `//.` for "this topic and everything below". Namespace
-/// prefixes are ignored: every topic this device publishes is in the ONVIF namespace.
+/// A subscription's filter: a topic expression (alternatives separated by `|`, each a path
+/// whose segments may be `*`, optionally ending in `//.` for "this topic and everything
+/// below"; namespace prefixes are ignored, every topic this device publishes is in the ONVIF
+/// namespace), and optionally a message content filter on the message's items.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicFilter(Option<Vec<TopicPattern>>);
+pub struct TopicFilter {
+    topics: Option<Vec<TopicPattern>>,
+    content: Option<ContentFilter>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TopicPattern {
@@ -125,7 +133,10 @@ struct TopicPattern {
 
 impl TopicFilter {
     pub fn all() -> Self {
-        Self(None)
+        Self {
+            topics: None,
+            content: None,
+        }
     }
 
     pub fn parse(expression: &str) -> Result<Self, Fault> {
@@ -157,7 +168,10 @@ impl TopicFilter {
                 descendants,
             });
         }
-        Ok(Self(Some(patterns)))
+        Ok(Self {
+            topics: Some(patterns),
+            content: None,
+        })
     }
 
     /// Reads `<Filter>` of CreatePullPointSubscription or Subscribe.
@@ -165,20 +179,34 @@ impl TopicFilter {
         let Some(filter) = filter else {
             return Ok(Self::all());
         };
-        if filter.child("MessageContent").is_some() {
-            return Err(Fault::sender(
-                "wsnt:InvalidMessageContentExpressionFault",
-                "message content filters are not supported; filter by topic",
-            ));
+        let mut parsed = match filter.child_text("TopicExpression") {
+            Some(expression) if !expression.is_empty() => Self::parse(expression)?,
+            _ => Self::all(),
+        };
+        if let Some(content) = filter.child("MessageContent") {
+            if content.attribute("Dialect") != Some(ITEM_FILTER) {
+                return Err(Fault::sender(
+                    "wsnt:InvalidMessageContentExpressionFault",
+                    format!("message content filters are in the dialect {ITEM_FILTER}"),
+                ));
+            }
+            parsed.content = Some(ContentFilter::parse(content.text.trim()).map_err(|e| {
+                Fault::sender("wsnt:InvalidMessageContentExpressionFault", e.to_string())
+            })?);
         }
-        match filter.child_text("TopicExpression") {
-            Some(expression) if !expression.is_empty() => Self::parse(expression),
-            _ => Ok(Self::all()),
-        }
+        Ok(parsed)
     }
 
+    /// Whether a message of `topic` (as rendered) passes both parts of the filter.
+    pub fn accepts(&self, topic: &str, message: &EventMessage) -> bool {
+        self.matches(topic) && self.content.as_ref().is_none_or(|c| c.accepts(message))
+    }
+
+    /// Whether the topic expression lets `topic` through.
     pub fn matches(&self, topic: &str) -> bool {
-        let Some(patterns) = &self.0 else { return true };
+        let Some(patterns) = &self.topics else {
+            return true;
+        };
         let topic: Vec<&str> = topic.split('/').map(strip_prefix).collect();
         patterns.iter().any(|pattern| {
             let fits = |n: usize| {
@@ -422,7 +450,7 @@ impl EventBroker {
         let now = Instant::now();
         state.subscriptions.retain(|_, s| s.expires > now);
         for subscription in state.subscriptions.values() {
-            if subscription.filter.matches(&rendered.topic) {
+            if subscription.filter.accepts(&rendered.topic, &message) {
                 deliver(
                     subscription,
                     rendered.clone(),
@@ -472,7 +500,7 @@ impl EventBroker {
             delivery,
         };
         for message in state.properties.values() {
-            if subscription.filter.matches(&message.topic) {
+            if subscription.filter.accepts(&message.topic, message) {
                 let rendered =
                     Arc::new(render(message, Some(PropertyOperation::Initialized), None));
                 deliver(
@@ -531,7 +559,7 @@ impl EventBroker {
         let state = &*state;
         let subscription = &state.subscriptions[id];
         for message in state.properties.values() {
-            if subscription.filter.matches(&message.topic) {
+            if subscription.filter.accepts(&message.topic, message) {
                 let rendered =
                     Arc::new(render(message, Some(PropertyOperation::Initialized), None));
                 deliver(

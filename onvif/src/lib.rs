@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod content_filter;
 pub mod device;
 pub mod discovery;
 pub mod events;

@@ -584,3 +584,62 @@ async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
         ["profile_door", "profile_lobby"]
     );
 }
+
+/// Two pull points at once (Profile M asks for at least two), each filtered by topic and by
+/// message content in the ItemFilter dialect: each gets only its own source's faces.
+#[tokio::test]
+async fn pull_points_filter_by_topic_and_message_content() {
+    let (device, _) = device(None);
+    let subscribe = |source: &'static str| {
+        let device = device.clone();
+        async move {
+            let created = body(&call(&device, "/onvif/events_service", OPERATOR, &format!(
+                "<tev:CreatePullPointSubscription><tev:Filter>\
+                 <wsnt:TopicExpression Dialect=\"http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet\">tns1:RuleEngine/Recognition/Face</wsnt:TopicExpression>\
+                 <wsnt:MessageContent Dialect=\"http://www.onvif.org/ver10/tev/messageContentFilter/ItemFilter\">\
+                 boolean(//tt:Source/tt:SimpleItem[@Name=\"VideoSource\" and @Value=\"{source}\"])</wsnt:MessageContent>\
+                 </tev:Filter></tev:CreatePullPointSubscription>")).await);
+            let address = created
+                .find(&["SubscriptionReference", "Address"])
+                .expect("a pull point")
+                .text
+                .clone();
+            address
+                .strip_prefix("http://192.0.2.1:8080")
+                .unwrap()
+                .to_string()
+        }
+    };
+    let door = subscribe("door").await;
+    let lobby = subscribe("lobby").await;
+    for (topic, source) in [
+        ("tns1:RuleEngine/Recognition/Face", "door"),
+        ("tns1:RuleEngine/Recognition/Face", "lobby"),
+        ("tns1:RuleEngine/Recognition/Face", "lobby"),
+        ("tns1:VideoSource/SignalLoss", "door"),
+    ] {
+        device.events().publish(EventMessage {
+            topic: topic.into(),
+            time: SystemTime::now(),
+            property: None,
+            source: vec![("VideoSource".into(), source.into())],
+            key: Vec::new(),
+            data: Vec::new(),
+            data_elements: Vec::new(),
+            image_jpeg: None,
+        });
+    }
+    for (path, expected) in [(&door, 1), (&lobby, 2)] {
+        let pulled = body(&call(&device, path, OPERATOR,
+            "<tev:PullMessages><tev:Timeout>PT0S</tev:Timeout><tev:MessageLimit>10</tev:MessageLimit></tev:PullMessages>").await);
+        assert_eq!(
+            pulled.children_named("NotificationMessage").count(),
+            expected,
+            "{path}"
+        );
+    }
+    let bad = call(&device, "/onvif/events_service", OPERATOR,
+        "<tev:CreatePullPointSubscription><tev:Filter><wsnt:MessageContent Dialect=\"http://www.onvif.org/ver10/tev/messageContentFilter/ItemFilter\">\
+         count(//tt:SimpleItem) &gt; 1</wsnt:MessageContent></tev:Filter></tev:CreatePullPointSubscription>").await;
+    assert!(subcodes(&bad).contains("InvalidMessageContentExpressionFault"));
+}
