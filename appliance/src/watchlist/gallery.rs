@@ -92,6 +92,11 @@ impl Gallery {
         Ok(gallery)
     }
 
+    /// The loaded (active) watchlists.
+    pub fn watchlists(&self) -> &[Watchlist] {
+        &self.watchlists
+    }
+
     /// The kind of a loaded watchlist.
     pub fn watchlist_kind(&self, id: Uuid) -> Option<super::WatchlistKind> {
         self.watchlists.iter().find(|w| w.id == id).map(|w| w.kind)
