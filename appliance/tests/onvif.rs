@@ -441,7 +441,20 @@ fn a_profile_m_client_sets_the_face_recognition_rules_that_report_the_video_s_pe
             face["data"].get("ImageUri").is_none(),
             "the rule sends no picture: {face}"
         );
+        let reference = face["data"]["RefImageUri"].as_str().unwrap();
+        assert!(
+            reference.ends_with(&format!(
+                "/onvif/reference/{}.jpg",
+                face["data"]["EnrollmentID"].as_str().unwrap()
+            )),
+            "{face}"
+        );
     }
+    // The enrolled face behind it, for the Digest user only.
+    let reference = &done["reference"];
+    assert_eq!(reference["status"], 200, "{reference}");
+    assert_eq!(reference["jpeg"], true);
+    assert_eq!(reference["anonymous_status"], 401);
     let (status, _) = daemon.terminate();
     assert!(status.success());
 
@@ -451,7 +464,11 @@ fn a_profile_m_client_sets_the_face_recognition_rules_that_report_the_video_s_pe
         .iter()
         .filter_map(|r| r["action"].as_str().map(str::to_string))
         .collect();
-    for action in ["onvif.CreateRules", "onvif.DeleteRules"] {
+    for action in [
+        "onvif.CreateRules",
+        "onvif.DeleteRules",
+        "onvif.GetReferenceImage",
+    ] {
         assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
     }
 }

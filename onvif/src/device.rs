@@ -20,6 +20,11 @@ pub trait Product: Send + Sync + 'static {
     /// Unrecoverable succeeded) or fetched a picture (a snapshot or an event image): the product's audit
     /// trail. The default keeps none.
     fn audit(&self, _access: &Access) {}
+    /// The enrolled face of `enrollment_id` as JPEG, if one is kept (`RefImageUri`). Called
+    /// on a blocking thread. The default keeps none.
+    fn reference_image(&self, _enrollment_id: &str) -> Option<Vec<u8>> {
+        None
+    }
     /// The lists faces are recognised against (watchlists): each gets a default
     /// face-recognition rule. The default has none.
     fn recognition_lists(&self) -> Vec<RecognitionList> {
@@ -41,7 +46,8 @@ pub trait Product: Send + Sync + 'static {
 pub struct Access {
     pub user: String,
     pub peer: std::net::IpAddr,
-    /// The ONVIF operation, or `GetSnapshot` / `GetEventImage` for pictures.
+    /// The ONVIF operation, or `GetSnapshot` / `GetEventImage` / `GetReferenceImage` for
+    /// pictures.
     pub operation: String,
     /// The snapshot's source token or the image id; empty for SOAP operations.
     pub target: String,

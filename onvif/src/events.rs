@@ -405,6 +405,11 @@ impl EventBroker {
         &self.limits
     }
 
+    /// Base of the URIs of served pictures.
+    pub fn image_base(&self) -> String {
+        self.image_base.lock().clone()
+    }
+
     pub fn set_image_base(&self, base: &str) {
         *self.image_base.lock() = base.trim_end_matches('/').to_string();
     }

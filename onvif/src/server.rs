@@ -144,6 +144,27 @@ pub const ANALYTICS_PATH: &str = "/onvif/analytics_service";
 pub const SUBSCRIPTION_PATH: &str = "/onvif/subscription/";
 pub const SNAPSHOT_PATH: &str = "/onvif/snapshot/";
 pub const IMAGES_PATH: &str = "/onvif/images/";
+/// Enrolled faces by enrolment id (`RefImageUri` of recognition events).
+pub const REFERENCE_PATH: &str = "/onvif/reference/";
+
+/// The pictures served over HTTP GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Picture {
+    Snapshot,
+    EventImage,
+    Reference,
+}
+
+impl Picture {
+    /// The name its fetches are audited under.
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Snapshot => "GetSnapshot",
+            Self::EventImage => "GetEventImage",
+            Self::Reference => "GetReferenceImage",
+        }
+    }
+}
 
 pub struct Device {
     pub(crate) config: DeviceConfig,
@@ -361,6 +382,15 @@ impl Device {
             .collect()
     }
 
+    /// Where a recognition event's `RefImageUri` points for `enrollment_id` (served by
+    /// [`Product::reference_image`]), on the same base as event pictures.
+    pub fn reference_image_uri(&self, enrollment_id: &str) -> String {
+        format!(
+            "{}{REFERENCE_PATH}{enrollment_id}.jpg",
+            self.events.image_base()
+        )
+    }
+
     /// Tells subscribers a configuration changed (`tns1:Media/ConfigurationChanged`); `kind`
     /// is Media2's configuration type, e.g. `Analytics`.
     pub fn configuration_changed(&self, token: &str, kind: &str) {
@@ -480,17 +510,21 @@ impl Device {
     /// The caller is authenticated before any picture is looked up or encoded: an
     /// unauthenticated request costs no work.
     async fn get(self: &Arc<Self>, request: HttpRequest<'_>) -> HttpResponse {
-        let (operation, target, snapshot) =
-            if let Some(name) = request.path.strip_prefix(SNAPSHOT_PATH) {
-                ("GetSnapshot", name.strip_suffix(".jpg"), true)
-            } else if let Some(name) = request.path.strip_prefix(IMAGES_PATH) {
-                ("GetEventImage", name.strip_suffix(".jpg"), false)
-            } else {
-                ("", None, false)
-            };
-        let Some(target) = target else {
+        let picture = [
+            (SNAPSHOT_PATH, Picture::Snapshot),
+            (IMAGES_PATH, Picture::EventImage),
+            (REFERENCE_PATH, Picture::Reference),
+        ]
+        .into_iter()
+        .find_map(|(prefix, kind)| {
+            let name = request.path.strip_prefix(prefix)?.strip_suffix(".jpg")?;
+            Some((kind, name))
+        });
+        let Some((kind, target)) = picture else {
             return HttpResponse::plain(404, "not found");
         };
+        let operation = kind.operation();
+        let snapshot = kind == Picture::Snapshot;
         let user = match self.auth.http_caller(
             request.authorization,
             request.method,
@@ -507,16 +541,21 @@ impl Device {
             }
             Err(failure) => return self.refuse_http(failure),
         };
-        let found = if snapshot {
-            // A product may wait for the camera's next frame: not on the runtime's threads.
-            let (product, token) = (self.product.clone(), target.to_string());
-            tokio::task::spawn_blocking(move || product.snapshot(&token))
+        let found = match kind {
+            Picture::EventImage => self.events.image(target),
+            // A product may wait for a camera's frame or read its store: not on the
+            // runtime's threads.
+            Picture::Snapshot | Picture::Reference => {
+                let (product, target) = (self.product.clone(), target.to_string());
+                tokio::task::spawn_blocking(move || match kind {
+                    Picture::Snapshot => product.snapshot(&target),
+                    _ => product.reference_image(&target),
+                })
                 .await
                 .ok()
                 .flatten()
                 .map(Arc::new)
-        } else {
-            self.events.image(target)
+            }
         };
         match found {
             Some(jpeg) => {

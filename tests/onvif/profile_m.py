@@ -18,7 +18,9 @@ import time
 # Home Assistant's ONVIF library patches zeep on import (xs:anySimpleType values kept as
 # read, which keeps a notification's topic text): the client behaves as the one HA runs.
 import onvif  # noqa: F401
+import requests
 from lxml import etree
+from requests.auth import HTTPDigestAuth
 from zeep import Client, Settings
 from zeep.wsse.username import UsernameToken
 
@@ -221,7 +223,17 @@ def main():
                 faces.append(record)
             else:
                 fail(f"the filter let {topic} through")
-    emit(step="done", changes=changes, faces=faces)
+    # The enrolled face behind RefImageUri, with the same Digest credentials as snapshots.
+    reference = {}
+    if faces and faces[0]["data"].get("RefImageUri"):
+        fetched = requests.get(faces[0]["data"]["RefImageUri"], auth=HTTPDigestAuth(args.user, args.password), timeout=10)
+        anonymous = requests.get(faces[0]["data"]["RefImageUri"], timeout=10)
+        reference = {
+            "status": fetched.status_code,
+            "jpeg": fetched.content[:3] == b"\xff\xd8\xff",
+            "anonymous_status": anonymous.status_code,
+        }
+    emit(step="done", changes=changes, faces=faces, reference=reference)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,7 @@ impl RunningAppliance {
                 Some(vigil::onvif_device::AnalyticsParts {
                     gallery: gallery.clone(),
                     control: control.clone(),
+                    data_dir: data_dir.clone(),
                 }),
             ))?;
             eprintln!(

@@ -59,6 +59,7 @@ pub fn topics() -> Vec<TopicDescription> {
             data.extend([
                 item("Label", "xs:string"),
                 item("EnrollmentID", "xs:string"),
+                item("RefImageUri", "xs:anyURI"),
             ]);
         }
         data.push(item("ImageUri", "xs:anyURI"));
@@ -139,7 +140,10 @@ pub async fn forward_events(bus: EventBus, live: LiveView, device: Arc<Device>) 
     loop {
         match events.recv().await {
             Ok(event) => {
-                for message in translator.translate(&event) {
+                for mut message in translator.translate(&event) {
+                    if message.topic == TOPIC_FACE {
+                        with_reference_image(&mut message, &device);
+                    }
                     device.events().publish(message);
                 }
             }
@@ -148,6 +152,20 @@ pub async fn forward_events(bus: EventBus, live: LiveView, device: Arc<Device>) 
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// `RefImageUri`: the enrolled face of the person recognised, served by the device.
+fn with_reference_image(message: &mut EventMessage, device: &Device) {
+    let person = message
+        .data
+        .iter()
+        .find(|(name, _)| name == "EnrollmentID")
+        .map(|(_, id)| id.clone());
+    if let Some(person) = person {
+        message
+            .data
+            .push(("RefImageUri".into(), device.reference_image_uri(&person)));
     }
 }
 

@@ -33,6 +33,8 @@ pub struct VigilProduct {
 pub struct AnalyticsParts {
     pub gallery: crate::daemon::SharedGallery,
     pub control: Arc<crate::control::Control>,
+    /// Where the watchlist store is, for the enrolled faces `RefImageUri` serves.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl VigilProduct {
@@ -105,6 +107,21 @@ impl Product for VigilProduct {
 
     fn reboot(&self) {
         (self.restart)();
+    }
+
+    /// The person's reference face, read from the watchlist store. A store busy with an
+    /// enrolment answers nothing this time (the client gets 404 and may ask again).
+    fn reference_image(&self, enrollment_id: &str) -> Option<Vec<u8>> {
+        let analytics = self.analytics.as_ref()?;
+        let person = uuid::Uuid::parse_str(enrollment_id).ok()?;
+        let store = crate::watchlist::WatchlistStore::open_in(&analytics.data_dir)
+            .map_err(|e| tracing::warn!(error = %e, "reference face not read"))
+            .ok()?;
+        store
+            .reference_face(person)
+            .map_err(|e| tracing::warn!(error = %e, "reference face not read"))
+            .ok()
+            .flatten()
     }
 
     fn recognition_lists(&self) -> Vec<RecognitionList> {

@@ -366,6 +366,22 @@ impl WatchlistStore {
         }
     }
 
+    /// A person's reference face (JPEG): the first enrolment whose face was kept, as alerts
+    /// and the ONVIF `RefImageUri` show it. `None` for an unknown person or none kept.
+    pub fn reference_face(&self, person: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(person) = self.persons(None)?.into_iter().find(|p| p.id == person) else {
+            return Ok(None);
+        };
+        let kept = self
+            .enrolments_of(&person)?
+            .into_iter()
+            .find(|e| e.face_kept);
+        match kept {
+            Some(enrolment) => self.face(&person, enrolment.id),
+            None => Ok(None),
+        }
+    }
+
     /// Re-seals every enrolled face with a new key, then forgets the old ones; returns how
     /// many faces were re-sealed (0 for a store that keeps none).
     pub fn rotate_face_key(&self) -> Result<usize, StoreError> {

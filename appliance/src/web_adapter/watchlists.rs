@@ -391,19 +391,11 @@ impl WebAppliance {
         };
         self.with_store(|store| {
             let person = Self::find_person(store, person)?;
-            let enrolment = match wanted {
-                Some(id) => Some(id),
-                None => store
-                    .enrolments_of(&person)
-                    .map_err(store_failure)?
-                    .iter()
-                    .find(|e| e.face_kept)
-                    .map(|e| e.id),
-            };
-            match enrolment {
-                Some(id) => store.face(&person, id).map_err(store_failure),
-                None => Ok(None),
+            match wanted {
+                Some(id) => store.face(&person, id),
+                None => store.reference_face(person.id),
             }
+            .map_err(store_failure)
         })
     }
 

@@ -90,6 +90,7 @@ fn recognition_messages() -> String {
      <tt:SimpleItemDescription Name=\"Label\" Type=\"xs:string\"/>\
      <tt:SimpleItemDescription Name=\"EnrollmentID\" Type=\"xs:string\"/>\
      <tt:SimpleItemDescription Name=\"ImageUri\" Type=\"xs:anyURI\"/>\
+     <tt:SimpleItemDescription Name=\"RefImageUri\" Type=\"xs:anyURI\"/>\
      <tt:ElementItemDescription Name=\"ObjectId\" Type=\"tt:ObjectId\"/>\
      <tt:ElementItemDescription Name=\"BoundingBox\" Type=\"tt:Rectangle\"/></tt:Data>\
      <tt:ParentTopic>tns1:RuleEngine/Recognition/Face</tt:ParentTopic></tt:Messages>"
