@@ -2,7 +2,8 @@
 //!
 //! Every source has fixed profiles: `profile_<source>` (video source, encoder, analytics,
 //! metadata) and, while the metadata stream runs, `metadata_<source>` (video source,
-//! analytics, metadata). Each configuration belongs to one source and is named after it
+//! analytics, metadata). The device has one of its own, `device`, empty, so that a client
+//! finds a profile before any camera is configured. Each configuration belongs to one source and is named after it
 //! (`vsc_`, `vec_`, `vac_`, `meta_` + source token). Clients may add and remove
 //! configurations of any profile and create and delete profiles of their own (Media2); the
 //! device keeps what they changed in its settings file. A profile's configurations all
@@ -191,11 +192,16 @@ pub struct Profile {
 
 pub const METADATA_PROFILE: &str = "metadata_";
 
+/// The device's own profile, there with or without cameras: a VMS that adds the device
+/// before its cameras finds a profile (and the events) rather than none.
+pub const DEVICE_PROFILE: &str = "device";
+
 /// The most profiles the device holds (Media2's MaximumNumberOfProfiles).
 pub const MAX_PROFILES: usize = 64;
 
-/// Every profile: each source's fixed ones (the metadata one while `metadata_stream`), then
-/// the clients' (those whose source is gone are left out until it returns).
+/// Every profile: each source's camera profile, the device's own, each source's metadata
+/// profile while `metadata_stream`, then the clients' (those whose source is gone are left
+/// out until it returns).
 pub fn profiles(
     sources: &[VideoSource],
     metadata_stream: bool,
@@ -218,6 +224,20 @@ pub fn profiles(
         .iter()
         .map(|s| fixed(s.profile_token(), s.name.clone(), Content::full(&s.token)))
         .collect();
+    let device = fixed(
+        DEVICE_PROFILE.into(),
+        "Device events".into(),
+        Content::default(),
+    );
+    // Edited to hold a source that is gone: back to empty rather than gone.
+    all.push(if device.content.exists_in(sources) {
+        device
+    } else {
+        Profile {
+            content: Content::default(),
+            ..device
+        }
+    });
     if metadata_stream {
         all.extend(sources.iter().map(|s| {
             fixed(
@@ -256,6 +276,23 @@ mod tests {
         let mut mixed = Content::full("a");
         mixed.set(Kind::Analytics, Some("b".into()));
         assert!(mixed.conflict().unwrap().contains("Analytics"));
+    }
+
+    #[test]
+    fn a_device_without_cameras_still_has_its_own_profile() {
+        let none = profiles(&[], true, &ProfileChanges::default());
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].token, DEVICE_PROFILE);
+        assert!(none[0].fixed && none[0].content == Content::default());
+        // Edited to hold a camera that is then removed: empty again, not gone.
+        let mut changes = ProfileChanges::default();
+        changes
+            .fixed_content
+            .insert(DEVICE_PROFILE.into(), Content::full("gone"));
+        assert_eq!(
+            profiles(&[], false, &changes)[0].content,
+            Content::default()
+        );
     }
 
     #[test]

@@ -237,7 +237,7 @@ async fn media_and_media2_describe_each_source() {
         .children_named("Profiles")
         .map(|p| p.attribute("token").unwrap())
         .collect();
-    assert_eq!(tokens, ["profile_door", "profile_lobby"]);
+    assert_eq!(tokens, ["profile_door", "profile_lobby", "device"]);
     let encoder = profiles.children[0]
         .find(&["VideoEncoderConfiguration", "Encoding"])
         .unwrap();
@@ -268,12 +268,8 @@ async fn media_and_media2_describe_each_source() {
     );
     let encodings: Vec<&str> = media2
         .children_named("Profiles")
-        .map(|p| {
-            p.find(&["Configurations", "VideoEncoder", "Encoding"])
-                .unwrap()
-                .text
-                .as_str()
-        })
+        .filter_map(|p| p.find(&["Configurations", "VideoEncoder", "Encoding"]))
+        .map(|e| e.text.as_str())
         .collect();
     assert_eq!(encodings, ["H264", "H265"]);
     let uri = body(&call(&device, "/onvif/media2_service", OPERATOR,
@@ -496,7 +492,7 @@ async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
     };
     assert_eq!(
         media2_tokens(device.clone()).await,
-        ["profile_door", "profile_lobby"]
+        ["profile_door", "profile_lobby", "device"]
     );
     device.set_metadata_rtsp_port(Some(8554));
     assert_eq!(
@@ -504,6 +500,7 @@ async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
         [
             "profile_door",
             "profile_lobby",
+            "device",
             "metadata_door",
             "metadata_lobby"
         ]
@@ -581,7 +578,7 @@ async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
     device.set_metadata_rtsp_port(None);
     assert_eq!(
         media2_tokens(device.clone()).await,
-        ["profile_door", "profile_lobby"]
+        ["profile_door", "profile_lobby", "device"]
     );
 }
 
