@@ -12,7 +12,6 @@ Exits non-zero on any failure, with the reason on stderr.
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import sys
 
@@ -23,23 +22,12 @@ from aiohttp import web
 from onvif import ONVIFCamera
 from onvif_parsers.errors import UnknownTopicError
 
+sys.path.insert(0, os.path.dirname(__file__))
+from client_lines import emit, failer, simple_items  # noqa: E402
+
+fail = failer("ha_flow")
+
 FACE_TOPIC = "tns1:RuleEngine/Recognition/Face"
-
-
-def emit(**fields):
-    print(json.dumps(fields), flush=True)
-
-
-def fail(why):
-    print(f"ha_flow: {why}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def simple_items(element):
-    """SimpleItem Name -> Value of a tt:Source/tt:Data element parsed by zeep."""
-    if element is None:
-        return {}
-    return {item.Name: item.Value for item in (element.SimpleItem or [])}
 
 
 def element_items(element):

@@ -10,7 +10,6 @@ Exits non-zero on any failure, with the reason on stderr.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,27 +23,16 @@ from requests.auth import HTTPDigestAuth
 from zeep import Client, Settings
 from zeep.wsse.username import UsernameToken
 
+sys.path.insert(0, os.path.dirname(__file__))
+from client_lines import emit, failer, simple_items  # noqa: E402
+
+fail = failer("profile_m")
+
 TT = "http://www.onvif.org/ver10/schema"
 WSNT = "http://docs.oasis-open.org/wsn/b-2"
 TOPICS = "http://www.onvif.org/ver10/topics"
 CONCRETE_SET = "http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet"
 RULE = "door staff"
-
-
-def emit(**fields):
-    print(json.dumps(fields), flush=True)
-
-
-def fail(why):
-    print(f"profile_m: {why}", file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def items(element):
-    """Name -> Value of an ItemList's SimpleItems, as zeep parsed them."""
-    if element is None:
-        return {}
-    return {i.Name: i.Value for i in (element.SimpleItem or [])}
 
 
 def words(value):
@@ -176,7 +164,7 @@ def main():
     )
 
     defaults = rules_service.GetRules(ConfigurationToken=token)
-    emit(step="default_rules", rules=[{"name": r.Name, "parameters": items(r.Parameters)} for r in defaults])
+    emit(step="default_rules", rules=[{"name": r.Name, "parameters": simple_items(r.Parameters)} for r in defaults])
     rules_service.CreateRules(
         ConfigurationToken=token,
         Rule=[
@@ -189,7 +177,7 @@ def main():
     )
     rules_service.DeleteRules(ConfigurationToken=token, RuleName=[r.Name for r in defaults])
     now = rules_service.GetRules(ConfigurationToken=token)
-    emit(step="rules", rules=[{"name": r.Name, "parameters": items(r.Parameters)} for r in now])
+    emit(step="rules", rules=[{"name": r.Name, "parameters": simple_items(r.Parameters)} for r in now])
 
     modules = analytics.GetSupportedAnalyticsModules(ConfigurationToken=token)
     module_types = [qname_text(d.Name) for d in modules.AnalyticsModuleDescription or []]
@@ -199,7 +187,7 @@ def main():
     emit(
         step="modules",
         types=module_types,
-        modules=[{"name": m.Name, "parameters": items(m.Parameters)} for m in analytics.GetAnalyticsModules(ConfigurationToken=token)],
+        modules=[{"name": m.Name, "parameters": simple_items(m.Parameters)} for m in analytics.GetAnalyticsModules(ConfigurationToken=token)],
         options=[o.Name for o in module_options],
         metadata_types=[qname_text(m.Type) for m in metadata],
         sample_objects=len(sample.Object) if sample is not None else 0,

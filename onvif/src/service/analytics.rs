@@ -1,7 +1,7 @@
 //! The Analytics service (ver20/analytics): each source's analytics configuration with its
 //! face-recognition rules and its face detector module (see `crate::analytics` for the model).
 
-use super::{response, Answer, Operation};
+use super::{required_texts, response, Answer, Operation};
 use crate::analytics::{
     self, DetectorSettings, RecognitionRule, CONFIGURATION_PREFIX, DEFAULT_IMAGE_SENDING,
     IMAGE_SENDING, MAX_RULES, MAX_RULE_NAME, MODULE_NAME, MODULE_TYPE, RULE_TYPE,
@@ -350,18 +350,7 @@ fn modify_rules(call: &Call<'_>) -> Answer {
 
 fn delete_rules(call: &Call<'_>) -> Answer {
     let (_, token) = configuration(call)?;
-    let names: Vec<String> = call
-        .request
-        .body
-        .children_named("RuleName")
-        .map(|n| n.text.trim().to_string())
-        .collect();
-    if names.is_empty() {
-        return Err(Fault::invalid_arg(
-            "ter:RuleNotExistent",
-            "no RuleName given",
-        ));
-    }
+    let names = required_texts(&call.request.body, "RuleName", "ter:RuleNotExistent")?;
     change_rules(call, &token, |rules| {
         if let Some(missing) = names.iter().find(|n| !rules.iter().any(|r| &r.name == *n)) {
             return Err(Fault::invalid_arg(

@@ -3,8 +3,8 @@
 
 use chrono::{Datelike, Timelike, Utc};
 
-use super::{leaf, response, Answer, Operation};
-use crate::auth::{AccessClass::*, User, UserError, UserLevel};
+use super::{leaf, required_texts, response, Answer, Operation};
+use crate::auth::{AccessClass::*, User, UserError, UserLevel, Users};
 use crate::server::{
     scope_text, Call, ANALYTICS_PATH, DEVICE_PATH, EVENTS_PATH, MEDIA2_PATH, MEDIA_PATH,
 };
@@ -253,67 +253,48 @@ fn get_users(call: &Call<'_>) -> Answer {
 }
 
 fn create_users(call: &Call<'_>) -> Answer {
-    let device = call.device;
-    let users = users_of(&call.request.body, true)?;
-    strong_enough(&users, device.config.min_password_chars)?;
-    device
-        .auth
-        .users()
-        .change(&|table| {
-            for user in &users {
-                table.create(User {
-                    name: user.name.clone(),
-                    password: user.password.clone().unwrap_or_default(),
-                    level: user.level,
-                })?;
-            }
-            Ok(())
+    change_users(call, true, "created", |table, user| {
+        table.create(User {
+            name: user.name.clone(),
+            password: user.password.clone().unwrap_or_default(),
+            level: user.level,
         })
-        .map_err(user_fault)?;
-    tracing::info!(by = %caller_name(call), users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users created");
+    })?;
     Ok("<tds:CreateUsersResponse/>".into())
 }
 
 fn set_user(call: &Call<'_>) -> Answer {
+    change_users(call, false, "changed", |table, user| {
+        table.set(&user.name, user.password.clone(), user.level)
+    })?;
+    Ok("<tds:SetUserResponse/>".into())
+}
+
+/// Applies `apply` to every user of the request, all or none, after the password policy.
+fn change_users(
+    call: &Call<'_>,
+    password_required: bool,
+    done: &str,
+    apply: fn(&mut Users, &UserRequest) -> Result<(), UserError>,
+) -> Result<(), Fault> {
     let device = call.device;
-    let users = users_of(&call.request.body, false)?;
+    let users = users_of(&call.request.body, password_required)?;
     strong_enough(&users, device.config.min_password_chars)?;
     device
         .auth
         .users()
-        .change(&|table| {
-            for user in &users {
-                table.set(&user.name, user.password.clone(), user.level)?;
-            }
-            Ok(())
-        })
+        .change(&|table| users.iter().try_for_each(|user| apply(table, user)))
         .map_err(user_fault)?;
-    tracing::info!(by = %caller_name(call), users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users changed");
-    Ok("<tds:SetUserResponse/>".into())
+    tracing::info!(by = %caller_name(call), users = ?users.iter().map(|u| &u.name).collect::<Vec<_>>(), "ONVIF users {done}");
+    Ok(())
 }
 
 fn delete_users(call: &Call<'_>) -> Answer {
-    let names: Vec<String> = call
-        .request
-        .body
-        .children_named("Username")
-        .map(|u| u.text.trim().to_string())
-        .collect();
-    if names.is_empty() {
-        return Err(Fault::invalid_arg(
-            "ter:UsernameMissing",
-            "no Username given",
-        ));
-    }
+    let names = required_texts(&call.request.body, "Username", "ter:UsernameMissing")?;
     call.device
         .auth
         .users()
-        .change(&|table| {
-            for name in &names {
-                table.delete(name)?;
-            }
-            Ok(())
-        })
+        .change(&|table| names.iter().try_for_each(|name| table.delete(name)))
         .map_err(user_fault)?;
     tracing::info!(by = %caller_name(call), users = ?names, "ONVIF users deleted");
     Ok("<tds:DeleteUsersResponse/>".into())

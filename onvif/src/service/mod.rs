@@ -91,6 +91,23 @@ pub(crate) fn leaf(tag: &str, text: impl std::fmt::Display) -> String {
     format!("<{tag}>{}</{tag}>", crate::xml::escape(&text.to_string()))
 }
 
+/// The trimmed texts of the request's `name` children, at least one (else `InvalidArgVal`
+/// with `detail`).
+pub(crate) fn required_texts(
+    request: &crate::xml::Element,
+    name: &str,
+    detail: &'static str,
+) -> Result<Vec<String>, Fault> {
+    let texts: Vec<String> = request
+        .children_named(name)
+        .map(|e| e.text.trim().to_string())
+        .collect();
+    if texts.is_empty() {
+        return Err(Fault::invalid_arg(detail, format!("no {name} given")));
+    }
+    Ok(texts)
+}
+
 /// `<prefix:OperationResponse>inner</prefix:OperationResponse>`.
 pub(crate) fn response(prefix: &str, operation: &str, inner: &str) -> String {
     format!("<{prefix}:{operation}Response>{inner}</{prefix}:{operation}Response>")
