@@ -389,6 +389,10 @@ fn a_profile_m_client_sets_the_face_recognition_rules_that_report_the_video_s_pe
     assert_eq!(profile["token"], "profile_cam1");
     assert_eq!(profile["analytics"], "vac_cam1");
     assert_eq!(profile["metadata"], "meta_cam1");
+    // The device's own profile, empty, beside the camera's.
+    let device = &steps["profiles"]["profiles"][1];
+    assert_eq!(device["token"], "device");
+    assert_eq!(device["analytics"], Value::Null);
 
     let rule = &steps["supported_rules"]["rules"][0];
     assert_eq!(rule["name"], "tt:FaceRecognition");
@@ -455,6 +459,12 @@ fn a_profile_m_client_sets_the_face_recognition_rules_that_report_the_video_s_pe
     assert_eq!(reference["status"], 200, "{reference}");
     assert_eq!(reference["jpeg"], true);
     assert_eq!(reference["anonymous_status"], 401);
+    // The encoder configuration says what the camera streams (the test video: H.264,
+    // 25 fps, 1280 wide), not the analysis rate configured (5 fps).
+    assert_eq!(
+        done["encoder"],
+        serde_json::json!({"encoding": "H264", "framerate": 25.0, "width": 1280})
+    );
     let (status, _) = daemon.terminate();
     assert!(status.success());
 

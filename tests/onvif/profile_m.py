@@ -42,6 +42,12 @@ def words(value):
     return [str(w) for w in value] if isinstance(value, list) else str(value).split()
 
 
+def token_of(configurations, kind):
+    """The token of a profile's configuration of `kind`, if it holds one."""
+    configuration = getattr(configurations, kind, None) if configurations is not None else None
+    return configuration.token if configuration is not None else None
+
+
 def xml_items(message, part):
     """Name -> Value of the SimpleItems of a tt:Message's Source or Data, from its XML."""
     return {
@@ -118,8 +124,8 @@ def main():
         profiles=[
             {
                 "token": p.token,
-                "analytics": p.Configurations.Analytics.token if p.Configurations.Analytics is not None else None,
-                "metadata": p.Configurations.Metadata.token if p.Configurations.Metadata is not None else None,
+                "analytics": token_of(p.Configurations, "Analytics"),
+                "metadata": token_of(p.Configurations, "Metadata"),
             }
             for p in profiles
         ],
@@ -221,7 +227,14 @@ def main():
             "jpeg": fetched.content[:3] == b"\xff\xd8\xff",
             "anonymous_status": anonymous.status_code,
         }
-    emit(step="done", changes=changes, faces=faces, reference=reference)
+    # The encoder as the camera's stream is, now that it streams.
+    encoders = media2.GetVideoEncoderConfigurations(ConfigurationToken=f"vec_{token[len('vac_'):]}")
+    encoder = {
+        "encoding": str(encoders[0].Encoding),
+        "framerate": float(encoders[0].RateControl.FrameRateLimit),
+        "width": encoders[0].Resolution.Width,
+    } if encoders else {}
+    emit(step="done", changes=changes, faces=faces, reference=reference, encoder=encoder)
 
 
 if __name__ == "__main__":

@@ -95,10 +95,22 @@ enum Ended {
     Failed(String),
 }
 
-/// Where ingest puts the frames it decodes, and counts the packets it could not.
+/// Where ingest puts the frames it decodes, counts the packets it could not, and says what
+/// the stream is.
 pub struct Sink<'a> {
     pub queue: &'a DropOldestQueue<Frame>,
     pub load: &'a super::CameraLoad,
+    pub stream: &'a parking_lot::Mutex<Option<StreamInfo>>,
+}
+
+/// What a camera's video stream is, as ffmpeg found it at the latest connection: what the
+/// ONVIF encoder configuration describes, not what the configuration guesses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamInfo {
+    /// ffmpeg's codec name, e.g. `h264`, `hevc`.
+    pub codec: String,
+    /// The stream's average frame rate, where it says one.
+    pub fps: Option<f64>,
 }
 
 /// Runs the camera until `stop`: connect, stream, report, back off, again.
@@ -303,6 +315,11 @@ fn stream_once(
     };
     let stream_index = stream.index();
     let time_base = f64::from(stream.time_base());
+    let rate = f64::from(stream.avg_frame_rate());
+    *sink.stream.lock() = Some(StreamInfo {
+        codec: stream.parameters().id().name().to_string(),
+        fps: (rate.is_finite() && rate > 0.0).then_some(rate),
+    });
     let decoder = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).and_then(
         |mut ctx| {
             // One thread per camera: many cameras share two cores.

@@ -7,6 +7,6 @@ pub mod load;
 pub mod queue;
 pub mod tls_relay;
 
-pub use ingest::{Frame, IngestTimeouts, Sink, StopSignal};
+pub use ingest::{Frame, IngestTimeouts, Sink, StopSignal, StreamInfo};
 pub use load::{CameraLoad, LoadSnapshot, LATENCY_BUCKETS_S};
 pub use queue::{DropOldestQueue, Pop};

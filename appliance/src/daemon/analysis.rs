@@ -36,6 +36,8 @@ pub struct CameraSlot {
     camera: String,
     pub queue: Arc<DropOldestQueue<Frame>>,
     pub load: Arc<super::CameraLoad>,
+    /// What the camera's stream is, once connected.
+    pub stream: parking_lot::Mutex<Option<crate::camera::StreamInfo>>,
     /// Held by the worker analysing this camera, so its frames stay in order.
     busy: AtomicBool,
     state: Mutex<SlotState>,
@@ -185,6 +187,7 @@ impl AnalysisPool {
                 self.shared.doorbell.clone(),
             )),
             load: Arc::new(super::CameraLoad::default()),
+            stream: parking_lot::Mutex::new(None),
             busy: AtomicBool::new(false),
             state: Mutex::new(SlotState {
                 tracker: Tracker::new(camera.to_string(), settings.tracker),

@@ -52,6 +52,13 @@ impl LiveView {
         Some(slot.load.snapshot(slot.queue.dropped()))
     }
 
+    /// What the camera's stream is (codec, frame rate), once it connected.
+    pub fn stream_info(&self, camera: &str) -> Option<crate::camera::StreamInfo> {
+        let slot = self.slots.lock().get(camera).cloned()?;
+        let info = slot.stream.lock().clone();
+        info
+    }
+
     /// The faces of every analysed frame from now on (see [`faces_feed`]).
     pub fn subscribe_faces(
         &self,
@@ -297,6 +304,7 @@ impl Daemon {
                     let sink = ingest::Sink {
                         queue: &slot.queue,
                         load: &slot.load,
+                        stream: &slot.stream,
                     };
                     ingest::run(&camera, &timeouts, &sink, &stop, &|s| reporter.report(s))
                 })

@@ -79,6 +79,14 @@ impl Product for VigilProduct {
             .into_iter()
             .map(|camera| {
                 let (width, height) = self.live.frame_size(&camera.id).unwrap_or((0, 0));
+                // The stream as ffmpeg found it; before the first connection, the
+                // configuration's frame rate and the commonest codec.
+                let stream = self.live.stream_info(&camera.id);
+                let encoding = match stream.as_ref().map(|s| s.codec.as_str()) {
+                    Some("hevc") => VideoEncoding::H265,
+                    _ => VideoEncoding::H264,
+                };
+                let framerate = stream.and_then(|s| s.fps).unwrap_or(camera.fps);
                 VideoSource {
                     token: source_token(&camera.id),
                     name: if camera.name.is_empty() {
@@ -88,8 +96,8 @@ impl Product for VigilProduct {
                     },
                     width,
                     height,
-                    framerate: camera.fps as f32,
-                    encoding: VideoEncoding::H264,
+                    framerate: framerate as f32,
+                    encoding,
                     // The camera's own stream, without its credentials: clients use theirs.
                     stream_uri: crate::config::strip_credentials(&camera.url),
                 }
