@@ -34,6 +34,7 @@ struct Broker {
     port: u16,
     /// How its clients log in (`mosquitto_sub`/`mosquitto_pub` options).
     login: Vec<String>,
+    log: PathBuf,
 }
 
 impl Broker {
@@ -88,15 +89,36 @@ impl Broker {
             ),
         )
         .unwrap();
+        let log = dir.join("mosquitto.log");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("mosquitto starts (tools/setup.sh installs it)");
         common::wait_until_listening(&format!("127.0.0.1:{port}"));
-        Self { child, port, login }
+        Self {
+            child,
+            port,
+            login,
+            log,
+        }
+    }
+
+    /// Asserts that `client` ended its last connection with a DISCONNECT (so the broker sent
+    /// no Last Will: the `offline` seen is the one published at the stop).
+    fn assert_clean_disconnect(&self, client: &str) {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        let last = log
+            .lines()
+            .filter(|l| l.contains(&format!("Client {client} ")))
+            .next_back()
+            .unwrap_or_else(|| panic!("{client} never connected:\n{log}"));
+        assert!(
+            last.ends_with(&format!("Client {client} disconnected.")),
+            "{client} did not disconnect cleanly: {last}"
+        );
     }
 
     fn url(&self) -> String {
@@ -418,6 +440,7 @@ fn home_assistant_sees_the_appliance_and_its_camera() {
     sub.wait_for("availability offline", Duration::from_secs(10), |m| {
         m.topic == "vigil/test-box/availability" && m.payload == "offline"
     });
+    broker.assert_clean_disconnect("vigil-test-box");
     let after = broker.retained(&["vigil/test-box/availability"]);
     assert_eq!(
         after.get("vigil/test-box/availability").map(String::as_str),
@@ -737,6 +760,7 @@ fn publishes_over_tls_with_a_client_certificate() {
     sub.wait_for("availability offline", wait, |m| {
         m.topic == "vigil/tls-box/availability" && m.payload == "offline"
     });
+    broker.assert_clean_disconnect("vigil-tls-box");
     assert_eq!(
         broker
             .retained(&["vigil/tls-box/availability"])

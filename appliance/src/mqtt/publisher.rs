@@ -326,9 +326,15 @@ impl Task {
 }
 
 /// Polls the client's event loop; reports the link up and down; waits between attempts.
+///
+/// After the DISCONNECT is written it goes on reading until the broker closes the
+/// connection: closing first, with the broker's PUBACKs unread, makes the kernel reset the
+/// connection, and a broker that then fails to send a PUBACK (mosquitto) drops the client
+/// before it reads the DISCONNECT, and sends the Last Will.
 async fn run_link(mut eventloop: EventLoop, links: mpsc::Sender<Link>, broker: String) {
     let mut backoff = BACKOFF_MIN;
     let mut last_error: Option<String> = None;
+    let mut disconnecting = false;
     loop {
         match eventloop.poll().await {
             Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
@@ -339,9 +345,13 @@ async fn run_link(mut eventloop: EventLoop, links: mpsc::Sender<Link>, broker: S
                     return;
                 }
             }
-            Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
             Err(ConnectionError::RequestsDone) => return,
+            Err(e) if disconnecting => {
+                tracing::debug!(error = %e, "MQTT connection closed after DISCONNECT");
+                return;
+            }
             Err(e) => {
                 let (why, refused) = describe(&e);
                 if last_error.as_deref() != Some(why.as_str()) {
