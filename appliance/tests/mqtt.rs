@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,7 @@ struct Broker {
     /// How its clients log in (`mosquitto_sub`/`mosquitto_pub` options).
     login: Vec<String>,
     log: PathBuf,
+    config: PathBuf,
 }
 
 impl Broker {
@@ -49,7 +51,7 @@ impl Broker {
             .expect("mosquitto_passwd runs (tools/setup.sh installs mosquitto)");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let settings = format!(
-            "allow_anonymous false\npassword_file {}\n",
+            "allow_anonymous false\npassword_file {}\npersistence false\n",
             passwords.display()
         );
         let login = ["-u", USER, "-P", PASSWORD].map(String::from).to_vec();
@@ -57,13 +59,14 @@ impl Broker {
     }
 
     /// MQTT over TLS (the server's certificate from `pki`'s CA), a client certificate
-    /// required.
+    /// required; sessions kept across a restart (in `dir`).
     fn start_tls(dir: &Path, pki: &Pki) -> Self {
         let settings = format!(
-            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nallow_anonymous true\n",
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
             pki.ca.display(),
             pki.server_cert.display(),
-            pki.server_key.display()
+            pki.server_key.display(),
+            dir.display()
         );
         let login = vec![
             "--cafile".into(),
@@ -85,25 +88,49 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "{user}listener {port} 127.0.0.1\n{settings}persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
+                "{user}listener {port} 127.0.0.1\n{settings}log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
             ),
         )
         .unwrap();
         let log = dir.join("mosquitto.log");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("mosquitto starts (tools/setup.sh installs it)");
-        common::wait_until_listening(&format!("127.0.0.1:{port}"));
+        let child = Self::spawn(&config, &log, port);
         Self {
             child,
             port,
             login,
             log,
+            config,
         }
+    }
+
+    fn spawn(config: &Path, log: &Path, port: u16) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto starts (tools/setup.sh installs it)");
+        common::wait_until_listening(&format!("127.0.0.1:{port}"));
+        child
+    }
+
+    /// SIGTERM (mosquitto saves its sessions), and the same broker again on the same port.
+    fn restart(&mut self, while_down: impl FnOnce()) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+        while_down();
+        self.child = Self::spawn(&self.config, &self.log, self.port);
     }
 
     /// Asserts that `client` ended its last connection with a DISCONNECT (so the broker sent
@@ -112,8 +139,7 @@ impl Broker {
         let log = std::fs::read_to_string(&self.log).unwrap();
         let last = log
             .lines()
-            .filter(|l| l.contains(&format!("Client {client} ")))
-            .next_back()
+            .rfind(|l| l.contains(&format!("Client {client} ")))
             .unwrap_or_else(|| panic!("{client} never connected:\n{log}"));
         assert!(
             last.ends_with(&format!("Client {client} disconnected.")),
@@ -214,8 +240,13 @@ struct Subscriber {
 impl Subscriber {
     /// Subscribes to `#`, and returns once it is subscribed (a probe it publishes arrives).
     fn start(broker: &Broker) -> Self {
+        Self::start_with(broker, &[])
+    }
+
+    /// The same with more `mosquitto_sub` options.
+    fn start_with(broker: &Broker, args: &[&str]) -> Self {
         let mut child = broker
-            .sub(&["-t", "#"])
+            .sub(&[args, &["-t", "#"]].concat())
             .stdout(Stdio::piped())
             .spawn()
             .expect("mosquitto_sub starts");
@@ -554,6 +585,15 @@ impl Drop for LoggedDaemon {
     }
 }
 
+/// Polls `condition` (a counter of the publisher) until it holds, within `timeout`.
+fn wait_until(what: &str, timeout: Duration, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, by openssl.
 struct Pki {
     ca: PathBuf,
@@ -655,8 +695,10 @@ fn publishes_over_tls_with_a_client_certificate() {
 
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::make(tmp.path());
-    let broker = Broker::start_tls(tmp.path(), &pki);
-    let mut sub = Subscriber::start(&broker);
+    let mut broker = Broker::start_tls(tmp.path(), &pki);
+    // A session the broker keeps while the subscriber is away (as Home Assistant's is).
+    let session = ["-c", "-i", "ha-test", "-q", "1"];
+    let mut sub = Subscriber::start_with(&broker, &session);
     let bus = EventBus::new();
     let config = MqttConfig {
         broker: format!("mqtts://127.0.0.1:{}", broker.port),
@@ -665,6 +707,7 @@ fn publishes_over_tls_with_a_client_certificate() {
         tls_cert: Some(pki.client_cert.clone()),
         tls_key: Some(pki.client_key.clone()),
         face_hold_s: 0.5,
+        queue: 2,
         ..MqttConfig::default()
     };
     let missing = MqttConfig {
@@ -715,29 +758,32 @@ fn publishes_over_tls_with_a_client_certificate() {
         m.topic == "vigil/tls-box/yard/connected/state" && m.payload == "online"
     });
     let person_id = uuid::Uuid::new_v4();
-    bus.publish(Event::FaceMatched(FaceMatched {
-        alert: uuid::Uuid::new_v4(),
-        upgrade: false,
-        camera: "yard".into(),
-        track: 1,
-        person_id,
-        person: "Grace Hopper".into(),
-        watchlist_id: uuid::Uuid::new_v4(),
-        watchlist: "staff".into(),
-        watchlist_kind: Default::default(),
-        score: 0.7,
-        likelihood: 0.95,
-        time: chrono::Utc::now(),
-        stream_time_s: 3.0,
-        bbox: vigil::vision::geometry::BoundingBox {
-            x1: 1.0,
-            y1: 1.0,
-            x2: 50.0,
-            y2: 60.0,
-        },
-        quality: 0.9,
-        thumbnail_jpeg: std::sync::Arc::new(vec![0xFF, 0xD8, 0xFF, 0xD9]),
-    }));
+    let matched = |track: u64| {
+        Event::FaceMatched(FaceMatched {
+            alert: uuid::Uuid::new_v4(),
+            upgrade: false,
+            camera: "yard".into(),
+            track,
+            person_id,
+            person: "Grace Hopper".into(),
+            watchlist_id: uuid::Uuid::new_v4(),
+            watchlist: "staff".into(),
+            watchlist_kind: Default::default(),
+            score: 0.7,
+            likelihood: 0.95,
+            time: chrono::Utc::now(),
+            stream_time_s: 3.0,
+            bbox: vigil::vision::geometry::BoundingBox {
+                x1: 1.0,
+                y1: 1.0,
+                x2: 50.0,
+                y2: 60.0,
+            },
+            quality: 0.9,
+            thumbnail_jpeg: std::sync::Arc::new(vec![0xFF, 0xD8, 0xFF, 0xD9]),
+        })
+    };
+    bus.publish(matched(1));
     let alert = sub
         .wait_for("the alert", wait, |m| m.topic == "vigil/tls-box/events")
         .json();
@@ -755,6 +801,38 @@ fn publishes_over_tls_with_a_client_certificate() {
     });
     assert_eq!(person.payload, person_id.to_string());
     assert!(!sub.seen.iter().any(|m| m.payload.contains("Grace")));
+
+    // The broker goes away: alerts wait, the oldest dropped past `queue` (2); then it comes
+    // back and gets the state again and the alerts that waited.
+    let stats = publisher.stats();
+    drop(sub);
+    broker.restart(|| {
+        wait_until("the publisher sees the broker gone", wait, || {
+            !stats.connected.load(Ordering::Relaxed)
+        });
+        for track in 11..=15 {
+            bus.publish(matched(track));
+        }
+        wait_until("3 alerts dropped", wait, || {
+            stats.dropped.load(Ordering::Relaxed) == 3
+        });
+    });
+    let mut sub = Subscriber::start_with(&broker, &session);
+    let track_of = |m: &Message| m.json()["track"].as_u64();
+    // Backoff: 1 s, then 2, 4, 8 s between attempts.
+    let reconnect = Duration::from_secs(60);
+    sub.wait_for("the last waiting alert", reconnect, |m| {
+        m.topic == "vigil/tls-box/events" && track_of(m) == Some(15)
+    });
+    let tracks: Vec<u64> = sub
+        .seen
+        .iter()
+        .filter(|m| m.topic == "vigil/tls-box/events")
+        .filter_map(track_of)
+        .collect();
+    assert_eq!(tracks, [14, 15], "the two newest alerts, in order");
+    assert!(stats.connections.load(Ordering::Relaxed) >= 2);
+    assert!(stats.connected.load(Ordering::Relaxed));
 
     runtime.block_on(publisher.stop());
     sub.wait_for("availability offline", wait, |m| {

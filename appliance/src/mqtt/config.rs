@@ -54,8 +54,8 @@ pub struct MqttConfig {
     /// A camera's "face present" stays ON this long after its last face left the view.
     pub face_hold_s: f64,
     pub keep_alive_s: u64,
-    /// Messages waiting for the broker at most (while it is away); past it the oldest go
-    /// first, counted and logged.
+    /// Alerts waiting for the broker at most (while it is away or slow); past it the oldest
+    /// go first, counted and logged. Retained states wait as their latest value per topic.
     pub queue: usize,
 }
 

@@ -1,6 +1,11 @@
-//! Messages waiting for the broker. Bounded, and the oldest go first when it is full: the
-//! cameras and the event bus never wait for an MQTT broker that is slow or away. Retained
-//! state is not lost that way: it is published whole again at every (re)connection.
+//! Messages waiting for the broker. The cameras and the event bus never wait for an MQTT
+//! broker that is slow or away, so what waits here is bounded:
+//!
+//! - retained state is kept as its latest value per topic (a face sensor that went ON and OFF
+//!   while the broker was slow is sent once, as OFF): at most one message per retained topic,
+//!   a few per camera, and they go first;
+//! - alerts (not retained) wait in order up to `mqtt.queue`; past it the oldest go first,
+//!   counted (and logged by the publisher).
 
 use std::collections::VecDeque;
 
@@ -36,59 +41,77 @@ impl Message {
 }
 
 pub struct Outbox {
-    queue: VecDeque<Message>,
+    /// Retained messages, one per topic, in the order their topics were first queued.
+    state: VecDeque<Message>,
+    events: VecDeque<Message>,
     capacity: usize,
     dropped: u64,
 }
 
 impl Outbox {
+    /// `capacity`: alerts waiting at most.
     pub fn new(capacity: usize) -> Self {
         Self {
-            queue: VecDeque::new(),
+            state: VecDeque::new(),
+            events: VecDeque::new(),
             capacity: capacity.max(1),
             dropped: 0,
         }
     }
 
-    /// Queues `message`; how many were dropped to make room (0 or 1).
+    /// Queues `message`; how many alerts were dropped to make room (0 or 1).
     pub fn push(&mut self, message: Message) -> u64 {
+        if message.retain {
+            match self.state.iter_mut().find(|m| m.topic == message.topic) {
+                Some(queued) => *queued = message,
+                None => self.state.push_back(message),
+            }
+            return 0;
+        }
         let mut dropped = 0;
-        while self.queue.len() >= self.capacity {
-            self.queue.pop_front();
+        while self.events.len() >= self.capacity {
+            self.events.pop_front();
             dropped += 1;
         }
-        self.queue.push_back(message);
+        self.events.push_back(message);
         self.dropped += dropped;
         dropped
     }
 
+    /// The next message to send: retained state first.
     pub fn front(&self) -> Option<&Message> {
-        self.queue.front()
+        self.state.front().or_else(|| self.events.front())
     }
 
     pub fn pop(&mut self) -> Option<Message> {
-        self.queue.pop_front()
+        self.state.pop_front().or_else(|| self.events.pop_front())
     }
 
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.state.len() + self.events.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.state.is_empty() && self.events.is_empty()
     }
 
-    /// Messages dropped since the start.
+    /// Alerts dropped since the start.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    /// At a (re)connection: `first` (availability, discovery, the whole retained state) goes
-    /// ahead, and queued retained messages are left out (`first` holds their latest value).
-    pub fn restart_with(&mut self, first: Vec<Message>) {
-        let events: Vec<Message> = self.queue.drain(..).filter(|m| !m.retain).collect();
-        for m in first.into_iter().chain(events) {
+    /// At a (re)connection: `state` (availability, discovery, the whole retained state) goes
+    /// first, then queued retained messages of other topics (a removed camera's clearing),
+    /// then the queued alerts.
+    pub fn restart_with(&mut self, state: Vec<Message>) {
+        let queued = std::mem::take(&mut self.state);
+        for m in state {
             self.push(m);
+        }
+        for m in queued {
+            if !self.state.iter().any(|s| s.topic == m.topic) {
+                self.state.push_back(m);
+            }
         }
     }
 }
@@ -97,8 +120,12 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    fn drain(o: &mut Outbox) -> Vec<Message> {
+        std::iter::from_fn(|| o.pop()).collect()
+    }
+
     #[test]
-    fn the_oldest_go_first_and_are_counted() {
+    fn the_oldest_alerts_go_first_and_are_counted() {
         let mut o = Outbox::new(2);
         assert_eq!(o.push(Message::event("a".into(), "1")), 0);
         o.push(Message::event("a".into(), "2"));
@@ -110,16 +137,40 @@ mod tests {
     }
 
     #[test]
-    fn a_reconnection_puts_the_state_first_and_keeps_events() {
+    fn retained_state_is_its_latest_value_and_goes_first() {
+        let mut o = Outbox::new(1);
+        o.push(Message::event("e".into(), "alert"));
+        o.push(Message::retained("face".into(), "ON"));
+        o.push(Message::retained("person".into(), "a"));
+        o.push(Message::retained("face".into(), "OFF"));
+        assert_eq!(o.len(), 3);
+        assert_eq!(o.dropped(), 0, "state never pushes an alert out");
+        assert_eq!(
+            drain(&mut o),
+            vec![
+                Message::retained("face".into(), "OFF"),
+                Message::retained("person".into(), "a"),
+                Message::event("e".into(), "alert"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reconnection_puts_the_state_first_and_keeps_the_rest() {
         let mut o = Outbox::new(10);
         o.push(Message::retained("s".into(), "old"));
+        o.push(Message::clear("gone".into()));
         o.push(Message::event("e".into(), "alert"));
-        o.restart_with(vec![Message::retained("s".into(), "new")]);
-        let topics: Vec<_> = std::iter::from_fn(|| o.pop()).collect();
+        o.restart_with(vec![
+            Message::retained("availability".into(), "online"),
+            Message::retained("s".into(), "new"),
+        ]);
         assert_eq!(
-            topics,
+            drain(&mut o),
             vec![
+                Message::retained("availability".into(), "online"),
                 Message::retained("s".into(), "new"),
+                Message::clear("gone".into()),
                 Message::event("e".into(), "alert")
             ]
         );

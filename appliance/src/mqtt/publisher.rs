@@ -64,8 +64,12 @@ pub struct Publisher {
 /// Counters a test or a status page may read.
 #[derive(Default, Debug)]
 pub struct Stats {
+    /// Alerts dropped because the broker was away or slow.
     pub dropped: std::sync::atomic::AtomicU64,
+    /// Connections made (the first and every reconnection).
     pub connections: std::sync::atomic::AtomicU64,
+    /// Connected now.
+    pub connected: std::sync::atomic::AtomicBool,
 }
 
 enum Link {
@@ -185,16 +189,16 @@ impl Task {
                 },
                 up = links.recv() => match up {
                     Some(Link::Up) => {
-                        self.connected = true;
+                        self.set_connected(true);
                         self.stats.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let mut first = vec![Message::retained(self.topics.availability(), ONLINE)];
                         first.extend(self.cameras.snapshot());
                         self.outbox.restart_with(first);
                     }
-                    Some(Link::Down) => self.connected = false,
+                    Some(Link::Down) => self.set_connected(false),
                     None => {
                         tracing::error!("the MQTT link ended; nothing more is published");
-                        self.connected = false;
+                        self.set_connected(false);
                         break;
                     }
                 },
@@ -214,6 +218,13 @@ impl Task {
         self.finish(link).await;
     }
 
+    fn set_connected(&mut self, connected: bool) {
+        self.connected = connected;
+        self.stats
+            .connected
+            .store(connected, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn on_event(&mut self, event: &Event) {
         let out = self.cameras.on_event(event, std::time::Instant::now());
         self.queue_state(out);
@@ -226,12 +237,10 @@ impl Task {
         self.cameras.disclosure()
     }
 
-    /// Retained state is queued only while connected: the next connection sends it whole.
+    /// Retained state is queued as its latest value per topic (see [`Outbox`]).
     fn queue_state(&mut self, messages: Vec<Message>) {
-        if self.connected {
-            for m in messages {
-                self.push(m);
-            }
+        for m in messages {
+            self.push(m);
         }
     }
 
