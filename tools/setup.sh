@@ -25,6 +25,7 @@ apt_packages=(
   ffmpeg python3-lxml                             # clients of Vigil's own RTSP metadata stream (ffmpeg) and its schema check (lxml)
   libssl-dev                                      # OpenSSL: digests and randomness for ONVIF authentication
   iproute2                                        # network namespaces for the WS-Discovery multicast test
+  mosquitto mosquitto-clients                     # the MQTT broker and subscriber the MQTT test publishes to (tests/mqtt.rs)
   chromium                                        # the browser the UI tests drive (tests/browser)
   # the appliance image (image-build/build.sh) and its boot test under QEMU
   mmdebstrap squashfs-tools dosfstools mtools fdisk qemu-system-x86 ovmf

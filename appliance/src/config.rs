@@ -38,6 +38,9 @@ pub struct Config {
     pub onvif: OnvifConfig,
     pub web: WebConfig,
     pub privacy: PrivacyConfig,
+    /// Alerts and camera states to an MQTT broker (Home Assistant, Frigate); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
 }
@@ -620,6 +623,10 @@ impl Config {
                 "must be 1 to 10000",
             ));
         }
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.validate()
+                .map_err(|(key, message)| invalid(format!("mqtt.{key}"), &message))?;
+        }
         let mut ids = HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let key = |field: &str| format!("camera[{i}].{field}");
@@ -769,6 +776,23 @@ mod tests {
             "{missing}"
         );
         assert!(err("rtsps://h/x", "tls_ca = \"ca.pem\"").contains("absolute"));
+    }
+
+    #[test]
+    fn the_mqtt_section_is_optional_and_checked() {
+        assert_eq!(parse("").unwrap().mqtt, None);
+        let c = parse("[mqtt]\nbroker = \"mqtt://127.0.0.1:1883\"\n").unwrap();
+        let mqtt = c.mqtt.unwrap();
+        assert_eq!(mqtt.topic_prefix, "vigil");
+        assert_eq!(mqtt.discovery_prefix, "homeassistant");
+        assert!(mqtt.discovery && !mqtt.include_faces && !mqtt.include_names);
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        assert!(err("[mqtt]\n").contains("`mqtt.broker`"));
+        assert!(err("[mqtt]\nbroker = \"mqtt//h\"\n").contains("`mqtt.broker`"));
+        assert!(err("[mqtt]\nbroker = \"mqtt://h\"\nqos = 5\n").contains("`mqtt.qos`"));
+        assert!(err("[mqtt]\nbroker = \"mqtt://h\"\nbrokr = 1\n").contains("brokr"));
+        let ca = err("[mqtt]\nbroker = \"mqtts://h\"\ntls_ca = \"/nonexistent/ca.pem\"\n");
+        assert!(ca.contains("`mqtt.tls_ca`: cannot read"), "{ca}");
     }
 
     #[test]

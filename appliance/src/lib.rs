@@ -16,6 +16,7 @@ pub mod import;
 pub mod int8;
 pub mod keyring;
 pub mod lockout;
+pub mod mqtt;
 pub mod onvif_device;
 pub mod parallel;
 pub mod private_file;

@@ -20,6 +20,7 @@ use vigil::daemon::{Daemon, SharedGallery};
 use vigil::events::{Event, EventBus};
 use vigil::http::{Router, WebHandler};
 use vigil::import::manager::Manager as ImportManager;
+use vigil::mqtt::MqttConfig;
 use vigil::onvif_device::OnvifService;
 use vigil::service_manager::{self, Watchdog};
 use vigil::sightings::{self, recorder::Recorder, retention::Retention, SightingStore};
@@ -92,6 +93,11 @@ struct RunningAppliance {
     restart_requested: Arc<AtomicBool>,
     /// Background imports of uploaded clips.
     imports: Arc<ImportManager>,
+    /// Alerts and camera states to an MQTT broker.
+    mqtt: Option<vigil::mqtt::Publisher>,
+    /// The `[mqtt]` section the file held last (at start, then at each reload): a change is
+    /// audited once, and applies at the next start.
+    mqtt_config: parking_lot::Mutex<Option<MqttConfig>>,
 }
 
 impl RunningAppliance {
@@ -115,6 +121,13 @@ impl RunningAppliance {
             EventsOutput::Text => Some(spawn_printer(&bus, |e| e.to_string())),
             EventsOutput::None => None,
         };
+        // Subscribed before the cameras start, so it misses none of their events; its files
+        // (password, CA) are read now, so a bad one stops the start with a clear error.
+        let mqtt_config = config.mqtt.clone();
+        let mqtt = match &mqtt_config {
+            Some(m) => Some(vigil::mqtt::Prepared::new(m, &bus).context("cannot set up MQTT")?),
+            None => None,
+        };
         let cameras = config.cameras.len();
         let listening = (config.onvif.clone(), config.web.clone());
         let audit = Arc::new(AuditLog::open(&data_dir.join("audit"))?);
@@ -131,7 +144,11 @@ impl RunningAppliance {
             &Actor::system(),
             "daemon.start",
             "",
-            serde_json::json!({ "privacy": config.privacy, "cameras": cameras }),
+            serde_json::json!({
+                "privacy": config.privacy,
+                "cameras": cameras,
+                "mqtt": mqtt_config.as_ref().map(MqttConfig::summary),
+            }),
         )?;
         // Recording starts before the cameras, so no track ends unheard.
         let recorder = Recorder::start(store.clone(), policy.clone(), &bus)
@@ -146,6 +163,12 @@ impl RunningAppliance {
             .enable_all()
             .build()
             .context("cannot start the network runtime")?;
+        let mqtt = mqtt.map(|m| {
+            m.start(
+                runtime.handle(),
+                vigil::mqtt::CameraInfo::source(live.clone()),
+            )
+        });
         let restart_requested = Arc::new(AtomicBool::new(false));
         let imports = start_imports(
             &data_dir,
@@ -269,6 +292,8 @@ impl RunningAppliance {
             printer,
             restart_requested,
             imports,
+            mqtt,
+            mqtt_config: parking_lot::Mutex::new(mqtt_config),
         })
     }
 
@@ -285,6 +310,23 @@ impl RunningAppliance {
                         &self.audit,
                         "settings.change",
                         serde_json::json!({ "privacy": config.privacy }),
+                    );
+                }
+                let mqtt_changed = {
+                    let mut seen = self.mqtt_config.lock();
+                    let changed = config.mqtt != *seen;
+                    seen.clone_from(&config.mqtt);
+                    changed
+                };
+                if mqtt_changed {
+                    tracing::warn!("the [mqtt] section changed; it takes effect at the next start");
+                    audit_or_log(
+                        &self.audit,
+                        "settings.change",
+                        serde_json::json!({
+                            "mqtt": config.mqtt.as_ref().map(MqttConfig::summary),
+                            "applies": "at the next start",
+                        }),
                     );
                 }
                 if (&config.onvif, &config.web) != (&self.listening.0, &self.listening.1) {
@@ -320,6 +362,10 @@ impl RunningAppliance {
         }
         if let Some(onvif) = self.onvif {
             self.runtime.block_on(onvif.stop());
+        }
+        // After the cameras: their last states are out, then `offline`.
+        if let Some(mqtt) = self.mqtt {
+            self.runtime.block_on(mqtt.stop());
         }
         // The forwarder holds a bus subscription; the runtime's end drops it.
         self.runtime
