@@ -174,6 +174,19 @@ pub async fn call(
         .await
 }
 
+/// The path of the subscription a CreatePullPointSubscription answer names (the device
+/// answers on the test host `192.0.2.1:8080`).
+pub fn subscription_path(created: &Element) -> String {
+    let address = &created
+        .find(&["SubscriptionReference", "Address"])
+        .expect("a subscription address")
+        .text;
+    address
+        .strip_prefix("http://192.0.2.1:8080")
+        .expect("an address on the test host")
+        .to_string()
+}
+
 /// The body's one element of a response.
 pub fn body(response: &HttpResponse) -> Element {
     let root = xml::parse(&response.body, &Limits::default()).expect("responses are well-formed");

@@ -206,15 +206,7 @@ async fn analytics_6_1_4_to_6_1_6_rules_are_created_modified_deleted_kept_and_an
     let created = answer(&device, EVENTS,
         "<tev:CreatePullPointSubscription><tev:Filter><wsnt:TopicExpression Dialect=\"http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet\">\
          tns1:Media/ConfigurationChanged</wsnt:TopicExpression></tev:Filter></tev:CreatePullPointSubscription>").await;
-    let address = created
-        .find(&["SubscriptionReference", "Address"])
-        .unwrap()
-        .text
-        .clone();
-    let pull_point = address
-        .strip_prefix("http://192.0.2.1:8080")
-        .unwrap()
-        .to_string();
+    let pull_point = crate::testing::subscription_path(&created);
 
     // A random name and empty parameters: the test tool's rule.
     let create = "<tan:CreateRules><tan:ConfigurationToken>vac_door</tan:ConfigurationToken>\

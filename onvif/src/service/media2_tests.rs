@@ -37,15 +37,7 @@ async fn pull_point(device: &Arc<Device>, topic: &str) -> String {
     let created = answer(device, EVENTS, &format!(
         "<tev:CreatePullPointSubscription><tev:Filter><wsnt:TopicExpression Dialect=\"http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet\">\
          {topic}</wsnt:TopicExpression></tev:Filter></tev:CreatePullPointSubscription>")).await;
-    let address = created
-        .find(&["SubscriptionReference", "Address"])
-        .unwrap()
-        .text
-        .clone();
-    address
-        .strip_prefix("http://192.0.2.1:8080")
-        .unwrap()
-        .to_string()
+    crate::testing::subscription_path(&created)
 }
 
 /// The Source items of the messages waiting at a pull point.

@@ -383,15 +383,7 @@ async fn event_properties_pull_points_and_push_refusals() {
         "<tev:CreatePullPointSubscription><tev:Filter><wsnt:TopicExpression Dialect=\"http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet\">\
          tns1:RuleEngine/Recognition/Face</wsnt:TopicExpression></tev:Filter><tev:InitialTerminationTime>PT30S</tev:InitialTerminationTime>\
          </tev:CreatePullPointSubscription>").await);
-    let address = created
-        .find(&["SubscriptionReference", "Address"])
-        .unwrap()
-        .text
-        .clone();
-    let path = address
-        .strip_prefix("http://192.0.2.1:8080")
-        .unwrap()
-        .to_string();
+    let path = crate::testing::subscription_path(&created);
     for topic in [
         "tns1:VideoSource/SignalLoss",
         "tns1:RuleEngine/Recognition/Face",
@@ -596,15 +588,7 @@ async fn pull_points_filter_by_topic_and_message_content() {
                  <wsnt:MessageContent Dialect=\"http://www.onvif.org/ver10/tev/messageContentFilter/ItemFilter\">\
                  boolean(//tt:Source/tt:SimpleItem[@Name=\"VideoSource\" and @Value=\"{source}\"])</wsnt:MessageContent>\
                  </tev:Filter></tev:CreatePullPointSubscription>")).await);
-            let address = created
-                .find(&["SubscriptionReference", "Address"])
-                .expect("a pull point")
-                .text
-                .clone();
-            address
-                .strip_prefix("http://192.0.2.1:8080")
-                .unwrap()
-                .to_string()
+            crate::testing::subscription_path(&created)
         }
     };
     let door = subscribe("door").await;
