@@ -577,6 +577,20 @@ impl EventBroker {
         Ok(())
     }
 
+    /// Media2's SetSynchronizationPoint: the current value of every property again, as
+    /// `Initialized`, to the metadata streams (each takes those its configuration asks for).
+    pub fn synchronize_streams(&self) {
+        let state = self.state.lock();
+        for message in state.properties.values() {
+            let initialized = EventMessage {
+                property: Some(PropertyOperation::Initialized),
+                ..message.clone()
+            };
+            // No stream playing is no error.
+            let _ = self.stream.send(Arc::new(initialized));
+        }
+    }
+
     /// Drops expired subscriptions (ending their push tasks); returns how many are left.
     /// Called periodically, so an idle device does not keep dead subscriptions.
     pub fn sweep(&self) -> usize {

@@ -122,3 +122,45 @@ async fn the_configured_events_ride_in_the_stream_of_their_source() {
         }
     }
 }
+
+/// Media2's SetSynchronizationPoint: the properties' current values come again, as
+/// `Initialized`, into a stream that asks for them.
+#[tokio::test]
+async fn a_synchronization_point_sends_the_current_properties_into_the_stream() {
+    let (server, device) = server(|_| {}).await;
+    device
+        .set_metadata_settings(
+            "meta_door",
+            MetadataSettings {
+                name: None,
+                analytics: true,
+                events: Some("tns1:VideoSource/MotionAlarm".into()),
+            },
+        )
+        .unwrap();
+    device.events().publish(EventMessage {
+        topic: "tns1:VideoSource/MotionAlarm".into(),
+        property: Some(onvif::device::PropertyOperation::Changed),
+        source: vec![("Source".into(), "door".into())],
+        data: vec![("State".into(), "true".into())],
+        image_jpeg: None,
+        ..face("door")
+    });
+    let mut client = RawClient::connect(&server).await;
+    play(
+        &mut client,
+        &url(&server, "door"),
+        "RTP/AVP/TCP;unicast;interleaved=0-1",
+    )
+    .await;
+    device.events().synchronize_streams();
+    let document = next_document(&mut client).await;
+    assert!(
+        document.contains("tns1:VideoSource/MotionAlarm"),
+        "{document}"
+    );
+    assert!(
+        document.contains("PropertyOperation=\"Initialized\""),
+        "{document}"
+    );
+}

@@ -57,6 +57,11 @@ pub(super) const OPERATIONS: &[Operation] = &[
             &leaf("tr2:Uri", snapshot_uri(call, &profile)?),
         ))
     }),
+    Operation::now("SetSynchronizationPoint", ReadMedia, |call| {
+        profile_named(call, call.request.body.child_text("ProfileToken"))?;
+        call.device.events().synchronize_streams();
+        Ok("<tr2:SetSynchronizationPointResponse/>".into())
+    }),
     Operation::now("CreateProfile", Actuate, create_profile),
     Operation::now("DeleteProfile", Actuate, delete_profile),
     Operation::now("AddConfiguration", Actuate, add_configuration),

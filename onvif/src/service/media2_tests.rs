@@ -283,3 +283,11 @@ async fn media2_8_1_1_metadata_configurations_are_set_read_back_and_announced() 
     refused(&device, "<tr2:GetMetadataConfigurations><tr2:ConfigurationToken>meta_x</tr2:ConfigurationToken></tr2:GetMetadataConfigurations>", "ter:NoConfig").await;
     refused(&device, "<tr2:SetMetadataConfiguration><tr2:Configuration token=\"meta_x\"><tt:Name>x</tt:Name></tr2:Configuration></tr2:SetMetadataConfiguration>", "ter:NoConfig").await;
 }
+
+#[tokio::test]
+async fn set_synchronization_point_names_a_profile() {
+    let (device, _) = device(None);
+    let answered = answer(&device, MEDIA2, "<tr2:SetSynchronizationPoint><tr2:ProfileToken>profile_door</tr2:ProfileToken></tr2:SetSynchronizationPoint>").await;
+    assert_eq!(answered.name, "SetSynchronizationPointResponse");
+    refused(&device, "<tr2:SetSynchronizationPoint><tr2:ProfileToken>nope</tr2:ProfileToken></tr2:SetSynchronizationPoint>", "ter:NoProfile").await;
+}
