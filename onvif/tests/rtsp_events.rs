@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use onvif::device::EventMessage;
 use onvif::profiles::MetadataSettings;
 use onvif::streaming::{MetadataFrame, MetadataObject, ObjectClass};
-use support::{play, server, url, RawClient};
+use support::{playing_interleaved, server, RawClient};
 
 fn face(source: &str) -> EventMessage {
     EventMessage {
@@ -57,13 +57,7 @@ async fn the_configured_events_ride_in_the_stream_of_their_source() {
     assert!(device
         .set_metadata_settings("meta_nowhere", MetadataSettings::default())
         .is_err());
-    let mut client = RawClient::connect(&server).await;
-    play(
-        &mut client,
-        &url(&server, "door"),
-        "RTP/AVP/TCP;unicast;interleaved=0-1",
-    )
-    .await;
+    let mut client = playing_interleaved(&server, "door").await;
     // Another source's face and a topic not asked for stay out; this source's face comes
     // with its picture's URI.
     device.events().publish(face("lobby"));
@@ -146,13 +140,7 @@ async fn a_synchronization_point_sends_the_current_properties_into_the_stream() 
         image_jpeg: None,
         ..face("door")
     });
-    let mut client = RawClient::connect(&server).await;
-    play(
-        &mut client,
-        &url(&server, "door"),
-        "RTP/AVP/TCP;unicast;interleaved=0-1",
-    )
-    .await;
+    let mut client = playing_interleaved(&server, "door").await;
     device.events().synchronize_streams();
     let document = next_document(&mut client).await;
     assert!(

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use onvif::streaming::MetadataFrame;
 use support::{
-    authorization, challenge_nonce, eventually, play, server, url, RawClient, PASSWORD, USER,
+    authorization, challenge_nonce, eventually, play, playing_interleaved, server, url, RawClient,
+    PASSWORD, USER,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
@@ -332,13 +333,7 @@ async fn receives(client: &mut RawClient, document: &str) -> bool {
 #[tokio::test]
 async fn an_idle_source_sends_a_document_every_second() {
     let (server, _device) = server(|_| {}).await;
-    let mut client = RawClient::connect(&server).await;
-    play(
-        &mut client,
-        &url(&server, "door"),
-        "RTP/AVP/TCP;unicast;interleaved=0-1",
-    )
-    .await;
+    let mut client = playing_interleaved(&server, "door").await;
     let mut arrivals = Vec::new();
     while arrivals.len() < 4 {
         let packet = client

@@ -334,3 +334,15 @@ pub async fn play(client: &mut RawClient, base: &str, transport: &str) -> String
     assert!(play.header("RTP-Info").unwrap().contains("seq="));
     session
 }
+
+/// A client playing `source` over interleaved TCP (channels 0-1) with the right credentials.
+pub async fn playing_interleaved(server: &RtspServer, source: &str) -> RawClient {
+    let mut client = RawClient::connect(server).await;
+    play(
+        &mut client,
+        &url(server, source),
+        "RTP/AVP/TCP;unicast;interleaved=0-1",
+    )
+    .await;
+    client
+}
