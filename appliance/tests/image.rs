@@ -4,10 +4,14 @@
 //! the admin password and certificate fingerprint on the console, ONVIF and the HTTPS login
 //! answer on the forwarded ports, and a killed daemon is restarted by systemd. Then the boot
 //! menu's factory reset entry, chosen for one boot, empties the data partition: a new first
-//! password and certificate, the old password refused. Then signed A/B updates, with a
-//! throwaway release key the image build takes: refusals before any write, a power cut while
-//! writing, a good bundle uploaded through the web UI booting into slot B, and a bundle whose
-//! daemon never gets ready falling back by itself (`updates_apply_refuse_and_roll_back`).
+//! password and certificate, the old password refused. Then, on the same guest (the bundles
+//! are attached from its first boot: each boot under emulation costs a minute), signed A/B
+//! updates with a throwaway release key the image build takes: refusals before any write, a
+//! power cut while writing, a good bundle uploaded through the web UI booting into slot B, and
+//! a bundle whose daemon never gets ready falling back by itself
+//! (`updates_apply_refuse_and_roll_back`).
+//!
+//! `./just test` runs this suite in the background, beside the others (`tools/test.sh`).
 //!
 //! Debian's mirror serves only the newest versions of Debian 12, so the committed
 //! `packages.lock` goes stale at every point release or security update. The test builds from
@@ -172,10 +176,6 @@ struct Guest {
 }
 
 impl Guest {
-    fn boot(image: &Path, dir: &Path, onvif_port: u16, https_port: u16) -> Self {
-        Self::boot_with(image, dir, onvif_port, https_port, &[])
-    }
-
     /// With `drives` (serial, raw file) attached read-only: the guest sees each as
     /// /dev/disk/by-id/virtio-SERIAL.
     fn boot_with(
@@ -544,15 +544,36 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
     eprintln!("{sums_a}{info}");
     assert_eq!(sums_a, sums_b, "two builds of the same inputs differ");
     assert!(sums_a.contains("vigil.img") && sums_a.contains("vigil.qcow2"));
+    // The second image is only for the comparison: its disk space goes to the bundles.
+    let _ = std::fs::remove_dir_all(work.join("b"));
+    // Made now, so that one guest, booted once with the bundles attached as drives, serves
+    // both the first-boot checks and the updates (a boot under emulation is a minute).
+    let started = Instant::now();
+    let bundles = update_bundles(
+        &work,
+        &work.join("a/release"),
+        &keys,
+        epoch.parse().unwrap(),
+    );
+    eprintln!(
+        "update bundles made in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let drives: Vec<(&str, &Path)> = bundles
+        .drives
+        .iter()
+        .map(|(s, p)| (s.as_str(), p.as_path()))
+        .collect();
 
     let onvif_port = common::free_port();
     let https_port = common::free_port();
     let started = Instant::now();
-    let mut guest = Guest::boot(
+    let mut guest = Guest::boot_with(
         &work.join("a/vigil.qcow2"),
         &work.join("boot"),
         onvif_port,
         https_port,
+        &drives,
     );
     // The first-boot unit shows these on the console, once.
     let password = guest.console_line(PASSWORD_LINE, 0, Duration::from_secs(900));
@@ -650,6 +671,10 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
         s == "active"
     });
     let reset = boot_check(onvif_port, https_port, &new_password, Some(&password));
+    eprintln!(
+        "first boot, restart and factory reset checked {:.0} s after QEMU started",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(reset["web"]["login"], json!([200, true]), "{reset}");
     assert_eq!(reset["web"]["old_login"][0], 401, "{reset}");
     assert_eq!(
@@ -665,6 +690,9 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
         "the one-shot variable was consumed: {cmdline}"
     );
 
+    let (mut guest, mut agent) =
+        updates_apply_refuse_and_roll_back(guest, agent, https_port, &new_password, &bundles);
+
     // The hypervisor's clean shutdown (no answer: the agent goes down with the guest).
     agent.send(&json!({"execute": "guest-shutdown"}));
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -672,11 +700,6 @@ fn image_builds_reproducibly_boots_serves_and_restarts_the_daemon() {
         assert!(Instant::now() < deadline, "the guest did not power off");
         std::thread::sleep(Duration::from_millis(500));
     }
-    drop(guest);
-    // The second image is only for the comparison: its disk space goes to the bundles.
-    let _ = std::fs::remove_dir_all(work.join("b"));
-
-    updates_apply_refuse_and_roll_back(&work, &keys, epoch.parse().unwrap());
 }
 
 /// A throwaway release key pair (PEM files) for the images and bundles of one run.
@@ -749,17 +772,19 @@ fn mksquashfs(tree: &Path, out: &Path) {
     ]));
 }
 
+/// The bundles the update test applies, each attached to the guest as a drive.
+struct Bundles {
+    /// (drive serial, bundle file): `good`, `dud`, `forged`, `flipped`.
+    drives: Vec<(String, PathBuf)>,
+    good_version: String,
+    dud_version: String,
+}
+
 /// The bundles the update test applies, made from an image build's release (made at
 /// `epoch`): `good` (a new version), `dud` (its daemon exits at once, so it never gets
 /// ready), `forged` (signed with another key), `flipped` (one byte of the root file system
-/// changed after signing) and `older` (made before the image). Returns (serial, bundle)
-/// pairs and the two versions.
-fn update_bundles(
-    work: &Path,
-    release: &Path,
-    keys: &ReleaseKeys,
-    epoch: u64,
-) -> (Vec<(String, PathBuf)>, String, String) {
+/// changed after signing) and `older` (made before the image).
+fn update_bundles(work: &Path, release: &Path, keys: &ReleaseKeys, epoch: u64) -> Bundles {
     let dir = work.join("bundles");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -831,7 +856,7 @@ fn update_bundles(
     pack(release, &root, &keys.private, &dud_version, epoch + 2, &dud);
     std::fs::remove_dir_all(&tree).unwrap();
     std::fs::remove_file(&root).unwrap();
-    let bundles = [
+    let drives = [
         ("good", good),
         ("dud", dud),
         ("forged", forged),
@@ -840,7 +865,11 @@ fn update_bundles(
     .into_iter()
     .map(|(s, p)| (s.to_string(), p))
     .collect();
-    (bundles, good_version, dud_version)
+    Bundles {
+        drives,
+        good_version,
+        dud_version,
+    }
 }
 
 /// `tests/image/update_web.py`: the web UI's update page through the forwarded port.
@@ -881,38 +910,24 @@ fn slot_b_digest(agent: &mut Agent) -> String {
     out.trim().to_string()
 }
 
-/// Signed A/B updates, booted under QEMU: bundles with a bad signature, a flipped byte or an
+/// Signed A/B updates, on a guest of the image with `bundles` attached, on slot A, never
+/// updated, whose admin password is `password`: bundles with a bad signature, a flipped byte or an
 /// older release are refused before any write; a power cut while writing leaves the old slot booting; a
 /// good bundle uploaded in the web UI boots into slot B with the new version and the data
-/// kept; a bundle whose daemon never gets ready falls back to the slot that ran.
-fn updates_apply_refuse_and_roll_back(work: &Path, keys: &ReleaseKeys, epoch: u64) {
+/// kept; a bundle whose daemon never gets ready falls back to the slot that ran. Returns the
+/// guest, running slot B, and its agent.
+fn updates_apply_refuse_and_roll_back(
+    mut guest: Guest,
+    mut agent: Agent,
+    https_port: u16,
+    password: &str,
+    bundles: &Bundles,
+) -> (Guest, Agent) {
     let started = Instant::now();
-    let release = work.join("a/release");
-    let (bundles, good_version, dud_version) = update_bundles(work, &release, keys, epoch);
-    eprintln!(
-        "update bundles made in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    let drives: Vec<(&str, &Path)> = bundles
-        .iter()
-        .map(|(s, p)| (s.as_str(), p.as_path()))
-        .collect();
-    let https_port = common::free_port();
-    let mut guest = Guest::boot_with(
-        &work.join("a/vigil.qcow2"),
-        &work.join("update"),
-        common::free_port(),
-        https_port,
-        &drives,
-    );
-    let password = guest.console_line(PASSWORD_LINE, 0, Duration::from_secs(900));
-    let mut agent = Agent::connect(&guest.dir.join("qga.sock"), Duration::from_secs(300));
-    agent.wait_for("systemctl is-active vigil", Duration::from_secs(600), |s| {
-        s == "active"
-    });
+    let (good_version, dud_version) = (&bundles.good_version, &bundles.dud_version);
     // The web UI: slot A, updates possible, none yet. The password changed on the way is
     // data the updates must keep.
-    let web = update_web(https_port, &password, &["--status"]);
+    let web = update_web(https_port, password, &["--status"]);
     assert_eq!(web["status"], 200, "{web}");
     assert_eq!(web["answer"]["running_slot"], "A", "{web}");
     assert_eq!(web["answer"]["updates_possible"], true, "{web}");
@@ -987,7 +1002,7 @@ fn updates_apply_refuse_and_roll_back(work: &Path, keys: &ReleaseKeys, epoch: u6
     let uploaded = update_web(
         https_port,
         WEB_PASSWORD,
-        &["--upload", bundles[0].1.to_str().unwrap()],
+        &["--upload", bundles.drives[0].1.to_str().unwrap()],
     );
     assert_eq!(uploaded["status"], 202, "{uploaded}");
     assert_eq!(
@@ -1070,5 +1085,5 @@ fn updates_apply_refuse_and_roll_back(work: &Path, keys: &ReleaseKeys, epoch: u6
         "updates checked in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    agent.send(&json!({"execute": "guest-shutdown"}));
+    (guest, agent)
 }
