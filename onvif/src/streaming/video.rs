@@ -94,6 +94,7 @@ enum NalKind {
     Sps,
     Pps,
     Keyframe,
+    Delimiter,
     Other,
 }
 
@@ -103,6 +104,7 @@ fn nal_kind(codec: VideoCodec, nal: &[u8]) -> NalKind {
             7 => NalKind::Sps,
             8 => NalKind::Pps,
             5 => NalKind::Keyframe,
+            9 => NalKind::Delimiter,
             _ => NalKind::Other,
         },
         VideoCodec::H265 => match (nal[0] >> 1) & 0x3f {
@@ -110,6 +112,7 @@ fn nal_kind(codec: VideoCodec, nal: &[u8]) -> NalKind {
             33 => NalKind::Sps,
             34 => NalKind::Pps,
             16..=23 => NalKind::Keyframe, // IRAP: BLA, IDR, CRA (and reserved IRAP types)
+            35 => NalKind::Delimiter,
             _ => NalKind::Other,
         },
     }
@@ -173,7 +176,13 @@ impl VideoStream {
             }
         }
         let keyframe = packet.keyframe || kinds.contains(&NalKind::Keyframe);
+        // An access unit delimiter stays first: the parameter sets go after it.
+        let delimiters = kinds
+            .iter()
+            .take_while(|k| **k == NalKind::Delimiter)
+            .count();
         let mut units: Vec<&[u8]> = Vec::with_capacity(nals.len() + 3);
+        units.extend(&nals[..delimiters]);
         if keyframe {
             let sets = &self.parameter_sets;
             let wanted = [
@@ -187,7 +196,7 @@ impl VideoStream {
                 }
             }
         }
-        units.extend(nals);
+        units.extend(&nals[delimiters..]);
         Ok(AccessUnit {
             payloads: payloads(codec, &units, MAX_PAYLOAD),
             keyframe,

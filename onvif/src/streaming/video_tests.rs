@@ -211,6 +211,15 @@ fn a_keyframe_without_parameter_sets_gets_them_in_front() {
         .access_unit(&packet(&length_prefixed(&[&SPS, &PPS, &idr]), true))
         .unwrap();
     assert_eq!(au.payloads.len(), 3);
+    // After an access unit delimiter, which stays first.
+    let aud = [0x09, 0xf0];
+    let au = stream
+        .access_unit(&packet(&length_prefixed(&[&aud, &idr]), false))
+        .unwrap();
+    assert_eq!(
+        au.payloads,
+        vec![aud.to_vec(), SPS.to_vec(), PPS.to_vec(), idr.to_vec()]
+    );
     let delta = [0x41, 0x9a];
     let au = stream
         .access_unit(&packet(&length_prefixed(&[&delta]), false))
