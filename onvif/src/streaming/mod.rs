@@ -288,6 +288,15 @@ impl RtspServer {
         self.shared.publish_video(source_token, packet)
     }
 
+    /// A handle for the thread that feeds a source's video: what [`Self::set_video_format`]
+    /// and [`Self::publish_video`] do, without keeping the server running (once it stopped,
+    /// they do nothing).
+    pub fn video_publisher(&self) -> VideoPublisher {
+        VideoPublisher {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
     /// Sessions playing `source_token`'s video now.
     pub fn playing_video_sessions(&self, source_token: &str) -> usize {
         self.shared.sessions.lock().playing_video(source_token)
@@ -311,6 +320,38 @@ impl RtspServer {
     /// The path of a source's mount of video and metadata.
     pub fn media_path(source_token: &str) -> String {
         format!("{MEDIA_PREFIX}{source_token}")
+    }
+}
+
+/// Feeds a source's video to the server while it runs (see [`RtspServer::video_publisher`]).
+#[derive(Clone)]
+pub struct VideoPublisher {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl VideoPublisher {
+    /// As [`RtspServer::set_video_format`]; nothing once the server stopped.
+    pub fn set_video_format(
+        &self,
+        source_token: &str,
+        format: Option<VideoFormat>,
+    ) -> Result<(), VideoError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.set_video_format(source_token, format),
+            None => Ok(()),
+        }
+    }
+
+    /// As [`RtspServer::publish_video`]; 0 once the server stopped.
+    pub fn publish_video(
+        &self,
+        source_token: &str,
+        packet: &VideoPacket<'_>,
+    ) -> Result<usize, VideoError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.publish_video(source_token, packet),
+            None => Ok(0),
+        }
     }
 }
 
