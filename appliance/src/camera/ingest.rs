@@ -119,7 +119,8 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
-    fn of(stream: &ffmpeg::format::stream::Stream) -> Self {
+    /// What an open input's video stream says of itself.
+    pub fn of(stream: &ffmpeg::format::stream::Stream) -> Self {
         let parameters = stream.parameters();
         let rate = f64::from(stream.avg_frame_rate());
         // SAFETY: the parameters belong to the open input's stream, which outlives this

@@ -1,0 +1,336 @@
+//! `cargo bench -p vigil --bench relay`: what relaying a camera's video costs (issue 19).
+//!
+//! 1. The packetiser alone: every packet of the clip (demuxed from the mp4, length-prefixed
+//!    as an mp4 holds it) cut into RTP payloads, one thread, as fast as it goes; CPU time per
+//!    second of video.
+//! 2. The RTSP server relaying one camera in real time to N real players (`ffmpeg
+//!    -rtsp_transport tcp|udp -i URI -c copy -f null -`, Digest credentials): this process's
+//!    CPU time (the publishing thread and the server's, not the players') per second of video,
+//!    over a fixed window once every player plays.
+//!
+//! Videos: the 720p test clip as it is, and the camera-count bench's 1080p re-encoding
+//! (tools/bench_video.py, cached in target/bench-media). Medians printed, nothing asserted.
+//! `VIGIL_BENCH_ONLY=720p|1080p` picks one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::testdata;
+use ffmpeg_next as ffmpeg;
+use onvif::auth::{MemoryUsers, User, UserLevel};
+use onvif::device::{DeviceInformation, Product, TopicDescription, VideoEncoding, VideoSource};
+use onvif::events::{ConsumerAllowList, EventLimits};
+use onvif::streaming::video::VideoStream;
+use onvif::streaming::{RtspConfig, RtspServer, VideoCodec, VideoFormat, VideoPacket};
+use onvif::{Device, DeviceConfig};
+
+const WINDOW: Duration = Duration::from_secs(10);
+const SESSIONS: [usize; 4] = [0, 1, 4, 16];
+
+/// A demuxed clip: its packets (data, pts on 90 kHz, key) and format.
+struct Clip {
+    name: &'static str,
+    format: VideoFormat,
+    packets: Vec<(Vec<u8>, i64, bool)>,
+    seconds: f64,
+}
+
+fn demux(name: &'static str, path: &Path) -> Clip {
+    ffmpeg::init().expect("ffmpeg");
+    let mut input = ffmpeg::format::input(path).expect("the bench video opens");
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .expect("a video stream");
+    let index = stream.index();
+    let time_base = f64::from(stream.time_base());
+    let info = vigil::camera::StreamInfo::of(&stream);
+    let format = VideoFormat {
+        codec: VideoCodec::H264,
+        extradata: info.extradata.clone(),
+        width: info.width,
+        height: info.height,
+        framerate: info.fps.map(|f| f as f32),
+    };
+    let mut packets = Vec::new();
+    for (stream, packet) in input.packets() {
+        if stream.index() != index {
+            continue;
+        }
+        let (Some(data), Some(pts)) = (packet.data(), packet.pts().or(packet.dts())) else {
+            continue;
+        };
+        let ticks = (pts as f64 * time_base * 90_000.0).round() as i64;
+        packets.push((data.to_vec(), ticks, packet.is_key()));
+    }
+    let first = packets.first().map_or(0, |p| p.1);
+    let last = packets.last().map_or(0, |p| p.1);
+    let seconds = (last - first) as f64 / 90_000.0;
+    Clip {
+        name,
+        format,
+        packets,
+        seconds,
+    }
+}
+
+fn bench_1080p() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-media");
+    let out = dir.join("faces_1080p_gop25.mp4");
+    if !out.is_file() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let partial = dir.join("faces_1080p_gop25.partial.mp4");
+        let status = Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bench_video.py"))
+            .arg(testdata().join("video/faces_720p.mp4"))
+            .arg(&partial)
+            .status()
+            .expect("bench_video.py runs");
+        assert!(status.success(), "re-encoding the bench video failed");
+        std::fs::rename(&partial, &out).unwrap();
+    }
+    out
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// CPU time (user + system) this process has used.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+fn packetiser(clip: &Clip) {
+    let mut runs = Vec::new();
+    let mut payloads = 0;
+    for _ in 0..5 {
+        let mut stream = VideoStream::new(clip.format.clone()).expect("the clip's extradata");
+        let started = Instant::now();
+        payloads = 0;
+        for (data, pts, key) in &clip.packets {
+            let packet = VideoPacket {
+                data,
+                pts_90k: *pts,
+                keyframe: *key,
+            };
+            payloads += stream.access_unit(&packet).expect("packets").payloads.len();
+        }
+        runs.push(started.elapsed().as_secs_f64());
+    }
+    let bytes: usize = clip.packets.iter().map(|p| p.0.len()).sum();
+    println!(
+        "{}: packetiser alone, {} packets ({:.1} Mbit/s), {payloads} RTP payloads: median {:.2} ms of CPU per second of video ({:.3}% of a core)",
+        clip.name,
+        clip.packets.len(),
+        bytes as f64 * 8.0 / clip.seconds / 1e6,
+        median(runs.clone()) * 1e3 / clip.seconds,
+        median(runs) * 100.0 / clip.seconds,
+    );
+}
+
+struct OneCamera;
+
+impl Product for OneCamera {
+    fn information(&self) -> DeviceInformation {
+        DeviceInformation {
+            manufacturer: "bench".into(),
+            model: "bench".into(),
+            firmware_version: "1".into(),
+            serial_number: "1".into(),
+            hardware_id: "1".into(),
+        }
+    }
+
+    fn video_sources(&self) -> Vec<VideoSource> {
+        vec![VideoSource {
+            token: "cam".into(),
+            name: "cam".into(),
+            width: 1920,
+            height: 1080,
+            framerate: 25.0,
+            encoding: VideoEncoding::H264,
+        }]
+    }
+
+    fn snapshot(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn topics(&self) -> Vec<TopicDescription> {
+        Vec::new()
+    }
+
+    fn reboot(&self) {}
+}
+
+fn device() -> Arc<Device> {
+    let users = MemoryUsers::new([User {
+        name: "bench".into(),
+        password: "bench-secret".into(),
+        level: UserLevel::User,
+    }]);
+    let config = DeviceConfig {
+        endpoint: uuid::Uuid::nil(),
+        name: "relay bench".into(),
+        location: "bench".into(),
+        hardware: "bench".into(),
+        realm: "bench".into(),
+        settings_file: None,
+        discoverable: false,
+        consumer_allow: ConsumerAllowList::parse(&["127.0.0.0/8".into()]).unwrap(),
+        plain_http: true,
+        event_limits: EventLimits::default(),
+        xml_limits: onvif::xml::Limits::default(),
+        min_password_chars: 3,
+        http_ports: vec![1],
+        https_ports: Vec::new(),
+    };
+    Device::new(config, Arc::new(OneCamera), Arc::new(users)).unwrap()
+}
+
+/// Publishes the clip in real time, looping, until stopped.
+fn camera(server: &RtspServer, clip: &Arc<Clip>, running: Arc<AtomicBool>) {
+    let publisher = server.video_publisher();
+    publisher
+        .set_video_format("cam", Some(clip.format.clone()))
+        .unwrap();
+    let clip = clip.clone();
+    std::thread::spawn(move || {
+        let mut offset = 0i64;
+        while running.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let first = clip.packets.first().map_or(0, |p| p.1);
+            let mut last = first;
+            for (data, pts, key) in &clip.packets {
+                if !running.load(Ordering::Relaxed) {
+                    return;
+                }
+                // Decode order: wait for each packet's time (B-frames none in these clips).
+                let due = Duration::from_secs_f64((pts - first).max(0) as f64 / 90_000.0);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+                let packet = VideoPacket {
+                    data,
+                    pts_90k: offset + pts,
+                    keyframe: *key,
+                };
+                let _ = publisher.publish_video("cam", &packet);
+                last = last.max(*pts);
+            }
+            offset += last - first + 3_600;
+        }
+    });
+}
+
+struct Player(Child);
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn relayed(runtime: &tokio::runtime::Runtime, clip: &Arc<Clip>, transport: &str) {
+    for sessions in SESSIONS {
+        let server = runtime
+            .block_on(RtspServer::start(
+                device(),
+                RtspConfig {
+                    bind: "127.0.0.1:0".parse().unwrap(),
+                    ..RtspConfig::default()
+                },
+            ))
+            .expect("the RTSP server starts");
+        let running = Arc::new(AtomicBool::new(true));
+        camera(&server, clip, running.clone());
+        let url = format!(
+            "rtsp://bench:bench-secret@{}{}",
+            server.local_addr(),
+            RtspServer::media_path("cam")
+        );
+        let players: Vec<Player> = (0..sessions)
+            .map(|_| {
+                Player(
+                    Command::new("ffmpeg")
+                        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+                        .args(["-rtsp_transport", transport, "-i", &url])
+                        .args(["-map", "0:v", "-c", "copy", "-f", "null", "-"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("ffmpeg"),
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.playing_video_sessions("cam") < sessions && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let playing = server.playing_video_sessions("cam");
+        // The players' own start-up (probing) settles first.
+        std::thread::sleep(Duration::from_secs(2));
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let (cpu, started) = (process_cpu(), Instant::now());
+            std::thread::sleep(WINDOW / 3);
+            let used = (process_cpu() - cpu).as_secs_f64();
+            samples.push(used / started.elapsed().as_secs_f64());
+        }
+        let still = server.playing_video_sessions("cam");
+        println!(
+            "{} over {transport}: {sessions:>2} players ({playing} playing, {still} at the end): median {:.2} ms of CPU per second of video ({:.2}% of a core){}",
+            clip.name,
+            median(samples.clone()) * 1e3,
+            median(samples.clone()) * 100.0,
+            if sessions > 0 {
+                format!(", {:.3} ms per player", median(samples) * 1e3 / sessions as f64)
+            } else {
+                String::new()
+            }
+        );
+        running.store(false, Ordering::Relaxed);
+        drop(players);
+        drop(server);
+    }
+}
+
+fn main() {
+    let only = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
+    let mut clips = Vec::new();
+    if only.is_empty() || only == "720p" {
+        clips.push(demux("720p", &testdata().join("video/faces_720p.mp4")));
+    }
+    if only.is_empty() || only == "1080p" {
+        clips.push(demux("1080p", &bench_1080p()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for clip in clips {
+        packetiser(&clip);
+        let clip = Arc::new(clip);
+        for transport in ["tcp", "udp"] {
+            relayed(&runtime, &clip, transport);
+        }
+    }
+}
