@@ -348,8 +348,9 @@ fn stream_once(
     let stream_index = stream.index();
     let time_base = f64::from(stream.time_base());
     let info = StreamInfo::of(&stream);
+    // Stored before the tap hears of it: a tap plugged in meanwhile reads it there.
+    *sink.stream.lock() = Some(info.clone());
     sink.tap.format(&camera.id, &info);
-    *sink.stream.lock() = Some(info);
     let decoder = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).and_then(
         |mut ctx| {
             // One thread per camera: many cameras share two cores.

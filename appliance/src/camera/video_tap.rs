@@ -48,3 +48,55 @@ impl TapSlot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting {
+        seen: parking_lot::Mutex<Vec<(String, usize, bool)>>,
+    }
+
+    impl VideoTap for Counting {
+        fn format(&self, camera: &str, stream: &StreamInfo) {
+            self.seen
+                .lock()
+                .push((format!("{camera}:{}", stream.codec), 0, false));
+        }
+
+        fn packet(&self, camera: &str, packet: &VideoPacket<'_>) {
+            self.seen
+                .lock()
+                .push((camera.into(), packet.data.len(), packet.keyframe));
+        }
+    }
+
+    #[test]
+    fn packets_reach_the_tap_while_it_is_plugged_in() {
+        let slot = TapSlot::default();
+        let packet = VideoPacket {
+            data: &[0, 0, 1, 0x65],
+            pts_90k: 0,
+            keyframe: true,
+        };
+        slot.packet("cam1", &packet); // nothing plugged in: nothing happens
+        let tap = Arc::new(Counting::default());
+        slot.install(Some(tap.clone()));
+        let stream = StreamInfo {
+            codec: "h264".into(),
+            fps: Some(25.0),
+            width: 1280,
+            height: 720,
+            extradata: Vec::new(),
+        };
+        slot.format("cam1", &stream);
+        slot.packet("cam1", &packet);
+        slot.install(None);
+        slot.packet("cam1", &packet);
+        assert_eq!(
+            *tap.seen.lock(),
+            [("cam1:h264".into(), 0, false), ("cam1".into(), 4, true)]
+        );
+    }
+}
