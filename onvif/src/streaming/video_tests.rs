@@ -290,7 +290,7 @@ fn malformed_packets_are_refused_without_panicking() {
             })
             .collect();
         for s in [&mut stream, &mut annex, &mut hevc] {
-            if let Ok(au) = s.access_unit(&packet(&bytes, state % 2 == 0)) {
+            if let Ok(au) = s.access_unit(&packet(&bytes, state.is_multiple_of(2))) {
                 assert!(au
                     .payloads
                     .iter()
