@@ -1,7 +1,8 @@
 //! The camera's video relayed on the media mount, beside the metadata, in one session: real
 //! ffmpeg plays `/onvif/media/<source>` over interleaved TCP, UDP and RTSP over HTTP with
 //! Digest credentials, decodes the relayed H.264 (and H.265) frames at the encoded size and
-//! copies the metadata documents of the same session; a raw client checks what a session
+//! copies the metadata documents of the same session; GStreamer's rtspsrc does the same (TCP,
+//! UDP, HTTP; openh264 decoding); a raw client checks what a session
 //! that joins mid-stream gets first. The video is encoded by the `ffmpeg` program (Debian's,
 //! with libx264 and libx265) as Annex B, as a camera's RTSP stream reaches the product.
 
@@ -404,4 +405,78 @@ async fn a_session_joining_mid_stream_starts_at_a_keyframe_with_its_parameter_se
         .expect("metadata");
     assert_eq!(metadata[1] & 0x7f, 107);
     drop(camera);
+}
+
+/// GStreamer's rtspsrc (Debian's python3-gi, `rtsp_media_client.py`) plays the media mount:
+/// the relayed H.264 decoded by openh264 at the encoded size, and the metadata documents of
+/// the same session.
+async fn gstreamer_plays_video_and_metadata(protocol: &str) {
+    let (server, _device) = server(|_| {}).await;
+    let _camera = Camera::start(&server, "door", encode(VideoCodec::H264));
+    let url = format!(
+        "rtsp://{}{}",
+        server.local_addr(),
+        RtspServer::media_path("door")
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rtsp_media_client.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .args([script, &url, USER, PASSWORD, protocol, "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with GStreamer");
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    let lines = || -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&stdout.lock().unwrap())
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let counts = || {
+        let lines = lines();
+        let frames = lines
+            .iter()
+            .filter(|l| l["frame"] == serde_json::json!([WIDTH, HEIGHT]))
+            .count();
+        let documents = lines
+            .iter()
+            .filter(|l| {
+                l["xml"]
+                    .as_str()
+                    .is_some_and(|x| x.contains("tt:MetadataStream"))
+            })
+            .count();
+        let other = lines.iter().filter(|l| l["frame"].is_array()).count() - frames;
+        (frames, documents, other)
+    };
+    let played = eventually(Duration::from_secs(40), || {
+        let (frames, documents, _) = counts();
+        frames >= 50 && documents >= 2
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (frames, documents, other) = counts();
+    assert!(
+        played,
+        "{protocol}: {frames} frames of {WIDTH}x{HEIGHT}, {documents} documents; GStreamer said {}",
+        String::from_utf8_lossy(&stderr.lock().unwrap())
+    );
+    assert_eq!(other, 0, "frames of another size");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_plays_relayed_h264_and_metadata_over_tcp() {
+    gstreamer_plays_video_and_metadata("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_plays_relayed_h264_and_metadata_over_udp() {
+    gstreamer_plays_video_and_metadata("udp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_plays_relayed_h264_and_metadata_over_http() {
+    gstreamer_plays_video_and_metadata("http").await;
 }
