@@ -357,6 +357,29 @@ async fn a_session_joining_mid_stream_starts_at_a_keyframe_with_its_parameter_se
     )
     .await;
     assert_eq!(again.status, 459, "a track is set up once");
+    let forged = authorized(
+        &mut client,
+        "SETUP",
+        &format!("{base}/track2"),
+        &[
+            "Transport: RTP/AVP/TCP;unicast;interleaved=4-5".into(),
+            "Session: 0123456789abcdef".into(),
+        ],
+    )
+    .await;
+    assert_eq!(forged.status, 454, "no joining a session that is not there");
+    let metadata_mount = base.replace("/onvif/media/", "/onvif/metadata/");
+    let no_such_track = authorized(
+        &mut client,
+        "SETUP",
+        &format!("{metadata_mount}/track2"),
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=4-5".into()],
+    )
+    .await;
+    assert_eq!(
+        no_such_track.status, 404,
+        "the metadata mount has one track"
+    );
     let play = authorized(
         &mut client,
         "PLAY",
