@@ -12,9 +12,15 @@
 //!    while a document of 5 faces is published 10 times a second: the time from `publish` to
 //!    each player's output of that document, and this process's CPU.
 //!
+//! 4. The daemon itself (`vigil run`, the test video as camera over RTSP, 5 analysed fps): its
+//!    CPU (from /proc) with 0, 1 and 4 players of the camera's media mount, and the latency
+//!    from a frame's arrival to its document at a metadata player: the document's
+//!    `UtcTime` is the frame's arrival (decoded, before analysis), read against the player's
+//!    clock on the same machine.
+//!
 //! Videos: the 720p test clip as it is, and the camera-count bench's 1080p re-encoding
 //! (tools/bench_video.py, cached in target/bench-media). Medians printed, nothing asserted.
-//! `VIGIL_BENCH_ONLY=720p|1080p|metadata` picks one part.
+//! `VIGIL_BENCH_ONLY=720p|1080p|metadata|daemon` picks one part (`daemon` runs both videos).
 
 mod common;
 
@@ -448,8 +454,238 @@ fn metadata(runtime: &tokio::runtime::Runtime) {
     drop(players);
 }
 
+/// CPU time (user + system) process `pid` has used, from /proc.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from its closing ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1_000 / per_second)
+}
+
+/// Keeps an ffmpeg player running (restarting it while the mount answers 503 before the
+/// camera's video comes, or after the camera's stream restarted).
+struct Persistent {
+    running: Arc<AtomicBool>,
+}
+
+impl Persistent {
+    fn start(args: Vec<String>, on_stdout: Option<Arc<dyn Fn(&[u8]) + Send + Sync>>) -> Self {
+        use std::io::Read as _;
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        std::thread::spawn(move || {
+            while flag.load(Ordering::Relaxed) {
+                let Ok(mut child) = Command::new("ffmpeg")
+                    .args(&args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                else {
+                    return;
+                };
+                let mut stdout = child.stdout.take().unwrap();
+                let mut chunk = [0u8; 16_384];
+                while flag.load(Ordering::Relaxed) {
+                    match stdout.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if let Some(f) = &on_stdout {
+                                f(&chunk[..n]);
+                            }
+                        }
+                    }
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        Self { running }
+    }
+}
+
+impl Drop for Persistent {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn daemon(name: &str, video: &Path) {
+    use std::io::{BufRead as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let mut user = Command::new(vigil)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["user", "set", "bench", "--level", "user"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(user.stdin.take().unwrap(), "bench-secret-1").unwrap();
+    assert!(user.wait().unwrap().success());
+    let mut camera = Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/rtsp_server.py"))
+        .arg("--file")
+        .arg(video)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the RTSP server");
+    let mut ready = String::new();
+    std::io::BufReader::new(camera.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let camera_url = ready.trim().trim_start_matches("ready ").to_string();
+    let _camera = Player(camera);
+    let (onvif, rtsp) = (free_port(), free_port());
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[onvif]\nlisten = \"127.0.0.1:{onvif}\"\nrtsp_listen = \"127.0.0.1:{rtsp}\"\n\
+             discovery_interfaces = []\n[web]\nlisten = \"127.0.0.1:0\"\n\
+             [[camera]]\nid = \"cam1\"\nurl = \"{camera_url}\"\nfps = 5\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Player(
+        Command::new(vigil)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("VIGIL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vigil run"),
+    );
+    let pid = daemon.0.id();
+    let base = format!("rtsp://bench:bench-secret-1@127.0.0.1:{rtsp}/onvif");
+    let player_args = |mount: &str, map: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["-rtsp_transport", "tcp", "-i"].map(String::from));
+        args.push(format!("{base}/{mount}/cam1"));
+        args.extend(map.iter().map(|s| s.to_string()));
+        args
+    };
+    // The metadata player: arrival of each document with faces against its UtcTime.
+    let latencies = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
+    let pending = Arc::new(parking_lot::Mutex::new(String::new()));
+    let on_metadata: Arc<dyn Fn(&[u8]) + Send + Sync> = {
+        let (latencies, pending) = (latencies.clone(), pending.clone());
+        Arc::new(move |bytes: &[u8]| {
+            let now = chrono::Utc::now();
+            let mut text = pending.lock();
+            text.push_str(&String::from_utf8_lossy(bytes));
+            while let Some(end) = text.find("</tt:MetadataStream>") {
+                let document: String = text.drain(..end + 20).collect();
+                if !document.contains("HumanFace") {
+                    continue;
+                }
+                let time = document
+                    .split("UtcTime=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                if let Some(time) = time {
+                    let ms = (now - time.with_timezone(&chrono::Utc)).num_microseconds();
+                    latencies.lock().push(ms.unwrap_or(0) as f64 / 1e3);
+                }
+            }
+        })
+    };
+    let _metadata = Persistent::start(
+        player_args(
+            "metadata",
+            &[
+                "-map",
+                "0:d",
+                "-c",
+                "copy",
+                "-flush_packets",
+                "1",
+                "-f",
+                "data",
+                "-",
+            ],
+        ),
+        Some(on_metadata),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while latencies.lock().len() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut players = Vec::new();
+    for count in [0usize, 1, 4] {
+        while players.len() < count {
+            players.push(Persistent::start(
+                player_args("media", &["-map", "0:v", "-c", "copy", "-f", "null", "-"]),
+                None,
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let (cpu, started) = (cpu_of(pid), Instant::now());
+            std::thread::sleep(Duration::from_secs(5));
+            samples.push((cpu_of(pid) - cpu).as_secs_f64() / started.elapsed().as_secs_f64());
+        }
+        println!(
+            "daemon, 1 camera ({name}, 5 analysed fps) and 1 metadata player: {count} video players of its media mount: median {:.1}% of a core",
+            median(samples) * 100.0
+        );
+    }
+    let mut all = latencies.lock().clone();
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| all[((all.len() as f64 - 1.0) * q) as usize];
+    if all.is_empty() {
+        println!("daemon ({name}): no document with faces reached the metadata player");
+    } else {
+        println!(
+            "daemon ({name}): frame arrival to its document (with faces) at a metadata player: median {:.1} ms, p95 {:.1} ms, max {:.1} ms over {} documents",
+            at(0.5),
+            at(0.95),
+            at(1.0),
+            all.len()
+        );
+    }
+    drop(players);
+    drop(daemon);
+}
+
 fn main() {
     let only = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "daemon" {
+        daemon("720p test clip", &testdata().join("video/faces_720p.mp4"));
+        daemon("1080p bench video", &bench_1080p());
+    }
+    if only == "daemon" {
+        return;
+    }
     let mut clips = Vec::new();
     if only.is_empty() || only == "720p" {
         clips.push(demux("720p", &testdata().join("video/faces_720p.mp4")));
