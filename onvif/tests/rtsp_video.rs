@@ -276,7 +276,8 @@ async fn authorized(
 /// A session that joins mid-stream gets nothing until the next keyframe, and that keyframe
 /// with the parameter sets in front though the camera sends them only in the extradata; the
 /// access unit's last packet has the marker bit; both tracks are set up in one session and
-/// played by one aggregate PLAY; before any video the mount answers 503.
+/// played by one aggregate PLAY, each with its sender reports; before any video the mount
+/// answers 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_joining_mid_stream_starts_at_a_keyframe_with_its_parameter_sets() {
     let (server, _device) = server(|_| {}).await;
@@ -427,6 +428,31 @@ async fn a_session_joining_mid_stream_starts_at_a_keyframe_with_its_parameter_se
         .await
         .expect("metadata");
     assert_eq!(metadata[1] & 0x7f, 107);
+    // Each track gets its RTCP sender reports (every 5 s), on its own channel, with its SSRC;
+    // the video's ties the clock the video packets are stamped on to wall-clock time.
+    let video_report = client
+        .frame(1, Duration::from_secs(8))
+        .await
+        .expect("a sender report for the video");
+    assert_eq!(video_report[1], 200);
+    assert_eq!(video_report[4..8], first[8..12], "the video's SSRC");
+    let stamped = u32::from_be_bytes(first[4..8].try_into().unwrap());
+    let reported = u32::from_be_bytes(video_report[16..20].try_into().unwrap());
+    let ahead = reported.wrapping_sub(stamped) as i32;
+    assert!(
+        (0..=10 * 90_000).contains(&ahead),
+        "the report's RTP time is {ahead} ticks after the first packet's"
+    );
+    let metadata_report = client
+        .frame(3, Duration::from_secs(8))
+        .await
+        .expect("a sender report for the metadata");
+    assert_eq!(metadata_report[1], 200);
+    assert_eq!(
+        metadata_report[4..8],
+        metadata[8..12],
+        "the metadata's SSRC"
+    );
     drop(camera);
 }
 
