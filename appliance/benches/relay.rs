@@ -472,6 +472,9 @@ fn cpu_of(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1_000 / per_second)
 }
 
+/// What a player's output goes to.
+type OnOutput = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// Keeps an ffmpeg player running (restarting it while the mount answers 503 before the
 /// camera's video comes, or after the camera's stream restarted).
 struct Persistent {
@@ -479,7 +482,7 @@ struct Persistent {
 }
 
 impl Persistent {
-    fn start(args: Vec<String>, on_stdout: Option<Arc<dyn Fn(&[u8]) + Send + Sync>>) -> Self {
+    fn start(args: Vec<String>, on_stdout: Option<OnOutput>) -> Self {
         use std::io::Read as _;
         let running = Arc::new(AtomicBool::new(true));
         let flag = running.clone();
@@ -595,7 +598,7 @@ fn daemon(name: &str, video: &Path) {
     // The metadata player: arrival of each document with faces against its UtcTime.
     let latencies = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
     let pending = Arc::new(parking_lot::Mutex::new(String::new()));
-    let on_metadata: Arc<dyn Fn(&[u8]) + Send + Sync> = {
+    let on_metadata: OnOutput = {
         let (latencies, pending) = (latencies.clone(), pending.clone());
         Arc::new(move |bytes: &[u8]| {
             let now = chrono::Utc::now();
