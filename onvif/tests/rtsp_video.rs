@@ -529,3 +529,110 @@ async fn gstreamer_plays_relayed_h264_and_metadata_over_udp() {
 async fn gstreamer_plays_relayed_h264_and_metadata_over_http() {
     gstreamer_plays_video_and_metadata("http").await;
 }
+
+/// Resident memory of this process, from /proc.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Sets up and plays a media mount's video track over interleaved TCP (channels 0-1).
+async fn playing_video(server: &RtspServer) -> RawClient {
+    let base = format!(
+        "rtsp://{}{}",
+        server.local_addr(),
+        RtspServer::media_path("door")
+    );
+    let mut client = RawClient::connect(server).await;
+    let setup = authorized(
+        &mut client,
+        "SETUP",
+        &format!("{base}/track1"),
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1".into()],
+    )
+    .await;
+    assert_eq!(setup.status, 200);
+    let session = setup
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let play = authorized(&mut client, "PLAY", &base, &[format!("Session: {session}")]).await;
+    assert_eq!(play.status, 200);
+    client
+}
+
+/// A player that stops reading while 512 MiB of video goes out costs the server a bounded
+/// queue, not memory in proportion: it loses frames; a player that reads goes on getting
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_player_loses_video_not_server_memory() {
+    let (server, _device) = server(|_| {}).await;
+    server
+        .set_video_format(
+            "door",
+            Some(VideoFormat {
+                codec: VideoCodec::H264,
+                extradata: Vec::new(),
+                width: 1920,
+                height: 1080,
+                framerate: None,
+            }),
+        )
+        .unwrap();
+    let _stalled = playing_video(&server).await;
+    let mut reader = playing_video(&server).await;
+    assert_eq!(server.playing_video_sessions("door"), 2);
+    // Keyframes of 256 KiB: an access unit delimiter and one IDR slice.
+    let mut unit = vec![0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x65];
+    unit.resize(256 * 1024, 0x5a);
+    let before = rss_bytes();
+    let publishing = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut reached = Vec::new();
+            for n in 0..2_048i64 {
+                let packet = VideoPacket {
+                    data: &unit,
+                    pts_90k: n * 3_600,
+                    keyframe: true,
+                };
+                reached.push(server.publish_video("door", &packet).unwrap());
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            reached
+        })
+    };
+    let mut received = 0usize;
+    let mut peak = before;
+    while !publishing.is_finished() {
+        if let Some(packet) = reader.frame(0, Duration::from_millis(200)).await {
+            received += packet.len();
+        }
+        reader.interleaved.clear();
+        peak = peak.max(rss_bytes());
+    }
+    let reached = publishing.await.unwrap();
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 32 * 1024 * 1024,
+        "the server grew by {} MiB",
+        growth / (1024 * 1024)
+    );
+    assert!(
+        received > 64 * 1024 * 1024,
+        "the reading player got {received} bytes"
+    );
+    assert!(
+        reached.iter().any(|n| *n == 1),
+        "the stalled player lost frames: some units reached one player only"
+    );
+}
