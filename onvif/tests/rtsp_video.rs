@@ -632,7 +632,7 @@ async fn a_stalled_player_loses_video_not_server_memory() {
         "the reading player got {received} bytes"
     );
     assert!(
-        reached.iter().any(|n| *n == 1),
+        reached.contains(&1),
         "the stalled player lost frames: some units reached one player only"
     );
 }
