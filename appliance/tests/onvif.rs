@@ -183,10 +183,14 @@ fn home_assistant_set_up_and_face_alerts_by_pull_point_and_push() {
         steps["profiles"]["h264"],
         serde_json::json!(["profile_cam1"])
     );
-    assert_eq!(
-        steps["uris"]["stream"],
-        format!("rtsp://127.0.0.1:{rtsp_port}/stream")
+    // Vigil's own relay of the camera (the camera is not streaming yet: the URI is handed
+    // out all the same), never the camera's address.
+    let stream = steps["uris"]["stream"].as_str().unwrap();
+    assert!(
+        stream.starts_with("rtsp://127.0.0.1:") && stream.ends_with("/onvif/media/cam1"),
+        "{stream}"
     );
+    assert!(!stream.contains(&format!(":{rtsp_port}/")), "{stream}");
     assert_eq!(
         steps["uris"]["snapshot"],
         format!("http://127.0.0.1:{port}/onvif/snapshot/cam1.jpg")
@@ -1014,6 +1018,192 @@ fn the_metadata_stream_carries_the_faces_and_matches_of_the_test_video() {
     assert!(document.contains("tt:BoundingBox"), "{document}");
     assert!(document.contains("<tt:Type Likelihood="), "{document}");
     drop(video);
+    drop(client);
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+}
+
+/// ffmpeg playing Vigil's media mount: the video decoded (`showinfo` prints each decoded
+/// frame's size on stderr), the same session's metadata track copied to stdout.
+struct Player {
+    child: Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Player {
+    fn start(url: &str, transport: &str) -> Self {
+        let mut child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "info"])
+            .args(["-rtsp_transport", transport, "-i", url])
+            .args(["-map", "0:v", "-vf", "showinfo", "-f", "null", "-"])
+            .args(["-map", "0:d", "-c", "copy", "-f", "data", "-"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the ffmpeg program (Debian's ffmpeg: run ./just setup)");
+        let stdout = Self::collect(child.stdout.take().unwrap());
+        let stderr = Self::collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn collect(
+        mut from: impl std::io::Read + Send + 'static,
+    ) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+        let into = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = into.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = from.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        into
+    }
+
+    /// Frames decoded at `width` x `height`, and at any other size.
+    fn frames(&self, width: u64, height: u64) -> (usize, usize) {
+        let text = String::from_utf8_lossy(&self.stderr.lock().unwrap()).to_string();
+        let size = format!(" s:{width}x{height} ");
+        let decoded: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("showinfo") && l.contains(" n:"))
+            .collect();
+        let right = decoded.iter().filter(|l| l.contains(&size)).count();
+        (right, decoded.len() - right)
+    }
+
+    /// Metadata documents with a face object.
+    fn face_documents(&self) -> usize {
+        let text = String::from_utf8_lossy(&self.stdout.lock().unwrap()).to_string();
+        text.split("</tt:MetadataStream>")
+            .filter(|d| d.contains("<tt:Object ObjectId=") && d.contains("HumanFace"))
+            .count()
+    }
+
+    fn log(&self) -> String {
+        let text = String::from_utf8_lossy(&self.stderr.lock().unwrap()).to_string();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("showinfo")).collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Waits (with a deadline) until `done` holds.
+    fn wait(&self, within: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if done(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        done(self)
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A VMS adds Vigil itself as the camera: the camera profile's stream URI, asked through
+/// ONVIF (Media with Home Assistant's client, Media2 with zeep), is Vigil's own RTSP server,
+/// never the camera's (whose credentials stay in the appliance); real ffmpeg plays it with
+/// Digest credentials over interleaved TCP and over UDP and decodes the relayed video at the
+/// camera's size, while the same session's metadata track carries the faces in view.
+#[test]
+fn a_vms_gets_the_camera_s_video_and_faces_in_one_session_from_vigil_s_own_stream() {
+    const CAMERA_SECRET: &str = "camera-only-secret";
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    set_user(data, "vms", "vms-secret-1", "user");
+    let (port, rtsp_port, video_port) = (free_port(), free_port(), free_port());
+    let _camera = RtspServer::start(video_port, &["--user", "cam", "--password", CAMERA_SECRET]);
+    let camera = camera_config(
+        "cam1",
+        &format!("rtsp://cam:{CAMERA_SECRET}@127.0.0.1:{video_port}/stream"),
+        "fps = 5",
+    );
+    let config = data.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[onvif]\nlisten = \"127.0.0.1:{port}\"\nrtsp_listen = \"127.0.0.1:{rtsp_port}\"\n\
+             discovery_interfaces = []\n{camera}"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start_as_configured(data, &config);
+    daemon.wait_for("the camera streaming", START, |e| {
+        common::live::is_state(e, "cam1", "streaming")
+    });
+
+    let wsdl = common::repo().join(".deps/onvif-schemas/onvif/wsdl");
+    let client = Client::script(
+        "stream_uri.py",
+        &[
+            "--port",
+            &port.to_string(),
+            "--user",
+            "vms",
+            "--password",
+            "vms-secret-1",
+            "--wsdl-dir",
+            wsdl.to_str().unwrap(),
+        ],
+    );
+    let uris = client.next("the stream URIs", START);
+    let relay = format!("rtsp://127.0.0.1:{rtsp_port}/onvif/media/cam1");
+    assert_eq!(uris["profile"], "profile_cam1");
+    assert_eq!(uris["media1"], relay.as_str());
+    assert_eq!(uris["media2"], relay.as_str());
+    assert_eq!(
+        uris["media2_http"],
+        format!("http://127.0.0.1:{rtsp_port}/onvif/media/cam1")
+    );
+    let said = uris.to_string();
+    for secret in [CAMERA_SECRET, "cam:", &format!(":{video_port}"), "/stream"] {
+        assert!(!said.contains(secret), "{secret} handed out: {said}");
+    }
+    let (width, height) = (
+        uris["width"].as_u64().unwrap(),
+        uris["height"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        (width, height),
+        (1280, 720),
+        "the camera's size, as analysed"
+    );
+
+    let with_credentials = relay.replacen("rtsp://", "rtsp://vms:vms-secret-1@", 1);
+    for transport in ["tcp", "udp"] {
+        let player = Player::start(&with_credentials, transport);
+        // Two seconds of 25 fps video, across a keyframe, and faces in the same session.
+        let played = player.wait(Duration::from_secs(90), |p| {
+            p.frames(width, height).0 >= 50 && p.face_documents() >= 2
+        });
+        let (right, wrong) = player.frames(width, height);
+        assert!(
+            played,
+            "{transport}: {right} frames of {width}x{height}, {} documents with faces; ffmpeg said:\n{}",
+            player.face_documents(),
+            player.log()
+        );
+        assert_eq!(wrong, 0, "{transport}: frames of another size");
+        let log = player.log();
+        assert!(
+            !log.contains("error while decoding") && !log.contains("corrupt"),
+            "{transport}: {log}"
+        );
+    }
     drop(client);
     let (status, _) = daemon.terminate();
     assert!(status.success());

@@ -83,7 +83,8 @@ impl VideoEncoding {
     }
 }
 
-/// A camera as a video source: what its stream is and where it is.
+/// A camera as a video source: what its stream is. Where the camera is stays with the
+/// product: clients get Vigil's own relay of it (see `streaming`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoSource {
     /// Stable and XML-safe; profile and configuration tokens derive from it.
@@ -93,7 +94,6 @@ pub struct VideoSource {
     pub height: u32,
     pub framerate: f32,
     pub encoding: VideoEncoding,
-    pub stream_uri: String,
 }
 
 impl VideoSource {

@@ -2,6 +2,7 @@
 //! caller, checks its user level against the operation's access class, and answers with
 //! a SOAP response or fault. Transport (HTTP server, TLS) belongs to the product.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,6 +179,9 @@ pub struct Device {
     settings_version: watch::Sender<u64>,
     /// The port of the RTSP server carrying the metadata streams, once one runs.
     metadata_rtsp_port: Mutex<Option<u16>>,
+    /// Sources whose video the RTSP server relays (`true`) or cannot (`false`); absent:
+    /// not known yet.
+    video_relays: Mutex<HashMap<String, bool>>,
 }
 
 /// The context one operation runs in.
@@ -224,6 +228,7 @@ impl Device {
             settings: Mutex::new(settings),
             settings_version: watch::channel(0).0,
             metadata_rtsp_port: Mutex::new(None),
+            video_relays: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -307,6 +312,23 @@ impl Device {
 
     pub fn metadata_rtsp_port(&self) -> Option<u16> {
         *self.metadata_rtsp_port.lock()
+    }
+
+    /// The RTSP server says whether it can relay a source's video (its codec, as the
+    /// camera's latest connection found it).
+    pub fn set_video_relayed(&self, source_token: &str, relayed: bool) {
+        self.video_relays
+            .lock()
+            .insert(source_token.to_string(), relayed);
+    }
+
+    /// Whether a source's video is relayed; `None` before the RTSP server knows.
+    pub fn video_relayed(&self, source_token: &str) -> Option<bool> {
+        self.video_relays.lock().get(source_token).copied()
+    }
+
+    pub fn clear_video_relays(&self) {
+        self.video_relays.lock().clear();
     }
 
     /// Changes of scopes or discovery mode, for the discovery side.

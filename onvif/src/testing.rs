@@ -63,7 +63,6 @@ impl Product for SampleProduct {
                 } else {
                     VideoEncoding::H265
                 },
-                stream_uri: format!("rtsp://10.0.0.9/{name}"),
             })
             .collect()
     }

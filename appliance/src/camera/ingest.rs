@@ -95,12 +95,13 @@ enum Ended {
     Failed(String),
 }
 
-/// Where ingest puts the frames it decodes, counts the packets it could not, and says what
-/// the stream is.
+/// Where ingest puts the frames it decodes, counts the packets it could not, says what the
+/// stream is, and hands every video packet as it came (for relaying).
 pub struct Sink<'a> {
     pub queue: &'a DropOldestQueue<Frame>,
     pub load: &'a super::CameraLoad,
     pub stream: &'a parking_lot::Mutex<Option<StreamInfo>>,
+    pub tap: &'a super::TapSlot,
 }
 
 /// What a camera's video stream is, as ffmpeg found it at the latest connection: what the
@@ -111,6 +112,37 @@ pub struct StreamInfo {
     pub codec: String,
     /// The stream's average frame rate, where it says one.
     pub fps: Option<f64>,
+    pub width: u32,
+    pub height: u32,
+    /// The codec's extradata (parameter sets: `avcC`/`hvcC` or Annex B), as demuxed.
+    pub extradata: Vec<u8>,
+}
+
+impl StreamInfo {
+    /// What an open input's video stream says of itself.
+    pub fn of(stream: &ffmpeg::format::stream::Stream) -> Self {
+        let parameters = stream.parameters();
+        let rate = f64::from(stream.avg_frame_rate());
+        // SAFETY: the parameters belong to the open input's stream, which outlives this
+        // call; extradata is `extradata_size` bytes when not null.
+        let (extradata, width, height) = unsafe {
+            let p = parameters.as_ptr();
+            let size = usize::try_from((*p).extradata_size).unwrap_or(0);
+            let extradata = if (*p).extradata.is_null() || size == 0 {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts((*p).extradata, size).to_vec()
+            };
+            (extradata, (*p).width, (*p).height)
+        };
+        Self {
+            codec: parameters.id().name().to_string(),
+            fps: (rate.is_finite() && rate > 0.0).then_some(rate),
+            width: u32::try_from(width).unwrap_or(0),
+            height: u32::try_from(height).unwrap_or(0),
+            extradata,
+        }
+    }
 }
 
 /// Runs the camera until `stop`: connect, stream, report, back off, again.
@@ -315,11 +347,10 @@ fn stream_once(
     };
     let stream_index = stream.index();
     let time_base = f64::from(stream.time_base());
-    let rate = f64::from(stream.avg_frame_rate());
-    *sink.stream.lock() = Some(StreamInfo {
-        codec: stream.parameters().id().name().to_string(),
-        fps: (rate.is_finite() && rate > 0.0).then_some(rate),
-    });
+    let info = StreamInfo::of(&stream);
+    // Stored before the tap hears of it: a tap plugged in meanwhile reads it there.
+    *sink.stream.lock() = Some(info.clone());
+    sink.tap.format(&camera.id, &info);
     let decoder = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).and_then(
         |mut ctx| {
             // One thread per camera: many cameras share two cores.
@@ -353,6 +384,19 @@ fn stream_once(
         }
         if packet.stream() != stream_index {
             continue;
+        }
+        if let Some(data) = packet.data() {
+            // Relayed as it came, before decoding: whatever analysis keeps of it.
+            let ticks = match packet.pts().or(packet.dts()) {
+                Some(ts) => (ts as f64 * time_base * 90_000.0).round() as i64,
+                None => (started.elapsed().as_secs_f64() * 90_000.0) as i64,
+            };
+            let relayed = super::VideoPacket {
+                data,
+                pts_90k: ticks,
+                keyframe: packet.is_key(),
+            };
+            sink.tap.packet(&camera.id, &relayed);
         }
         if let Err(e) = decoder.send_packet(&packet) {
             decode_errors += 1;

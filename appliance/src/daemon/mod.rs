@@ -34,6 +34,8 @@ pub struct LiveView {
     /// The running cameras' analysis slots, for their load counters.
     slots: Arc<Mutex<BTreeMap<String, Arc<analysis::CameraSlot>>>>,
     faces: faces_feed::FacesFeed,
+    /// Where every camera's demuxed video goes (the RTSP relay), when something is plugged in.
+    video_tap: crate::camera::TapSlot,
 }
 
 impl LiveView {
@@ -57,6 +59,12 @@ impl LiveView {
         let slot = self.slots.lock().get(camera).cloned()?;
         let info = slot.stream.lock().clone();
         info
+    }
+
+    /// Hands every camera's demuxed video packets (and each connection's format) to `tap`
+    /// from now on, or to nothing.
+    pub fn set_video_tap(&self, tap: Option<Arc<dyn crate::camera::VideoTap>>) {
+        self.video_tap.install(tap);
     }
 
     /// The faces of every analysed frame from now on (see [`faces_feed`]).
@@ -178,6 +186,7 @@ impl Daemon {
             snapshots: Arc::default(),
             slots: Arc::new(Mutex::new(BTreeMap::new())),
             faces: faces_feed::FacesFeed::default(),
+            video_tap: crate::camera::TapSlot::default(),
         };
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = AnalysisPool::start(
@@ -292,11 +301,12 @@ impl Daemon {
             statuses: self.statuses.clone(),
         };
         let ingest = {
-            let (camera, timeouts, slot, stop) = (
+            let (camera, timeouts, slot, stop, tap) = (
                 camera.clone(),
                 self.timeouts.clone(),
                 slot.clone(),
                 stop.clone(),
+                self.live.video_tap.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("ingest-{}", camera.id))
@@ -305,6 +315,7 @@ impl Daemon {
                         queue: &slot.queue,
                         load: &slot.load,
                         stream: &slot.stream,
+                        tap: &tap,
                     };
                     ingest::run(&camera, &timeouts, &sink, &stop, &|s| reporter.report(s))
                 })

@@ -98,8 +98,6 @@ impl Product for VigilProduct {
                     height,
                     framerate: framerate as f32,
                     encoding,
-                    // The camera's own stream, without its credentials: clients use theirs.
-                    stream_uri: crate::config::strip_credentials(&camera.url),
                 }
             })
             .collect()
@@ -243,7 +241,7 @@ pub struct OnvifService {
     pub tls: Option<crate::tls::SharedAcceptor>,
     stop: tokio::sync::watch::Sender<bool>,
     discovery: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    /// The metadata stream's server, while it runs (dropping it stops it).
+    /// The RTSP server (metadata stream, video relay), while it runs (dropping it stops it).
     pub rtsp: Option<onvif::streaming::RtspServer>,
 }
 
@@ -437,8 +435,61 @@ async fn start_metadata_stream(
     .await
     .map_err(|e| failed(e.to_string()))?;
     tokio::spawn(stream_faces(live.subscribe_faces(), server.clone()));
-    tracing::info!(address = %server.local_addr(), "ONVIF metadata stream (RTSP) listening");
+    use crate::camera::VideoTap as _;
+    // Plugged in before the formats already known are given, so no connection is missed.
+    let relay = Arc::new(VideoRelay {
+        publisher: server.video_publisher(),
+    });
+    live.set_video_tap(Some(relay.clone()));
+    for camera in live.cameras() {
+        if let Some(stream) = live.stream_info(&camera.id) {
+            relay.format(&camera.id, &stream);
+        }
+    }
+    tracing::info!(address = %server.local_addr(), "ONVIF metadata stream and video relay (RTSP) listening");
     Ok(server)
+}
+
+/// Hands the cameras' demuxed video to the RTSP server, which relays it as it came (no
+/// decoding, no re-encoding) to the sessions playing a camera's media mount.
+struct VideoRelay {
+    publisher: onvif::streaming::VideoPublisher,
+}
+
+impl crate::camera::VideoTap for VideoRelay {
+    fn format(&self, camera: &str, stream: &crate::camera::StreamInfo) {
+        use onvif::streaming::{VideoCodec, VideoFormat};
+        let codec = match stream.codec.as_str() {
+            "h264" => Some(VideoCodec::H264),
+            "hevc" => Some(VideoCodec::H265),
+            _ => None,
+        };
+        let format = codec.map(|codec| VideoFormat {
+            codec,
+            extradata: stream.extradata.clone(),
+            width: stream.width,
+            height: stream.height,
+            framerate: stream.fps.map(|f| f as f32),
+        });
+        if format.is_none() {
+            tracing::warn!(camera, codec = %stream.codec, "this codec is not relayed: ONVIF clients get no video of the camera");
+        }
+        let token = source_token(camera);
+        if let Err(error) = self.publisher.set_video_format(&token, format) {
+            tracing::warn!(camera, %error, "the camera's video cannot be relayed");
+        }
+    }
+
+    fn packet(&self, camera: &str, packet: &crate::camera::VideoPacket<'_>) {
+        let packet = onvif::streaming::VideoPacket {
+            data: packet.data,
+            pts_90k: packet.pts_90k,
+            keyframe: packet.keyframe,
+        };
+        if let Err(error) = self.publisher.publish_video(&source_token(camera), &packet) {
+            tracing::debug!(camera, %error, "video packet not relayed");
+        }
+    }
 }
 
 /// Publishes each analysed frame's faces to the metadata stream's sessions of its camera,

@@ -161,8 +161,9 @@ fn incomplete(profile: &Profile, what: &str) -> Fault {
     )
 }
 
-/// Where a profile streams: the camera itself where it has an encoder (video), else Vigil's
-/// metadata stream of its source.
+/// Where a profile streams: always Vigil's own RTSP server, never the camera (whose
+/// credentials stay in the appliance): where it has an encoder, the mount of the relayed video
+/// and the metadata; else the metadata mount.
 pub(super) fn stream_uri(call: &Call<'_>, profile: &Profile) -> Result<String, Fault> {
     let content = &profile.content;
     let source_token = content
@@ -175,10 +176,20 @@ pub(super) fn stream_uri(call: &Call<'_>, profile: &Profile) -> Result<String, F
         &format!("{}{source_token}", Kind::VideoSource.prefix()),
     )?;
     if content.video_encoder.is_some() {
-        return Ok(source.stream_uri.clone());
+        // Before the camera's first connection its codec is not known: the URI is handed
+        // out, and answers once the video comes.
+        let relayable = call.device.video_relayed(&source.token) != Some(false);
+        let path = crate::streaming::RtspServer::media_path(&source.token);
+        return rtsp_uri(call, &path).filter(|_| relayable).ok_or_else(|| {
+            incomplete(
+                profile,
+                "relayed video (the RTSP server is off, or the camera's codec cannot be relayed)",
+            )
+        });
     }
     if content.metadata.is_some() {
-        if let Some(uri) = metadata_stream_uri(call, &source) {
+        let path = crate::streaming::RtspServer::mount_path(&source.token);
+        if let Some(uri) = rtsp_uri(call, &path) {
             return Ok(uri);
         }
     }
@@ -197,9 +208,9 @@ pub(super) fn snapshot_uri(call: &Call<'_>, profile: &Profile) -> Result<String,
     Ok(format!("{}{SNAPSHOT_PATH}{source}.jpg", call.base))
 }
 
-/// `rtsp://<the host the client reached us by>:<RTSP port>/onvif/metadata/<source token>`
-/// (`http://` for RTSP over HTTP).
-pub(super) fn metadata_stream_uri(call: &Call<'_>, source: &VideoSource) -> Option<String> {
+/// `rtsp://<the host the client reached us by>:<RTSP port><path>` (`http://` for RTSP over
+/// HTTP), while the RTSP server runs.
+fn rtsp_uri(call: &Call<'_>, path: &str) -> Option<String> {
     let port = call.device.metadata_rtsp_port()?;
     let authority = call
         .base
@@ -215,10 +226,7 @@ pub(super) fn metadata_stream_uri(call: &Call<'_>, source: &VideoSource) -> Opti
     } else {
         "rtsp"
     };
-    Some(format!(
-        "{scheme}://{host}:{port}{}",
-        crate::streaming::RtspServer::mount_path(&source.token)
-    ))
+    Some(format!("{scheme}://{host}:{port}{path}"))
 }
 
 /// Whether GetStreamUri asks for RTSP tunnelled over HTTP: Media2's `Protocol` is

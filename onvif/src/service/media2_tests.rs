@@ -232,9 +232,14 @@ async fn media2_1_1_6_fixed_profiles_can_be_emptied_and_filled_again() {
         configurations_of(&device, "profile_door", all).await,
         before
     );
+    // Complete again, it streams from Vigil's RTSP server once that runs.
+    device.set_metadata_rtsp_port(Some(8554));
     let uri = answer(&device, MEDIA2,
         "<tr2:GetStreamUri><tr2:Protocol>RTSP</tr2:Protocol><tr2:ProfileToken>profile_door</tr2:ProfileToken></tr2:GetStreamUri>").await;
-    assert_eq!(uri.child_text("Uri"), Some("rtsp://10.0.0.9/door"));
+    assert_eq!(
+        uri.child_text("Uri"),
+        Some("rtsp://192.0.2.1:8554/onvif/media/door")
+    );
 }
 
 #[tokio::test]

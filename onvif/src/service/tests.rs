@@ -272,9 +272,10 @@ async fn media_and_media2_describe_each_source() {
         .map(|e| e.text.as_str())
         .collect();
     assert_eq!(encodings, ["H264", "H265"]);
-    let uri = body(&call(&device, "/onvif/media2_service", OPERATOR,
-        "<tr2:GetStreamUri><tr2:Protocol>RTSP</tr2:Protocol><tr2:ProfileToken>profile_lobby</tr2:ProfileToken></tr2:GetStreamUri>").await);
-    assert_eq!(uri.child_text("Uri"), Some("rtsp://10.0.0.9/lobby"));
+    // Without Vigil's RTSP server there is no stream to hand out: never the camera's own.
+    let uri = call(&device, "/onvif/media2_service", OPERATOR,
+        "<tr2:GetStreamUri><tr2:Protocol>RTSP</tr2:Protocol><tr2:ProfileToken>profile_lobby</tr2:ProfileToken></tr2:GetStreamUri>").await;
+    assert!(subcodes(&uri).contains("ter:IncompleteConfiguration"));
     let one = body(&call(&device, "/onvif/media2_service", OPERATOR,
         "<tr2:GetVideoEncoderConfigurations><tr2:ConfigurationToken>vec_door</tr2:ConfigurationToken></tr2:GetVideoEncoderConfigurations>").await);
     assert_eq!(one.children.len(), 1);
@@ -515,10 +516,35 @@ async fn metadata_profiles_name_the_rtsp_server_while_it_runs() {
         uri.child_text("Uri"),
         Some("rtsp://192.0.2.1:8554/onvif/metadata/door")
     );
-    // The cameras' own profiles keep their streams.
-    let camera = body(&call(&device, "/onvif/media2_service", OPERATOR,
-        "<tr2:GetStreamUri><tr2:Protocol>RTSP</tr2:Protocol><tr2:ProfileToken>profile_door</tr2:ProfileToken></tr2:GetStreamUri>").await);
-    assert_eq!(camera.child_text("Uri"), Some("rtsp://10.0.0.9/door"));
+    // The cameras' own profiles stream the camera's video relayed by Vigil, with the
+    // metadata: before the camera's codec is known, and while it can be relayed.
+    let camera_uri = |protocol: &'static str| {
+        let device = device.clone();
+        async move {
+            call(&device, "/onvif/media2_service", OPERATOR, &format!(
+                "<tr2:GetStreamUri><tr2:Protocol>{protocol}</tr2:Protocol><tr2:ProfileToken>profile_door</tr2:ProfileToken></tr2:GetStreamUri>")).await
+        }
+    };
+    let relayed = Some("rtsp://192.0.2.1:8554/onvif/media/door");
+    assert_eq!(body(&camera_uri("RTSP").await).child_text("Uri"), relayed);
+    device.set_video_relayed("door", true);
+    assert_eq!(body(&camera_uri("RTSP").await).child_text("Uri"), relayed);
+    assert_eq!(
+        body(&camera_uri("RtspOverHttp").await).child_text("Uri"),
+        Some("http://192.0.2.1:8554/onvif/media/door")
+    );
+    let media1 = body(&call(&device, "/onvif/media_service", OPERATOR,
+        "<trt:GetStreamUri><trt:StreamSetup><tt:Stream>RTP-Unicast</tt:Stream><tt:Transport><tt:Protocol>RTSP</tt:Protocol></tt:Transport></trt:StreamSetup><trt:ProfileToken>profile_door</trt:ProfileToken></trt:GetStreamUri>").await);
+    assert_eq!(
+        media1.find(&["MediaUri", "Uri"]).map(|u| u.text.as_str()),
+        relayed
+    );
+    // A camera whose codec cannot be relayed has no stream: still not the camera's.
+    device.set_video_relayed("door", false);
+    let refused = camera_uri("RTSP").await;
+    assert!(subcodes(&refused).contains("ter:IncompleteConfiguration"));
+    assert!(!subcodes(&refused).contains("10.0.0.9"));
+    device.set_video_relayed("door", true);
     let encoders = body(&call(&device, "/onvif/media2_service", OPERATOR,
         "<tr2:GetVideoEncoderConfigurations><tr2:ProfileToken>metadata_door</tr2:ProfileToken></tr2:GetVideoEncoderConfigurations>").await);
     // With a profile, Media2 lists the configurations compatible with it: its source's

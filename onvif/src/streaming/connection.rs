@@ -8,12 +8,13 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
 use super::framing::{next_frame, Frame, FramingError};
 use super::methods::{self, Context};
+use super::sessions::{Outbox, OutboxReader};
 use super::tunnel::{self, Base64Stream, Opening, Tunnel};
 use super::Shared;
 
@@ -100,7 +101,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let (reader, writer) = stream.into_split();
-    let (out, queue) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+    let (out, queue) = Outbox::new(OUT_QUEUE);
     let writing = tokio::spawn(write_all(writer, queue));
     let mut input = Input {
         reader,
@@ -190,7 +191,7 @@ async fn requests(context: &Context, input: &mut Input) {
                 context.shared.sessions.lock().heard_on(context.connection);
                 if let Frame::Request(request) = frame {
                     let response = methods::answer(context, &request);
-                    if context.out.send(response).await.is_err() {
+                    if !context.out.send(response).await {
                         return;
                     }
                 }
@@ -232,7 +233,7 @@ async fn tunnel_get(context: &Context, input: &mut Input) {
             .await;
         return;
     }
-    if context.out.send(tunnel::GET_ANSWER.to_vec()).await.is_ok() {
+    if context.out.send(tunnel::GET_ANSWER.to_vec()).await {
         // Nothing more comes on a GET: it lives while its sessions do, or the idle limit.
         loop {
             input.buffer.clear();
@@ -333,7 +334,7 @@ fn idle_deadline(context: &Context) -> Instant {
     Instant::now() + quiet
 }
 
-async fn write_all(mut writer: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>) {
+async fn write_all(mut writer: OwnedWriteHalf, mut queue: OutboxReader) {
     while let Some(bytes) = queue.recv().await {
         if writer.write_all(&bytes).await.is_err() {
             break;

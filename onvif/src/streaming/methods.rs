@@ -9,12 +9,14 @@ use rtsp_types::headers::transport::{
 };
 use rtsp_types::headers::{self as h, Session as SessionHeader, Transport, Transports};
 use rtsp_types::{Method, Request, Response, StatusCode, Url, Version};
-use tokio::sync::mpsc;
 
 use super::framing::FramingError;
 use super::rtp::{RtpSender, PAYLOAD_TYPE};
-use super::sessions::{random_u32, Delivery, Session, SessionError};
-use super::{Shared, MOUNT_PREFIX, TRACK};
+use super::sessions::{
+    random_u32, Delivery, MountKind, Outbox, Session, SessionError, Track, TrackKind,
+};
+use super::video::VIDEO_PAYLOAD_TYPE;
+use super::{Shared, MEDIA_PREFIX, METADATA_TRACK, MOUNT_PREFIX, TRACK};
 use crate::auth::{AccessClass, AuthFailure, User};
 
 const PUBLIC: &str =
@@ -25,7 +27,7 @@ pub(super) struct Context {
     pub shared: Arc<Shared>,
     pub peer: SocketAddr,
     pub connection: u64,
-    pub out: mpsc::Sender<Vec<u8>>,
+    pub out: Outbox,
 }
 
 /// Why a request is refused, and so its status.
@@ -55,6 +57,8 @@ pub(super) enum Refusal {
     AlreadySetUp,
     #[error("only application/sdp is offered")]
     NotAcceptable,
+    #[error("the camera's video has not come yet")]
+    NoVideoYet,
 }
 
 impl Refusal {
@@ -72,6 +76,7 @@ impl Refusal {
             Self::Version => StatusCode::RTSPVersionNotSupported,
             Self::AlreadySetUp => StatusCode::AggregateOperationNotAllowed,
             Self::NotAcceptable => StatusCode::NotAcceptable,
+            Self::NoVideoYet => StatusCode::ServiceUnavailable,
         }
     }
 }
@@ -131,6 +136,7 @@ fn refused(context: &Context, refusal: &Refusal) -> rtsp_types::ResponseBuilder 
             context.shared.device.auth.rtsp_challenge(*stale),
         ),
         Refusal::MethodNotAllowed => builder.header(h::ALLOW, PUBLIC),
+        Refusal::NoVideoYet => builder.header(h::RETRY_AFTER, "5"),
         _ => builder,
     }
 }
@@ -152,7 +158,7 @@ fn respond(
     let empty = |answer: Answer| answer.map(|b| (b, Vec::new()));
     // Only these name a stream; the others act on the session named, whatever the URI.
     match request.method() {
-        Method::Describe => describe(request, &Mount::of(context, request)?),
+        Method::Describe => describe(context, request, &Mount::of(context, request)?),
         Method::Setup => empty(setup(
             context,
             request,
@@ -201,23 +207,35 @@ fn is_digest(authorization: Option<&str>) -> bool {
     })
 }
 
-/// A source's mount as a request URI names it: `/onvif/metadata/<token>/`, or its track
-/// `.../<token>/track1`.
+/// A source's mount as a request URI names it: `/onvif/metadata/<token>/` or
+/// `/onvif/media/<token>/`, or one of its tracks (`.../<token>/track1`).
 struct Mount {
+    kind: MountKind,
     token: String,
-    /// `rtsp://host:port/onvif/metadata/<token>/` as the client addressed us.
+    /// The track named, if one is.
+    track: Option<u8>,
+    /// `rtsp://host:port/onvif/<kind>/<token>/` as the client addressed us.
     base: Url,
 }
 
 impl Mount {
     fn of(context: &Context, request: &Request<Vec<u8>>) -> Result<Self, Refusal> {
         let uri = request.request_uri().ok_or(Refusal::NotFound)?;
-        let rest = uri
-            .path()
-            .strip_prefix(MOUNT_PREFIX)
-            .ok_or(Refusal::NotFound)?;
+        let (kind, prefix, rest) = [
+            (MountKind::Metadata, MOUNT_PREFIX),
+            (MountKind::Media, MEDIA_PREFIX),
+        ]
+        .into_iter()
+        .find_map(|(kind, prefix)| Some((kind, prefix, uri.path().strip_prefix(prefix)?)))
+        .ok_or(Refusal::NotFound)?;
         let (token, track) = rest.split_once('/').unwrap_or((rest, ""));
-        if !(track.is_empty() || track == TRACK) || token.is_empty() {
+        let track = match (kind, track) {
+            (_, "") => None,
+            (_, TRACK) => Some(1),
+            (MountKind::Media, METADATA_TRACK) => Some(2),
+            _ => return Err(Refusal::NotFound),
+        };
+        if token.is_empty() {
             return Err(Refusal::NotFound);
         }
         let sources = context.shared.device.product.video_sources();
@@ -227,15 +245,39 @@ impl Mount {
         let mut base = uri.clone();
         base.set_query(None);
         base.set_fragment(None);
-        base.set_path(&format!("{MOUNT_PREFIX}{token}/"));
+        base.set_path(&format!("{prefix}{token}/"));
         Ok(Self {
+            kind,
             token: token.to_string(),
+            track,
             base,
         })
+    }
+
+    /// What track `number` of this mount carries: the video (in its codec now) or the
+    /// metadata.
+    fn track_kind(&self, context: &Context, number: u8) -> Result<TrackKind, Refusal> {
+        match (self.kind, number) {
+            (MountKind::Media, 1) => context
+                .shared
+                .video
+                .lock()
+                .get(&self.token)
+                .map(|v| TrackKind::Video(v.stream.format.codec))
+                .ok_or(Refusal::NoVideoYet),
+            _ => Ok(TrackKind::Metadata),
+        }
+    }
+
+    fn track_url(&self, number: u8) -> Url {
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}track{number}", self.base.path()));
+        url
     }
 }
 
 fn describe(
+    context: &Context,
     request: &Request<Vec<u8>>,
     mount: &Mount,
 ) -> Result<(rtsp_types::ResponseBuilder, Vec<u8>), Refusal> {
@@ -245,11 +287,31 @@ fn describe(
     if !accepts_sdp {
         return Err(Refusal::NotAcceptable);
     }
+    let metadata = |track: &str| {
+        format!(
+            "m=application 0 RTP/AVP {PAYLOAD_TYPE}\r\na=rtpmap:{PAYLOAD_TYPE} vnd.onvif.metadata/90000\r\n\
+             a=control:{track}\r\na=sendonly\r\n"
+        )
+    };
+    let (title, tracks) = match mount.kind {
+        MountKind::Metadata => ("Vigil metadata", metadata(TRACK)),
+        MountKind::Media => {
+            let video = context
+                .shared
+                .video
+                .lock()
+                .get(&mount.token)
+                .map(|v| v.stream.sdp_attributes())
+                .ok_or(Refusal::NoVideoYet)?;
+            let video = format!(
+                "m=video 0 RTP/AVP {VIDEO_PAYLOAD_TYPE}\r\n{video}a=control:{TRACK}\r\na=sendonly\r\n"
+            );
+            ("Vigil", video + &metadata(METADATA_TRACK))
+        }
+    };
     let sdp = format!(
-        "v=0\r\no=- {id} 1 IN IP4 0.0.0.0\r\ns=Vigil metadata\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
-         a=control:*\r\na=range:npt=now-\r\n\
-         m=application 0 RTP/AVP {PAYLOAD_TYPE}\r\na=rtpmap:{PAYLOAD_TYPE} vnd.onvif.metadata/90000\r\n\
-         a=control:{TRACK}\r\na=sendonly\r\n",
+        "v=0\r\no=- {id} 1 IN IP4 0.0.0.0\r\ns={title}\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+         a=control:*\r\na=range:npt=now-\r\n{tracks}",
         id = random_u32(),
     );
     let builder = builder(StatusCode::Ok)
@@ -259,31 +321,62 @@ fn describe(
 }
 
 fn setup(context: &Context, request: &Request<Vec<u8>>, mount: &Mount, user: &User) -> Answer {
-    if request.header(&h::SESSION).is_some() {
-        return Err(Refusal::AlreadySetUp);
-    }
+    // A media mount's second track joins the session of its first: one session, one PLAY.
+    let joining = match request.header(&h::SESSION) {
+        Some(_) if mount.kind == MountKind::Media => Some(session_id(request)?),
+        Some(_) => return Err(Refusal::AlreadySetUp),
+        None => None,
+    };
+    let number = mount.track.unwrap_or(1);
+    let kind = mount.track_kind(context, number)?;
     let transports = request
         .typed_header::<Transports>()
         .map_err(|_| Refusal::BadRequest("unparsable Transport".into()))?
         .ok_or(Refusal::UnsupportedTransport)?;
     let (delivery, reply) = transports
         .iter()
-        .find_map(|t| choose(context, t))
+        .find_map(|t| choose(context, t, number))
         .ok_or(Refusal::UnsupportedTransport)?;
     let ssrc = random_u32();
-    let sender = RtpSender::new(ssrc, random_u32() as u16, random_u32());
-    let session = Session {
-        connection: context.connection,
-        user: user.name.clone(),
-        source: mount.token.clone(),
-        delivery,
-        playing: false,
-        last_seen: Instant::now(),
-        sender,
+    let payload_type = match kind {
+        TrackKind::Video(_) => VIDEO_PAYLOAD_TYPE,
+        TrackKind::Metadata => PAYLOAD_TYPE,
     };
-    let max = context.shared.config.max_sessions;
-    let id = context.shared.sessions.lock().insert(session, max)?;
-    tracing::info!(session = %id, user = %user.name, source = %mount.token, peer = %context.peer, "RTSP session set up");
+    let track = Track {
+        kind,
+        number,
+        delivery,
+        sender: RtpSender::with_payload_type(payload_type, ssrc, random_u32() as u16, random_u32()),
+        waiting_for_keyframe: true,
+    };
+    let id = match joining {
+        Some(id) => {
+            let mut sessions = context.shared.sessions.lock();
+            let session = sessions.touch(&id, &user.name)?;
+            if session.source != mount.token || session.mount != mount.kind {
+                return Err(Refusal::SessionNotFound);
+            }
+            if session.track(number).is_some() {
+                return Err(Refusal::AlreadySetUp);
+            }
+            session.tracks.push(track);
+            id
+        }
+        None => {
+            let session = Session {
+                connection: context.connection,
+                user: user.name.clone(),
+                source: mount.token.clone(),
+                mount: mount.kind,
+                tracks: vec![track],
+                playing: false,
+                last_seen: Instant::now(),
+            };
+            let max = context.shared.config.max_sessions;
+            context.shared.sessions.lock().insert(session, max)?
+        }
+    };
+    tracing::info!(session = %id, user = %user.name, source = %mount.token, track = number, peer = %context.peer, "RTSP session set up");
     let mut reply = reply;
     reply.params.ssrc = vec![ssrc];
     Ok(builder(StatusCode::Ok)
@@ -293,7 +386,7 @@ fn setup(context: &Context, request: &Request<Vec<u8>>, mount: &Mount, user: &Us
 
 /// The delivery a transport asks for and the transport to answer with, if acceptable.
 /// UDP goes to the RTSP peer's own address whatever `destination` says.
-fn choose(context: &Context, transport: &Transport) -> Option<(Delivery, RtpTransport)> {
+fn choose(context: &Context, transport: &Transport, track: u8) -> Option<(Delivery, RtpTransport)> {
     let Transport::Rtp(rtp) = transport else {
         return None;
     };
@@ -306,7 +399,9 @@ fn choose(context: &Context, transport: &Transport) -> Option<(Delivery, RtpTran
     };
     let delivery = match rtp.lower_transport {
         Some(RtpLowerTransport::Tcp) => {
-            let channel = rtp.params.interleaved.map_or(0, |(first, _)| first);
+            // Without channels asked for, each track gets its own pair.
+            let default = track.saturating_sub(1).saturating_mul(2);
+            let channel = rtp.params.interleaved.map_or(default, |(first, _)| first);
             if channel == u8::MAX {
                 return None;
             }
@@ -344,27 +439,36 @@ fn port(socket: &tokio::net::UdpSocket) -> u16 {
 
 fn play(context: &Context, request: &Request<Vec<u8>>, mount: &Mount, user: &User) -> Answer {
     let id = session_id(request)?;
-    let (sequence, timestamp) = {
+    let video_now = context.shared.video_now(&mount.token);
+    let infos: Vec<String> = {
         let mut sessions = context.shared.sessions.lock();
         let session = sessions.touch(&id, &user.name)?;
-        if session.source != mount.token {
+        if session.source != mount.token || session.mount != mount.kind {
             return Err(Refusal::SessionNotFound);
         }
         session.playing = true;
-        (
-            session.sender.next_sequence(),
-            session.sender.timestamp_now(),
-        )
+        session
+            .tracks
+            .iter_mut()
+            .map(|track| {
+                // Video starts at a keyframe, also after a PAUSE.
+                track.waiting_for_keyframe = true;
+                let rtptime = match (track.kind, video_now) {
+                    (TrackKind::Video(_), Some(now)) => track.sender.timestamp_at(now),
+                    _ => track.sender.timestamp_now(),
+                };
+                format!(
+                    "url={};seq={};rtptime={rtptime}",
+                    mount.track_url(track.number),
+                    track.sender.next_sequence()
+                )
+            })
+            .collect()
     };
-    let mut track = mount.base.clone();
-    track.set_path(&format!("{}{TRACK}", mount.base.path()));
     Ok(builder(StatusCode::Ok)
         .typed_header(&session_header(context, id))
         .header(h::RANGE, "npt=now-")
-        .header(
-            h::RTP_INFO,
-            format!("url={track};seq={sequence};rtptime={timestamp}"),
-        ))
+        .header(h::RTP_INFO, infos.join(",")))
 }
 
 fn teardown(context: &Context, request: &Request<Vec<u8>>, user: &User) -> Answer {

@@ -1,11 +1,15 @@
-//! Vigil's own RTSP server for the ONVIF metadata stream (Profile M): one mount per video
-//! source, `rtsp://HOST:PORT/onvif/metadata/<source token>`, carrying one
-//! `vnd.onvif.metadata` RTP track over UDP, interleaved in the RTSP connection, or in an
-//! RTSP-over-HTTP tunnel on the same port, behind Digest authentication with the ONVIF users. See `DESIGN.md` beside this file.
+//! Vigil's own RTSP server for the ONVIF metadata stream (Profile M) and the camera's video
+//! relayed: two mounts per video source, `rtsp://HOST:PORT/onvif/metadata/<source token>`
+//! carrying one `vnd.onvif.metadata` RTP track, and `.../onvif/media/<source token>` carrying
+//! the camera's video (track1, as the camera sent it) and the same metadata (track2), over
+//! UDP, interleaved in the RTSP connection, or in an RTSP-over-HTTP tunnel on the same port,
+//! behind Digest authentication with the ONVIF users. See `DESIGN.md` beside this file.
 //!
 //! The product starts an [`RtspServer`] with its [`Device`], then calls
 //! [`RtspServer::publish`] with a [`MetadataFrame`] per analysed frame of a source; a source
 //! that publishes nothing for a second gets an empty frame so clients see the stream alive.
+//! For the video, it calls [`RtspServer::set_video_format`] at each camera connection and
+//! [`RtspServer::publish_video`] with every demuxed packet.
 
 mod connection;
 mod framing;
@@ -14,6 +18,7 @@ mod methods;
 pub mod rtp;
 mod sessions;
 mod tunnel;
+pub mod video;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,11 +36,16 @@ pub use metadata::{
     sample_frame, BoundingBox, MetadataFrame, MetadataObject, ObjectClass, Recognition,
 };
 use sessions::Sessions;
+pub use video::{VideoCodec, VideoError, VideoFormat, VideoPacket};
 
-/// Where mounts live: `MOUNT_PREFIX` + source token.
+/// Where metadata mounts live: `MOUNT_PREFIX` + source token.
 pub const MOUNT_PREFIX: &str = "/onvif/metadata/";
-/// The control name of the one track of a mount.
+/// Where the mounts of video and metadata live: `MEDIA_PREFIX` + source token.
+pub const MEDIA_PREFIX: &str = "/onvif/media/";
+/// The control name of a metadata mount's one track, and of a media mount's video track.
 pub const TRACK: &str = "track1";
+/// The control name of a media mount's metadata track.
+pub const METADATA_TRACK: &str = "track2";
 
 /// How the server listens and what it allows.
 #[derive(Debug, Clone)]
@@ -125,6 +135,60 @@ pub(crate) struct Shared {
     /// Open connections per client address.
     pub per_address: Mutex<HashMap<IpAddr, usize>>,
     pub tunnels: Mutex<tunnel::Tunnels>,
+    /// Each source's video, once the product said what it is.
+    pub video: Mutex<HashMap<String, SourceVideo>>,
+}
+
+/// A source's video: its stream (framing, parameter sets) and its clock.
+pub(crate) struct SourceVideo {
+    pub stream: video::VideoStream,
+    pub clock: MediaClock,
+}
+
+/// A source's 90 kHz media clock, kept going across camera reconnections (each restarts
+/// the camera's timestamps) so clients see one stream: packets' times are shifted onto it.
+#[derive(Debug, Default)]
+pub(crate) struct MediaClock {
+    offset: i64,
+    /// The latest time handed out, and when.
+    last: Option<(i64, Instant)>,
+    /// The next packet starts a new connection's timeline.
+    restart: bool,
+}
+
+impl MediaClock {
+    /// Reordering (B-frames) moves back a little; more than this is a new timeline.
+    const MAX_BACK: i64 = 5 * 90_000;
+    const MAX_FORWARD: i64 = 10 * 90_000;
+    /// The step put between two timelines (a frame at 30 fps).
+    const GAP: i64 = 3_000;
+
+    /// The packet's time on the clock.
+    fn place(&mut self, pts: i64) -> i64 {
+        let mut ticks = pts.wrapping_add(self.offset);
+        if let Some((last, at)) = self.last {
+            let step = ticks.wrapping_sub(last);
+            if self.restart || !(-Self::MAX_BACK..=Self::MAX_FORWARD).contains(&step) {
+                // The new timeline goes on from where the clock is now, as `now` says.
+                let elapsed =
+                    (at.elapsed().as_micros() * u128::from(rtp::CLOCK_RATE) / 1_000_000) as i64;
+                ticks = last + elapsed.max(Self::GAP);
+                self.offset = ticks.wrapping_sub(pts);
+            }
+        }
+        self.restart = false;
+        if self.last.is_none_or(|(last, _)| ticks > last) {
+            self.last = Some((ticks, Instant::now()));
+        }
+        ticks
+    }
+
+    /// The clock now: the latest time plus what elapsed since.
+    pub fn now(&self) -> Option<i64> {
+        self.last.map(|(ticks, at)| {
+            ticks + (at.elapsed().as_micros() * u128::from(rtp::CLOCK_RATE) / 1_000_000) as i64
+        })
+    }
 }
 
 /// The server's tasks; when the last clone goes they stop, and Media stops offering the
@@ -140,6 +204,7 @@ impl Drop for Tasks {
             task.abort();
         }
         self.device.set_metadata_rtsp_port(None);
+        self.device.clear_video_relays();
     }
 }
 
@@ -166,6 +231,7 @@ impl RtspServer {
             last_document: Mutex::new(HashMap::new()),
             per_address: Mutex::new(HashMap::new()),
             tunnels: Mutex::new(tunnel::Tunnels::default()),
+            video: Mutex::new(HashMap::new()),
         });
         let tasks = vec![
             tokio::spawn(connection::accept(shared.clone(), listener)),
@@ -173,7 +239,7 @@ impl RtspServer {
             tokio::spawn(receive_rtcp(shared.clone())),
             tokio::spawn(forward_events(shared.clone())),
         ];
-        tracing::info!(address = %local, "RTSP metadata server listening");
+        tracing::info!(address = %local, "RTSP server (metadata, video relay) listening");
         Ok(Self {
             shared: shared.clone(),
             _tasks: Arc::new(Tasks {
@@ -199,6 +265,43 @@ impl RtspServer {
         self.shared.publish(source_token, frame)
     }
 
+    /// What `source_token`'s video is from now on (at each camera connection), or `None`
+    /// when it cannot be relayed (another codec, or malformed extradata: the error says).
+    /// GetStreamUri hands out the media mount unless the source's video is known not to be
+    /// relayable.
+    pub fn set_video_format(
+        &self,
+        source_token: &str,
+        format: Option<VideoFormat>,
+    ) -> Result<(), VideoError> {
+        self.shared.set_video_format(source_token, format)
+    }
+
+    /// Relays one demuxed packet (an access unit) of `source_token`'s video to the sessions
+    /// playing it; returns how many it reached. Sync and cheap: without such sessions it
+    /// looks at nothing. A malformed packet is refused with its reason, nothing sent.
+    pub fn publish_video(
+        &self,
+        source_token: &str,
+        packet: &VideoPacket<'_>,
+    ) -> Result<usize, VideoError> {
+        self.shared.publish_video(source_token, packet)
+    }
+
+    /// A handle for the thread that feeds a source's video: what [`Self::set_video_format`]
+    /// and [`Self::publish_video`] do, without keeping the server running (once it stopped,
+    /// they do nothing).
+    pub fn video_publisher(&self) -> VideoPublisher {
+        VideoPublisher {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
+    /// Sessions playing `source_token`'s video now.
+    pub fn playing_video_sessions(&self, source_token: &str) -> usize {
+        self.shared.sessions.lock().playing_video(source_token)
+    }
+
     /// Sessions currently set up (playing or not).
     pub fn session_count(&self) -> usize {
         self.shared.sessions.lock().len()
@@ -209,13 +312,107 @@ impl RtspServer {
         self.shared.sessions.lock().playing(source_token)
     }
 
-    /// The path of a source's mount.
+    /// The path of a source's metadata mount.
     pub fn mount_path(source_token: &str) -> String {
         format!("{MOUNT_PREFIX}{source_token}")
+    }
+
+    /// The path of a source's mount of video and metadata.
+    pub fn media_path(source_token: &str) -> String {
+        format!("{MEDIA_PREFIX}{source_token}")
+    }
+}
+
+/// Feeds a source's video to the server while it runs (see [`RtspServer::video_publisher`]).
+#[derive(Clone)]
+pub struct VideoPublisher {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl VideoPublisher {
+    /// As [`RtspServer::set_video_format`]; nothing once the server stopped.
+    pub fn set_video_format(
+        &self,
+        source_token: &str,
+        format: Option<VideoFormat>,
+    ) -> Result<(), VideoError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.set_video_format(source_token, format),
+            None => Ok(()),
+        }
+    }
+
+    /// As [`RtspServer::publish_video`]; 0 once the server stopped.
+    pub fn publish_video(
+        &self,
+        source_token: &str,
+        packet: &VideoPacket<'_>,
+    ) -> Result<usize, VideoError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.publish_video(source_token, packet),
+            None => Ok(0),
+        }
     }
 }
 
 impl Shared {
+    fn set_video_format(
+        &self,
+        source: &str,
+        format: Option<VideoFormat>,
+    ) -> Result<(), VideoError> {
+        let stream = format.map(video::VideoStream::new).transpose();
+        let relayable = matches!(stream, Ok(Some(_)));
+        self.device.set_video_relayed(source, relayable);
+        let mut video = self.video.lock();
+        match stream {
+            Ok(Some(stream)) => {
+                tracing::info!(source, codec = ?stream.format.codec, width = stream.format.width,
+                    height = stream.format.height, "video relay format");
+                let clock = match video.remove(source) {
+                    Some(old) => MediaClock {
+                        restart: true,
+                        ..old.clock
+                    },
+                    None => MediaClock::default(),
+                };
+                video.insert(source.to_string(), SourceVideo { stream, clock });
+                Ok(())
+            }
+            Ok(None) => {
+                video.remove(source);
+                Ok(())
+            }
+            Err(error) => {
+                video.remove(source);
+                Err(error)
+            }
+        }
+    }
+
+    fn publish_video(&self, source: &str, packet: &VideoPacket<'_>) -> Result<usize, VideoError> {
+        if self.sessions.lock().playing_video(source) == 0 {
+            return Ok(0);
+        }
+        let (unit, ticks) = {
+            let mut video = self.video.lock();
+            let Some(state) = video.get_mut(source) else {
+                return Ok(0);
+            };
+            let unit = state.stream.access_unit(packet)?;
+            (unit, state.clock.place(packet.pts_90k))
+        };
+        Ok(self
+            .sessions
+            .lock()
+            .deliver_video(source, &unit, ticks, &self.rtp))
+    }
+
+    /// A source's video clock now, if it has had video.
+    pub(crate) fn video_now(&self, source: &str) -> Option<i64> {
+        self.video.lock().get(source).and_then(|v| v.clock.now())
+    }
+
     fn publish(&self, source: &str, frame: &MetadataFrame) -> usize {
         if self.sessions.lock().playing(source) == 0 {
             return 0;
@@ -265,7 +462,16 @@ async fn keep_alive(shared: Arc<Shared>) {
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
-            shared.sessions.lock().report(&shared.rtcp, "vigil");
+            let clocks: HashMap<String, i64> = shared
+                .video
+                .lock()
+                .iter()
+                .filter_map(|(source, v)| Some((source.clone(), v.clock.now()?)))
+                .collect();
+            shared
+                .sessions
+                .lock()
+                .report(&shared.rtcp, "vigil", |source| clocks.get(source).copied());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! RTP packets of metadata documents (ONVIF Streaming 5.1.2.1.1): the XML split into
 //! payloads of at most [`MAX_PAYLOAD`] bytes, the marker bit on the packet that closes the
-//! document, a 90 kHz timestamp shared by its packets. Plus RTCP sender reports.
+//! document, a 90 kHz timestamp shared by its packets. The video track's payloads come from
+//! [`super::video`]; this puts the RTP header on them. Plus RTCP sender reports.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,7 @@ pub const MAX_PAYLOAD: usize = 1_400;
 #[derive(Debug)]
 pub struct RtpSender {
     pub ssrc: u32,
+    payload_type: u8,
     sequence: u16,
     timestamp_base: u32,
     origin: std::time::Instant,
@@ -23,9 +25,20 @@ pub struct RtpSender {
 }
 
 impl RtpSender {
+    /// A sender of metadata documents ([`PAYLOAD_TYPE`]).
     pub fn new(ssrc: u32, sequence: u16, timestamp_base: u32) -> Self {
+        Self::with_payload_type(PAYLOAD_TYPE, ssrc, sequence, timestamp_base)
+    }
+
+    pub fn with_payload_type(
+        payload_type: u8,
+        ssrc: u32,
+        sequence: u16,
+        timestamp_base: u32,
+    ) -> Self {
         Self {
             ssrc,
+            payload_type,
             sequence,
             timestamp_base,
             origin: std::time::Instant::now(),
@@ -44,6 +57,11 @@ impl RtpSender {
         self.timestamp_base.wrapping_add(ticks)
     }
 
+    /// The RTP timestamp of a media time on the 90 kHz clock: the base plus it.
+    pub fn timestamp_at(&self, ticks: i64) -> u32 {
+        self.timestamp_base.wrapping_add(ticks as u32)
+    }
+
     /// The packets of one document, in order.
     pub fn packetize(&mut self, document: &[u8]) -> Vec<Vec<u8>> {
         let timestamp = self.timestamp_now();
@@ -52,14 +70,20 @@ impl RtpSender {
         } else {
             document.chunks(MAX_PAYLOAD).collect()
         };
-        let last = chunks.len() - 1;
-        chunks
-            .into_iter()
+        self.packets(&chunks, timestamp)
+    }
+
+    /// One packet per payload, sharing `timestamp`; the last closes the unit (marker bit).
+    pub fn packets<P: AsRef<[u8]>>(&mut self, payloads: &[P], timestamp: u32) -> Vec<Vec<u8>> {
+        let last = payloads.len().saturating_sub(1);
+        payloads
+            .iter()
             .enumerate()
-            .map(|(i, chunk)| {
-                let packet = self.packet(chunk, i == last, timestamp);
+            .map(|(i, payload)| {
+                let payload = payload.as_ref();
+                let packet = self.packet(payload, i == last, timestamp);
                 self.packets = self.packets.wrapping_add(1);
-                self.octets = self.octets.wrapping_add(chunk.len() as u32);
+                self.octets = self.octets.wrapping_add(payload.len() as u32);
                 packet
             })
             .collect()
@@ -68,7 +92,7 @@ impl RtpSender {
     fn packet(&mut self, payload: &[u8], marker: bool, timestamp: u32) -> Vec<u8> {
         let mut packet = Vec::with_capacity(12 + payload.len());
         packet.push(0x80); // version 2, no padding, extension or CSRCs
-        packet.push(PAYLOAD_TYPE | if marker { 0x80 } else { 0 });
+        packet.push(self.payload_type | if marker { 0x80 } else { 0 });
         packet.extend_from_slice(&self.sequence.to_be_bytes());
         packet.extend_from_slice(&timestamp.to_be_bytes());
         packet.extend_from_slice(&self.ssrc.to_be_bytes());
@@ -78,14 +102,14 @@ impl RtpSender {
     }
 
     /// An RTCP sender report (RFC 3550 6.4.1) tying the RTP clock to wall-clock time, with
-    /// an SDES CNAME as a compound packet must carry.
-    pub fn sender_report(&self, cname: &str) -> Vec<u8> {
+    /// an SDES CNAME as a compound packet must carry; `rtp_now` is the RTP timestamp of now.
+    pub fn sender_report(&self, cname: &str, rtp_now: u32) -> Vec<u8> {
         let (seconds, fraction) = ntp_time(SystemTime::now());
         let mut report = vec![0x80, 200, 0, 6];
         report.extend_from_slice(&self.ssrc.to_be_bytes());
         report.extend_from_slice(&seconds.to_be_bytes());
         report.extend_from_slice(&fraction.to_be_bytes());
-        report.extend_from_slice(&self.timestamp_now().to_be_bytes());
+        report.extend_from_slice(&rtp_now.to_be_bytes());
         report.extend_from_slice(&self.packets.to_be_bytes());
         report.extend_from_slice(&self.octets.to_be_bytes());
         report.extend_from_slice(&sdes(self.ssrc, cname));
@@ -149,7 +173,7 @@ mod tests {
     #[test]
     fn sender_reports_are_whole_words() {
         let sender = RtpSender::new(1, 0, 0);
-        let report = sender.sender_report("vigil");
+        let report = sender.sender_report("vigil", sender.timestamp_now());
         assert_eq!(report.len() % 4, 0);
         assert_eq!(report[1], 200);
         assert_eq!(report[28 + 1], 202);

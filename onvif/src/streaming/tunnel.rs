@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use tokio::sync::mpsc;
 
 use super::framing::FramingError;
+use super::sessions::Outbox;
 use super::Limits;
 
 /// How a connection starts.
@@ -81,7 +81,7 @@ Cache-Control: no-store\r\nPragma: no-cache\r\nContent-Type: application/x-rtsp-
 pub struct Tunnel {
     pub connection: u64,
     pub peer: IpAddr,
-    pub out: mpsc::Sender<Vec<u8>>,
+    pub out: Outbox,
 }
 
 /// Open tunnels by cookie.
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn only_the_opening_address_posts_into_a_tunnel() {
         let mut tunnels = Tunnels::default();
-        let (out, _queue) = mpsc::channel(1);
+        let (out, _queue) = Outbox::new(1);
         let home: IpAddr = "127.0.0.1".parse().unwrap();
         let tunnel = Tunnel {
             connection: 1,

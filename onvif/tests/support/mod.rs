@@ -41,7 +41,6 @@ impl Product for TwoCameras {
                 height: 720,
                 framerate: 10.0,
                 encoding: VideoEncoding::H264,
-                stream_uri: format!("rtsp://127.0.0.1:1/{token}"),
             })
             .collect()
     }
