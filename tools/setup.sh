@@ -26,6 +26,7 @@ apt_packages=(
   libssl-dev                                      # OpenSSL: digests and randomness for ONVIF authentication
   iproute2                                        # network namespaces for the WS-Discovery multicast test
   mosquitto mosquitto-clients                     # the MQTT broker and subscriber the MQTT test publishes to (tests/mqtt.rs)
+  nats-server                                     # the NATS JetStream server the fleet test publishes to (tests/fleet.rs)
   chromium                                        # the browser the UI tests drive (tests/browser)
   # the appliance image (image-build/build.sh) and its boot test under QEMU
   mmdebstrap squashfs-tools dosfstools mtools fdisk qemu-system-x86 ovmf

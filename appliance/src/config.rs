@@ -41,6 +41,10 @@ pub struct Config {
     /// Alerts and camera states to an MQTT broker (Home Assistant, Frigate); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    /// `[fleet]`: alerts and camera states to a NATS JetStream stream (`fleet/`); absent: a
+    /// single appliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetConfig>,
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
 }
@@ -623,6 +627,11 @@ impl Config {
                 "must be 1 to 10000",
             ));
         }
+        if let Some(fleet) = &self.fleet {
+            fleet
+                .validate()
+                .map_err(|(key, message)| invalid(format!("fleet.{key}"), &message))?;
+        }
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate()
                 .map_err(|(key, message)| invalid(format!("mqtt.{key}"), &message))?;
@@ -776,6 +785,28 @@ mod tests {
             "{missing}"
         );
         assert!(err("rtsps://h/x", "tls_ca = \"ca.pem\"").contains("absolute"));
+    }
+
+    #[test]
+    fn the_fleet_section_is_optional_and_checked() {
+        assert_eq!(parse("").unwrap().fleet, None);
+        let c = parse("[fleet]\nservers = [\"nats://127.0.0.1:4222\"]\nname = \"door\"\n").unwrap();
+        let fleet = c.fleet.unwrap();
+        assert_eq!(
+            (fleet.site.as_str(), fleet.stream.as_str()),
+            ("default", "VIGIL_EVENTS")
+        );
+        assert!(!fleet.include_names);
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        assert!(err("[fleet]\nname = \"door\"\n").contains("`fleet.servers`"));
+        assert!(err("[fleet]\nservers = [\"nats://h\"]\n").contains("`fleet.name`"));
+        assert!(
+            err("[fleet]\nservers = [\"nats://h\"]\nname = \"a\"\nsite = \"x.y\"\n")
+                .contains("`fleet.site`")
+        );
+        assert!(
+            err("[fleet]\nservers = [\"nats://h\"]\nname = \"a\"\nnmae = 1\n").contains("nmae")
+        );
     }
 
     #[test]

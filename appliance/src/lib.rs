@@ -1,6 +1,7 @@
 //! Vigil, the face-recognition appliance: the vision pipeline, watchlists and their matching.
 //! The `vigil` binary (src/main.rs and cli/) wires these together at the edge.
 
+pub mod alert_json;
 pub mod api_tokens;
 pub mod audit;
 pub mod camera;
@@ -11,6 +12,7 @@ pub mod data_format;
 pub mod enrol;
 pub mod eval;
 pub mod events;
+pub mod fleet;
 pub mod http;
 pub mod import;
 pub mod int8;

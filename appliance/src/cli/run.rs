@@ -98,6 +98,8 @@ struct RunningAppliance {
     /// The `[mqtt]` section the file held last (at start, then at each reload): a change is
     /// audited once, and applies at the next start.
     mqtt_config: parking_lot::Mutex<Option<MqttConfig>>,
+    /// Alerts and camera states to the fleet's JetStream stream.
+    fleet: Option<vigil::fleet::Publisher>,
 }
 
 impl RunningAppliance {
@@ -128,6 +130,12 @@ impl RunningAppliance {
             Some(m) => Some(vigil::mqtt::Prepared::new(m, &bus).context("cannot set up MQTT")?),
             None => None,
         };
+        let fleet = match &config.fleet {
+            Some(f) => Some(
+                vigil::fleet::Prepared::new(f, &bus, &data_dir).context("cannot join the fleet")?,
+            ),
+            None => None,
+        };
         let cameras = config.cameras.len();
         let listening = (config.onvif.clone(), config.web.clone());
         let audit = Arc::new(AuditLog::open(&data_dir.join("audit"))?);
@@ -148,6 +156,7 @@ impl RunningAppliance {
                 "privacy": config.privacy,
                 "cameras": cameras,
                 "mqtt": mqtt_config.as_ref().map(MqttConfig::summary),
+                "fleet": config.fleet.as_ref().map(vigil::fleet::FleetConfig::summary),
             }),
         )?;
         // Recording starts before the cameras, so no track ends unheard.
@@ -169,6 +178,7 @@ impl RunningAppliance {
                 vigil::mqtt::CameraInfo::source(live.clone()),
             )
         });
+        let fleet = fleet.map(|f| f.start(runtime.handle()));
         let restart_requested = Arc::new(AtomicBool::new(false));
         let imports = start_imports(
             &data_dir,
@@ -294,6 +304,7 @@ impl RunningAppliance {
             imports,
             mqtt,
             mqtt_config: parking_lot::Mutex::new(mqtt_config),
+            fleet,
         })
     }
 
@@ -366,6 +377,9 @@ impl RunningAppliance {
         // After the cameras: their last states are out, then `offline`.
         if let Some(mqtt) = self.mqtt {
             self.runtime.block_on(mqtt.stop());
+        }
+        if let Some(fleet) = self.fleet {
+            self.runtime.block_on(fleet.stop());
         }
         // The forwarder holds a bus subscription; the runtime's end drops it.
         self.runtime

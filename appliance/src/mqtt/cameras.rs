@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::alerts::{person_label, Disclosure};
 use super::discovery;
 use super::outbox::Message;
 use super::topics::{Entity, Topics, OFF, OFFLINE, ON, ONLINE};
+use crate::alert_json::{person_label, Disclosure};
 use crate::events::{CameraState, Event};
 
 /// A configured camera as the publisher needs it.
@@ -320,7 +320,7 @@ mod tests {
             camera: "door".into(),
             track,
             time: Utc::now(),
-            bbox: super::super::alerts::tests::matched().bbox,
+            bbox: crate::alert_json::tests::matched().bbox,
         })
     }
 
@@ -417,7 +417,7 @@ mod tests {
 
     #[test]
     fn the_last_person_is_named_only_when_allowed() {
-        let m = super::super::alerts::tests::matched();
+        let m = crate::alert_json::tests::matched();
         let mut c = cameras(false);
         c.sync(&[info("door")]);
         let out = c.on_event(&Event::FaceMatched(m.clone()), Instant::now());

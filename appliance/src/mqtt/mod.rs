@@ -13,12 +13,11 @@
 //! - [`config`]: the `[mqtt]` section, its checks and the client's options (login, TLS, Will);
 //! - [`topics`]: the topic layout (documented there and in the README);
 //! - [`discovery`]: Home Assistant's discovery configurations;
-//! - [`alerts`]: the JSON of an alert;
+//! - [`crate::alert_json`]: the JSON of an alert (shared with the fleet);
 //! - [`cameras`]: the per-camera retained state kept from the bus;
 //! - [`outbox`]: the bounded, drop-oldest queue;
 //! - [`publisher`]: the tasks that tie them to the broker.
 
-pub mod alerts;
 pub mod cameras;
 pub mod config;
 pub mod discovery;

@@ -20,12 +20,12 @@ use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, EventLoop, Outgoi
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::alerts::{alert, Disclosure};
 use super::cameras::{CameraInfo, Cameras};
 use super::config::MqttConfig;
 use super::outbox::{Message, Outbox};
 use super::topics::{Topics, OFFLINE, ONLINE};
 use super::MqttError;
+use crate::alert_json::{alert, Disclosure};
 use crate::events::{Event, EventBus, Subscription};
 
 /// Requests the client's channel holds; the rest waits in the [`Outbox`].

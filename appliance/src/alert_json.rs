@@ -1,4 +1,4 @@
-//! The JSON of an alert on the events topic. Built field by field from the bus's events, not
+//! The JSON of an alert leaving the appliance (the MQTT events topic, the fleet's alert stream). Built field by field from the bus's events, not
 //! by serialising them: a new field of `FaceMatched` must not reach an operator's broker (and
 //! every subscriber of it) unless it is added here on purpose. Thumbnails and names are
 //! included only when the operator opted in (`include_faces`, `include_names`).
