@@ -208,6 +208,8 @@ impl Task {
                         Err(e) => {
                             if self.stats.connected.swap(false, Ordering::Relaxed) || backoff == BACKOFF_MIN {
                                 tracing::warn!(error = %e, waiting = self.outbox.len(), "fleet: the stream did not take a message; retrying");
+                            } else {
+                                tracing::debug!(error = %e, waiting = self.outbox.len(), "fleet: still failing");
                             }
                             stream_ready = false;
                             retry_at = Some(tokio::time::Instant::now() + backoff);
@@ -274,16 +276,19 @@ impl Task {
                 self.subjects.alert(&u.camera),
                 alert(&self.config.name, event, self.disclosure),
             ),
-            Event::CameraStateChanged(c) => (
-                self.subjects.camera(&c.camera),
-                Some(json!({
+            Event::CameraStateChanged(c) => {
+                let mut state = json!({
                     "type": "camera",
                     "camera": c.camera,
-                    "state": c.state,
                     "time": c.time,
                     "appliance": self.config.name,
-                })),
-            ),
+                });
+                // `state` and, for a failure, `reason`, at the top as the bus prints them.
+                if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&c.state) {
+                    state.as_object_mut().expect("an object").extend(fields);
+                }
+                (self.subjects.camera(&c.camera), Some(state))
+            }
             _ => return,
         };
         let Some(payload) = payload.as_mut() else {

@@ -110,7 +110,11 @@ impl Daemon {
             .arg(data_dir)
             .args(["run", "--events", "stdout", "--config"])
             .arg(config)
-            .env("VIGIL_LOG", "info")
+            // VIGIL_TEST_LOG (e.g. "info,vigil::fleet=debug") to see more of a failing test.
+            .env(
+                "VIGIL_LOG",
+                std::env::var("VIGIL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -174,6 +178,20 @@ impl Daemon {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// SIGKILL (nothing flushed); returns every event it printed, those seen before included.
+    pub fn kill(mut self) -> Vec<Value> {
+        self.signal("KILL");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Ok(e) = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(e);
+        }
+        let _ = self.child.wait();
+        std::mem::take(&mut self.seen)
     }
 
     /// SIGTERM, then the exit status and the events published while stopping.

@@ -334,7 +334,8 @@ fn get_metadata_configuration_options(call: &Call<'_>) -> Answer {
         "tr2",
         "GetMetadataConfigurationOptions",
         "<tr2:Options GeoLocation=\"false\"><tt:PTZStatusFilterOptions><tt:PanTiltStatusSupported>false</tt:PanTiltStatusSupported>\
-         <tt:ZoomStatusSupported>false</tt:ZoomStatusSupported></tt:PTZStatusFilterOptions></tr2:Options>",
+         <tt:ZoomStatusSupported>false</tt:ZoomStatusSupported></tt:PTZStatusFilterOptions>\
+         <tt:Extension><tt:CompressionType>None</tt:CompressionType></tt:Extension></tr2:Options>",
     ))
 }
 
@@ -356,6 +357,27 @@ fn set_metadata_configuration(call: &Call<'_>) -> Answer {
         return Err(Fault::invalid_arg(
             "ter:ConfigModify",
             "a Name has at most 64 characters",
+        ));
+    }
+    // Documents go uncompressed, and there is no PTZ whose status could ride along.
+    if let Some(compression) = configuration
+        .attribute("CompressionType")
+        .filter(|c| *c != "None")
+    {
+        return Err(Fault::invalid_arg(
+            "ter:ConfigModify",
+            format!("CompressionType {compression:?} is not offered: None only"),
+        ));
+    }
+    let status_asked = ["Status", "Position"].iter().any(|what| {
+        configuration
+            .find(&["PTZStatus", what])
+            .is_some_and(|e| matches!(e.text.trim(), "true" | "1"))
+    });
+    if status_asked {
+        return Err(Fault::invalid_arg(
+            "ter:ConfigModify",
+            "no PTZ: the stream has no PTZ status to carry",
         ));
     }
     let analytics = match configuration.child_text("Analytics") {

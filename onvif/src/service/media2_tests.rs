@@ -287,6 +287,20 @@ async fn media2_8_1_1_metadata_configurations_are_set_read_back_and_announced() 
     assert!(device.metadata_settings("lobby").analytics);
     refused(&device, "<tr2:GetMetadataConfigurations><tr2:ConfigurationToken>meta_x</tr2:ConfigurationToken></tr2:GetMetadataConfigurations>", "ter:NoConfig").await;
     refused(&device, "<tr2:SetMetadataConfiguration><tr2:Configuration token=\"meta_x\"><tt:Name>x</tt:Name></tr2:Configuration></tr2:SetMetadataConfiguration>", "ter:NoConfig").await;
+    // Only what the options offer: no compression, no PTZ status.
+    let options = answer(&device, MEDIA2, "<tr2:GetMetadataConfigurationOptions><tr2:ConfigurationToken>meta_door</tr2:ConfigurationToken></tr2:GetMetadataConfigurationOptions>").await;
+    let offered: Vec<&str> = options
+        .find(&["Options", "Extension"])
+        .map(|e| {
+            e.children_named("CompressionType")
+                .map(|c| c.text.trim())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(offered, ["None"]);
+    refused(&device, "<tr2:SetMetadataConfiguration><tr2:Configuration token=\"meta_door\" CompressionType=\"GZIP\"><tt:Name>x</tt:Name></tr2:Configuration></tr2:SetMetadataConfiguration>", "ter:ConfigModify").await;
+    refused(&device, "<tr2:SetMetadataConfiguration><tr2:Configuration token=\"meta_door\"><tt:Name>x</tt:Name><tt:PTZStatus><tt:Status>true</tt:Status><tt:Position>false</tt:Position></tt:PTZStatus></tr2:Configuration></tr2:SetMetadataConfiguration>", "ter:ConfigModify").await;
+    answer(&device, MEDIA2, "<tr2:SetMetadataConfiguration><tr2:Configuration token=\"meta_door\" CompressionType=\"None\"><tt:Name>x</tt:Name><tt:PTZStatus><tt:Status>false</tt:Status><tt:Position>false</tt:Position></tt:PTZStatus></tr2:Configuration></tr2:SetMetadataConfiguration>").await;
 }
 
 #[tokio::test]
