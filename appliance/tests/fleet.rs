@@ -191,7 +191,7 @@ fn every_alert_reaches_the_stream_once_across_nats_and_daemon_crashes() {
     // The outbox is written in the order the bus gives, the order of the printed events:
     // every alert printed up to the last one held was written. Later ones may be lost with
     // the process (they were not written yet), never doubled.
-    let alerts: Vec<Value> = first_run.into_iter().filter(|e| is_alert(e)).collect();
+    let alerts: Vec<Value> = first_run.into_iter().filter(is_alert).collect();
     // (Printing is another subscriber of the bus: it may not have printed them all.)
     let written = alerts
         .iter()
