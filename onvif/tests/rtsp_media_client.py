@@ -15,10 +15,10 @@ import sys
 import gi
 
 gi.require_version("Gst", "1.0")
-from gi.repository import GLib, Gst  # noqa: E402
+from gi.repository import Gst  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from rtsp_metadata_client import rtp_payload  # noqa: E402
+from rtsp_metadata_client import play, rtp_payload  # noqa: E402
 
 
 def main():
@@ -76,28 +76,7 @@ def main():
         pad.link(target.get_static_pad("sink"))
 
     source.connect("pad-added", on_pad)
-    loop = GLib.MainLoop()
-    status = [0]
-
-    def on_message(_bus, message):
-        if message.type == Gst.MessageType.ERROR:
-            error, debug = message.parse_error()
-            print(json.dumps({"error": error.message, "debug": debug}), file=sys.stderr, flush=True)
-            status[0] = 2
-            loop.quit()
-        elif message.type == Gst.MessageType.EOS:
-            loop.quit()
-
-    bus = pipeline.get_bus()
-    bus.add_signal_watch()
-    bus.connect("message", on_message)
-    GLib.timeout_add(int(float(seconds) * 1000), loop.quit)
-    pipeline.set_state(Gst.State.PLAYING)
-    try:
-        loop.run()
-    finally:
-        pipeline.set_state(Gst.State.NULL)
-    sys.exit(status[0])
+    sys.exit(play(pipeline, seconds))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,32 @@ def rtp_payload(data):
     return data[offset:end], bool(data[1] & 0x80)
 
 
+def play(pipeline, seconds):
+    """Plays `pipeline` for `seconds` (or until its end); the exit status: 2 after an error."""
+    loop = GLib.MainLoop()
+    status = [0]
+
+    def on_message(_bus, message):
+        if message.type == Gst.MessageType.ERROR:
+            error, debug = message.parse_error()
+            print(json.dumps({"error": error.message, "debug": debug}), file=sys.stderr, flush=True)
+            status[0] = 2
+            loop.quit()
+        elif message.type == Gst.MessageType.EOS:
+            loop.quit()
+
+    bus = pipeline.get_bus()
+    bus.add_signal_watch()
+    bus.connect("message", on_message)
+    GLib.timeout_add(int(float(seconds) * 1000), loop.quit)
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        loop.run()
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    return status[0]
+
+
 def main():
     url, user, password, protocol, seconds = sys.argv[1:6]
     Gst.init(None)
@@ -46,7 +72,6 @@ def main():
     source.set_property("user-id", user)
     source.set_property("user-pw", password)
     source.set_property("protocols", "udp" if protocol == "udp" else "tcp")
-    loop = GLib.MainLoop()
     pending = bytearray()
     packets = [0]
 
@@ -70,27 +95,7 @@ def main():
         return Gst.FlowReturn.OK
 
     pipeline.get_by_name("sink").connect("new-sample", on_sample)
-    status = [0]
-
-    def on_message(_bus, message):
-        if message.type == Gst.MessageType.ERROR:
-            error, debug = message.parse_error()
-            print(json.dumps({"error": error.message, "debug": debug}), file=sys.stderr, flush=True)
-            status[0] = 2
-            loop.quit()
-        elif message.type == Gst.MessageType.EOS:
-            loop.quit()
-
-    bus = pipeline.get_bus()
-    bus.add_signal_watch()
-    bus.connect("message", on_message)
-    GLib.timeout_add(int(float(seconds) * 1000), loop.quit)
-    pipeline.set_state(Gst.State.PLAYING)
-    try:
-        loop.run()
-    finally:
-        pipeline.set_state(Gst.State.NULL)
-    sys.exit(status[0])
+    sys.exit(play(pipeline, seconds))
 
 
 if __name__ == "__main__":
