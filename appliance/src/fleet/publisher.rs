@@ -267,7 +267,7 @@ impl Task {
 
     /// Turns a bus event into a message for the stream and writes it to the outbox.
     fn keep(&mut self, event: &Event) {
-        let (subject, mut payload) = match event {
+        let (subject, payload) = match event {
             Event::FaceMatched(m) => (
                 self.subjects.alert(&m.camera),
                 alert(&self.config.name, event, self.disclosure),
@@ -291,14 +291,14 @@ impl Task {
             }
             _ => return,
         };
-        let Some(payload) = payload.as_mut() else {
+        let Some(mut payload) = payload else {
             return;
         };
         payload["site"] = json!(self.config.site);
         let message = Message {
             id: uuid::Uuid::new_v4().to_string(),
             subject,
-            payload: payload.take(),
+            payload,
         };
         match self.outbox.push(&message) {
             Ok(0) => {}
